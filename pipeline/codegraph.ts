@@ -1,0 +1,91 @@
+/**
+ * The code digest of a stage: the bytes of every local module its entry module imports
+ * (transitively), the pinned versions of the npm packages it imports, and any non-TypeScript
+ * files it executes. Editing any of them changes the digest, and so the stage's cell keys.
+ *
+ * The import graph is read with a small scanner for static `import`/`export … from` and
+ * `import("…")` with literal specifiers, which is all this codebase uses; it needs no
+ * subprocess, so planning stays fast.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fromFileUrl } from "./paths.ts";
+import { digestParts, sha256 } from "./hash.ts";
+
+const SPECIFIER = /(?:import|export)\s*(?:type\s+)?(?:[^'"`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+
+/** Every local module reachable from `entry` (absolute paths, sorted) and the bare specifiers used. */
+export function moduleGraph(entry: string): { files: string[]; packages: string[] } {
+  const seen = new Set<string>();
+  const packages = new Set<string>();
+  const stack = [resolve(entry)];
+  while (stack.length) {
+    const file = stack.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const src = readFileSync(file, "utf8");
+    for (const m of src.matchAll(SPECIFIER)) {
+      const spec = m[1] ?? m[2];
+      if (spec.startsWith("./") || spec.startsWith("../")) {
+        const target = resolve(dirname(file), spec);
+        if (existsSync(target)) stack.push(target);
+      } else if (!spec.startsWith("node:")) {
+        packages.add(spec);
+      }
+    }
+  }
+  return { files: [...seen].sort(), packages: [...packages].sort() };
+}
+
+/** Files under `path` (a file or a folder), sorted, skipping caches. */
+function filesUnder(path: string): string[] {
+  if (!existsSync(path)) return [];
+  if (statSync(path).isFile()) return [path];
+  const out: string[] = [];
+  for (const e of readdirSync(path, { withFileTypes: true })) {
+    if (e.name === "__pycache__" || e.name.startsWith(".")) continue;
+    const p = join(path, e.name);
+    if (e.isDirectory()) out.push(...filesUnder(p));
+    else if (e.isFile()) out.push(p);
+  }
+  return out.sort();
+}
+
+/** Resolved versions of the packages the code imports, from deno.json's import map. */
+function packageVersions(root: string, packages: string[]): Record<string, string> {
+  let imports: Record<string, string> = {};
+  try {
+    imports = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")).imports ?? {};
+  } catch { /* no import map: record the bare names only */ }
+  const out: Record<string, string> = {};
+  for (const p of packages) {
+    const base = Object.keys(imports).find((k) => p === k || p.startsWith(`${k}/`));
+    out[p] = base ? imports[base] : p;
+  }
+  return out;
+}
+
+/** Digest of what a stage runs, plus the list of files that went into it (repo-relative). */
+export function codeDigest(
+  root: string,
+  moduleUrl: string,
+  codeFiles: string[] = [],
+): { digest: string; files: string[] } {
+  const { files, packages } = moduleGraph(fromFileUrl(moduleUrl));
+  const extra = codeFiles.flatMap((f) => filesUnder(join(root, f)));
+  const all = [...new Set([...files, ...extra])].sort();
+  const parts: Array<[string, string | Uint8Array]> = all.map((f) => [relative(root, f), readFileSync(f)]);
+  parts.push(["packages", JSON.stringify(packageVersions(root, packages))]);
+  return { digest: digestParts(parts), files: all.map((f) => relative(root, f)) };
+}
+
+/** sha256 over every file under `path` with its relative path (a folder's content digest). */
+export function treeDigest(path: string): string {
+  const files = filesUnder(path);
+  return digestParts(files.map((f) => [relative(path, f), readFileSync(f)]));
+}
+
+/** sha256 of a single file, or of a folder's tree. */
+export function pathDigest(path: string): string {
+  return statSync(path).isFile() ? sha256(readFileSync(path)) : treeDigest(path);
+}

@@ -1,0 +1,214 @@
+/**
+ * Toolchain discovery and fingerprints: deno, python3 (+ torch, triton), nvcc and ptxas, the GPU
+ * (nvidia-smi), and Nix store paths when running inside the flake's dev shell. Each probe is
+ * bounded in time and never throws: a missing tool is recorded as absent.
+ */
+import { realpathSync } from "node:fs";
+import { sha256File } from "./hash.ts";
+
+/** A discovered program: where it is, its version line, and a digest of its binary. */
+export interface Tool {
+  path: string;
+  version: string;
+  /** sha256 of the resolved binary, used where no Nix store path pins it. */
+  digest?: string;
+}
+
+/** A GPU as nvidia-smi reports it. */
+export interface Gpu {
+  index: number;
+  name: string;
+  uuid: string;
+  driver: string;
+  computeCapability: string;
+  memoryMiB: number;
+}
+
+/** What this machine offers the pipeline. */
+export interface Toolchain {
+  os: string;
+  arch: string;
+  deno: string;
+  python?: Tool & { torch?: string; triton?: string; cudaAvailable?: boolean };
+  nvcc?: Tool;
+  ptxas?: Tool;
+  gpus: Gpu[];
+  /** Set inside `nix develop`: the dev shell's store paths, which pin everything by themselves. */
+  nix?: { storePaths: string[] };
+}
+
+/** Runs a command with a time limit; returns stdout or null when it fails or is absent. */
+export async function tryRun(cmd: string, args: string[], timeoutMs = 10_000): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(cmd, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(timeoutMs),
+    }).output();
+    if (!out.success) return null;
+    return new TextDecoder().decode(out.stdout).trim();
+  } catch {
+    return null;
+  }
+}
+
+async function which(cmd: string): Promise<string | null> {
+  if (cmd.includes("/")) {
+    try {
+      return Deno.statSync(cmd).isFile ? cmd : null;
+    } catch {
+      return null;
+    }
+  }
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (!dir) continue;
+    const p = `${dir}/${cmd}`;
+    try {
+      if (Deno.statSync(p).isFile) return p;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+function digestOf(path: string): string | undefined {
+  try {
+    return sha256File(realpathSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Python interpreter the harness uses: TRACEPIPE_PYTHON, else one that imports torch. */
+export async function findPython(): Promise<string | null> {
+  const explicit = Deno.env.get("TRACEPIPE_PYTHON");
+  if (explicit) return explicit;
+  // find_spec locates torch without importing it (an import costs about a second).
+  const hasTorch = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('torch') else 1)";
+  for (const cand of ["/usr/bin/python3", "python3"]) {
+    if (await tryRun(cand, ["-c", hasTorch], 30_000) !== null) return cand;
+  }
+  return await which("python3");
+}
+
+async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
+  const py = await findPython();
+  if (!py) return undefined;
+  // Versions come from package metadata; torch is imported only to ask about CUDA on a GPU host.
+  const script = [
+    "import json, sys, importlib.metadata as md",
+    "r = {'version': sys.version.split()[0], 'path': sys.executable}",
+    "for name in ('torch', 'triton'):",
+    "    try: r[name] = md.version(name)",
+    "    except Exception: pass",
+    ...(withCuda
+      ? ["try:\n import torch; r['cuda'] = torch.cuda.is_available()", "except Exception: r['cuda'] = False"]
+      : ["r['cuda'] = False"]),
+    "print(json.dumps(r))",
+  ].join("\n");
+  const out = await tryRun(py, ["-c", script], 60_000);
+  if (!out) return undefined;
+  const r = JSON.parse(out);
+  return {
+    path: r.path,
+    version: `Python ${r.version}`,
+    digest: digestOf(r.path),
+    torch: r.torch,
+    triton: r.triton,
+    cudaAvailable: r.cuda,
+  };
+}
+
+async function probeTool(cmd: string, versionArgs: string[]): Promise<Tool | undefined> {
+  const path = await which(cmd);
+  if (!path) return undefined;
+  const out = await tryRun(path, versionArgs);
+  if (out === null) return undefined;
+  const lines = out.split("\n").filter((l) => l.trim());
+  return { path: realpathSync(path), version: lines[lines.length - 1] ?? "", digest: digestOf(path) };
+}
+
+async function probeGpus(): Promise<Gpu[]> {
+  const out = await tryRun("nvidia-smi", [
+    "--query-gpu=index,name,uuid,driver_version,compute_cap,memory.total",
+    "--format=csv,noheader,nounits",
+  ]);
+  if (!out) return [];
+  return out.split("\n").filter(Boolean).map((line) => {
+    const [index, name, uuid, driver, cc, mem] = line.split(",").map((s) => s.trim());
+    return {
+      index: Number(index),
+      name,
+      uuid,
+      driver,
+      computeCapability: cc,
+      memoryMiB: Number(mem),
+    };
+  });
+}
+
+function nvccPath(): string {
+  const cudaHome = Deno.env.get("CUDA_HOME") ?? Deno.env.get("CUDA_PATH");
+  if (cudaHome) return `${cudaHome}/bin/nvcc`;
+  for (const p of ["/usr/local/cuda/bin/nvcc", "/usr/local/cuda-13.0/bin/nvcc"]) {
+    try {
+      if (Deno.statSync(p).isFile) return p;
+    } catch { /* absent */ }
+  }
+  return "nvcc";
+}
+
+/** Probes everything in parallel; a few seconds on a machine with Python and torch. */
+export async function discoverToolchain(): Promise<Toolchain> {
+  const nvcc = nvccPath();
+  const ptxas = nvcc.replace(/nvcc$/, "ptxas");
+  const gpus = await probeGpus();
+  const [python, nvccTool, ptxasTool] = await Promise.all([
+    probePython(gpus.length > 0),
+    probeTool(nvcc, ["--version"]),
+    probeTool(ptxas, ["--version"]),
+  ]);
+  const nixPaths = (Deno.env.get("TRACEPIPE_NIX_STORE_PATHS") ?? "").split(":").filter(Boolean);
+  return {
+    os: Deno.build.os,
+    arch: Deno.build.arch,
+    deno: Deno.version.deno,
+    python,
+    nvcc: nvccTool,
+    ptxas: ptxasTool,
+    gpus,
+    nix: Deno.env.get("IN_NIX_SHELL") ? { storePaths: nixPaths } : undefined,
+  };
+}
+
+/** The sm_XX target for the first GPU ("sm_90a" on Hopper), or null without a GPU. */
+export function gpuArch(tc: Toolchain): string | null {
+  const cc = tc.gpus[0]?.computeCapability;
+  if (!cc) return null;
+  const [major, minor] = cc.split(".");
+  const arch = `sm_${major}${minor ?? "0"}`;
+  // Hopper's wgmma/TMA instructions need the arch-specific "a" target.
+  return major === "9" ? `${arch}a` : arch;
+}
+
+/** Toolchain facts for compile cells: under Nix the store paths pin everything. */
+export function compileFacts(tc: Toolchain): Record<string, unknown> {
+  if (tc.nix) return { nix: tc.nix.storePaths, arch: gpuArch(tc) };
+  return {
+    nvcc: tc.nvcc ? { version: tc.nvcc.version, digest: tc.nvcc.digest } : null,
+    ptxas: tc.ptxas ? { version: tc.ptxas.version, digest: tc.ptxas.digest } : null,
+    python: tc.python?.version ?? null,
+    torch: tc.python?.torch ?? null,
+    triton: tc.python?.triton ?? null,
+    arch: gpuArch(tc),
+  };
+}
+
+/** Toolchain facts for verify/time cells: compile facts plus the GPU model and driver. */
+export function hardwareFacts(tc: Toolchain): Record<string, unknown> {
+  const gpu = tc.gpus[0];
+  return {
+    ...compileFacts(tc),
+    gpu: gpu ? { name: gpu.name, driver: gpu.driver, cc: gpu.computeCapability } : "cpu",
+  };
+}

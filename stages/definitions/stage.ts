@@ -1,0 +1,118 @@
+/**
+ * The `definitions` stage: loads every definition under the configured folders, validates it
+ * (schema, layout, and Python's own syntax check of references and constraints), and writes the
+ * valid ones in canonical form as a TraceSet fragment for later stages. Invalid files are
+ * reported and left out; the rest of the set goes on.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { pathDigest } from "../../pipeline/codegraph.ts";
+import { type Diagnostic, formatDiagnostic } from "../../pipeline/diagnostics.ts";
+import { checkDefinitionsSyntax } from "../../pipeline/schema/python_syntax.ts";
+import type { Definition } from "../../pipeline/schema/trace.ts";
+import { defineStage } from "../../pipeline/stage.ts";
+import { findPython } from "../../pipeline/toolchain.ts";
+import { definitionPath, formatDefinition, loadTraceSet, writeFileAtomic } from "../../pipeline/traceset.ts";
+
+/** Params of the definitions stage. */
+export const DefinitionsParams = z.object({
+  /** TraceSet roots (repo-relative) whose definitions/ folders are loaded, in order. */
+  roots: z.array(z.string()).default(["data"]),
+  /** Only definitions whose op_type is listed (empty: all). */
+  op_types: z.array(z.string()).default([]),
+});
+export type DefinitionsParams = z.infer<typeof DefinitionsParams>;
+
+/** What the stage publishes for downstream planning. */
+export interface DefinitionsSummary {
+  count: number;
+  byOpType: Record<string, number>;
+  rejected: number;
+}
+
+/**
+ * Loads and validates the definitions of several roots. Later roots may not redefine a name.
+ * Returns the valid definitions (sorted by name) and every problem found.
+ */
+export async function loadDefinitions(
+  roots: string[],
+  opTypes: string[] = [],
+  python?: string | null,
+): Promise<{ definitions: Definition[]; diagnostics: Diagnostic[]; syntaxChecked: boolean }> {
+  const diagnostics: Diagnostic[] = [];
+  const byName = new Map<string, { def: Definition; file: string }>();
+  for (const root of roots) {
+    const { set, diagnostics: d } = loadTraceSet(root);
+    diagnostics.push(...d.map((x) => ({ ...x, file: join(root, x.file) })));
+    for (const [name, def] of set.definitions) {
+      const file = join(root, set.files.get(`definition:${name}`)!);
+      if (byName.has(name)) {
+        diagnostics.push({
+          level: "error",
+          file,
+          path: "$.name",
+          message: `duplicate definition "${name}" (also in ${byName.get(name)!.file})`,
+        });
+        continue;
+      }
+      if (opTypes.length && !opTypes.includes(def.op_type)) continue;
+      byName.set(name, { def, file });
+    }
+  }
+  const py = python === undefined ? await findPython() : python;
+  const problems = py ? await checkDefinitionsSyntax([...byName.values()].map((v) => v.def), py) : null;
+  for (const p of problems ?? []) {
+    diagnostics.push({ level: "error", file: byName.get(p.definition)!.file, path: p.path, message: p.message });
+    byName.delete(p.definition);
+  }
+  const definitions = [...byName.values()].map((v) => v.def).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return { definitions, diagnostics, syntaxChecked: problems !== null };
+}
+
+/** The stage. */
+export const definitionsStage = defineStage<DefinitionsParams>({
+  name: "definitions",
+  description: "load and validate kernel definitions",
+  policy: "pure",
+  params: DefinitionsParams,
+  upstream: [],
+  env: [],
+  resource: "cpu",
+  module: import.meta.url,
+  // The exact check runs Python's parser; its version can change what parses.
+  toolchainFacts: (tc) => ({ pythonSyntax: tc.python?.version ?? null }),
+  plan(ctx) {
+    const inputs: Record<string, string> = {};
+    for (const r of ctx.params.roots) {
+      inputs[r] = pathDigest(join(ctx.root, r, "definitions"));
+    }
+    return Promise.resolve([{ id: "all", params: ctx.params, inputs }]);
+  },
+  async run(job, ctx) {
+    const roots = ctx.params.roots.map((r) => join(ctx.root, r));
+    const { definitions, diagnostics, syntaxChecked } = await loadDefinitions(
+      roots,
+      ctx.params.op_types,
+      ctx.toolchain.python?.path ?? null,
+    );
+    for (const def of definitions) {
+      writeFileAtomic(join(job.outDir, definitionPath(def)), formatDefinition(def));
+    }
+    const rel = diagnostics.map((d) => ({ ...d, file: d.file.replace(`${ctx.root}/`, "") }));
+    writeFileAtomic(join(job.outDir, "diagnostics.json"), JSON.stringify(rel, null, 2) + "\n");
+    for (const d of rel) {
+      job.log(formatDiagnostic(d));
+      ctx.log(formatDiagnostic(d));
+    }
+    if (!syntaxChecked) ctx.log("no Python interpreter: references were checked for `def run` only");
+    const byOpType: Record<string, number> = {};
+    for (const d of definitions) byOpType[d.op_type] = (byOpType[d.op_type] ?? 0) + 1;
+    const summary: DefinitionsSummary = {
+      count: definitions.length,
+      byOpType,
+      rejected: new Set(rel.filter((d) => d.level === "error").map((d) => d.file)).size,
+    };
+    job.setSummary(summary);
+    ctx.log(`${definitions.length} definitions (${summary.rejected} files rejected)`);
+  },
+});
