@@ -5,7 +5,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type AnyStage, dryPlan, PipelineError, runPipeline, selectStages, type StageReport } from "./dag.ts";
+import {
+  type AnyStage,
+  dryPlan,
+  PipelineError,
+  runPipeline,
+  selectStages,
+  type StageReport,
+} from "./dag.ts";
 import { formatDiagnostic } from "./diagnostics.ts";
 import { DEFAULT_STORE, REPO_ROOT } from "./paths.ts";
 import { Store, StoreLockedError } from "./store.ts";
@@ -47,7 +54,11 @@ function parseSize(s: string): number {
 }
 
 const human = (n: number) =>
-  n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+  n >= 2 ** 30
+    ? `${(n / 2 ** 30).toFixed(2)} GiB`
+    : n >= 2 ** 20
+    ? `${(n / 2 ** 20).toFixed(1)} MiB`
+    : `${(n / 1024).toFixed(1)} KiB`;
 
 /** Reads the profile and applies --set and --corpus overrides. */
 export function loadProfile(
@@ -67,7 +78,9 @@ export function loadProfile(
     }
     for (const k of Object.keys(profile)) {
       if (!k.startsWith("_") && !STAGE_NAMES.includes(k)) {
-        throw new UsageError(`${profilePath}: $.${k}: unknown stage (stages: ${STAGE_NAMES.join(", ")})`);
+        throw new UsageError(
+          `${profilePath}: $.${k}: unknown stage (stages: ${STAGE_NAMES.join(", ")})`,
+        );
       }
     }
   } else if (sets.length === 0) {
@@ -110,9 +123,15 @@ function printReports(reports: StageReport[], ms: number) {
   const ran = reports.reduce((a, r) => a + r.ran, 0);
   const nr = reports.reduce((a, r) => a + r.notRunnable.length, 0);
   console.log(
-    ran === 0 ? `\nnothing to do: every cell is up to date (${(ms / 1000).toFixed(2)}s)` : `\nran ${ran} cells in ${(ms / 1000).toFixed(1)}s`,
+    ran === 0
+      ? `\nnothing to do: every cell is up to date (${(ms / 1000).toFixed(2)}s)`
+      : `\nran ${ran} cells in ${(ms / 1000).toFixed(1)}s`,
   );
-  if (nr) console.log(`${nr} cells cannot run on this machine (see "not runnable here" above; \`doctor\` says why)`);
+  if (nr) {
+    console.log(
+      `${nr} cells cannot run on this machine (see "not runnable here" above; \`doctor\` says why)`,
+    );
+  }
 }
 
 async function reproduce(args: string[], storeDir: string): Promise<number> {
@@ -133,7 +152,11 @@ async function reproduce(args: string[], storeDir: string): Promise<number> {
     strict: true,
   });
   const only = values.only?.split(",").filter(Boolean);
-  const force = values["force-all"] ? true : values.force !== undefined ? values.force.split(",").filter(Boolean) : false;
+  const force = values["force-all"]
+    ? true
+    : values.force !== undefined
+    ? values.force.split(",").filter(Boolean)
+    : false;
   const profile = loadProfile(values.profile!, values.set!, values.corpus!);
   const t0 = performance.now();
   const stub = await loadStages(new Set());
@@ -167,14 +190,20 @@ async function afterRun(stages: AnyStage[], store: Store): Promise<void> {
   if (!aggregate) return;
   const cells = store.lastResults("aggregate");
   if (!cells?.length) return;
-  const mod = await import(aggregate.module) as { publishReports?: (dir: string, to: string) => unknown };
+  const mod = await import(aggregate.module) as {
+    publishReports?: (dir: string, to: string) => unknown;
+  };
   if (mod.publishReports) {
     await mod.publishReports(cells[0].dir, join(REPO_ROOT, "reports"));
     console.log(`reports written to ${join(REPO_ROOT, "reports")}`);
   }
 }
 
-async function statusOrWhy(cmd: "status" | "why", args: string[], storeDir: string): Promise<number> {
+async function statusOrWhy(
+  cmd: "status" | "why",
+  args: string[],
+  storeDir: string,
+): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
@@ -185,11 +214,19 @@ async function statusOrWhy(cmd: "status" | "why", args: string[], storeDir: stri
     allowPositionals: true,
   });
   const target = positionals[0];
-  if (target && !STAGE_NAMES.includes(target)) throw new UsageError(`why: unknown stage "${target}"`);
+  if (target && !STAGE_NAMES.includes(target)) {
+    throw new UsageError(`why: unknown stage "${target}"`);
+  }
   const profile = loadProfile(values.profile!, values.set!, values.corpus!);
   const stages = await loadStages("all");
   const store = new Store(storeDir);
-  const plan = await dryPlan({ root: REPO_ROOT, store, stages, rawParams: profile, paramsSource: values.profile });
+  const plan = await dryPlan({
+    root: REPO_ROOT,
+    store,
+    stages,
+    rawParams: profile,
+    paramsSource: values.profile,
+  });
   for (const s of plan) {
     if (cmd === "why" && target && s.stage !== target) continue;
     const last = s.lastRun ? `last run ${s.lastRun}` : "never run";
@@ -200,13 +237,16 @@ async function statusOrWhy(cmd: "status" | "why", args: string[], storeDir: stri
     const changed = s.cells.filter((c) => c.state === "changed" || c.state === "new");
     const nr = s.cells.filter((c) => c.state === "not-runnable").length;
     console.log(
-      `${s.stage}: ${s.cells.length} cells, ${s.missing} to run${nr ? `, ${nr} not runnable here` : ""} (${last})`,
+      `${s.stage}: ${s.cells.length} cells, ${s.missing} to run${
+        nr ? `, ${nr} not runnable here` : ""
+      } (${last})`,
     );
     if (cmd === "why") {
       for (const c of changed.slice(0, 20)) {
         if (c.state === "new") console.log(`  ${c.id}: new cell (not in the last run)`);
-        else if (c.changes.length === 0) console.log(`  ${c.id}: same key, but its entry is missing from the store`);
-        else for (const ch of c.changes) console.log(`  ${c.id}: ${ch}`);
+        else if (c.changes.length === 0) {
+          console.log(`  ${c.id}: same key, but its entry is missing from the store`);
+        } else for (const ch of c.changes) console.log(`  ${c.id}: ${ch}`);
       }
       if (changed.length > 20) console.log(`  … ${changed.length - 20} more cells changed`);
       if (!changed.length && s.missing === 0) console.log("  nothing changed since the last run");
@@ -223,21 +263,35 @@ async function doctor(): Promise<number> {
   line(
     "python",
     tc.python
-      ? `${tc.python.version} (${tc.python.path}); torch ${tc.python.torch ?? "absent"}; triton ${tc.python.triton ?? "absent"}`
+      ? `${tc.python.version} (${tc.python.path}); torch ${tc.python.torch ?? "absent"}; triton ${
+        tc.python.triton ?? "absent"
+      }`
       : "absent",
   );
   line("nvcc", tc.nvcc ? `${tc.nvcc.version} (${tc.nvcc.path})` : "absent");
   line("ptxas", tc.ptxas ? `${tc.ptxas.version}` : "absent");
   if (tc.gpus.length) {
-    for (const g of tc.gpus) line(`gpu ${g.index}`, `${g.name}, cc ${g.computeCapability}, driver ${g.driver}, ${g.memoryMiB} MiB`);
+    for (const g of tc.gpus) {
+      line(
+        `gpu ${g.index}`,
+        `${g.name}, cc ${g.computeCapability}, driver ${g.driver}, ${g.memoryMiB} MiB`,
+      );
+    }
   } else line("gpu", "none");
-  line("nix", tc.nix ? `inside the dev shell (${tc.nix.storePaths.length} store paths)` : "not in a Nix shell");
+  line(
+    "nix",
+    tc.nix
+      ? `inside the dev shell (${tc.nix.storePaths.length} store paths)`
+      : "not in a Nix shell",
+  );
   console.log("\nwhat can run here:");
   const gpu = tc.gpus.length > 0 && tc.python?.cudaAvailable;
   console.log(`  definitions, collect, extract, generate, aggregate: yes (CPU only)`);
   console.log(
     `  compile: ${
-      tc.nvcc ? `CUDA sources compile${gpu ? ` for ${gpuArch(tc)}` : " (compile check only: no GPU)"}` : "no nvcc: CUDA solutions not runnable here"
+      tc.nvcc
+        ? `CUDA sources compile${gpu ? ` for ${gpuArch(tc)}` : " (compile check only: no GPU)"}`
+        : "no nvcc: CUDA solutions not runnable here"
     }; Python/Triton solutions need no build`,
   );
   console.log(
@@ -268,13 +322,20 @@ export async function main(argv: string[]): Promise<number> {
       case "gc": {
         const { values } = parseArgs({
           args: rest,
-          options: { "max-size": { type: "string", default: "5G" }, all: { type: "boolean", default: false } },
+          options: {
+            "max-size": { type: "string", default: "5G" },
+            all: { type: "boolean", default: false },
+          },
         });
         const store = new Store(storeDir);
         const release = await store.lock();
         try {
           const r = store.gc(parseSize(values["max-size"]!), values.all);
-          console.log(`gc: removed ${r.removed} cells (${human(r.freedBytes)}); the store now holds ${human(r.keptBytes)}`);
+          console.log(
+            `gc: removed ${r.removed} cells (${human(r.freedBytes)}); the store now holds ${
+              human(r.keptBytes)
+            }`,
+          );
         } finally {
           release();
         }
@@ -285,7 +346,11 @@ export async function main(argv: string[]): Promise<number> {
         const { diagnostics, summary } = await validatePath(resolve(rest[0]));
         for (const d of diagnostics) console.log(formatDiagnostic(d));
         const errors = diagnostics.filter((d) => d.level === "error").length;
-        console.log(`${summary}${summary ? "\n" : ""}${errors} errors, ${diagnostics.length - errors} warnings`);
+        console.log(
+          `${summary}${summary ? "\n" : ""}${errors} errors, ${
+            diagnostics.length - errors
+          } warnings`,
+        );
         return errors ? 2 : 0;
       }
       case "doctor":
@@ -304,7 +369,11 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`error: ${e.message}`);
       return 3;
     }
-    if (e instanceof UsageError || e instanceof PipelineError || (e as Error).name === "TypeError" && (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+    if (
+      e instanceof UsageError || e instanceof PipelineError ||
+      (e as Error).name === "TypeError" &&
+        (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+    ) {
       console.error(`error: ${(e as Error).message}`);
       return 2;
     }

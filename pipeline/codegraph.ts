@@ -12,7 +12,8 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fromFileUrl } from "./paths.ts";
 import { digestParts, sha256 } from "./hash.ts";
 
-const SPECIFIER = /(?:import|export)\s*(?:type\s+)?(?:[^'"`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+const SPECIFIER =
+  /(?:import|export)\s*(?:type\s+)?(?:[^'"`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 
 /** Every local module reachable from `entry` (absolute paths, sorted) and the bare specifiers used. */
 export function moduleGraph(entry: string): { files: string[]; packages: string[] } {
@@ -74,7 +75,9 @@ export function codeDigest(
   const { files, packages } = moduleGraph(fromFileUrl(moduleUrl));
   const extra = codeFiles.flatMap((f) => filesUnder(join(root, f)));
   const all = [...new Set([...files, ...extra])].sort();
-  const parts: Array<[string, string | Uint8Array]> = all.map((f) => [relative(root, f), readFileSync(f)]);
+  const parts: Array<[string, string | Uint8Array]> = all.map((
+    f,
+  ) => [relative(root, f), readFileSync(f)]);
   parts.push(["packages", JSON.stringify(packageVersions(root, packages))]);
   return { digest: digestParts(parts), files: all.map((f) => relative(root, f)) };
 }

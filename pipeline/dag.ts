@@ -59,14 +59,19 @@ export class PipelineError extends Error {}
 const nowIso = () => new Date().toISOString();
 
 /** Validates the order and names of stages, returning the set selected to run. */
-export function selectStages(stages: AnyStage[], opts: Pick<PipelineOptions, "from" | "to" | "only">): {
+export function selectStages(
+  stages: AnyStage[],
+  opts: Pick<PipelineOptions, "from" | "to" | "only">,
+): {
   run: Set<string>;
   last: number;
 } {
   const names = stages.map((s) => s.name);
   const idx = (n: string, flag: string) => {
     const i = names.indexOf(n);
-    if (i < 0) throw new PipelineError(`${flag}: unknown stage "${n}" (stages: ${names.join(", ")})`);
+    if (i < 0) {
+      throw new PipelineError(`${flag}: unknown stage "${n}" (stages: ${names.join(", ")})`);
+    }
     return i;
   };
   const first = opts.from ? idx(opts.from, "--from") : 0;
@@ -86,7 +91,9 @@ export function selectStages(stages: AnyStage[], opts: Pick<PipelineOptions, "fr
 export function parseParams<P>(stage: Stage<P>, raw: unknown, source = "profile"): P {
   const r = stage.params.safeParse(raw ?? {});
   if (r.success) return r.data;
-  const lines = r.error.issues.map((i) => `${source}: ${jsonPath([stage.name, ...i.path])}: ${i.message}`);
+  const lines = r.error.issues.map((i) =>
+    `${source}: ${jsonPath([stage.name, ...i.path])}: ${i.message}`
+  );
   throw new PipelineError(lines.join("\n"));
 }
 
@@ -182,7 +189,9 @@ async function planStage(
 }
 
 /** Runs the pipeline. Never throws for a failing cell: failures are reported per cell. */
-export async function runPipeline(opts: PipelineOptions): Promise<{ reports: StageReport[]; ok: boolean }> {
+export async function runPipeline(
+  opts: PipelineOptions,
+): Promise<{ reports: StageReport[]; ok: boolean }> {
   const log = opts.log ?? console.log;
   const { run, last } = selectStages(opts.stages, opts);
   const tc = opts.toolchain ?? await discoverToolchain();
@@ -195,7 +204,9 @@ export async function runPipeline(opts: PipelineOptions): Promise<{ reports: Sta
     const t0 = performance.now();
     const upstream: Record<string, CellResult[]> = {};
     for (const u of stage.upstream) {
-      if (!results[u]) throw new PipelineError(`stage ${stage.name} needs "${u}", which is not defined before it`);
+      if (!results[u]) {
+        throw new PipelineError(`stage ${stage.name} needs "${u}", which is not defined before it`);
+      }
       upstream[u] = results[u];
     }
     if (!run.has(stage.name)) {
@@ -219,7 +230,8 @@ export async function runPipeline(opts: PipelineOptions): Promise<{ reports: Sta
       continue;
     }
     const planned = await planStage(stage, upstream, opts, tc, builder);
-    const forced = opts.force === true || (Array.isArray(opts.force) && opts.force.includes(stage.name));
+    const forced = opts.force === true ||
+      (Array.isArray(opts.force) && opts.force.includes(stage.name));
     const report: StageReport = {
       stage: stage.name,
       mode: "ran",
@@ -250,8 +262,16 @@ export async function runPipeline(opts: PipelineOptions): Promise<{ reports: Sta
     if (todo.length) {
       await executeCells(planned, todo, opts, tc, builder, finished, report, log);
     }
-    const ordered = planned.plans.map((p) => finished.get(p.id)).filter((c): c is CellResult => !!c);
-    results[stage.name] = ordered.map(({ id, key, digest, dir, summary }) => ({ id, key, digest, dir, summary }));
+    const ordered = planned.plans.map((p) => finished.get(p.id)).filter((c): c is CellResult =>
+      !!c
+    );
+    results[stage.name] = ordered.map(({ id, key, digest, dir, summary }) => ({
+      id,
+      key,
+      digest,
+      dir,
+      summary,
+    }));
     opts.store.writeRun({
       stage: stage.name,
       finishedAt: nowIso(),
@@ -264,8 +284,12 @@ export async function runPipeline(opts: PipelineOptions): Promise<{ reports: Sta
     if (report.failed.length) ok = false;
     reports.push(report);
     for (const f of report.failed.slice(0, 10)) log(`[${stage.name}] FAILED ${f.id}: ${f.error}`);
-    if (report.failed.length > 10) log(`[${stage.name}] … and ${report.failed.length - 10} more failures`);
-    for (const n of report.notRunnable.slice(0, 3)) log(`[${stage.name}] not runnable here: ${n.id}: ${n.reason}`);
+    if (report.failed.length > 10) {
+      log(`[${stage.name}] … and ${report.failed.length - 10} more failures`);
+    }
+    for (const n of report.notRunnable.slice(0, 3)) {
+      log(`[${stage.name}] not runnable here: ${n.id}: ${n.reason}`);
+    }
     if (report.notRunnable.length > 3) {
       log(`[${stage.name}] … ${report.notRunnable.length - 3} more cells not runnable here`);
     }
@@ -298,7 +322,11 @@ async function executeCells(
     const now = performance.now();
     if (!force && now - lastPrint < 2000) return;
     lastPrint = now;
-    log(`[${stage.name}] ${done}/${total} run${report.failed.length ? ` (${report.failed.length} failed)` : ""}`);
+    log(
+      `[${stage.name}] ${done}/${total} run${
+        report.failed.length ? ` (${report.failed.length} failed)` : ""
+      }`,
+    );
   };
 
   const makeJob = (plan: CellPlan): CellJob => {
@@ -367,11 +395,17 @@ async function executeCells(
           return;
         }
         for (const j of jobs) {
-          if (!finished.has(j.plan.id)) fail(j.plan, new Error("the batch ended without completing this cell"));
+          if (!finished.has(j.plan.id)) {
+            fail(j.plan, new Error("the batch ended without completing this cell"));
+          }
         }
       }));
     } else if (stage.run) {
-      const limits = { cpu: navigator.hardwareConcurrency || 2, gpu: Math.max(1, tc.gpus.length), ...opts.limits };
+      const limits = {
+        cpu: navigator.hardwareConcurrency || 2,
+        gpu: Math.max(1, tc.gpus.length),
+        ...opts.limits,
+      };
       const pools = { cpu: new Pool(limits.cpu), gpu: new Pool(limits.gpu) };
       await Promise.all(todo.map((p) =>
         pools[p.resource ?? stage.resource].run(async () => {
@@ -437,7 +471,10 @@ function describeChange(field: string, before: unknown, after: unknown): string[
 }
 
 /** Compares two key documents field by field. */
-export function diffKeyDocuments(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+export function diffKeyDocuments(
+  before: Record<string, unknown>,
+  after: Record<string, unknown>,
+): string[] {
   return describeChange("key", before, after).map((s) => s.replace(/^key\./, ""));
 }
 
@@ -503,7 +540,13 @@ export async function dryPlan(opts: PipelineOptions): Promise<StageStatus[]> {
     }
     if (missing) dirty.add(stage.name);
     results[stage.name] = finished;
-    out.push({ stage: stage.name, state: "planned", cells, missing, lastRun: prev?.finishedAt ?? null });
+    out.push({
+      stage: stage.name,
+      state: "planned",
+      cells,
+      missing,
+      lastRun: prev?.finishedAt ?? null,
+    });
   }
   return out;
 }

@@ -14,7 +14,9 @@ export interface BuilderInfo {
 /** Reads the builder facts once per run. */
 export async function builderInfo(root: string): Promise<BuilderInfo> {
   const commit = await tryRun("git", ["-C", root, "rev-parse", "HEAD"]);
-  const status = commit === null ? null : await tryRun("git", ["-C", root, "status", "--porcelain"]);
+  const status = commit === null
+    ? null
+    : await tryRun("git", ["-C", root, "status", "--porcelain"]);
   return {
     gitCommit: commit,
     gitDirty: status === null ? null : status.length > 0,

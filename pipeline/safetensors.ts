@@ -48,7 +48,11 @@ export class SafetensorsError extends Error {}
 const elementCount = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Builds an int32/int64 tensor from plain numbers (the common case for index tensors). */
-export function intTensor(dtype: "I32" | "I64", values: ArrayLike<number>, shape?: number[]): RawTensor {
+export function intTensor(
+  dtype: "I32" | "I64",
+  values: ArrayLike<number>,
+  shape?: number[],
+): RawTensor {
   const n = values.length;
   const buf = new ArrayBuffer(n * (dtype === "I32" ? 4 : 8));
   const view = new DataView(buf);
@@ -143,7 +147,9 @@ export function decodeSafetensors(bytes: Uint8Array): {
   const headerLen = Number(view.getBigUint64(0, true));
   if (8 + headerLen > bytes.byteLength) {
     throw new SafetensorsError(
-      `truncated: header of ${headerLen} bytes but the file has ${bytes.byteLength - 8} after the length`,
+      `truncated: header of ${headerLen} bytes but the file has ${
+        bytes.byteLength - 8
+      } after the length`,
     );
   }
   let header: Record<string, unknown>;
@@ -169,7 +175,9 @@ export function decodeSafetensors(bytes: Uint8Array): {
     const shape = info.shape ?? [];
     const [begin, end] = info.data_offsets ?? [NaN, NaN];
     if (!(Number.isInteger(begin) && Number.isInteger(end) && begin <= end)) {
-      throw new SafetensorsError(`tensor "${name}": bad data_offsets ${JSON.stringify(info.data_offsets)}`);
+      throw new SafetensorsError(
+        `tensor "${name}": bad data_offsets ${JSON.stringify(info.data_offsets)}`,
+      );
     }
     if (end > dataLen) {
       throw new SafetensorsError(
@@ -179,7 +187,9 @@ export function decodeSafetensors(bytes: Uint8Array): {
     const expected = elementCount(shape) * SAFETENSORS_DTYPES[dtype];
     if (end - begin !== expected) {
       throw new SafetensorsError(
-        `tensor "${name}": ${end - begin} bytes for shape [${shape}] ${dtype} (expected ${expected})`,
+        `tensor "${name}": ${
+          end - begin
+        } bytes for shape [${shape}] ${dtype} (expected ${expected})`,
       );
     }
     tensors[name] = { dtype, shape, data: bytes.slice(dataStart + begin, dataStart + end) };

@@ -105,18 +105,26 @@ export class Store {
   async lock(opts: { wait?: boolean; pollMs?: number } = {}): Promise<() => void> {
     mkdirSync(this.root, { recursive: true });
     const path = join(this.root, "lock");
-    const me = JSON.stringify({ pid: Deno.pid, host: hostname(), startedAt: new Date().toISOString() });
+    const me = JSON.stringify({
+      pid: Deno.pid,
+      host: hostname(),
+      startedAt: new Date().toISOString(),
+    });
     while (true) {
       try {
         writeFileSync(path, me, { flag: "wx" });
         break;
       } catch (e) {
-        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        if (
+          (e as { code?: string }).code !== "EEXIST" && !(e instanceof Deno.errors.AlreadyExists)
+        ) throw e;
       }
       let holder: { pid?: number; host?: string; startedAt?: string } = {};
       try {
         holder = JSON.parse(readFileSync(path, "utf8"));
-      } catch { /* being written right now, or garbage: treat as stale below only if still unreadable */ }
+      } catch {
+        /* being written right now, or garbage: treat as stale below only if still unreadable */
+      }
       const stale = holder.pid === undefined
         ? Date.now() - statSync(path).mtimeMs > 5_000
         : holder.host === hostname() && !pidAlive(holder.pid);
@@ -162,7 +170,14 @@ export class Store {
       const now = new Date();
       utimesSync(dir, now, now);
     } catch { /* read-only store: fine */ }
-    return { id: record.id, key, digest: record.digest, dir: join(dir, "out"), summary: record.summary, record };
+    return {
+      id: record.id,
+      key,
+      digest: record.digest,
+      dir: join(dir, "out"),
+      summary: record.summary,
+      record,
+    };
   }
 
   /**
@@ -181,7 +196,14 @@ export class Store {
     mkdirSync(join(this.root, "cells", rec.stage), { recursive: true });
     if (existsSync(target)) rmSync(target, { recursive: true, force: true });
     renameSync(tmpDir, target);
-    return { id: rec.id, key: rec.key, digest, dir: join(target, "out"), summary: rec.summary, record };
+    return {
+      id: rec.id,
+      key: rec.key,
+      digest,
+      dir: join(target, "out"),
+      summary: rec.summary,
+      record,
+    };
   }
 
   /** Records a stage's latest run. */
@@ -230,7 +252,10 @@ export class Store {
    * Deletes least-recently-used cells until the store fits in `maxBytes`. Cells of each stage's
    * latest run are kept unless `includeLatest`. Returns what was removed.
    */
-  gc(maxBytes: number, includeLatest = false): { removed: number; freedBytes: number; keptBytes: number } {
+  gc(
+    maxBytes: number,
+    includeLatest = false,
+  ): { removed: number; freedBytes: number; keptBytes: number } {
     const entries = this.entries().sort((a, b) => a.usedMs - b.usedMs);
     const protectedKeys = new Set<string>();
     if (!includeLatest) {

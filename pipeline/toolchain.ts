@@ -38,7 +38,11 @@ export interface Toolchain {
 }
 
 /** Runs a command with a time limit; returns stdout or null when it fails or is absent. */
-export async function tryRun(cmd: string, args: string[], timeoutMs = 10_000): Promise<string | null> {
+export async function tryRun(
+  cmd: string,
+  args: string[],
+  timeoutMs = 10_000,
+): Promise<string | null> {
   try {
     const out = await new Deno.Command(cmd, {
       args,
@@ -53,7 +57,7 @@ export async function tryRun(cmd: string, args: string[], timeoutMs = 10_000): P
   }
 }
 
-async function which(cmd: string): Promise<string | null> {
+function which(cmd: string): string | null {
   if (cmd.includes("/")) {
     try {
       return Deno.statSync(cmd).isFile ? cmd : null;
@@ -84,11 +88,12 @@ export async function findPython(): Promise<string | null> {
   const explicit = Deno.env.get("TRACEPIPE_PYTHON");
   if (explicit) return explicit;
   // find_spec locates torch without importing it (an import costs about a second).
-  const hasTorch = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('torch') else 1)";
+  const hasTorch =
+    "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('torch') else 1)";
   for (const cand of ["/usr/bin/python3", "python3"]) {
     if (await tryRun(cand, ["-c", hasTorch], 30_000) !== null) return cand;
   }
-  return await which("python3");
+  return which("python3");
 }
 
 async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
@@ -102,7 +107,10 @@ async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
     "    try: r[name] = md.version(name)",
     "    except Exception: pass",
     ...(withCuda
-      ? ["try:\n import torch; r['cuda'] = torch.cuda.is_available()", "except Exception: r['cuda'] = False"]
+      ? [
+        "try:\n import torch; r['cuda'] = torch.cuda.is_available()",
+        "except Exception: r['cuda'] = False",
+      ]
       : ["r['cuda'] = False"]),
     "print(json.dumps(r))",
   ].join("\n");
@@ -120,12 +128,16 @@ async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
 }
 
 async function probeTool(cmd: string, versionArgs: string[]): Promise<Tool | undefined> {
-  const path = await which(cmd);
+  const path = which(cmd);
   if (!path) return undefined;
   const out = await tryRun(path, versionArgs);
   if (out === null) return undefined;
   const lines = out.split("\n").filter((l) => l.trim());
-  return { path: realpathSync(path), version: lines[lines.length - 1] ?? "", digest: digestOf(path) };
+  return {
+    path: realpathSync(path),
+    version: lines[lines.length - 1] ?? "",
+    digest: digestOf(path),
+  };
 }
 
 async function probeGpus(): Promise<Gpu[]> {

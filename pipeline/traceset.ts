@@ -11,7 +11,14 @@
  * contents, duplicates and dangling references are reported as diagnostics while the rest loads.
  * The writers are canonical: the same objects always produce the same bytes.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, dirname, join, relative, sep } from "node:path";
 import type { z } from "zod";
 import { type Diagnostic, fromZodError } from "./diagnostics.ts";
@@ -59,8 +66,10 @@ export const definitionPath = (def: Pick<Definition, "op_type" | "name">) =>
 export const workloadsPath = (opType: string, defName: string) =>
   join("workloads", opType, `${defName}.jsonl`);
 /** Root-relative path of a solution file. */
-export const solutionPath = (sol: Pick<Solution, "author" | "definition" | "name">, opType: string) =>
-  join("solutions", sol.author, opType, sol.definition, `${sol.name}.json`);
+export const solutionPath = (
+  sol: Pick<Solution, "author" | "definition" | "name">,
+  opType: string,
+) => join("solutions", sol.author, opType, sol.definition, `${sol.name}.json`);
 /** Root-relative path of an author's traces for a definition. */
 export const tracesPath = (author: string, opType: string, defName: string) =>
   join("traces", author, opType, `${defName}.jsonl`);
@@ -87,8 +96,15 @@ function definitionDoc(def: Definition): Record<string, unknown> {
   return ordered({
     ...def,
     description: def.description ?? undefined,
-    axes: mapValues(def.axes, (a) =>
-      ordered({ ...a, description: a.description ?? undefined }, ["type", "value", "description"])),
+    axes: mapValues(
+      def.axes,
+      (a) =>
+        ordered({ ...a, description: a.description ?? undefined }, [
+          "type",
+          "value",
+          "description",
+        ]),
+    ),
     inputs: mapValues(def.inputs, tensorDoc),
     outputs: mapValues(def.outputs, tensorDoc),
   }, [
@@ -105,7 +121,11 @@ function definitionDoc(def: Definition): Record<string, unknown> {
 }
 
 function tensorDoc(t: Definition["inputs"][string]) {
-  return ordered({ ...t, description: t.description ?? undefined }, ["shape", "dtype", "description"]);
+  return ordered({ ...t, description: t.description ?? undefined }, [
+    "shape",
+    "dtype",
+    "description",
+  ]);
 }
 
 function solutionDoc(sol: Solution): Record<string, unknown> {
@@ -158,13 +178,15 @@ function traceDoc(t: Trace): Record<string, unknown> {
 }
 
 /** Canonical text of a definition file. */
-export const formatDefinition = (def: Definition) => JSON.stringify(definitionDoc(def), null, 2) + "\n";
+export const formatDefinition = (def: Definition) =>
+  JSON.stringify(definitionDoc(def), null, 2) + "\n";
 /** Canonical text of a solution file. */
 export const formatSolution = (sol: Solution) => JSON.stringify(solutionDoc(sol), null, 2) + "\n";
 /** Canonical compact JSON line of a trace (workload-only traces carry explicit nulls). */
 export const formatTraceLine = (t: Trace) => JSON.stringify(traceDoc(t));
 /** Canonical text of a JSONL file of traces. */
-export const formatJsonl = (traces: Trace[]) => traces.map((t) => formatTraceLine(t) + "\n").join("");
+export const formatJsonl = (traces: Trace[]) =>
+  traces.map((t) => formatTraceLine(t) + "\n").join("");
 
 /** Writes a file atomically (temp file + rename), creating parent folders. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
@@ -190,7 +212,9 @@ export function writeTraceSet(set: TraceSet, root: string): string[] {
     if (!def) throw new Error(`workloads for unknown definition "${defName}"`);
     put(
       workloadsPath(def.op_type, defName),
-      formatJsonl(wls.map((w) => ({ definition: defName, workload: w, solution: null, evaluation: null }))),
+      formatJsonl(
+        wls.map((w) => ({ definition: defName, workload: w, solution: null, evaluation: null })),
+      ),
     );
   }
   for (const sol of set.solutions.values()) {
@@ -248,7 +272,10 @@ export function parseSolution(text: string, file: string): Parsed<Solution> {
 }
 
 /** Parses a JSONL file of traces, skipping blank lines; every bad line gets its diagnostics. */
-export function parseJsonl(text: string, file: string): { traces: Array<[number, Trace]>; diagnostics: Diagnostic[] } {
+export function parseJsonl(
+  text: string,
+  file: string,
+): { traces: Array<[number, Trace]>; diagnostics: Diagnostic[] } {
   const traces: Array<[number, Trace]> = [];
   const diagnostics: Diagnostic[] = [];
   text.split("\n").forEach((raw, i) => {
@@ -266,7 +293,9 @@ export function listFiles(dir: string, suffix: string): string[] {
   if (!existsSync(dir)) return [];
   const out: string[] = [];
   const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name < b.name ? -1 : 1)) {
+    for (
+      const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name < b.name ? -1 : 1)
+    ) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
       else if (e.isFile() && e.name.endsWith(suffix)) out.push(p);
@@ -286,7 +315,10 @@ export interface LoadOptions {
  * Loads a TraceSet. Never throws for bad content: every problem becomes a diagnostic naming the
  * file, the JSON path and the reason, and every object that parses is kept.
  */
-export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: TraceSet; diagnostics: Diagnostic[] } {
+export function loadTraceSet(
+  root: string,
+  opts: LoadOptions = {},
+): { set: TraceSet; diagnostics: Diagnostic[] } {
   const set = emptyTraceSet(root);
   const diags: Diagnostic[] = [];
   const rel = (p: string) => relative(root, p);
@@ -316,10 +348,18 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
       err(rel(file), "$.name", `name "${def.name}" does not match the file name`);
     }
     if (segs.length === 3 && segs[1] !== def.op_type) {
-      err(rel(file), "$.op_type", `op_type "${def.op_type}" but the file is in folder "${segs[1]}"`);
+      err(
+        rel(file),
+        "$.op_type",
+        `op_type "${def.op_type}" but the file is in folder "${segs[1]}"`,
+      );
     }
     if (set.definitions.has(def.name)) {
-      err(rel(file), "$.name", `duplicate definition "${def.name}" (also in ${set.files.get(`definition:${def.name}`)})`);
+      err(
+        rel(file),
+        "$.name",
+        `duplicate definition "${def.name}" (also in ${set.files.get(`definition:${def.name}`)})`,
+      );
       continue;
     }
     set.definitions.set(def.name, def);
@@ -340,9 +380,15 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
       err(rel(file), "$.name", `name "${sol.name}" does not match the file name`);
     }
     if (segs.length === 5) {
-      if (segs[1] !== sol.author) err(rel(file), "$.author", `author "${sol.author}" but the folder is "${segs[1]}"`);
+      if (segs[1] !== sol.author) {
+        err(rel(file), "$.author", `author "${sol.author}" but the folder is "${segs[1]}"`);
+      }
       if (segs[3] !== sol.definition) {
-        err(rel(file), "$.definition", `definition "${sol.definition}" but the folder is "${segs[3]}"`);
+        err(
+          rel(file),
+          "$.definition",
+          `definition "${sol.definition}" but the folder is "${segs[3]}"`,
+        );
       }
       const def = set.definitions.get(sol.definition);
       if (def && segs[2] !== def.op_type) {
@@ -350,10 +396,18 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
       }
     }
     if (!set.definitions.has(sol.definition)) {
-      err(rel(file), "$.definition", `definition "${sol.definition}" does not exist in this TraceSet`);
+      err(
+        rel(file),
+        "$.definition",
+        `definition "${sol.definition}" does not exist in this TraceSet`,
+      );
     }
     if (set.solutions.has(sol.name)) {
-      err(rel(file), "$.name", `duplicate solution "${sol.name}" (also in ${set.files.get(`solution:${sol.name}`)})`);
+      err(
+        rel(file),
+        "$.name",
+        `duplicate solution "${sol.name}" (also in ${set.files.get(`solution:${sol.name}`)})`,
+      );
       continue;
     }
     set.solutions.set(sol.name, sol);
@@ -364,14 +418,29 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
     const segs = parts(file);
     const def = set.definitions.get(t.definition);
     if (!def) {
-      err(rel(file), "$.definition", `definition "${t.definition}" does not exist in this TraceSet`, line);
+      err(
+        rel(file),
+        "$.definition",
+        `definition "${t.definition}" does not exist in this TraceSet`,
+        line,
+      );
       return false;
     }
     if (basename(file, ".jsonl") !== t.definition) {
-      err(rel(file), "$.definition", `definition "${t.definition}" does not match the file name`, line);
+      err(
+        rel(file),
+        "$.definition",
+        `definition "${t.definition}" does not match the file name`,
+        line,
+      );
     }
     if (segs.length === opIndex + 2 && segs[opIndex] !== def.op_type) {
-      err(rel(file), "$.definition", `op_type "${def.op_type}" but the file is in folder "${segs[opIndex]}"`, line);
+      err(
+        rel(file),
+        "$.definition",
+        `op_type "${def.op_type}" but the file is in folder "${segs[opIndex]}"`,
+        line,
+      );
     }
     return true;
   };
@@ -384,7 +453,12 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
     diags.push(...diagnostics);
     for (const [line, t] of traces) {
       if (!isWorkloadTrace(t)) {
-        err(rel(file), "$.solution", "a workloads file may only hold workload traces (solution and evaluation null)", line);
+        err(
+          rel(file),
+          "$.solution",
+          "a workloads file may only hold workload traces (solution and evaluation null)",
+          line,
+        );
         continue;
       }
       if (!checkFolder(file, line, t, 1)) continue;
@@ -399,7 +473,12 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
       if (opts.checkBlobs) {
         for (const [name, inp] of Object.entries(t.workload.inputs)) {
           if (inp.type === "safetensors" && !existsSync(join(root, inp.path))) {
-            err(rel(file), `$.workload.inputs.${name}.path`, `blob file "${inp.path}" does not exist`, line);
+            err(
+              rel(file),
+              `$.workload.inputs.${name}.path`,
+              `blob file "${inp.path}" does not exist`,
+              line,
+            );
           }
         }
       }
@@ -413,18 +492,33 @@ export function loadTraceSet(root: string, opts: LoadOptions = {}): { set: Trace
     diags.push(...diagnostics);
     for (const [line, t] of traces) {
       if (isWorkloadTrace(t) || t.solution === null || t.evaluation === null) {
-        err(rel(file), "$.evaluation", "a traces file needs traces with both a solution and an evaluation", line);
+        err(
+          rel(file),
+          "$.evaluation",
+          "a traces file needs traces with both a solution and an evaluation",
+          line,
+        );
         continue;
       }
       if (!checkFolder(file, line, t, 2)) continue;
       const sol = set.solutions.get(t.solution);
       if (!sol) {
-        err(rel(file), "$.solution", `solution "${t.solution}" does not exist in this TraceSet`, line);
+        err(
+          rel(file),
+          "$.solution",
+          `solution "${t.solution}" does not exist in this TraceSet`,
+          line,
+        );
         continue;
       }
       const segs = parts(file);
       if (segs.length === 4 && segs[1] !== sol.author) {
-        err(rel(file), "$.solution", `solution author "${sol.author}" but the folder is "${segs[1]}"`, line);
+        err(
+          rel(file),
+          "$.solution",
+          `solution author "${sol.author}" but the folder is "${segs[1]}"`,
+          line,
+        );
       }
       set.traces.push(t);
     }

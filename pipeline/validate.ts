@@ -13,7 +13,11 @@ import { findPython } from "./toolchain.ts";
 import { loadTraceSet, parseDefinition, parseJsonl, parseSolution } from "./traceset.ts";
 
 /** Concrete shape of a definition tensor for a workload, or null for a scalar. */
-export function inferShape(def: Definition, tensor: string, axes: Record<string, number>): number[] | null {
+export function inferShape(
+  def: Definition,
+  tensor: string,
+  axes: Record<string, number>,
+): number[] | null {
   const spec = def.inputs[tensor] ?? def.outputs[tensor];
   if (!spec || spec.shape === null) return null;
   return spec.shape.map((a) => {
@@ -34,14 +38,17 @@ export function checkWorkload(
   root?: string,
 ): Diagnostic[] {
   const out: Diagnostic[] = [];
-  const err = (path: string, message: string) => out.push({ level: "error", file, line, path, message });
+  const err = (path: string, message: string) =>
+    out.push({ level: "error", file, line, path, message });
   const varAxes = Object.entries(def.axes).filter(([, a]) => a.type === "var").map(([n]) => n);
   for (const a of varAxes) {
     if (!(a in w.axes)) err(`$.workload.axes`, `missing var axis "${a}"`);
     else if (w.axes[a] <= 0) err(`$.workload.axes.${a}`, `must be > 0 (got ${w.axes[a]})`);
   }
   for (const a of Object.keys(w.axes)) {
-    if (!varAxes.includes(a)) err(`$.workload.axes.${a}`, `"${a}" is not a var axis of ${def.name}`);
+    if (!varAxes.includes(a)) {
+      err(`$.workload.axes.${a}`, `"${a}" is not a var axis of ${def.name}`);
+    }
   }
   for (const name of Object.keys(def.inputs)) {
     if (!(name in w.inputs)) err(`$.workload.inputs`, `missing input "${name}"`);
@@ -53,7 +60,9 @@ export function checkWorkload(
       err(path, `"${name}" is not an input of ${def.name}`);
       continue;
     }
-    if (inp.type === "scalar" && spec.shape !== null) err(path, `scalar value for tensor input "${name}"`);
+    if (inp.type === "scalar" && spec.shape !== null) {
+      err(path, `scalar value for tensor input "${name}"`);
+    }
     if (inp.type === "safetensors") {
       if (spec.shape === null) err(path, `safetensors blob for scalar input "${name}"`);
       if (!root) continue;
@@ -84,7 +93,9 @@ export function checkWorkload(
         err(path, `blob shape [${t.shape}] but the definition and axes give [${expected}]`);
       }
       const dt = TRACE_TO_SAFETENSORS[spec.dtype];
-      if (dt && dt !== t.dtype) err(path, `blob dtype ${t.dtype} but the definition says ${spec.dtype}`);
+      if (dt && dt !== t.dtype) {
+        err(path, `blob dtype ${t.dtype} but the definition says ${spec.dtype}`);
+      }
     }
   }
   return out;
@@ -98,7 +109,9 @@ export function validateFile(path: string): Diagnostic[] {
       decodeSafetensors(readFileSync(path));
       return [];
     } catch (e) {
-      const msg = e instanceof SafetensorsError ? e.message : `cannot read: ${(e as Error).message}`;
+      const msg = e instanceof SafetensorsError
+        ? e.message
+        : `cannot read: ${(e as Error).message}`;
       return [{ level: "error", file: path, path: "$", message: msg }];
     }
   }
@@ -106,7 +119,12 @@ export function validateFile(path: string): Diagnostic[] {
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
-    return [{ level: "error", file: path, path: "$", message: `cannot read: ${(e as Error).message}` }];
+    return [{
+      level: "error",
+      file: path,
+      path: "$",
+      message: `cannot read: ${(e as Error).message}`,
+    }];
   }
   if (name.endsWith(".jsonl")) return parseJsonl(text, path).diagnostics;
   if (name.endsWith(".json")) {
@@ -115,20 +133,35 @@ export function validateFile(path: string): Diagnostic[] {
     const p = looksLikeSolution ? parseSolution(text, path) : parseDefinition(text, path);
     return p.ok ? [] : p.diagnostics;
   }
-  return [{ level: "error", file: path, path: "$", message: "unknown file kind (expected .json, .jsonl or .safetensors)" }];
+  return [{
+    level: "error",
+    file: path,
+    path: "$",
+    message: "unknown file kind (expected .json, .jsonl or .safetensors)",
+  }];
 }
 
 /** Validates a file or a TraceSet directory. */
-export async function validatePath(path: string): Promise<{ diagnostics: Diagnostic[]; summary: string }> {
+export async function validatePath(
+  path: string,
+): Promise<{ diagnostics: Diagnostic[]; summary: string }> {
   if (!existsSync(path)) {
     return {
-      diagnostics: [{ level: "error", file: path, path: "$", message: "no such file or directory" }],
+      diagnostics: [{
+        level: "error",
+        file: path,
+        path: "$",
+        message: "no such file or directory",
+      }],
       summary: "",
     };
   }
   if (statSync(path).isFile()) {
     const diagnostics = validateFile(path);
-    if (!diagnostics.length && path.endsWith(".json") && !/"spec"\s*:/.test(readFileSync(path, "utf8"))) {
+    if (
+      !diagnostics.length && path.endsWith(".json") &&
+      !/"spec"\s*:/.test(readFileSync(path, "utf8"))
+    ) {
       const p = parseDefinition(readFileSync(path, "utf8"), path);
       const py = await findPython();
       if (p.ok && py) {
@@ -143,7 +176,12 @@ export async function validatePath(path: string): Promise<{ diagnostics: Diagnos
   const py = await findPython();
   const syntax = py ? await checkDefinitionsSyntax([...set.definitions.values()], py) : null;
   for (const s of syntax ?? []) {
-    diagnostics.push({ level: "error", file: set.files.get(`definition:${s.definition}`)!, path: s.path, message: s.message });
+    diagnostics.push({
+      level: "error",
+      file: set.files.get(`definition:${s.definition}`)!,
+      path: s.path,
+      message: s.message,
+    });
   }
   let workloads = 0;
   for (const [defName, wls] of set.workloads) {

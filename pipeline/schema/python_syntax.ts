@@ -38,7 +38,9 @@ export async function checkDefinitionsSyntax(
   const items: Array<{ id: string; code: string; mode: "exec" | "eval" }> = [];
   for (const d of defs) {
     items.push({ id: `${d.name}\u0000$.reference`, code: d.reference, mode: "exec" });
-    d.constraints.forEach((c, i) => items.push({ id: `${d.name}\u0000$.constraints[${i}]`, code: c, mode: "eval" }));
+    d.constraints.forEach((c, i) =>
+      items.push({ id: `${d.name}\u0000$.constraints[${i}]`, code: c, mode: "eval" })
+    );
   }
   let child: Deno.ChildProcess;
   try {

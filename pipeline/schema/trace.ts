@@ -7,6 +7,7 @@
  * - `type` fields have defaults, so `{}` is a var axis / a random input and `{"value": 4}` a const axis;
  * - `TensorSpec.shape` must be present, `null` meaning a scalar.
  */
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { checkPythonShape } from "./python_shape.ts";
 
@@ -87,7 +88,9 @@ export const Definition = z
             ctx.addIssue({
               code: "custom",
               path: [kind, tensor, "shape", i],
-              message: `${kind === "inputs" ? "Input" : "Output"} "${tensor}" references undefined axis "${axis}"`,
+              message: `${
+                kind === "inputs" ? "Input" : "Output"
+              } "${tensor}" references undefined axis "${axis}"`,
             });
           }
         });
@@ -200,6 +203,9 @@ export type EvaluationStatus = z.infer<typeof EvaluationStatus>;
 /** A float that may be serialised as "Infinity"/"-Infinity"/"NaN" (case-insensitive on read). */
 const FloatOrSpecial = z.union([
   z.number(),
+  // zod's number() rejects NaN and ±Infinity, which parsed data (not JSON) may hold.
+  z.nan(),
+  z.custom<number>((v) => v === Infinity || v === -Infinity, { message: "expected a number" }),
   z.string().regex(/^[+-]?(infinity|inf|nan)$/i).transform((s) => {
     const lower = s.toLowerCase();
     if (lower.includes("nan")) return NaN;
@@ -292,3 +298,26 @@ export type Trace = z.infer<typeof Trace>;
 export function isWorkloadTrace(t: Trace): boolean {
   return t.solution === null && t.evaluation === null;
 }
+
+/**
+ * flashinfer-bench's solution content hash: SHA-1 over the unseparated UTF-8 concatenation of
+ * definition, language, entry_point, binding (or ""), each dependency, then each source's path
+ * and content. Name, author, description, target_hardware and the DPS flag are not part of it.
+ */
+export function solutionHash(sol: Solution): string {
+  const h = createHash("sha1");
+  for (
+    const part of [
+      sol.definition,
+      sol.spec.language,
+      sol.spec.entry_point,
+      sol.spec.binding ?? "",
+      ...sol.spec.dependencies,
+      ...sol.sources.flatMap((s) => [s.path, s.content]),
+    ]
+  ) h.update(part, "utf8");
+  return h.digest("hex");
+}
+
+/** The name flashinfer-bench's serve API gives a solution: `<name>_<hash[:8]>`. */
+export const uniqueSolutionName = (sol: Solution) => `${sol.name}_${solutionHash(sol).slice(0, 8)}`;

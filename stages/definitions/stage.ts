@@ -12,7 +12,12 @@ import { checkDefinitionsSyntax } from "../../pipeline/schema/python_syntax.ts";
 import type { Definition } from "../../pipeline/schema/trace.ts";
 import { defineStage } from "../../pipeline/stage.ts";
 import { findPython } from "../../pipeline/toolchain.ts";
-import { definitionPath, formatDefinition, loadTraceSet, writeFileAtomic } from "../../pipeline/traceset.ts";
+import {
+  definitionPath,
+  formatDefinition,
+  loadTraceSet,
+  writeFileAtomic,
+} from "../../pipeline/traceset.ts";
 
 /** Params of the definitions stage. */
 export const DefinitionsParams = z.object({
@@ -60,12 +65,22 @@ export async function loadDefinitions(
     }
   }
   const py = python === undefined ? await findPython() : python;
-  const problems = py ? await checkDefinitionsSyntax([...byName.values()].map((v) => v.def), py) : null;
+  const problems = py
+    ? await checkDefinitionsSyntax([...byName.values()].map((v) => v.def), py)
+    : null;
   for (const p of problems ?? []) {
-    diagnostics.push({ level: "error", file: byName.get(p.definition)!.file, path: p.path, message: p.message });
+    diagnostics.push({
+      level: "error",
+      file: byName.get(p.definition)!.file,
+      path: p.path,
+      message: p.message,
+    });
     byName.delete(p.definition);
   }
-  const definitions = [...byName.values()].map((v) => v.def).sort((a, b) => (a.name < b.name ? -1 : 1));
+  const definitions = [...byName.values()].map((v) => v.def).sort((
+    a,
+    b,
+  ) => (a.name < b.name ? -1 : 1));
   return { definitions, diagnostics, syntaxChecked: problems !== null };
 }
 
@@ -104,7 +119,9 @@ export const definitionsStage = defineStage<DefinitionsParams>({
       job.log(formatDiagnostic(d));
       ctx.log(formatDiagnostic(d));
     }
-    if (!syntaxChecked) ctx.log("no Python interpreter: references were checked for `def run` only");
+    if (!syntaxChecked) {
+      ctx.log("no Python interpreter: references were checked for `def run` only");
+    }
     const byOpType: Record<string, number> = {};
     for (const d of definitions) byOpType[d.op_type] = (byOpType[d.op_type] ?? 0) + 1;
     const summary: DefinitionsSummary = {

@@ -1,0 +1,75 @@
+/**
+ * Small real stages for the engine tests: `letters` writes one file per item of its params,
+ * `shout` upper-cases each of them. Setting TP_TEST_HANG_DIR makes `letters` write half its
+ * output, drop a marker and hang, so a test can SIGKILL it mid-cell.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { defineStage } from "../stage.ts";
+import { sha256 } from "../hash.ts";
+import type { Toolchain } from "../toolchain.ts";
+
+/** A toolchain that needs no probing. */
+export const FAKE_TOOLCHAIN: Toolchain = { os: "linux", arch: "x86_64", deno: "test", gpus: [] };
+
+const LettersParams = z.object({ items: z.record(z.string(), z.string()).default({ a: "x" }) });
+
+/** One cell per item; each cell reads only its own item. */
+export const letters = defineStage({
+  name: "letters",
+  description: "writes one file per item",
+  policy: "pure",
+  params: LettersParams,
+  upstream: [],
+  env: [],
+  resource: "cpu",
+  module: import.meta.url,
+  toolchainFacts: () => ({}),
+  plan: (ctx) =>
+    Promise.resolve(
+      Object.keys(ctx.params.items).sort().map((id) => ({
+        id,
+        params: ctx.params.items[id],
+        inputs: {},
+      })),
+    ),
+  async run(job, ctx) {
+    const text = ctx.params.items[job.plan.id];
+    writeFileSync(join(job.outDir, "part1.txt"), text);
+    const hang = Deno.env.get("TP_TEST_HANG_DIR");
+    if (hang && existsSync(hang)) {
+      writeFileSync(join(hang, `started-${job.plan.id}`), String(Deno.pid));
+      await new Promise(() => {}); // until killed
+    }
+    writeFileSync(join(job.outDir, "value.txt"), text);
+    job.setSummary({ length: text.length });
+    job.log(`wrote ${text}`);
+  },
+});
+
+/** One cell per upstream cell, keyed on that cell's output digest. */
+export const shout = defineStage({
+  name: "shout",
+  description: "upper-cases each letters cell",
+  policy: "pure",
+  params: z.object({ suffix: z.string().default("!") }),
+  upstream: ["letters"],
+  env: [],
+  resource: "cpu",
+  module: import.meta.url,
+  toolchainFacts: () => ({}),
+  plan: (ctx) =>
+    Promise.resolve(ctx.upstream.letters.map((c) => ({
+      id: c.id,
+      params: ctx.params.suffix,
+      inputs: { letters: c.digest },
+      payload: c.dir,
+    }))),
+  run(job, ctx) {
+    const v = readFileSync(join(job.plan.payload as string, "value.txt"), "utf8");
+    writeFileSync(join(job.outDir, "value.txt"), v.toUpperCase() + ctx.params.suffix);
+    job.setSummary({ digest: sha256(v) });
+    return Promise.resolve();
+  },
+});
