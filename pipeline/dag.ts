@@ -198,12 +198,15 @@ export async function runPipeline(
   const builder = await builderInfo(opts.root);
   const results: Record<string, CellResult[]> = {};
   const reports: StageReport[] = [];
+  // A stage that does not run is read from the store only if a running stage consumes it.
+  const needed = new Set(opts.stages.filter((s) => run.has(s.name)).flatMap((s) => s.upstream));
   let ok = true;
   for (const [i, stage] of opts.stages.entries()) {
     if (i > last) break;
     const t0 = performance.now();
+    if (!run.has(stage.name) && !needed.has(stage.name)) continue;
     const upstream: Record<string, CellResult[]> = {};
-    for (const u of stage.upstream) {
+    for (const u of run.has(stage.name) ? stage.upstream : []) {
       if (!results[u]) {
         throw new PipelineError(`stage ${stage.name} needs "${u}", which is not defined before it`);
       }

@@ -18,6 +18,41 @@ export const STAGES: StageEntry[] = [
     upstream: [],
     load: async () => (await import("./definitions/stage.ts")).definitionsStage as AnyStage,
   },
+  {
+    name: "collect",
+    upstream: [],
+    load: async () => (await import("./collect/stage.ts")).collectStage as AnyStage,
+  },
+  {
+    name: "extract",
+    upstream: ["definitions", "collect"],
+    load: async () => (await import("./extract/stage.ts")).extractStage as AnyStage,
+  },
+  {
+    name: "generate",
+    upstream: ["definitions", "extract"],
+    load: async () => (await import("./generate/stage.ts")).generateStage as AnyStage,
+  },
+  {
+    name: "compile",
+    upstream: ["definitions", "generate"],
+    load: async () => (await import("./judging/compile.ts")).compileStage as AnyStage,
+  },
+  {
+    name: "verify",
+    upstream: ["definitions", "extract", "generate", "compile"],
+    load: async () => (await import("./judging/verify.ts")).verifyStage as AnyStage,
+  },
+  {
+    name: "time",
+    upstream: ["definitions", "extract", "generate", "verify"],
+    load: async () => (await import("./judging/time.ts")).timeStage as AnyStage,
+  },
+  {
+    name: "aggregate",
+    upstream: ["definitions", "extract", "generate", "verify", "time"],
+    load: async () => (await import("./aggregate/stage.ts")).aggregateStage as AnyStage,
+  },
 ];
 
 /** Stage names in order. */

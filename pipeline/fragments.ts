@@ -1,0 +1,95 @@
+/**
+ * Stages hand FlashInfer objects downstream as TraceSet fragments: each cell's output folder is a
+ * small TraceSet (definitions/, workloads/ + blob/, solutions/, traces/). This module merges the
+ * fragments of upstream cells into one view, remembering which folder each workload's blobs live in.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Diagnostic } from "./diagnostics.ts";
+import { digestJson, sha256File } from "./hash.ts";
+import type { Definition, Solution, Trace, Workload } from "./schema/trace.ts";
+import type { CellResult } from "./stage.ts";
+import { loadTraceSet } from "./traceset.ts";
+
+/** A workload with the fragment root its safetensors paths are relative to. */
+export interface RootedWorkload {
+  workload: Workload;
+  root: string;
+}
+
+/** The merged view of many fragments. First definition/solution of a name wins; later ones are reported. */
+export interface MergedFragments {
+  definitions: Map<string, Definition>;
+  solutions: Map<string, Solution>;
+  /** Workloads by definition name, deduplicated by uuid, in fragment order. */
+  workloads: Map<string, RootedWorkload[]>;
+  traces: Trace[];
+  diagnostics: Diagnostic[];
+}
+
+const DANGLING = /does not exist in this TraceSet/;
+
+/** Loads and merges the fragments of the given cells (missing folders are fine). */
+export function mergeFragments(cells: CellResult[]): MergedFragments {
+  const out: MergedFragments = {
+    definitions: new Map(),
+    solutions: new Map(),
+    workloads: new Map(),
+    traces: [],
+    diagnostics: [],
+  };
+  const seenUuid = new Set<string>();
+  for (const cell of cells) {
+    if (!["definitions", "workloads", "solutions", "traces"].some((d) => existsSync(join(cell.dir, d)))) continue;
+    const { set, diagnostics } = loadTraceSet(cell.dir);
+    // A fragment may reference definitions that live in another fragment: checked after merging.
+    out.diagnostics.push(
+      ...diagnostics.filter((d) => !DANGLING.test(d.message)).map((d) => ({ ...d, file: join(cell.dir, d.file) })),
+    );
+    for (const [name, def] of set.definitions) {
+      const prev = out.definitions.get(name);
+      if (prev && digestJson(prev) !== digestJson(def)) {
+        out.diagnostics.push({
+          level: "warning",
+          file: join(cell.dir, set.files.get(`definition:${name}`)!),
+          path: "$",
+          message: `definition "${name}" differs from an earlier one with the same name; the earlier one is used`,
+        });
+      } else if (!prev) out.definitions.set(name, def);
+    }
+    for (const [name, sol] of set.solutions) {
+      if (out.solutions.has(name)) {
+        out.diagnostics.push({
+          level: "warning",
+          file: join(cell.dir, set.files.get(`solution:${name}`)!),
+          path: "$.name",
+          message: `solution "${name}" appears in two fragments; the first is used`,
+        });
+      } else out.solutions.set(name, sol);
+    }
+    for (const [defName, wls] of set.workloads) {
+      for (const w of wls) {
+        if (seenUuid.has(`${defName}/${w.uuid}`)) continue;
+        seenUuid.add(`${defName}/${w.uuid}`);
+        out.workloads.set(defName, [...(out.workloads.get(defName) ?? []), { workload: w, root: cell.dir }]);
+      }
+    }
+    out.traces.push(...set.traces);
+  }
+  return out;
+}
+
+/** Content digest of a workload including the bytes of its blobs, for cell keys. */
+export function workloadDigest(w: RootedWorkload): string {
+  const blobs: Record<string, string> = {};
+  for (const [name, inp] of Object.entries(w.workload.inputs)) {
+    if (inp.type === "safetensors") {
+      try {
+        blobs[name] = sha256File(join(w.root, inp.path));
+      } catch {
+        blobs[name] = "missing";
+      }
+    }
+  }
+  return digestJson({ workload: w.workload, blobs });
+}

@@ -1,0 +1,402 @@
+/**
+ * The sweep backend: a kernel folder (cuda/*, triton/*, baselines/*) holds a `kernel.json`
+ * manifest declaring its parameter space. Every (matching definition × sweep point) becomes one
+ * Solution whose params file (`#define` lines for C/CUDA, assignments for Python/Triton) is
+ * generated and added to the sources, so every language gets the same search effort.
+ *
+ * `selectBestOfSweep` picks, from traces, the point with the best median latency per
+ * (kernel, definition) and emits it as `<kernel>__<definition>__best`.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { type Diagnostic, fromZodError } from "../../pipeline/diagnostics.ts";
+import { BuildSpec, type Definition, Solution, type Trace } from "../../pipeline/schema/trace.ts";
+import { checkSolutionSignature } from "./signature.ts";
+
+/** A sweep parameter value. */
+export const ParamValue = z.union([z.number(), z.boolean(), z.string().regex(/^[\w.:<>, ]+$/)]);
+export type ParamValue = z.infer<typeof ParamValue>;
+
+const Ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an identifier");
+
+/** The `kernel.json` manifest of one kernel folder. */
+export const KernelManifest = z.object({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be path-safe ([A-Za-z0-9_.-])"),
+  author: z.string().min(1),
+  op_type: z.string().min(1),
+  definition_regex: z.string().min(1),
+  spec: BuildSpec.omit({ entry_point: true }).extend({ entry_point: z.string().min(1) }),
+  sources: z.array(z.string().min(1)).min(1),
+  params_file: z.string().regex(
+    /^[\w./-]+\.(h|cuh|hpp|py)$/,
+    "must be a relative .h/.cuh/.hpp/.py path",
+  ).optional(),
+  params: z.record(Ident, z.array(ParamValue).min(1)).default({}),
+  default: z.record(Ident, ParamValue).default({}),
+  description: z.string().optional(),
+});
+export type KernelManifest = z.infer<typeof KernelManifest>;
+
+/** Maps a sweep solution back to its kernel, definition and point (written as sweep-index.json). */
+export interface SweepIndexEntry {
+  solution: string;
+  kernel: string;
+  definition: string;
+  point: Record<string, ParamValue>;
+}
+
+/** Loads and validates a manifest; problems are diagnostics naming `label`. */
+export function loadManifest(
+  path: string,
+  label: string,
+): { manifest?: KernelManifest; diagnostics: Diagnostic[] } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    return {
+      diagnostics: [{
+        level: "error",
+        file: label,
+        path: "$",
+        message: `cannot read manifest: ${(e as Error).message}`,
+      }],
+    };
+  }
+  const p = KernelManifest.safeParse(raw);
+  if (!p.success) return { diagnostics: fromZodError(p.error, label) };
+  const m = p.data;
+  const diagnostics: Diagnostic[] = [];
+  try {
+    new RegExp(m.definition_regex);
+  } catch (e) {
+    diagnostics.push({
+      level: "error",
+      file: label,
+      path: "$.definition_regex",
+      message: `invalid regex: ${(e as Error).message}`,
+    });
+  }
+  if (Object.keys(m.params).length > 0 && !m.params_file) {
+    diagnostics.push({
+      level: "error",
+      file: label,
+      path: "$.params_file",
+      message: "params are declared but no params_file says where they go",
+    });
+  }
+  if (m.params_file && m.sources.includes(m.params_file)) {
+    diagnostics.push({
+      level: "error",
+      file: label,
+      path: "$.params_file",
+      message: `params_file "${m.params_file}" is also listed in sources; it is generated`,
+    });
+  }
+  const entryFile = m.spec.entry_point.split("::")[0];
+  if (m.spec.entry_point.split("::").length !== 2) {
+    diagnostics.push({
+      level: "error",
+      file: label,
+      path: "$.spec.entry_point",
+      message: 'entry_point must have the form "<file>::<symbol>"',
+    });
+  } else if (!m.sources.includes(entryFile)) {
+    diagnostics.push({
+      level: "error",
+      file: label,
+      path: "$.spec.entry_point",
+      message: `entry file "${entryFile}" is not among the sources`,
+    });
+  }
+  for (const [i, s] of m.sources.entries()) {
+    if (s.startsWith("/") || s.split(/[\\/]/).includes("..")) {
+      diagnostics.push({
+        level: "error",
+        file: label,
+        path: `$.sources[${i}]`,
+        message: `source path "${s}" must stay inside the kernel folder`,
+      });
+    }
+  }
+  return diagnostics.length ? { diagnostics } : { manifest: m, diagnostics };
+}
+
+/** The definitions a manifest applies to: same op_type and name fully matching the regex. */
+export function matchDefinitions(m: KernelManifest, defs: Iterable<Definition>): Definition[] {
+  const re = new RegExp(`^(?:${m.definition_regex})$`);
+  return [...defs].filter((d) => d.op_type === m.op_type && re.test(d.name)).sort((
+    a,
+    b,
+  ) => (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * Sweep points: the cartesian product of `params` (parameter names sorted, values in manifest
+ * order), or only the default point in `default` mode. Each point also carries fixed `default`
+ * values of parameters that are not swept.
+ */
+export function sweepPoints(
+  m: KernelManifest,
+  mode: "grid" | "default",
+): Array<Record<string, ParamValue>> {
+  const names = Object.keys(m.params).sort();
+  if (mode === "default") {
+    const point: Record<string, ParamValue> = {};
+    for (const n of names) point[n] = m.default[n] ?? m.params[n][0];
+    return [point];
+  }
+  let points: Array<Record<string, ParamValue>> = [{}];
+  for (const n of names) points = points.flatMap((p) => m.params[n].map((v) => ({ ...p, [n]: v })));
+  return points;
+}
+
+const nameValue = (v: ParamValue) =>
+  typeof v === "boolean"
+    ? (v ? "1" : "0")
+    : String(v).replace(/-/g, "m").replace(/\./g, "p").replace(/[^A-Za-z0-9]/g, "");
+
+/** Deterministic solution name: `<kernel>__<definition>[__P-v]...` with swept params sorted by name. */
+export function sweepSolutionName(
+  m: KernelManifest,
+  def: string,
+  point: Record<string, ParamValue>,
+): string {
+  const swept = Object.keys(m.params).sort();
+  return [`${m.name}__${def}`, ...swept.map((n) => `${n}-${nameValue(point[n])}`)].join("__");
+}
+
+/** Text of the generated params file for one point (C preprocessor or Python syntax by extension). */
+export function paramsFileText(
+  m: KernelManifest,
+  def: string,
+  point: Record<string, ParamValue>,
+): string {
+  const values: Record<string, ParamValue> = { ...m.default, ...point };
+  const names = Object.keys(values).sort();
+  const python = m.params_file!.endsWith(".py");
+  const header =
+    `Generated by tracepipe generate: kernel ${m.name}, definition ${def}. Do not edit.`;
+  if (python) {
+    const lit = (
+      v: ParamValue,
+    ) => (typeof v === "boolean"
+      ? (v ? "True" : "False")
+      : typeof v === "string"
+      ? JSON.stringify(v)
+      : String(v));
+    return [`# ${header}`, ...names.map((n) => `${n} = ${lit(values[n])}`)].join("\n") + "\n";
+  }
+  const lit = (v: ParamValue) => (typeof v === "boolean" ? (v ? "1" : "0") : String(v));
+  return [`// ${header}`, "#pragma once", ...names.map((n) => `#define ${n} ${lit(values[n])}`)]
+    .join("\n") + "\n";
+}
+
+/**
+ * Builds the solutions of one manifest for the given definitions. `kernelDir` holds the sources;
+ * `label` names the manifest in diagnostics.
+ */
+export function buildSweep(
+  m: KernelManifest,
+  kernelDir: string,
+  defs: Definition[],
+  mode: "grid" | "default",
+  label: string,
+): { solutions: Solution[]; index: SweepIndexEntry[]; diagnostics: Diagnostic[] } {
+  const diagnostics: Diagnostic[] = [];
+  const files: Array<{ path: string; content: string }> = [];
+  for (const [i, s] of m.sources.entries()) {
+    const p = join(kernelDir, s);
+    if (!existsSync(p)) {
+      diagnostics.push({
+        level: "error",
+        file: label,
+        path: `$.sources[${i}]`,
+        message: `source file "${s}" does not exist`,
+      });
+      continue;
+    }
+    const content = readFileSync(p, "utf8");
+    if (!content) {
+      diagnostics.push({
+        level: "error",
+        file: label,
+        path: `$.sources[${i}]`,
+        message: `source file "${s}" is empty`,
+      });
+      continue;
+    }
+    files.push({ path: s, content });
+  }
+  if (diagnostics.length) return { solutions: [], index: [], diagnostics };
+  const solutions: Solution[] = [];
+  const index: SweepIndexEntry[] = [];
+  for (const def of defs) {
+    for (const point of sweepPoints(m, mode)) {
+      const name = sweepSolutionName(m, def.name, point);
+      const sources = [...files];
+      if (m.params_file) {
+        sources.push({ path: m.params_file, content: paramsFileText(m, def.name, point) });
+      }
+      const swept = Object.keys(point).sort().map((n) => `${n}=${point[n]}`).join(", ");
+      const desc = [m.description, swept ? `Sweep point ${swept}.` : null].filter(Boolean).join(
+        " ",
+      );
+      const p = Solution.safeParse({
+        name,
+        definition: def.name,
+        author: m.author,
+        description: desc || undefined,
+        spec: m.spec,
+        sources,
+      });
+      if (!p.success) {
+        diagnostics.push(...fromZodError(p.error, label));
+        continue;
+      }
+      // The entry point is checked like a corpus solution's; a mismatch drops that solution only.
+      const sig = checkSolutionSignature(p.data, def);
+      for (const w of sig.warnings) {
+        diagnostics.push({
+          level: "warning",
+          file: label,
+          path: "$.spec.entry_point",
+          message: `${name}: ${w}`,
+        });
+      }
+      if (sig.errors.length) {
+        for (const e of sig.errors) {
+          diagnostics.push({
+            level: "error",
+            file: label,
+            path: "$.spec.entry_point",
+            message: `${name}: ${e}`,
+          });
+        }
+        continue;
+      }
+      solutions.push(p.data);
+      index.push({ solution: name, kernel: m.name, definition: def.name, point });
+    }
+  }
+  return { solutions, index, diagnostics };
+}
+
+/** The best point of one (kernel, definition) group, with the solution to record. */
+export interface BestOfSweep {
+  kernel: string;
+  definition: string;
+  /** Name of the chosen sweep-point solution. */
+  chosen: string;
+  point: Record<string, ParamValue>;
+  medianLatencyMs: number;
+  workloads: number;
+  /** The chosen solution renamed `<kernel>__<definition>__best` (same sources and spec). */
+  solution: Solution;
+  /** Every point: eligible when PASSED on every workload any point of the group was run on. */
+  candidates: Array<
+    { solution: string; eligible: boolean; medianLatencyMs: number | null; reason?: string }
+  >;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+
+/** Name of a group's best-of-sweep solution. */
+export const bestSolutionName = (kernel: string, definition: string) =>
+  `${kernel}__${definition}__best`;
+
+/**
+ * Picks per (kernel, definition) the sweep point with the lowest median over workloads of its
+ * per-workload latency (the median of its PASSED traces on that workload). A point is eligible
+ * only if it PASSED every workload that any point of the group was run on; ties go to the
+ * lexically smaller solution name. Groups with no eligible point are left out.
+ */
+export function selectBestOfSweep(
+  traces: Trace[],
+  index: SweepIndexEntry[],
+  solutions: Map<string, Solution>,
+): BestOfSweep[] {
+  const entryOf = new Map(index.map((e) => [e.solution, e]));
+  const groups = new Map<string, SweepIndexEntry[]>();
+  for (const e of index) {
+    const k = `${e.kernel}\u0000${e.definition}`;
+    groups.set(k, [...(groups.get(k) ?? []), e]);
+  }
+  const bySolution = new Map<string, Trace[]>();
+  for (const t of traces) {
+    if (
+      t.solution && entryOf.has(t.solution) && t.definition === entryOf.get(t.solution)!.definition
+    ) {
+      bySolution.set(t.solution, [...(bySolution.get(t.solution) ?? []), t]);
+    }
+  }
+  const out: BestOfSweep[] = [];
+  for (
+    const entries of [...groups.values()].sort((a, b) => (a[0].solution < b[0].solution ? -1 : 1))
+  ) {
+    const workloads = new Set<string>();
+    for (const e of entries) {
+      for (const t of bySolution.get(e.solution) ?? []) workloads.add(t.workload.uuid);
+    }
+    if (workloads.size === 0) continue;
+    const candidates: BestOfSweep["candidates"] = [];
+    for (const e of entries) {
+      const per = new Map<string, Trace[]>();
+      for (const t of bySolution.get(e.solution) ?? []) {
+        per.set(t.workload.uuid, [...(per.get(t.workload.uuid) ?? []), t]);
+      }
+      let reason: string | undefined;
+      const lat: number[] = [];
+      for (const w of [...workloads].sort()) {
+        const ts = per.get(w) ?? [];
+        if (ts.length === 0) reason ??= `no trace on workload ${w}`;
+        else if (ts.some((t) => t.evaluation?.status !== "PASSED" || !t.evaluation.performance)) {
+          reason ??= `not PASSED on workload ${w}`;
+        } else lat.push(median(ts.map((t) => t.evaluation!.performance!.latency_ms)));
+      }
+      candidates.push(
+        reason
+          ? { solution: e.solution, eligible: false, medianLatencyMs: null, reason }
+          : { solution: e.solution, eligible: true, medianLatencyMs: median(lat) },
+      );
+    }
+    const eligible = candidates.filter((c) => c.eligible)
+      .sort((a, b) =>
+        a.medianLatencyMs! - b.medianLatencyMs! || (a.solution < b.solution ? -1 : 1)
+      );
+    if (eligible.length === 0) continue;
+    const best = eligible[0];
+    const entry = entryOf.get(best.solution)!;
+    const sol = solutions.get(best.solution);
+    if (!sol) continue;
+    const swept = Object.keys(entry.point).sort().map((n) => `${n}=${entry.point[n]}`).join(", ");
+    out.push({
+      kernel: entry.kernel,
+      definition: entry.definition,
+      chosen: best.solution,
+      point: entry.point,
+      medianLatencyMs: best.medianLatencyMs!,
+      workloads: workloads.size,
+      solution: {
+        ...sol,
+        name: bestSolutionName(entry.kernel, entry.definition),
+        description: `Best of sweep: ${best.solution} (${
+          swept || "no params"
+        }), median latency ${best.medianLatencyMs} ms over ${workloads.size} workload(s).`,
+      },
+      candidates,
+    });
+  }
+  return out;
+}
+
+/** The chosen point's traces relabelled as the `__best` solution (for reports; see docs/generate.md). */
+export function bestOfSweepTraces(best: BestOfSweep, traces: Trace[]): Trace[] {
+  return traces.filter((t) => t.solution === best.chosen && t.definition === best.definition)
+    .map((t) => ({ ...t, solution: best.solution.name }));
+}

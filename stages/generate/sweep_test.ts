@@ -1,0 +1,225 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Solution, Trace } from "../../pipeline/schema/trace.ts";
+import { loadTraceSet } from "../../pipeline/traceset.ts";
+import {
+  bestOfSweepTraces,
+  buildSweep,
+  loadManifest,
+  matchDefinitions,
+  selectBestOfSweep,
+  type SweepIndexEntry,
+} from "./sweep.ts";
+import { assert, assertEquals, assertMatch } from "./test_util.ts";
+
+const root = new URL("../..", import.meta.url).pathname;
+const defs = () => loadTraceSet(join(root, "stages/generate/testdata/run")).set.definitions;
+
+function kernel(manifest: Record<string, unknown>, files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "tp-kernel-"));
+  for (const [p, c] of Object.entries(files)) writeFileSync(join(dir, p), c);
+  writeFileSync(join(dir, "kernel.json"), JSON.stringify(manifest));
+  return dir;
+}
+const MAIN_CPP =
+  "torch::Tensor run(torch::Tensor hidden_states, torch::Tensor weight) { return hidden_states; }\n" +
+  'PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("run", &run); }\n';
+const cudaManifest = {
+  name: "rms_cuda",
+  author: "tracepipe",
+  op_type: "rmsnorm",
+  definition_regex: "rmsnorm_h(128|2048)",
+  spec: {
+    language: "cuda",
+    target_hardware: ["H100"],
+    entry_point: "main.cpp::run",
+    binding: "torch",
+    destination_passing_style: false,
+  },
+  sources: ["kernel.cu", "main.cpp"],
+  params_file: "tp_params.h",
+  params: { THREADS: [128, 256], VEC: [4, 8] },
+  default: { THREADS: 256, VEC: 8, UNROLL: true },
+  description: "RMSNorm kernel.",
+};
+
+Deno.test("grid sweep: one solution per (definition × point), names and params files deterministic", () => {
+  const dir = kernel(cudaManifest, {
+    "kernel.cu": '#include "tp_params.h"\n',
+    "main.cpp": MAIN_CPP,
+  });
+  const { manifest, diagnostics } = loadManifest(join(dir, "kernel.json"), "k/kernel.json");
+  assertEquals(diagnostics, []);
+  assert(manifest);
+  const matched = matchDefinitions(manifest, defs().values());
+  assertEquals(matched.map((d) => d.name), ["rmsnorm_h128", "rmsnorm_h2048"]);
+  const r = buildSweep(manifest, dir, matched, "grid", "k/kernel.json");
+  assertEquals(r.diagnostics, []);
+  assertEquals(r.solutions.length, 8);
+  assertEquals(r.solutions[0].name, "rms_cuda__rmsnorm_h128__THREADS-128__VEC-4");
+  const params = r.solutions[0].sources.find((s) => s.path === "tp_params.h")!.content;
+  assertEquals(params.split("\n").filter((l) => l.startsWith("#define")), [
+    "#define THREADS 128",
+    "#define UNROLL 1",
+    "#define VEC 4",
+  ]);
+  assertEquals(r.index[3], {
+    solution: "rms_cuda__rmsnorm_h128__THREADS-256__VEC-8",
+    kernel: "rms_cuda",
+    definition: "rmsnorm_h128",
+    point: { THREADS: 256, VEC: 8 },
+  });
+  assertEquals(new Set(r.solutions.map((s) => s.name)).size, 8);
+  // default mode: the default point only.
+  const d = buildSweep(manifest, dir, matched, "default", "k");
+  assertEquals(d.solutions.map((s) => s.name), [
+    "rms_cuda__rmsnorm_h128__THREADS-256__VEC-8",
+    "rms_cuda__rmsnorm_h2048__THREADS-256__VEC-8",
+  ]);
+});
+
+Deno.test("python params file and kernels without params", () => {
+  const m = {
+    ...cudaManifest,
+    name: "rms_triton",
+    spec: {
+      language: "triton",
+      target_hardware: ["H100"],
+      entry_point: "main.py::run",
+      destination_passing_style: false,
+    },
+    sources: ["main.py"],
+    params_file: "tp_params.py",
+    params: { BLOCK: [64] },
+    default: { NAME: "fast", ON: false },
+  };
+  const dir = kernel(m, {
+    "main.py":
+      "from tp_params import BLOCK\n\ndef run(hidden_states, weight):\n    return hidden_states\n",
+  });
+  const { manifest } = loadManifest(join(dir, "kernel.json"), "k");
+  const r = buildSweep(manifest!, dir, matchDefinitions(manifest!, defs().values()), "grid", "k");
+  assertEquals(r.solutions[0].sources[1].content.split("\n").slice(1), [
+    "BLOCK = 64",
+    'NAME = "fast"',
+    "ON = False",
+    "",
+  ]);
+  const plain = { ...m, name: "plain", params_file: undefined, params: {}, default: {} };
+  const dir2 = kernel(plain, { "main.py": "def run(hidden_states, weight):\n    pass\n" });
+  const l = loadManifest(join(dir2, "kernel.json"), "k");
+  const r2 = buildSweep(
+    l.manifest!,
+    dir2,
+    matchDefinitions(l.manifest!, defs().values()),
+    "grid",
+    "k",
+  );
+  assertEquals(r2.solutions.map((s) => [s.name, s.sources.length]), [["plain__rmsnorm_h128", 1], [
+    "plain__rmsnorm_h2048",
+    1,
+  ]]);
+});
+
+Deno.test("bad manifests are diagnostics naming the field", () => {
+  const dir = kernel({ ...cudaManifest, params_file: undefined, definition_regex: "(" }, {});
+  const { manifest, diagnostics } = loadManifest(join(dir, "kernel.json"), "cuda/x/kernel.json");
+  assertEquals(manifest, undefined);
+  assertEquals(diagnostics.map((d) => d.path).sort(), ["$.definition_regex", "$.params_file"]);
+  const missing = kernel(cudaManifest, { "main.cpp": "x" });
+  const r = buildSweep(
+    loadManifest(join(missing, "kernel.json"), "k").manifest!,
+    missing,
+    [...defs().values()].slice(0, 1),
+    "grid",
+    "k",
+  );
+  assertMatch(r.diagnostics[0].message, /"kernel.cu" does not exist/);
+  // An entry point that does not fit the definition drops the solutions, with the reason.
+  const wrong = kernel({ ...cudaManifest, params: {}, params_file: undefined }, {
+    "kernel.cu": "x",
+    "main.cpp": MAIN_CPP.replace(", torch::Tensor weight", ""),
+  });
+  const w = buildSweep(
+    loadManifest(join(wrong, "kernel.json"), "k").manifest!,
+    wrong,
+    [defs().get("rmsnorm_h128")!],
+    "grid",
+    "k",
+  );
+  assertEquals(w.solutions, []);
+  assertMatch(w.diagnostics[0].message, /rms_cuda__rmsnorm_h128: .*at most 1 positional.*passes 2/);
+});
+
+Deno.test("best of sweep: lowest median over workloads among points that PASSED everywhere", () => {
+  const index: SweepIndexEntry[] = ["a", "b", "c"].map((p) => ({
+    solution: `k__d__P-${p}`,
+    kernel: "k",
+    definition: "d",
+    point: { P: p },
+  }));
+  const sol = (name: string): Solution => ({
+    name,
+    definition: "d",
+    author: "t",
+    spec: {
+      language: "python",
+      target_hardware: ["H100"],
+      entry_point: "m.py::run",
+      dependencies: [],
+      destination_passing_style: true,
+      binding: null,
+    },
+    sources: [{ path: "m.py", content: name }],
+  });
+  const solutions = new Map(index.map((e) => [e.solution, sol(e.solution)]));
+  const tr = (
+    s: string,
+    w: string,
+    lat: number,
+    status: "PASSED" | "INCORRECT_NUMERICAL" = "PASSED",
+  ): Trace => ({
+    definition: "d",
+    solution: s,
+    workload: { uuid: w, axes: {}, inputs: {} },
+    evaluation: {
+      status,
+      environment: { hardware: "H100", libs: {} },
+      timestamp: "t",
+      log: "",
+      correctness: { max_absolute_error: 0, max_relative_error: 0 },
+      performance: status === "PASSED"
+        ? { latency_ms: lat, reference_latency_ms: 1, speedup_factor: 1 / lat }
+        : null,
+    },
+  });
+  const traces = [
+    tr("k__d__P-a", "w1", 1.0),
+    tr("k__d__P-a", "w2", 3.0),
+    tr("k__d__P-a", "w3", 2.0), // median 2.0
+    tr("k__d__P-b", "w1", 0.5),
+    tr("k__d__P-b", "w2", 0.5),
+    tr("k__d__P-b", "w3", 9, "INCORRECT_NUMERICAL"), // fails w3
+    tr("k__d__P-c", "w1", 1.5),
+    tr("k__d__P-c", "w2", 1.6),
+    tr("k__d__P-c", "w3", 9.0), // median 1.6
+  ];
+  const [best] = selectBestOfSweep(traces, index, solutions);
+  assertEquals([best.chosen, best.medianLatencyMs, best.workloads], ["k__d__P-c", 1.6, 3]);
+  assertEquals(best.solution.name, "k__d__best");
+  assertEquals(best.solution.sources, solutions.get("k__d__P-c")!.sources);
+  assertMatch(
+    best.candidates.find((c) => c.solution === "k__d__P-b")?.reason,
+    /not PASSED on workload w3/,
+  );
+  assertEquals(bestOfSweepTraces(best, traces).map((t) => t.solution), [
+    "k__d__best",
+    "k__d__best",
+    "k__d__best",
+  ]);
+  assertEquals(
+    selectBestOfSweep(traces.filter((t) => t.solution === "k__d__P-b"), index, solutions),
+    [],
+  );
+});

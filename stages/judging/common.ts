@@ -1,0 +1,113 @@
+/**
+ * What compile, verify and time share: the merged view of their upstream fragments, which cells
+ * can run on this machine, the harness code they execute, and writing traces.
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { mergeFragments, type MergedFragments } from "../../pipeline/fragments.ts";
+import { REPO_ROOT } from "../../pipeline/paths.ts";
+import { type Definition, type Solution, Trace } from "../../pipeline/schema/trace.ts";
+import type { CellResult } from "../../pipeline/stage.ts";
+import type { Toolchain } from "../../pipeline/toolchain.ts";
+import { formatJsonl, tracesPath, writeFileAtomic } from "../../pipeline/traceset.ts";
+import type { FiEvaluation } from "../harness/client.ts";
+import { evaluationToJson } from "../harness/client.ts";
+
+/** The harness files the judging stages execute (their bytes enter every cell key). */
+export const HARNESS_CODE = [
+  ...readdirSync(join(REPO_ROOT, "stages", "harness"))
+    .filter((f) => f.endsWith(".py") && !f.startsWith("test_"))
+    .map((f) => `stages/harness/${f}`),
+  "stages/harness/include",
+].sort();
+
+/** Where the harness keeps builds and scratch space (git-ignored, machine-local, reusable). */
+export const HARNESS_WORK_DIR = join(REPO_ROOT, ".tracepipe", "harness");
+
+/** Params shared by the judging stages: which solutions take part. */
+export const SelectionParams = z.object({
+  /** Only solutions by these authors (empty: all). */
+  authors: z.array(z.string()).default([]),
+  /** Only these languages (empty: all). */
+  languages: z.array(z.string()).default([]),
+  /** Only definitions whose name matches this regular expression (empty: all). */
+  definition_regex: z.string().default(""),
+  /** Hard limit for one harness process, in seconds. */
+  harness_timeout_s: z.number().positive().default(3600),
+});
+export type SelectionParams = z.infer<typeof SelectionParams>;
+
+/** Whether this machine can run a GPU. */
+export const hasGpu = (tc: Toolchain) => tc.gpus.length > 0;
+
+/**
+ * Why a solution cannot be evaluated here, or null. On a CPU-only machine only Python solutions
+ * run (and CUDA/C++ sources still compile, as a check, in the compile stage).
+ */
+export function notRunnableHere(sol: Solution, tc: Toolchain, stage: "compile" | "verify" | "time"): string | null {
+  if (!tc.python) return "no Python interpreter (install python3 with torch, or set TRACEPIPE_PYTHON)";
+  if (!tc.python.torch) return `no torch in ${tc.python.path}`;
+  if (hasGpu(tc)) return null;
+  const lang = sol.spec.language;
+  if (lang === "python") return null;
+  if ((lang === "cuda" || lang === "cpp") && stage === "compile") {
+    return tc.nvcc || lang === "cpp" ? null : "no nvcc on this machine";
+  }
+  return `${lang} solutions need a GPU; this machine has none`;
+}
+
+/** Selected solutions with their definitions, sorted by (definition, name). */
+export function selectSolutions(
+  merged: MergedFragments,
+  p: SelectionParams,
+): Array<{ solution: Solution; definition: Definition }> {
+  const re = p.definition_regex ? new RegExp(p.definition_regex) : null;
+  const out: Array<{ solution: Solution; definition: Definition }> = [];
+  for (const sol of merged.solutions.values()) {
+    const def = merged.definitions.get(sol.definition);
+    if (!def) continue;
+    if (re && !re.test(def.name)) continue;
+    if (p.authors.length && !p.authors.includes(sol.author)) continue;
+    if (p.languages.length && !p.languages.includes(sol.spec.language)) continue;
+    out.push({ solution: sol, definition: def });
+  }
+  return out.sort((a, b) =>
+    a.definition.name === b.definition.name
+      ? (a.solution.name < b.solution.name ? -1 : 1)
+      : (a.definition.name < b.definition.name ? -1 : 1)
+  );
+}
+
+/** Merges the fragments of the given upstream stages. */
+export function mergeUpstream(upstream: Record<string, CellResult[]>, stages: string[]): MergedFragments {
+  return mergeFragments(stages.flatMap((s) => upstream[s] ?? []));
+}
+
+/** Writes one trace into a cell's output as a TraceSet fragment (traces/<author>/<op>/<def>.jsonl). */
+export function writeTrace(
+  outDir: string,
+  def: Definition,
+  sol: Solution,
+  workload: Trace["workload"],
+  ev: FiEvaluation,
+): Trace {
+  const trace = Trace.parse({ definition: def.name, workload, solution: sol.name, evaluation: evaluationToJson(ev) });
+  writeFileAtomic(join(outDir, tracesPath(sol.author, def.op_type, def.name)), formatJsonl([trace]));
+  return trace;
+}
+
+/** Groups items by a key, keeping first-seen order. */
+export function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const it of items) m.set(key(it), [...(m.get(key(it)) ?? []), it]);
+  return m;
+}
+
+/** Runs async work over items with at most `n` at a time. */
+export async function mapLimit<T>(items: T[], n: number, f: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) await f(items[next++]);
+  }));
+}

@@ -1,0 +1,166 @@
+/**
+ * The `time` stage: one cell per (solution, workload) that passed `verify`. The harness times the
+ * candidate, the definition's reference and the op's baseline interleaved in one run (L2 flushed,
+ * fresh inputs per call, statistics from raw samples). The cell writes the final PASSED trace,
+ * with `speedup_factor` against the reference as the format defines it, and keeps the raw samples
+ * and the speedup against the baseline in `timing.json`.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { type RootedWorkload, workloadDigest } from "../../pipeline/fragments.ts";
+import { digestJson } from "../../pipeline/hash.ts";
+import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
+import { type CellJob, type CellPlan, defineStage } from "../../pipeline/stage.ts";
+import { hardwareFacts } from "../../pipeline/toolchain.ts";
+import { writeFileAtomic } from "../../pipeline/traceset.ts";
+import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
+import {
+  groupBy,
+  HARNESS_CODE,
+  HARNESS_WORK_DIR,
+  hasGpu,
+  mapLimit,
+  mergeUpstream,
+  SelectionParams,
+  writeTrace,
+} from "./common.ts";
+import type { VerifySummary } from "./verify.ts";
+
+/** Params of the time stage (the harness's timing protocol, PROTOCOL.md §1.1). */
+export const TimeParams = SelectionParams.extend({
+  rounds: z.number().int().positive().default(3),
+  warmup_calls: z.number().int().nonnegative().default(10),
+  min_samples: z.number().int().positive().default(30),
+  max_samples: z.number().int().positive().default(1000),
+  /** Per role (candidate, reference, baseline), summed over rounds. */
+  max_seconds: z.number().positive().default(10),
+  target_rel_stderr: z.number().positive().default(0.001),
+  input_sets: z.number().int().positive().default(8),
+  /** Which baseline to time beside each candidate: the `baseline` author's solution whose name contains this. */
+  baseline_prefer: z.string().default("torch"),
+});
+export type TimeParams = z.infer<typeof TimeParams>;
+
+interface Payload {
+  solution: Solution;
+  definition: Definition;
+  workload: RootedWorkload;
+  baseline: Solution | null;
+  verifyDir: string;
+}
+
+/** The baseline solution of a definition: author "baseline", preferring names containing `prefer`. */
+export function pickBaseline(solutions: Iterable<Solution>, def: string, prefer: string): Solution | null {
+  const cands = [...solutions].filter((s) => s.definition === def && s.author === "baseline")
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  return cands.find((s) => s.name.includes(prefer)) ?? cands[0] ?? null;
+}
+
+/** The stage. */
+export const timeStage = defineStage<TimeParams>({
+  name: "time",
+  description: "time every verified solution beside the reference and the baseline",
+  policy: "hardware",
+  params: TimeParams,
+  upstream: ["definitions", "extract", "generate", "verify"],
+  env: [],
+  resource: "gpu",
+  module: import.meta.url,
+  codeFiles: HARNESS_CODE,
+  toolchainFacts: hardwareFacts,
+  plan(ctx) {
+    const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
+    const plans: CellPlan[] = [];
+    const re = ctx.params.definition_regex ? new RegExp(ctx.params.definition_regex) : null;
+    for (const v of ctx.upstream.verify ?? []) {
+      const s = v.summary as VerifySummary | null;
+      if (!s || s.status !== "PASSED") continue;
+      const solution = merged.solutions.get(s.solution);
+      const definition = merged.definitions.get(s.definition);
+      const workload = (merged.workloads.get(s.definition) ?? []).find((w) => w.workload.uuid === s.workload);
+      if (!solution || !definition || !workload) continue;
+      if (re && !re.test(definition.name)) continue;
+      if (ctx.params.authors.length && !ctx.params.authors.includes(solution.author)) continue;
+      if (ctx.params.languages.length && !ctx.params.languages.includes(solution.spec.language)) continue;
+      const baseline = pickBaseline(merged.solutions.values(), definition.name, ctx.params.baseline_prefer);
+      const { authors: _a, languages: _l, definition_regex: _d, harness_timeout_s: _h, baseline_prefer: _b, ...timing } =
+        ctx.params;
+      plans.push({
+        id: v.id,
+        params: timing,
+        inputs: {
+          verify: v.digest,
+          workload: workloadDigest(workload),
+          baseline: baseline ? digestJson(baseline) : "none",
+        },
+        payload: { solution, definition, workload, baseline, verifyDir: v.dir } satisfies Payload,
+      });
+    }
+    return Promise.resolve(plans);
+  },
+  async runBatch(jobs, ctx, complete) {
+    const groups = groupBy(jobs, (j) => {
+      const p = j.plan.payload as Payload;
+      return `${p.definition.name}\u0000${p.workload.root}\u0000${p.baseline?.name ?? ""}`;
+    });
+    const { authors: _a, languages: _l, definition_regex: _d, harness_timeout_s, baseline_prefer: _b, ...timing } =
+      ctx.params;
+    // One timing process per GPU at a time.
+    await mapLimit([...groups.values()], 1, async (group: CellJob[]) => {
+      const first = group[0].plan.payload as Payload;
+      const solutions = [
+        ...new Map(group.map((j) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution]))
+          .values(),
+      ];
+      const workloads = [
+        ...new Map(group.map((j) => {
+          const w = (j.plan.payload as Payload).workload.workload;
+          return [w.uuid, w];
+        })).values(),
+      ];
+      const t0 = performance.now();
+      const result = await runHarness("time", {
+        protocol: 1,
+        device: "auto",
+        work_dir: HARNESS_WORK_DIR,
+        dataset_root: first.workload.root,
+        definition: first.definition,
+        solutions,
+        workloads,
+        ...(first.baseline ? { baseline: first.baseline } : {}),
+        config: { timing },
+      }, { timeoutMs: harness_timeout_s * 1000, signal: group[0].signal });
+      if (!result.ok) throw new Error(`harness time for ${first.definition.name}: ${result.error}`);
+      for (const job of group) {
+        const p = job.plan.payload as Payload;
+        const cell = result.results.find((r) => r.solution === p.solution.name && r.workload === p.workload.workload.uuid);
+        if (!cell) {
+          job.log("the harness returned no result for this cell");
+          continue;
+        }
+        const verify = JSON.parse(Deno.readTextFileSync(join(p.verifyDir, "verify.json"))) as HarnessCell;
+        writeFileAtomic(join(job.outDir, "timing.json"), JSON.stringify(cell, null, 2) + "\n");
+        const ev = toEvaluation(verify, cell);
+        if (ev) writeTrace(job.outDir, p.definition, p.solution, p.workload.workload, ev);
+        const details = (cell.details ?? {}) as Record<string, unknown>;
+        job.log(ev?.log ?? cell.reason ?? "");
+        job.setSummary({
+          definition: p.definition.name,
+          solution: p.solution.name,
+          workload: p.workload.workload.uuid,
+          outcome: cell.outcome,
+          status: ev?.status ?? null,
+          latency_ms: ev?.performance?.latency_ms ?? null,
+          speedup_vs_baseline: details.speedup_vs_baseline ?? null,
+          baseline: p.baseline?.name ?? null,
+        });
+        await complete(job);
+      }
+      ctx.log(
+        `${first.definition.name}: timed ${solutions.length} solutions x ${workloads.length} workloads in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        }s${hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"}`,
+      );
+    });
+  },
+});

@@ -1,0 +1,189 @@
+/**
+ * The `verify` stage: one cell per (solution, workload). The harness judges a definition's
+ * solutions on its workloads in one process (candidates in their own worker processes), with
+ * flashinfer-bench's rules and the extra rigor of PROTOCOL.md §5. A failure becomes the final
+ * FlashInfer trace of that cell; a pass waits for `time` to add its performance.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { type RootedWorkload, workloadDigest } from "../../pipeline/fragments.ts";
+import { digestJson } from "../../pipeline/hash.ts";
+import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
+import { type CellJob, type CellPlan, type CellResult, defineStage } from "../../pipeline/stage.ts";
+import { hardwareFacts } from "../../pipeline/toolchain.ts";
+import { writeFileAtomic } from "../../pipeline/traceset.ts";
+import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
+import type { CompileSummary } from "./compile.ts";
+import {
+  groupBy,
+  HARNESS_CODE,
+  HARNESS_WORK_DIR,
+  hasGpu,
+  mapLimit,
+  mergeUpstream,
+  notRunnableHere,
+  selectSolutions,
+  SelectionParams,
+  writeTrace,
+} from "./common.ts";
+
+/** Params of the verify stage. */
+export const VerifyParams = SelectionParams.extend({
+  /** Workloads per definition, in the order extract ranked them (0: all). */
+  max_workloads: z.number().int().nonnegative().default(8),
+  /** Trials per workload, each with fresh inputs from seeds the candidate never sees. */
+  num_trials: z.number().int().positive().default(3),
+  rtol: z.number().positive().default(1e-2),
+  atol: z.number().positive().default(1e-2),
+  /** Per (solution, workload) wall-clock limit, in seconds. */
+  timeout_s: z.number().positive().default(300),
+});
+export type VerifyParams = z.infer<typeof VerifyParams>;
+
+/** What a verify cell publishes downstream. */
+export interface VerifySummary {
+  definition: string;
+  solution: string;
+  workload: string;
+  outcome: string;
+  status: string | null;
+  reason: string | null;
+}
+
+interface Payload {
+  solution: Solution;
+  definition: Definition;
+  workload: RootedWorkload;
+  compile: CompileSummary;
+  compileDir: string;
+}
+
+/** The workloads a judging stage evaluates for a definition. */
+export function workloadsFor(
+  merged: ReturnType<typeof mergeUpstream>,
+  def: string,
+  max: number,
+): RootedWorkload[] {
+  const all = merged.workloads.get(def) ?? [];
+  return max > 0 ? all.slice(0, max) : all;
+}
+
+/** The stage. */
+export const verifyStage = defineStage<VerifyParams>({
+  name: "verify",
+  description: "check every solution against the reference on real workloads, in isolated processes",
+  policy: "hardware",
+  params: VerifyParams,
+  upstream: ["definitions", "extract", "generate", "compile"],
+  env: [],
+  resource: "gpu",
+  module: import.meta.url,
+  codeFiles: HARNESS_CODE,
+  toolchainFacts: hardwareFacts,
+  plan(ctx) {
+    const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
+    const compiled = new Map<string, CellResult>((ctx.upstream.compile ?? []).map((c) => [c.id, c]));
+    const plans: CellPlan[] = [];
+    for (const { solution, definition } of selectSolutions(merged, ctx.params)) {
+      const comp = compiled.get(`${definition.name}/${solution.name}`);
+      const compSummary = comp?.summary as CompileSummary | undefined;
+      let notRunnable = notRunnableHere(solution, ctx.toolchain, "verify");
+      if (!notRunnable && !comp) notRunnable = "not compiled here (its compile cell did not run or failed)";
+      if (!notRunnable && compSummary && ["toolchain_unavailable", "not_runnable_here"].includes(compSummary.outcome)) {
+        notRunnable = `compile: ${compSummary.outcome}: ${compSummary.reason ?? ""}`.trim();
+      }
+      for (const w of workloadsFor(merged, definition.name, ctx.params.max_workloads)) {
+        plans.push({
+          id: `${definition.name}/${solution.name}/${w.workload.uuid}`,
+          params: {
+            num_trials: ctx.params.num_trials,
+            rtol: ctx.params.rtol,
+            atol: ctx.params.atol,
+            timeout_s: ctx.params.timeout_s,
+          },
+          inputs: {
+            solution: digestJson(solution),
+            definition: digestJson(definition),
+            workload: workloadDigest(w),
+            compile: comp?.digest ?? "none",
+          },
+          notRunnable: notRunnable ?? undefined,
+          payload: { solution, definition, workload: w, compile: compSummary!, compileDir: comp?.dir ?? "" } satisfies Payload,
+        });
+      }
+    }
+    return Promise.resolve(plans);
+  },
+  async runBatch(jobs, ctx, complete) {
+    const finish = async (job: CellJob, cell: HarnessCell) => {
+      const { solution, definition, workload } = job.plan.payload as Payload;
+      writeFileAtomic(join(job.outDir, "verify.json"), JSON.stringify(cell, null, 2) + "\n");
+      const ev = toEvaluation(cell, undefined, true);
+      if (ev && ev.status !== "PASSED") writeTrace(job.outDir, definition, solution, workload.workload, ev);
+      job.log(ev?.log ?? cell.reason ?? "");
+      job.setSummary({
+        definition: definition.name,
+        solution: solution.name,
+        workload: workload.workload.uuid,
+        outcome: cell.outcome,
+        status: ev?.status ?? null,
+        reason: cell.reason ?? null,
+      } satisfies VerifySummary);
+      await complete(job);
+    };
+
+    // A solution that did not build fails every workload with its compiler message, no harness needed.
+    const runnable: CellJob[] = [];
+    for (const job of jobs) {
+      const p = job.plan.payload as Payload;
+      if (p.compile?.outcome !== "compile_error") {
+        runnable.push(job);
+        continue;
+      }
+      const compileCell = JSON.parse(Deno.readTextFileSync(join(p.compileDir, "compile.json"))) as HarnessCell;
+      await finish(job, { ...compileCell, workload: p.workload.workload.uuid, outcome: "evaluated" });
+    }
+
+    const groups = groupBy(runnable, (j) => {
+      const p = j.plan.payload as Payload;
+      return `${p.definition.name}\u0000${p.workload.root}`;
+    });
+    // One judging process per GPU at a time; on the CPU two can share the cores.
+    await mapLimit([...groups.values()], hasGpu(ctx.toolchain) ? 1 : 2, async (group) => {
+      const first = group[0].plan.payload as Payload;
+      const solutions = [...new Map(group.map((j) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution])).values()];
+      const workloads = [...new Map(group.map((j) => {
+        const w = (j.plan.payload as Payload).workload.workload;
+        return [w.uuid, w];
+      })).values()];
+      const t0 = performance.now();
+      const result = await runHarness("verify", {
+        protocol: 1,
+        device: "auto",
+        work_dir: HARNESS_WORK_DIR,
+        dataset_root: first.workload.root,
+        definition: first.definition,
+        solutions,
+        workloads,
+        config: {
+          num_trials: ctx.params.num_trials,
+          rtol: ctx.params.rtol,
+          atol: ctx.params.atol,
+          timeout_s: ctx.params.timeout_s,
+        },
+      }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
+      if (!result.ok) throw new Error(`harness verify for ${first.definition.name}: ${result.error}`);
+      for (const job of group) {
+        const p = job.plan.payload as Payload;
+        const cell = result.results.find((r) => r.solution === p.solution.name && r.workload === p.workload.workload.uuid);
+        if (cell) await finish(job, cell);
+        else job.log("the harness returned no result for this cell");
+      }
+      ctx.log(
+        `${first.definition.name}: ${solutions.length} solutions x ${workloads.length} workloads in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        }s`,
+      );
+    });
+  },
+});
