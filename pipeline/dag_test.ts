@@ -195,8 +195,15 @@ Deno.test("gc removes least-recently-used cells down to the cap, keeping the lat
 
 Deno.test("--from reuses the last recorded run of upstream stages; a stage never run is a clear error", async () => {
   const store = freshStore();
-  await assertRejects(() => run(store, { a: "x" }, { from: "shout" }), /stage letters has no recorded run/);
+  await assertRejects(
+    () => run(store, { a: "x" }, { from: "shout" }),
+    /stage letters has no recorded run/,
+  );
   await run(store, { a: "x" });
   const r = await run(store, { a: "x" }, { from: "shout", force: ["shout"] });
-  assertEquals(r.reports.map((s) => [s.stage, s.mode, s.ran]), [["letters", "reused", 0], ["shout", "ran", 1]]);
+  assertEquals(r.reports.map((s) => [s.stage, s.mode, s.ran]), [["letters", "reused", 0], [
+    "shout",
+    "ran",
+    1,
+  ]]);
 });

@@ -27,8 +27,6 @@ export interface MergedFragments {
   diagnostics: Diagnostic[];
 }
 
-const DANGLING = /does not exist in this TraceSet/;
-
 /** Loads and merges the fragments of the given cells (missing folders are fine). */
 export function mergeFragments(cells: CellResult[]): MergedFragments {
   const out: MergedFragments = {
@@ -39,29 +37,45 @@ export function mergeFragments(cells: CellResult[]): MergedFragments {
     diagnostics: [],
   };
   const seenUuid = new Set<string>();
-  for (const cell of cells) {
-    if (!["definitions", "workloads", "solutions", "traces"].some((d) => existsSync(join(cell.dir, d)))) continue;
-    const { set, diagnostics } = loadTraceSet(cell.dir);
-    // A fragment may reference definitions that live in another fragment: checked after merging.
+  const hasContent = (dir: string) =>
+    ["definitions", "workloads", "solutions", "traces"].some((d) => existsSync(join(dir, d)));
+  const dirs = cells.map((c) => c.dir).filter(hasContent);
+  // Definitions first, so every fragment's workloads, solutions and traces can refer to any of them.
+  for (const dir of dirs) {
+    if (!existsSync(join(dir, "definitions"))) continue;
+    const { set, diagnostics } = loadTraceSet(dir);
     out.diagnostics.push(
-      ...diagnostics.filter((d) => !DANGLING.test(d.message)).map((d) => ({ ...d, file: join(cell.dir, d.file) })),
+      ...diagnostics.filter((d) => d.file.startsWith("definitions")).map((d) => ({
+        ...d,
+        file: join(dir, d.file),
+      })),
     );
     for (const [name, def] of set.definitions) {
       const prev = out.definitions.get(name);
       if (prev && digestJson(prev) !== digestJson(def)) {
         out.diagnostics.push({
           level: "warning",
-          file: join(cell.dir, set.files.get(`definition:${name}`)!),
+          file: join(dir, set.files.get(`definition:${name}`)!),
           path: "$",
-          message: `definition "${name}" differs from an earlier one with the same name; the earlier one is used`,
+          message:
+            `definition "${name}" differs from an earlier one with the same name; the earlier one is used`,
         });
       } else if (!prev) out.definitions.set(name, def);
     }
+  }
+  for (const dir of dirs) {
+    const { set, diagnostics } = loadTraceSet(dir, { knownDefinitions: out.definitions });
+    out.diagnostics.push(
+      ...diagnostics.filter((d) => !d.file.startsWith("definitions")).map((d) => ({
+        ...d,
+        file: join(dir, d.file),
+      })),
+    );
     for (const [name, sol] of set.solutions) {
       if (out.solutions.has(name)) {
         out.diagnostics.push({
           level: "warning",
-          file: join(cell.dir, set.files.get(`solution:${name}`)!),
+          file: join(dir, set.files.get(`solution:${name}`)!),
           path: "$.name",
           message: `solution "${name}" appears in two fragments; the first is used`,
         });
@@ -71,7 +85,10 @@ export function mergeFragments(cells: CellResult[]): MergedFragments {
       for (const w of wls) {
         if (seenUuid.has(`${defName}/${w.uuid}`)) continue;
         seenUuid.add(`${defName}/${w.uuid}`);
-        out.workloads.set(defName, [...(out.workloads.get(defName) ?? []), { workload: w, root: cell.dir }]);
+        out.workloads.set(defName, [...(out.workloads.get(defName) ?? []), {
+          workload: w,
+          root: dir,
+        }]);
       }
     }
     out.traces.push(...set.traces);

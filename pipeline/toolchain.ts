@@ -29,7 +29,7 @@ export interface Toolchain {
   os: string;
   arch: string;
   deno: string;
-  python?: Tool & { torch?: string; triton?: string; cudaAvailable?: boolean };
+  python?: Tool & { torch?: string; triton?: string; flashinfer?: string; cudaAvailable?: boolean };
   nvcc?: Tool;
   ptxas?: Tool;
   gpus: Gpu[];
@@ -103,8 +103,8 @@ async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
   const script = [
     "import json, sys, importlib.metadata as md",
     "r = {'version': sys.version.split()[0], 'path': sys.executable}",
-    "for name in ('torch', 'triton'):",
-    "    try: r[name] = md.version(name)",
+    "for key, dist in (('torch', 'torch'), ('triton', 'triton'), ('flashinfer', 'flashinfer-python')):",
+    "    try: r[key] = md.version(dist)",
     "    except Exception: pass",
     ...(withCuda
       ? [
@@ -123,6 +123,7 @@ async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
     digest: digestOf(r.path),
     torch: r.torch,
     triton: r.triton,
+    flashinfer: r.flashinfer,
     cudaAvailable: r.cuda,
   };
 }
@@ -212,6 +213,7 @@ export function compileFacts(tc: Toolchain): Record<string, unknown> {
     python: tc.python?.version ?? null,
     torch: tc.python?.torch ?? null,
     triton: tc.python?.triton ?? null,
+    flashinfer: tc.python?.flashinfer ?? null,
     arch: gpuArch(tc),
   };
 }

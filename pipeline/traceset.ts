@@ -309,6 +309,11 @@ export function listFiles(dir: string, suffix: string): string[] {
 export interface LoadOptions {
   /** Check that every safetensors input's blob file exists (flashinfer-bench's validator does). */
   checkBlobs?: boolean;
+  /**
+   * Definitions that live outside this root (a fragment's workloads may belong to definitions of
+   * another fragment): references to them are not dangling. They are not added to the set.
+   */
+  knownDefinitions?: Map<string, Definition>;
 }
 
 /**
@@ -366,6 +371,7 @@ export function loadTraceSet(
     set.files.set(`definition:${def.name}`, rel(file));
   }
 
+  const lookup = (name: string) => set.definitions.get(name) ?? opts.knownDefinitions?.get(name);
   for (const file of listFiles(join(root, "solutions"), ".json")) {
     const text = read(file);
     if (text === null) continue;
@@ -390,7 +396,7 @@ export function loadTraceSet(
           `definition "${sol.definition}" but the folder is "${segs[3]}"`,
         );
       }
-      const def = set.definitions.get(sol.definition);
+      const def = lookup(sol.definition);
       if (def && segs[2] !== def.op_type) {
         err(rel(file), "$.definition", `op_type "${def.op_type}" but the folder is "${segs[2]}"`);
       }
@@ -416,7 +422,7 @@ export function loadTraceSet(
 
   const checkFolder = (file: string, line: number, t: Trace, opIndex: number) => {
     const segs = parts(file);
-    const def = set.definitions.get(t.definition);
+    const def = lookup(t.definition);
     if (!def) {
       err(
         rel(file),

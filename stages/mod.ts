@@ -50,7 +50,7 @@ export const STAGES: StageEntry[] = [
   },
   {
     name: "aggregate",
-    upstream: ["definitions", "extract", "generate", "verify", "time"],
+    upstream: ["definitions", "extract", "generate", "compile", "verify", "time"],
     load: async () => (await import("./aggregate/stage.ts")).aggregateStage as AnyStage,
   },
 ];

@@ -5,7 +5,7 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { mergeFragments, type MergedFragments } from "../../pipeline/fragments.ts";
+import { type MergedFragments, mergeFragments } from "../../pipeline/fragments.ts";
 import { REPO_ROOT } from "../../pipeline/paths.ts";
 import { type Definition, type Solution, Trace } from "../../pipeline/schema/trace.ts";
 import type { CellResult } from "../../pipeline/stage.ts";
@@ -45,9 +45,18 @@ export const hasGpu = (tc: Toolchain) => tc.gpus.length > 0;
  * Why a solution cannot be evaluated here, or null. On a CPU-only machine only Python solutions
  * run (and CUDA/C++ sources still compile, as a check, in the compile stage).
  */
-export function notRunnableHere(sol: Solution, tc: Toolchain, stage: "compile" | "verify" | "time"): string | null {
-  if (!tc.python) return "no Python interpreter (install python3 with torch, or set TRACEPIPE_PYTHON)";
+export function notRunnableHere(
+  sol: Solution,
+  tc: Toolchain,
+  stage: "compile" | "verify" | "time",
+): string | null {
+  if (!tc.python) {
+    return "no Python interpreter (install python3 with torch, or set TRACEPIPE_PYTHON)";
+  }
   if (!tc.python.torch) return `no torch in ${tc.python.path}`;
+  if (sol.spec.dependencies.includes("flashinfer") && !tc.python.flashinfer) {
+    return "toolchain unavailable: the flashinfer package is not installed here";
+  }
   if (hasGpu(tc)) return null;
   const lang = sol.spec.language;
   if (lang === "python") return null;
@@ -80,7 +89,10 @@ export function selectSolutions(
 }
 
 /** Merges the fragments of the given upstream stages. */
-export function mergeUpstream(upstream: Record<string, CellResult[]>, stages: string[]): MergedFragments {
+export function mergeUpstream(
+  upstream: Record<string, CellResult[]>,
+  stages: string[],
+): MergedFragments {
   return mergeFragments(stages.flatMap((s) => upstream[s] ?? []));
 }
 
@@ -92,8 +104,16 @@ export function writeTrace(
   workload: Trace["workload"],
   ev: FiEvaluation,
 ): Trace {
-  const trace = Trace.parse({ definition: def.name, workload, solution: sol.name, evaluation: evaluationToJson(ev) });
-  writeFileAtomic(join(outDir, tracesPath(sol.author, def.op_type, def.name)), formatJsonl([trace]));
+  const trace = Trace.parse({
+    definition: def.name,
+    workload,
+    solution: sol.name,
+    evaluation: evaluationToJson(ev),
+  });
+  writeFileAtomic(
+    join(outDir, tracesPath(sol.author, def.op_type, def.name)),
+    formatJsonl([trace]),
+  );
   return trace;
 }
 
@@ -105,7 +125,11 @@ export function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> 
 }
 
 /** Runs async work over items with at most `n` at a time. */
-export async function mapLimit<T>(items: T[], n: number, f: (t: T) => Promise<void>): Promise<void> {
+export async function mapLimit<T>(
+  items: T[],
+  n: number,
+  f: (t: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
     while (next < items.length) await f(items[next++]);

@@ -19,8 +19,8 @@ import {
   mapLimit,
   mergeUpstream,
   notRunnableHere,
-  selectSolutions,
   SelectionParams,
+  selectSolutions,
 } from "./common.ts";
 
 /** Params of the compile stage. */
@@ -59,7 +59,9 @@ export const compileStage = defineStage<CompileParams>({
   toolchainFacts: compileFacts,
   plan(ctx) {
     const merged = mergeUpstream(ctx.upstream, ["definitions", "generate"]);
-    const plans: CellPlan[] = selectSolutions(merged, ctx.params).map(({ solution, definition }) => ({
+    const plans: CellPlan[] = selectSolutions(merged, ctx.params).map((
+      { solution, definition },
+    ) => ({
       id: `${definition.name}/${solution.name}`,
       params: { compile_timeout_s: ctx.params.compile_timeout_s },
       // The definition enters the key because the build checks the entry point's signature against it.
@@ -71,36 +73,44 @@ export const compileStage = defineStage<CompileParams>({
   },
   async runBatch(jobs, ctx, complete) {
     const groups = groupBy(jobs, (j) => (j.plan.payload as Payload).definition.name);
-    await mapLimit([...groups.values()], ctx.params.parallel_definitions, async (group: CellJob[]) => {
-      const { definition } = group[0].plan.payload as Payload;
-      const result = await runHarness("compile", {
-        protocol: 1,
-        device: "auto",
-        work_dir: HARNESS_WORK_DIR,
-        definition,
-        solutions: group.map((j) => (j.plan.payload as Payload).solution),
-        config: { compile_timeout_s: ctx.params.compile_timeout_s },
-      }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
-      if (!result.ok) throw new Error(`harness compile for ${definition.name}: ${result.error}`);
-      for (const job of group) {
-        const { solution } = job.plan.payload as Payload;
-        const cell = result.results.find((r) => r.solution === solution.name);
-        if (!cell) {
-          job.log(`the harness returned no result for ${solution.name}`);
-          continue;
+    await mapLimit(
+      [...groups.values()],
+      ctx.params.parallel_definitions,
+      async (group: CellJob[]) => {
+        const { definition } = group[0].plan.payload as Payload;
+        const result = await runHarness("compile", {
+          protocol: 1,
+          device: "auto",
+          work_dir: HARNESS_WORK_DIR,
+          definition,
+          solutions: group.map((j) => (j.plan.payload as Payload).solution),
+          config: { compile_timeout_s: ctx.params.compile_timeout_s },
+        }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
+        if (!result.ok) throw new Error(`harness compile for ${definition.name}: ${result.error}`);
+        for (const job of group) {
+          const { solution } = job.plan.payload as Payload;
+          const cell = result.results.find((r) => r.solution === solution.name);
+          if (!cell) {
+            job.log(`the harness returned no result for ${solution.name}`);
+            continue;
+          }
+          writeFileAtomic(join(job.outDir, "compile.json"), JSON.stringify(cell, null, 2) + "\n");
+          job.log(cell.log ?? "");
+          job.setSummary(
+            {
+              solution: solution.name,
+              definition: definition.name,
+              outcome: cell.outcome as CompileSummary["outcome"],
+              reason: cell.reason ?? null,
+            } satisfies CompileSummary,
+          );
+          await complete(job);
         }
-        writeFileAtomic(join(job.outDir, "compile.json"), JSON.stringify(cell, null, 2) + "\n");
-        job.log(cell.log ?? "");
-        job.setSummary({
-          solution: solution.name,
-          definition: definition.name,
-          outcome: cell.outcome as CompileSummary["outcome"],
-          reason: cell.reason ?? null,
-        } satisfies CompileSummary);
-        await complete(job);
-      }
-      const failed = result.results.filter((r) => r.outcome === "compile_error").length;
-      ctx.log(`${definition.name}: ${group.length} solutions built or checked (${failed} compile errors)`);
-    });
+        const failed = result.results.filter((r) => r.outcome === "compile_error").length;
+        ctx.log(
+          `${definition.name}: ${group.length} solutions built or checked (${failed} compile errors)`,
+        );
+      },
+    );
   },
 });

@@ -21,6 +21,7 @@ import {
   hasGpu,
   mapLimit,
   mergeUpstream,
+  notRunnableHere,
   SelectionParams,
   writeTrace,
 } from "./common.ts";
@@ -36,8 +37,11 @@ export const TimeParams = SelectionParams.extend({
   max_seconds: z.number().positive().default(10),
   target_rel_stderr: z.number().positive().default(0.001),
   input_sets: z.number().int().positive().default(8),
-  /** Which baseline to time beside each candidate: the `baseline` author's solution whose name contains this. */
-  baseline_prefer: z.string().default("torch"),
+  /**
+   * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
+   * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
+   */
+  baseline_prefer: z.string().default("flashinfer"),
 });
 export type TimeParams = z.infer<typeof TimeParams>;
 
@@ -49,9 +53,19 @@ interface Payload {
   verifyDir: string;
 }
 
-/** The baseline solution of a definition: author "baseline", preferring names containing `prefer`. */
-export function pickBaseline(solutions: Iterable<Solution>, def: string, prefer: string): Solution | null {
-  const cands = [...solutions].filter((s) => s.definition === def && s.author === "baseline")
+/**
+ * The baseline solution of a definition: author "baseline", runnable here, preferring names that
+ * contain `prefer` (FlashInfer's wrappers when FlashInfer is installed, else the torch ones).
+ */
+export function pickBaseline(
+  solutions: Iterable<Solution>,
+  def: string,
+  prefer: string,
+  runnable: (s: Solution) => boolean = () => true,
+): Solution | null {
+  const cands = [...solutions].filter((s) =>
+    s.definition === def && s.author === "baseline" && runnable(s)
+  )
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   return cands.find((s) => s.name.includes(prefer)) ?? cands[0] ?? null;
 }
@@ -77,14 +91,29 @@ export const timeStage = defineStage<TimeParams>({
       if (!s || s.status !== "PASSED") continue;
       const solution = merged.solutions.get(s.solution);
       const definition = merged.definitions.get(s.definition);
-      const workload = (merged.workloads.get(s.definition) ?? []).find((w) => w.workload.uuid === s.workload);
+      const workload = (merged.workloads.get(s.definition) ?? []).find((w) =>
+        w.workload.uuid === s.workload
+      );
       if (!solution || !definition || !workload) continue;
       if (re && !re.test(definition.name)) continue;
       if (ctx.params.authors.length && !ctx.params.authors.includes(solution.author)) continue;
-      if (ctx.params.languages.length && !ctx.params.languages.includes(solution.spec.language)) continue;
-      const baseline = pickBaseline(merged.solutions.values(), definition.name, ctx.params.baseline_prefer);
-      const { authors: _a, languages: _l, definition_regex: _d, harness_timeout_s: _h, baseline_prefer: _b, ...timing } =
-        ctx.params;
+      if (ctx.params.languages.length && !ctx.params.languages.includes(solution.spec.language)) {
+        continue;
+      }
+      const baseline = pickBaseline(
+        merged.solutions.values(),
+        definition.name,
+        ctx.params.baseline_prefer,
+        (b) => notRunnableHere(b, ctx.toolchain, "time") === null,
+      );
+      const {
+        authors: _a,
+        languages: _l,
+        definition_regex: _d,
+        harness_timeout_s: _h,
+        baseline_prefer: _b,
+        ...timing
+      } = ctx.params;
       plans.push({
         id: v.id,
         params: timing,
@@ -103,13 +132,23 @@ export const timeStage = defineStage<TimeParams>({
       const p = j.plan.payload as Payload;
       return `${p.definition.name}\u0000${p.workload.root}\u0000${p.baseline?.name ?? ""}`;
     });
-    const { authors: _a, languages: _l, definition_regex: _d, harness_timeout_s, baseline_prefer: _b, ...timing } =
-      ctx.params;
+    const {
+      authors: _a,
+      languages: _l,
+      definition_regex: _d,
+      harness_timeout_s,
+      baseline_prefer: _b,
+      ...timing
+    } = ctx.params;
     // One timing process per GPU at a time.
     await mapLimit([...groups.values()], 1, async (group: CellJob[]) => {
       const first = group[0].plan.payload as Payload;
       const solutions = [
-        ...new Map(group.map((j) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution]))
+        ...new Map(
+          group.map((
+            j,
+          ) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution]),
+        )
           .values(),
       ];
       const workloads = [
@@ -133,12 +172,16 @@ export const timeStage = defineStage<TimeParams>({
       if (!result.ok) throw new Error(`harness time for ${first.definition.name}: ${result.error}`);
       for (const job of group) {
         const p = job.plan.payload as Payload;
-        const cell = result.results.find((r) => r.solution === p.solution.name && r.workload === p.workload.workload.uuid);
+        const cell = result.results.find((r) =>
+          r.solution === p.solution.name && r.workload === p.workload.workload.uuid
+        );
         if (!cell) {
           job.log("the harness returned no result for this cell");
           continue;
         }
-        const verify = JSON.parse(Deno.readTextFileSync(join(p.verifyDir, "verify.json"))) as HarnessCell;
+        const verify = JSON.parse(
+          Deno.readTextFileSync(join(p.verifyDir, "verify.json")),
+        ) as HarnessCell;
         writeFileAtomic(join(job.outDir, "timing.json"), JSON.stringify(cell, null, 2) + "\n");
         const ev = toEvaluation(verify, cell);
         if (ev) writeTrace(job.outDir, p.definition, p.solution, p.workload.workload, ev);

@@ -22,8 +22,8 @@ import {
   mapLimit,
   mergeUpstream,
   notRunnableHere,
-  selectSolutions,
   SelectionParams,
+  selectSolutions,
   writeTrace,
 } from "./common.ts";
 
@@ -71,7 +71,8 @@ export function workloadsFor(
 /** The stage. */
 export const verifyStage = defineStage<VerifyParams>({
   name: "verify",
-  description: "check every solution against the reference on real workloads, in isolated processes",
+  description:
+    "check every solution against the reference on real workloads, in isolated processes",
   policy: "hardware",
   params: VerifyParams,
   upstream: ["definitions", "extract", "generate", "compile"],
@@ -82,14 +83,21 @@ export const verifyStage = defineStage<VerifyParams>({
   toolchainFacts: hardwareFacts,
   plan(ctx) {
     const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
-    const compiled = new Map<string, CellResult>((ctx.upstream.compile ?? []).map((c) => [c.id, c]));
+    const compiled = new Map<string, CellResult>(
+      (ctx.upstream.compile ?? []).map((c) => [c.id, c]),
+    );
     const plans: CellPlan[] = [];
     for (const { solution, definition } of selectSolutions(merged, ctx.params)) {
       const comp = compiled.get(`${definition.name}/${solution.name}`);
       const compSummary = comp?.summary as CompileSummary | undefined;
       let notRunnable = notRunnableHere(solution, ctx.toolchain, "verify");
-      if (!notRunnable && !comp) notRunnable = "not compiled here (its compile cell did not run or failed)";
-      if (!notRunnable && compSummary && ["toolchain_unavailable", "not_runnable_here"].includes(compSummary.outcome)) {
+      if (!notRunnable && !comp) {
+        notRunnable = "not compiled here (its compile cell did not run or failed)";
+      }
+      if (
+        !notRunnable && compSummary &&
+        ["toolchain_unavailable", "not_runnable_here"].includes(compSummary.outcome)
+      ) {
         notRunnable = `compile: ${compSummary.outcome}: ${compSummary.reason ?? ""}`.trim();
       }
       for (const w of workloadsFor(merged, definition.name, ctx.params.max_workloads)) {
@@ -108,7 +116,13 @@ export const verifyStage = defineStage<VerifyParams>({
             compile: comp?.digest ?? "none",
           },
           notRunnable: notRunnable ?? undefined,
-          payload: { solution, definition, workload: w, compile: compSummary!, compileDir: comp?.dir ?? "" } satisfies Payload,
+          payload: {
+            solution,
+            definition,
+            workload: w,
+            compile: compSummary!,
+            compileDir: comp?.dir ?? "",
+          } satisfies Payload,
         });
       }
     }
@@ -119,16 +133,20 @@ export const verifyStage = defineStage<VerifyParams>({
       const { solution, definition, workload } = job.plan.payload as Payload;
       writeFileAtomic(join(job.outDir, "verify.json"), JSON.stringify(cell, null, 2) + "\n");
       const ev = toEvaluation(cell, undefined, true);
-      if (ev && ev.status !== "PASSED") writeTrace(job.outDir, definition, solution, workload.workload, ev);
+      if (ev && ev.status !== "PASSED") {
+        writeTrace(job.outDir, definition, solution, workload.workload, ev);
+      }
       job.log(ev?.log ?? cell.reason ?? "");
-      job.setSummary({
-        definition: definition.name,
-        solution: solution.name,
-        workload: workload.workload.uuid,
-        outcome: cell.outcome,
-        status: ev?.status ?? null,
-        reason: cell.reason ?? null,
-      } satisfies VerifySummary);
+      job.setSummary(
+        {
+          definition: definition.name,
+          solution: solution.name,
+          workload: workload.workload.uuid,
+          outcome: cell.outcome,
+          status: ev?.status ?? null,
+          reason: cell.reason ?? null,
+        } satisfies VerifySummary,
+      );
       await complete(job);
     };
 
@@ -140,8 +158,14 @@ export const verifyStage = defineStage<VerifyParams>({
         runnable.push(job);
         continue;
       }
-      const compileCell = JSON.parse(Deno.readTextFileSync(join(p.compileDir, "compile.json"))) as HarnessCell;
-      await finish(job, { ...compileCell, workload: p.workload.workload.uuid, outcome: "evaluated" });
+      const compileCell = JSON.parse(
+        Deno.readTextFileSync(join(p.compileDir, "compile.json")),
+      ) as HarnessCell;
+      await finish(job, {
+        ...compileCell,
+        workload: p.workload.workload.uuid,
+        outcome: "evaluated",
+      });
     }
 
     const groups = groupBy(runnable, (j) => {
@@ -151,7 +175,13 @@ export const verifyStage = defineStage<VerifyParams>({
     // One judging process per GPU at a time; on the CPU two can share the cores.
     await mapLimit([...groups.values()], hasGpu(ctx.toolchain) ? 1 : 2, async (group) => {
       const first = group[0].plan.payload as Payload;
-      const solutions = [...new Map(group.map((j) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution])).values()];
+      const solutions = [
+        ...new Map(
+          group.map((
+            j,
+          ) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution]),
+        ).values(),
+      ];
       const workloads = [...new Map(group.map((j) => {
         const w = (j.plan.payload as Payload).workload.workload;
         return [w.uuid, w];
@@ -172,10 +202,14 @@ export const verifyStage = defineStage<VerifyParams>({
           timeout_s: ctx.params.timeout_s,
         },
       }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
-      if (!result.ok) throw new Error(`harness verify for ${first.definition.name}: ${result.error}`);
+      if (!result.ok) {
+        throw new Error(`harness verify for ${first.definition.name}: ${result.error}`);
+      }
       for (const job of group) {
         const p = job.plan.payload as Payload;
-        const cell = result.results.find((r) => r.solution === p.solution.name && r.workload === p.workload.workload.uuid);
+        const cell = result.results.find((r) =>
+          r.solution === p.solution.name && r.workload === p.workload.workload.uuid
+        );
         if (cell) await finish(job, cell);
         else job.log("the harness returned no result for this cell");
       }

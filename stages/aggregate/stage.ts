@@ -1,0 +1,296 @@
+/**
+ * Stage `aggregate`: builds a DuckDB database from every upstream TraceSet fragment, answers the
+ * paper's questions with SQL views (sql/*.sql), and writes the tables (CSV + Markdown), the charts
+ * (SVG) and a self-contained HTML report, each beside the paper's values.
+ */
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { formatDiagnostic } from "../../pipeline/diagnostics.ts";
+import { digestJson } from "../../pipeline/hash.ts";
+import { type CellResult, defineStage, type PlanContext } from "../../pipeline/stage.ts";
+import type { Toolchain } from "../../pipeline/toolchain.ts";
+import { analyse, loadPaperFigures } from "./analysis.ts";
+import { buildCharts } from "./charts.ts";
+import { all, closeDb, openDb, sqlString } from "./db.ts";
+import { type Fragment, loadDatabase } from "./load.ts";
+import { AggregateParams } from "./params.ts";
+import { renderReport, type TraceLink } from "./report.ts";
+import { toCsv, toMarkdown } from "./tables.ts";
+
+/** The upstream stages whose cells are read (any that hold TraceSet folders or provenance). */
+export const AGGREGATE_UPSTREAM = [
+  "definitions",
+  "extract",
+  "generate",
+  "compile",
+  "verify",
+  "time",
+];
+
+/** Inputs of one aggregate run, independent of the engine. */
+export interface AggregateInput {
+  fragments: Fragment[];
+  params: AggregateParams;
+  outDir: string;
+  /** Repository root (for data/paper-figures.json and the git commit). */
+  root: string;
+  toolchain?: Partial<Toolchain>;
+  log: (msg: string) => void;
+}
+
+/** What a run produced (also the cell's summary). */
+export interface AggregateSummary {
+  counts: Record<string, number>;
+  diagnostics: number;
+  tables: string[];
+  charts: string[];
+  leader: Record<string, unknown> | null;
+  seconds: number;
+  timings: Record<string, number>;
+}
+
+/** Turns upstream cells into fragments (every cell dir; empty ones simply contribute nothing). */
+export function fragmentsOf(upstream: Record<string, CellResult[]>): Fragment[] {
+  const out: Fragment[] = [];
+  for (const stage of AGGREGATE_UPSTREAM) {
+    for (const c of upstream[stage] ?? []) {
+      out.push({ stage, cellId: c.id, cellKey: c.key, dir: c.dir });
+    }
+  }
+  return out;
+}
+
+function gitCommit(root: string, provenance: string[]): string {
+  for (const doc of provenance) {
+    const m = doc.match(/"(?:git_?[cC]ommit|commit)"\s*:\s*"([0-9a-f]{7,40})"/);
+    if (m) return m[1];
+  }
+  try {
+    const out = new Deno.Command("git", {
+      args: ["-C", root, "rev-parse", "HEAD"],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .outputSync();
+    if (out.success) return new TextDecoder().decode(out.stdout).trim();
+  } catch { /* git absent */ }
+  return "unknown (no git commit)";
+}
+
+/** Runs the whole aggregate into `outDir`. */
+export async function runAggregate(input: AggregateInput): Promise<AggregateSummary> {
+  const { params, outDir, log } = input;
+  const tStart = performance.now();
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    timings[name] = (now - t0) / 1000;
+    t0 = now;
+    log(`[aggregate] ${name}: ${timings[name].toFixed(2)} s`);
+  };
+  mkdirSync(join(outDir, "tables"), { recursive: true });
+  mkdirSync(join(outDir, "charts"), { recursive: true });
+  const dbPath = join(outDir, "tracepipe.duckdb");
+  rmSync(dbPath, { force: true });
+  // Built in memory and copied to the file at the end: writing 1M rows through a file-backed
+  // database while querying it costs about twice as much (docs/BENCHMARKS-aggregate.md).
+  const db = await openDb(":memory:");
+  try {
+    log(`[aggregate] loading ${input.fragments.length} upstream cells into ${dbPath}`);
+    const loaded = await loadDatabase(db.conn, input.fragments, params, log);
+    for (const [k, v] of Object.entries(loaded.timings)) timings[`load: ${k}`] = v;
+    for (const d of loaded.diagnostics.slice(0, 50)) log(`[aggregate] ${formatDiagnostic(d)}`);
+    if (loaded.diagnostics.length > 50) {
+      log(
+        `[aggregate] ... ${
+          loaded.diagnostics.length - 50
+        } more diagnostics (tables/diagnostics.csv)`,
+      );
+    }
+    lap(
+      `load (${loaded.traces} traces: ${loaded.tracesViaDuckdb} via read_ndjson, ${loaded.tracesViaJs} via the TS parser)`,
+    );
+
+    const paper = loadPaperFigures(join(input.root, "data", "paper-figures.json"));
+    const a = await analyse(db.conn, params, paper);
+    lap(`analysis views (${a.tables.length} tables)`);
+    for (const t of a.tables) {
+      writeFileSync(join(outDir, "tables", `${t.id}.csv`), toCsv(t));
+      writeFileSync(join(outDir, "tables", `${t.id}.md`), toMarkdown(t));
+    }
+    lap("tables written (CSV + Markdown)");
+    const charts = await buildCharts(a.fastP, a.winCurve, a.correctness, paper, params.winP);
+    for (const c of charts) writeFileSync(join(outDir, "charts", `${c.id}.svg`), c.svg);
+    lap(`charts rendered (${charts.length} SVG)`);
+
+    // Trace files: copied beside the report when small enough, so the links survive publishing.
+    const files = await all(db.conn, "SELECT file, path, bytes FROM trace_files ORDER BY file");
+    const total = files.reduce((s, f) => s + Number(f.bytes), 0);
+    const copy = total <= params.copyTracesMaxBytes;
+    const links: TraceLink[] = files.map((f) => {
+      const rel = join("traces", String(f.file));
+      if (copy) {
+        mkdirSync(dirname(join(outDir, rel)), { recursive: true });
+        cpSync(String(f.path), join(outDir, rel));
+      }
+      return {
+        file: String(f.file),
+        href: copy ? rel : `file://${f.path}`,
+        bytes: Number(f.bytes),
+      };
+    });
+    if (!copy) {
+      log(
+        `[aggregate] ${total} bytes of traces exceed copyTracesMaxBytes: the report links to the store`,
+      );
+    }
+    const prov = await all(
+      db.conn,
+      "SELECT stage, cell_id, cell_key, doc FROM provenance ORDER BY stage, cell_id",
+    );
+    const envs = (await all(
+      db.conn,
+      "SELECT DISTINCT environment FROM trace_files WHERE environment IS NOT NULL ORDER BY 1",
+    ))
+      .map((r) => String(r.environment));
+    const tc = input.toolchain ?? {};
+    const htmlText = renderReport(
+      a,
+      charts,
+      {
+        gitCommit: gitCommit(input.root, prov.map((r) => String(r.doc))),
+        toolchain: {
+          deno: tc.deno,
+          os: tc.os,
+          arch: tc.arch,
+          python: tc.python,
+          nvcc: tc.nvcc,
+          gpus: tc.gpus,
+        },
+        upstream: input.fragments.map((f) => ({
+          stage: f.stage,
+          cell_id: f.cellId,
+          cell_key: f.cellKey,
+        })),
+        environments: envs,
+        params,
+        timings,
+      },
+      links,
+      params.htmlMaxRows,
+    );
+    writeFileSync(join(outDir, "index.html"), htmlText);
+    lap("HTML report written");
+    const leader = a.tables.find((t) => t.id === "table_c_win_at_p_leaderboard")?.rows[0] ?? null;
+    const summary: AggregateSummary = {
+      counts: a.counts,
+      diagnostics: loaded.diagnostics.length,
+      tables: a.tables.map((t) => t.id),
+      charts: charts.map((c) => c.id),
+      leader,
+      seconds: (performance.now() - tStart) / 1000,
+      timings,
+    };
+    await db.conn.run(
+      `ATTACH ${sqlString(dbPath)} AS disk; COPY FROM DATABASE memory TO disk; DETACH disk;`,
+    );
+    lap("DuckDB file written");
+    summary.seconds = (performance.now() - tStart) / 1000;
+    writeFileSync(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+    log(`[aggregate] done in ${summary.seconds.toFixed(2)} s`);
+    return summary;
+  } finally {
+    closeDb(db);
+  }
+}
+
+/** The aggregate stage (one cell, `report`). */
+export const aggregateStage = defineStage<AggregateParams>({
+  name: "aggregate",
+  description:
+    "DuckDB analysis of all traces: the paper's Tables A-C, charts and an HTML report beside the paper",
+  // Keyed on every trace it reads, so it re-runs exactly when they change. Its tables are
+  // deterministic; the DuckDB file's bytes and the report's timings are not (`--force aggregate`).
+  policy: "pure",
+  params: AggregateParams,
+  upstream: AGGREGATE_UPSTREAM,
+  env: [],
+  resource: "cpu",
+  module: import.meta.url,
+  codeFiles: [
+    "stages/aggregate/sql/00_schema.sql",
+    "stages/aggregate/sql/10_evaluations.sql",
+    "stages/aggregate/sql/20_best_run_per_author_workload.sql",
+    "stages/aggregate/sql/30_baseline_per_workload.sql",
+    "stages/aggregate/sql/40_correctness_rate_by_language_author.sql",
+    "stages/aggregate/sql/50_fast_p_by_op_language_author.sql",
+    "stages/aggregate/sql/60_win_at_p_leaderboard.sql",
+    "stages/aggregate/sql/70_status_and_compile_error_taxonomy.sql",
+    "stages/aggregate/sql/80_roofline_per_cell.sql",
+    "stages/aggregate/sql/90_definition_summary.sql",
+    "data/paper-figures.json",
+  ],
+  toolchainFacts: () => ({}),
+  plan(ctx: PlanContext<AggregateParams>) {
+    const inputs: Record<string, string> = {};
+    for (const f of fragmentsOf(ctx.upstream)) {
+      const c = ctx.upstream[f.stage].find((x) => x.id === f.cellId)!;
+      inputs[`${f.stage}/${f.cellId}`] = c.digest;
+    }
+    const paper = join(ctx.root, "data", "paper-figures.json");
+    if (existsSync(paper)) {
+      inputs["data/paper-figures.json"] = digestJson(readFileSync(paper, "utf8"));
+    }
+    return Promise.resolve([{ id: "report", params: ctx.params, inputs }]);
+  },
+  async run(job, ctx) {
+    const summary = await runAggregate({
+      fragments: fragmentsOf(ctx.upstream),
+      params: ctx.params,
+      outDir: job.outDir,
+      root: ctx.root,
+      toolchain: ctx.toolchain,
+      log: job.log,
+    });
+    job.setSummary({
+      counts: summary.counts,
+      diagnostics: summary.diagnostics,
+      leader: summary.leader,
+    });
+  },
+});
+
+const MANIFEST = ".aggregate-published.json";
+
+/**
+ * Copies the aggregate cell's output into `reportsDir` (the repo's reports/). Files published the
+ * previous time (listed in a manifest) are removed first, so nothing stale survives and files
+ * others put in reports/ are left alone.
+ */
+export function publishReports(cellDir: string, reportsDir: string): string[] {
+  mkdirSync(reportsDir, { recursive: true });
+  const manifest = join(reportsDir, MANIFEST);
+  if (existsSync(manifest)) {
+    for (const rel of JSON.parse(readFileSync(manifest, "utf8")) as string[]) {
+      rmSync(join(reportsDir, rel), { force: true, recursive: true });
+    }
+  }
+  const copied: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = join(dir, e.name);
+      if (e.isDirectory) walk(p);
+      else if (e.isFile) {
+        const rel = relative(cellDir, p);
+        mkdirSync(dirname(join(reportsDir, rel)), { recursive: true });
+        cpSync(p, join(reportsDir, rel));
+        copied.push(rel);
+      }
+    }
+  };
+  walk(cellDir);
+  copied.sort();
+  writeFileSync(manifest, JSON.stringify(copied, null, 1) + "\n");
+  return copied;
+}

@@ -1,0 +1,271 @@
+/**
+ * collect: replays public request traces through a model of an SGLang-like engine and records
+ * every kernel call it would make (Parquet through DuckDB). One cell per (trace, model, engine
+ * config), plus one cell per engine dump (an existing FlashInfer TraceSet) whose workloads are
+ * carried over for extract to merge.
+ */
+import { cpSync, existsSync, writeFileSync } from "node:fs";
+import { basename, isAbsolute, join, resolve } from "node:path";
+import { z } from "zod";
+import { sha256, sha256File } from "../../pipeline/hash.ts";
+import { type CellPlan, defineStage } from "../../pipeline/stage.ts";
+import { EngineConfig, kvCapacityPages } from "./engine.ts";
+import { writeEventParquet } from "./events.ts";
+import { deriveShape, loadModelConfig } from "./model.ts";
+import { simulate } from "./simulate.ts";
+import { KNOWN_TRACES, loadTrace, type TraceFormat } from "./traces.ts";
+import { listFiles, loadTraceSet } from "../../pipeline/traceset.ts";
+import { formatDiagnostic } from "../../pipeline/diagnostics.ts";
+
+/** A request trace: a known name (see KNOWN_TRACES) or an explicit path + format. */
+export const TraceSpec = z.object({
+  /** Known trace name (`azure-conv`, `azure-code`, `mooncake-conversation`, `mooncake-synthetic`, `sharegpt`). */
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/),
+  /** Repo-relative (or absolute) file; defaults to the known trace's file. */
+  path: z.string().optional(),
+  format: z.enum(["azure-csv", "mooncake-jsonl", "length-stats-csv"]).optional(),
+  /** Keep only the first N requests (by arrival); default all. */
+  limit: z.number().int().positive().optional(),
+  /** Poisson arrival rate, requests/s, for traces without timestamps (ShareGPT); default 2. */
+  rate: z.number().positive().default(2),
+  /** Seed of the Poisson arrivals. */
+  seed: z.number().int().nonnegative().default(0),
+  /** Prefix-block size of hash_ids, tokens (Mooncake: 512). */
+  blockTokens: z.number().int().positive().optional(),
+});
+export type TraceSpec = z.infer<typeof TraceSpec>;
+
+/** A model and how it is deployed. */
+export const ModelSpec = z.object({
+  /** Key in the model-configs file, e.g. `meta-llama/Llama-3.1-8B`. */
+  name: z.string().min(1),
+  /** Tensor-parallel degree. */
+  tp: z.number().int().positive().default(1),
+  /** Expert-parallel degree (divides tp). */
+  ep: z.number().int().positive().default(1),
+  /** Overrides the engine's gpuMemoryGB for this model (DeepSeek-V3 needs H200-class GPUs). */
+  gpuMemoryGB: z.number().positive().optional(),
+});
+export type ModelSpec = z.infer<typeof ModelSpec>;
+
+/** collect's params. */
+export const CollectParams = z.object({
+  traces: z.array(TraceSpec).default([{ name: "azure-conv", rate: 2, seed: 0 }]),
+  models: z.array(ModelSpec).default([
+    { name: "meta-llama/Llama-3.1-8B", tp: 1, ep: 1 },
+    { name: "Qwen/Qwen3-30B-A3B", tp: 1, ep: 1 },
+    { name: "deepseek-ai/DeepSeek-V3", tp: 8, ep: 8, gpuMemoryGB: 141 },
+  ]),
+  engines: z.array(EngineConfig).default([EngineConfig.parse({})]),
+  /** Model-configs file (repo-relative). */
+  modelConfigs: z.string().default("data/models/model-configs.json"),
+  /** Seed of the MoE routing model. */
+  seed: z.number().int().nonnegative().default(0),
+  /** Zipf exponent of expert popularity in the routing model (0 = uniform). */
+  expertSkew: z.number().nonnegative().default(0.5),
+  /** Engine dumps: FlashInfer TraceSet roots whose workloads join the simulated ones. */
+  dumps: z.array(z.string()).default([]),
+});
+export type CollectParams = z.infer<typeof CollectParams>;
+
+/** A cell's resolved inputs, written to config.json so extract can replay the simulation. */
+export interface SimConfig {
+  trace: {
+    name: string;
+    path: string;
+    format: TraceFormat;
+    limit?: number;
+    rate: number;
+    seed: number;
+    blockTokens: number;
+  };
+  model: ModelSpec;
+  modelConfigs: string;
+  engine: EngineConfig;
+  seed: number;
+  expertSkew: number;
+}
+
+/** Slug of a model name for ids and file names: `meta-llama/Llama-3.1-8B` → `llama-3.1-8b`. */
+export const modelSlug = (name: string) =>
+  basename(name).toLowerCase().replace(/[^a-z0-9._-]/g, "-");
+
+const abs = (root: string, p: string) => (isAbsolute(p) ? p : resolve(root, p));
+
+/** Resolves a trace spec against the known traces. */
+export function resolveTrace(t: TraceSpec): SimConfig["trace"] {
+  const known = KNOWN_TRACES[t.name];
+  const path = t.path ?? known?.path;
+  const format = t.format ?? known?.format;
+  if (!path || !format) {
+    throw new Error(
+      `collect: trace "${t.name}" is not known (${
+        Object.keys(KNOWN_TRACES).join(", ")
+      }); give path and format`,
+    );
+  }
+  return {
+    name: t.name,
+    path,
+    format,
+    limit: t.limit,
+    rate: t.rate,
+    seed: t.seed,
+    blockTokens: t.blockTokens ?? known?.blockSize ?? 512,
+  };
+}
+
+/** Runs one simulation cell's simulation from its config (also used by extract's replay). */
+export function runSimulation(
+  root: string,
+  cfg: SimConfig,
+  onIteration?: Parameters<typeof simulate>[4]["onIteration"],
+) {
+  const reqs = loadTrace(abs(root, cfg.trace.path), cfg.trace.format, cfg.trace, cfg.trace.path);
+  const mc = loadModelConfig(abs(root, cfg.modelConfigs), cfg.model.name, cfg.modelConfigs);
+  const engine = { ...cfg.engine, gpuMemoryGB: cfg.model.gpuMemoryGB ?? cfg.engine.gpuMemoryGB };
+  const shape = deriveShape(cfg.model.name, mc, cfg.model, engine.pageSize);
+  const pool = kvCapacityPages(shape, engine);
+  const sim = simulate(reqs, shape, engine, pool, {
+    seed: cfg.seed,
+    expertSkew: cfg.expertSkew,
+    blockTokens: cfg.trace.blockTokens,
+    onIteration,
+  });
+  return { reqs, shape, engine, pool, sim };
+}
+
+/** The collect stage. */
+export const collectStage = defineStage<CollectParams>({
+  name: "collect",
+  description:
+    "Replay request traces through an SGLang-like engine model; record kernel-call events (Parquet)",
+  policy: "pure",
+  params: CollectParams,
+  upstream: [],
+  env: [],
+  resource: "cpu",
+  module: import.meta.url,
+  toolchainFacts: () => ({}),
+  plan(ctx) {
+    const p = ctx.params;
+    const cells: CellPlan[] = [];
+    const mcDigest = sha256File(abs(ctx.root, p.modelConfigs));
+    for (const t of p.traces) {
+      const trace = resolveTrace(t);
+      const traceDigest = sha256File(abs(ctx.root, trace.path));
+      for (const model of p.models) {
+        for (const engine of p.engines) {
+          const cfg: SimConfig = {
+            trace,
+            model,
+            modelConfigs: p.modelConfigs,
+            engine,
+            seed: p.seed,
+            expertSkew: p.expertSkew,
+          };
+          cells.push({
+            id: `${t.name}/${modelSlug(model.name)}/${engine.name}`,
+            params: cfg,
+            inputs: { trace: traceDigest, modelConfigs: mcDigest },
+            payload: { kind: "sim", cfg },
+          });
+        }
+      }
+    }
+    for (const d of p.dumps) {
+      const root = abs(ctx.root, d);
+      cells.push({
+        id: `dump/${basename(root).replace(/[^A-Za-z0-9._-]/g, "-")}`,
+        params: { dump: d },
+        inputs: { dump: dumpDigest(root) },
+        payload: { kind: "dump", root },
+      });
+    }
+    return Promise.resolve(cells);
+  },
+  async run(job, ctx) {
+    const payload = job.plan.payload as { kind: "sim"; cfg: SimConfig } | {
+      kind: "dump";
+      root: string;
+    };
+    if (payload.kind === "dump") {
+      runDump(payload.root, job.outDir, job.log);
+      job.setSummary({ kind: "dump" });
+      return;
+    }
+    const cfg = payload.cfg;
+    const t0 = performance.now();
+    const { shape, engine, pool, sim } = runSimulation(ctx.root, cfg);
+    const counts = await writeEventParquet(job.outDir, sim, shape, engine);
+    const ok = sim.requests.filter((r) => !r.rejected);
+    const summary = {
+      kind: "sim",
+      trace: cfg.trace.name,
+      model: cfg.model.name,
+      engine: engine.name,
+      pageSize: engine.pageSize,
+      requests: sim.requests.length,
+      rejected: sim.requests.length - ok.length,
+      iterations: counts.iterations,
+      events: counts.events,
+      poolPages: pool,
+      peakUsedPages: sim.peakUsedPages,
+      peakDecodeBatch: sim.peakDecodeBatch,
+      promptTokens: ok.reduce((a, r) => a + r.prompt, 0),
+      outputTokens: ok.reduce((a, r) => a + r.output, 0),
+      generatedTokens: ok.reduce((a, r) => a + r.generated, 0),
+      hitTokens: ok.reduce((a, r) => a + r.hitTokens, 0),
+      extendTokens: ok.reduce((a, r) => a + r.extendTokens, 0),
+      decodeSteps: ok.reduce((a, r) => a + r.decodeSteps, 0),
+      retractions: ok.reduce((a, r) => a + r.retractions, 0),
+      simulatedSeconds: sim.endUs / 1e6,
+      smScale: shape.smScale,
+      eps: shape.eps,
+      routedScalingFactor: shape.routedScalingFactor,
+      localExperts: shape.localExperts,
+      weightGB: shape.weightBytes / 1e9,
+    };
+    writeFileSync(join(job.outDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+    writeFileSync(join(job.outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+    job.setSummary(summary);
+    job.log(
+      `${job.plan.id}: ${counts.iterations} iterations, ${counts.events} events in ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s`,
+    );
+  },
+});
+
+function dumpDigest(root: string): string {
+  // Content digest: every definition and workload file, and every blob the workloads reference.
+  const { set } = loadTraceSet(root);
+  const parts: string[] = [...set.files.values()].map((f) => `${f}:${sha256File(join(root, f))}`);
+  for (const f of [...listFiles(join(root, "workloads"), ".jsonl")]) {
+    parts.push(`${f}:${sha256File(f)}`);
+  }
+  for (const [def, wls] of set.workloads) {
+    for (const w of wls) {
+      for (const inp of Object.values(w.inputs)) {
+        if (inp.type === "safetensors") {
+          const p = join(root, inp.path);
+          parts.push(`${def}:${inp.path}:${existsSync(p) ? sha256File(p) : "missing"}`);
+        }
+      }
+    }
+  }
+  return sha256([...new Set(parts)].sort().join(";"));
+}
+
+/** Copies an engine dump's definitions, workloads and blobs into the cell (errors name the file). */
+function runDump(root: string, out: string, log: (m: string) => void) {
+  const { set, diagnostics } = loadTraceSet(root, { checkBlobs: true });
+  const errors = diagnostics.filter((d) => d.level === "error");
+  if (errors.length) {
+    throw new Error(`engine dump ${root}:\n${errors.map(formatDiagnostic).join("\n")}`);
+  }
+  for (const sub of ["definitions", "workloads", "blob"]) {
+    if (existsSync(join(root, sub))) cpSync(join(root, sub), join(out, sub), { recursive: true });
+  }
+  log(`dump ${root}: ${[...set.workloads.values()].reduce((a, w) => a + w.length, 0)} workloads`);
+}

@@ -1,0 +1,188 @@
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { sha256File } from "../../pipeline/hash.ts";
+import { encodeSafetensors, intTensor } from "../../pipeline/safetensors.ts";
+import type { Definition, Workload } from "../../pipeline/schema/trace.ts";
+import type { CellResult } from "../../pipeline/stage.ts";
+import { listFiles, loadTraceSet } from "../../pipeline/traceset.ts";
+import { assert, assertEquals } from "../../tests/assert.ts";
+import { CollectParams, collectStage } from "../collect/stage.ts";
+import { checkConstraints, checkWorkload, evaluate } from "./constraints.ts";
+import { repairOfficial } from "./repair.ts";
+import { extractModel } from "./stage.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const DEFS = [...loadTraceSet(join(ROOT, "data")).set.definitions.values()];
+const def = (n: string) => DEFS.find((d) => d.name === n)!;
+
+Deno.test("constraint evaluator: dataset expressions, failures and unsupported syntax", () => {
+  const env = {
+    batch_size: 3,
+    len_indptr: 4,
+    kv_indptr: { shape: [4], data: [0, 2, 5, 9] },
+    num_kv_indices: 9,
+    intermediate_size: 768,
+    gemm1_weights: { shape: [128, 1536, 2048] },
+  };
+  assertEquals(evaluate("len_indptr == batch_size + 1", env), true);
+  assertEquals(evaluate("num_kv_indices == kv_indptr[-1].item()", env), true);
+  assertEquals(evaluate("gemm1_weights.shape[1] == 2 * intermediate_size", env), true);
+  assertEquals(evaluate("batch_size % 2 == 0 or not (batch_size >= 4)", env), true);
+  assertEquals(evaluate("1 < batch_size < 3", env), false);
+  const d = {
+    ...def("gqa_paged_decode_h32_kv8_d128_ps1"),
+    constraints: [
+      "len_indptr == batch_size + 1",
+      "foo(batch_size) == 1",
+      "kv_indptr[-1].item() == 8",
+    ],
+  } as Definition;
+  const r = checkConstraints(d, env);
+  assertEquals(r.map((x) => x.status), ["pass", "unsupported", "fail"]);
+  const random = checkConstraints(d, { ...env, kv_indptr: { shape: [4] } });
+  assertEquals(random[2].status, "unsupported");
+});
+
+Deno.test("checkWorkload catches out-of-range indices and a wrong kv_indptr", () => {
+  const root = mkdtempSync("/tmp/tp-chk-");
+  const d = def("gqa_paged_decode_h32_kv8_d128_ps1");
+  const blob = "blob/x.safetensors";
+  mkdirSync(join(root, "blob"));
+  Deno.writeFileSync(
+    join(root, blob),
+    encodeSafetensors({
+      kv_indptr: intTensor("I32", [0, 2, 4]),
+      kv_indices: intTensor("I32", [0, 1, 2, 7]),
+    }),
+  );
+  const w: Workload = {
+    uuid: "u",
+    axes: { batch_size: 2, len_indptr: 3, num_kv_indices: 4, num_pages: 5 },
+    inputs: {
+      q: { type: "random" },
+      k_cache: { type: "random" },
+      v_cache: { type: "random" },
+      kv_indptr: { type: "safetensors", path: blob, tensor_key: "kv_indptr" },
+      kv_indices: { type: "safetensors", path: blob, tensor_key: "kv_indices" },
+      sm_scale: { type: "scalar", value: 0.088 },
+    },
+  };
+  const c = checkWorkload(d, w, root);
+  assert(
+    c.problems.some((p) => p.includes("kv_indices[3] = 7 outside [0, 5)")),
+    c.problems.join("; "),
+  );
+  const c2 = checkWorkload(d, {
+    ...w,
+    axes: { ...w.axes, num_pages: 8, num_kv_indices: 4, batch_size: 3 },
+  }, root);
+  assert(
+    c2.problems.some((p) => p.includes("len_indptr == batch_size + 1")),
+    c2.problems.join("; "),
+  );
+});
+
+Deno.test("repair makes the official workloads runnable: blobs exist at original paths and pass", () => {
+  const out = mkdtempSync("/tmp/tp-repair-");
+  const r = repairOfficial(join(ROOT, "data"), DEFS, out, 0);
+  assertEquals(r.workloads, 663);
+  // Two official workloads declare num_pages = 0 with page indices: no blob can satisfy them.
+  assertEquals(r.unrepairable.length, 2, r.unrepairable.join("\n"));
+  let refs = 0;
+  for (const f of listFiles(join(out, "workloads"), ".jsonl")) {
+    for (const line of readFileSync(f, "utf8").split("\n").filter(Boolean)) {
+      for (
+        const inp of Object.values(JSON.parse(line).workload.inputs) as Array<
+          { type: string; path?: string }
+        >
+      ) {
+        if (inp.type === "safetensors") {
+          refs++;
+          assert(sha256File(join(out, inp.path!)).length === 64);
+        }
+      }
+    }
+  }
+  assert(refs > 600);
+  const orig = readFileSync(
+    join(
+      ROOT,
+      "data/workloads/moe/moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048.jsonl",
+    ),
+  );
+  assertEquals(
+    readFileSync(
+      join(out, "workloads/moe/moe_fp8_block_scale_ds_routing_topk8_ng8_kg4_e32_h7168_i2048.jsonl"),
+    ),
+    orig,
+  );
+});
+
+async function collectCells(
+  model: string,
+  tp: number,
+  ep: number,
+  gpu?: number,
+): Promise<CellResult[]> {
+  const params = CollectParams.parse({
+    traces: [{ name: "azure-conv", limit: 300 }],
+    models: [{ name: model, tp, ep, gpuMemoryGB: gpu }],
+  });
+  const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
+  const out: CellResult[] = [];
+  for (const plan of await collectStage.plan(ctx)) {
+    const dir = mkdtempSync("/tmp/tp-col-");
+    let summary: unknown;
+    await collectStage.run!({
+      plan,
+      key: "k",
+      outDir: dir,
+      log: () => {},
+      setSummary: (s) => (summary = s),
+      signal: new AbortController().signal,
+    }, ctx);
+    out.push({ id: plan.id, key: "k", digest: "d", dir, summary });
+  }
+  return out;
+}
+
+Deno.test("extract: valid workloads for every family a model uses, byte-identical on re-run", async () => {
+  const cells = await collectCells("deepseek-ai/DeepSeek-V3", 8, 8, 141);
+  const digests: string[] = [];
+  for (let k = 0; k < 2; k++) {
+    const out = mkdtempSync("/tmp/tp-ext-");
+    const s = await extractModel(ROOT, cells, DEFS, out, {
+      sampleSize: 12,
+      seed: 0,
+      timeWeight: 0.5,
+    }, () => {});
+    const fams = new Set(s.definitions.map((d) => d.family));
+    for (
+      const f of [
+        "gemm",
+        "rmsnorm",
+        "fused_add_rmsnorm",
+        "mla_paged_decode",
+        "mla_ragged_prefill",
+        "moe",
+        "sampling",
+      ]
+    ) assert(fams.has(f as never), `missing family ${f}`);
+    assert(
+      s.missing.some((m) => m.name === "gemm_n7168_k2048"),
+      "o_proj shape is reported as a needed definition",
+    );
+    // Re-check every written workload independently of extract.
+    for (const f of listFiles(join(out, "workloads"), ".jsonl")) {
+      for (const line of readFileSync(f, "utf8").split("\n").filter(Boolean)) {
+        const t = JSON.parse(line);
+        const c = checkWorkload(def(t.definition), t.workload, out);
+        assertEquals(c.problems, [], `${t.definition} ${t.workload.uuid}`);
+      }
+    }
+    digests.push(
+      listFiles(out, "").map((f) => `${f.slice(out.length)}:${sha256File(f)}`).join("\n"),
+    );
+  }
+  assertEquals(digests[0], digests[1]);
+});

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Packs what a GPU machine needs to run `reproduce --from compile --to time` against this machine's
+# store: the Deno binary and the definitions/extract/generate cells (with the safetensors blobs of
+# the definitions matching $1 only, to keep the bundle small). Writes .device/{deno.xz,store.tar.xz}.
+# See docs/GPU.md for the whole round trip.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+store=${STORE:-$root/.tracepipe/store}
+keep=${1:-.}
+out=$root/.device
+mkdir -p "$out"
+[ -f "$out/deno.xz" ] || xz -T0 -6 -c "$root/node_modules/deno/deno" >"$out/deno.xz"
+list=$(mktemp)
+cd "$store"
+for st in definitions extract generate; do
+  find runs -name "$st.json"
+  find "cells/$st" -type f ! -path '*/blob/*'
+  find "cells/$st" -type f -path '*/blob/workloads/*' | grep -E "/blob/workloads/[^/]+/($keep)/" || true
+done >"$list"
+tar cf - -T "$list" | xz -T0 -6 >"$out/store.tar.xz"
+rm -f "$list"
+ls -l "$out"
