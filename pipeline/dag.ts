@@ -262,9 +262,8 @@ export async function runPipeline(
       `[${stage.name}] ${planned.plans.length} cells: ${report.hits} cached, ${todo.length} to run` +
         (report.notRunnable.length ? `, ${report.notRunnable.length} not runnable here` : ""),
     );
-    if (todo.length) {
+    const interrupted = todo.length > 0 &&
       await executeCells(planned, todo, opts, tc, builder, finished, report, log);
-    }
     const ordered = planned.plans.map((p) => finished.get(p.id)).filter((c): c is CellResult =>
       !!c
     );
@@ -296,6 +295,10 @@ export async function runPipeline(
     if (report.notRunnable.length > 3) {
       log(`[${stage.name}] … ${report.notRunnable.length - 3} more cells not runnable here`);
     }
+    if (interrupted) {
+      log(`[${stage.name}] interrupted: finished cells are kept; later stages were not run`);
+      return { reports, ok: false };
+    }
   }
   return { reports, ok };
 }
@@ -309,13 +312,18 @@ async function executeCells(
   finished: Map<string, CellResult>,
   report: StageReport,
   log: (l: string) => void,
-): Promise<void> {
+): Promise<boolean> {
   const { stage, ctx } = planned;
   const abort = new AbortController();
   const onSignal = () => abort.abort();
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-  } catch { /* signals unsupported here */ }
+  // Ctrl-C or a `timeout`/scheduler SIGTERM stops the cells cleanly: harness process groups are
+  // killed, finished cells stay in the store, unfinished ones leave nothing behind.
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) {
+    try {
+      Deno.addSignalListener(s, onSignal);
+    } catch { /* signals unsupported here */ }
+  }
   const started = new Map<string, { t0: number; startedOn: string; tmp: string }>();
   const summaries = new Map<string, unknown>();
   const total = todo.length;
@@ -426,10 +434,13 @@ async function executeCells(
       throw new PipelineError(`stage ${stage.name} defines neither run nor runBatch`);
     }
   } finally {
-    try {
-      Deno.removeSignalListener("SIGINT", onSignal);
-    } catch { /* unsupported */ }
+    for (const s of signals) {
+      try {
+        Deno.removeSignalListener(s, onSignal);
+      } catch { /* unsupported */ }
+    }
   }
+  return abort.signal.aborted;
 }
 
 /** One cell's planned key compared with the last run's. */

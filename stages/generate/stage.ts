@@ -64,6 +64,8 @@ export const GenerateParams = z.object({
     mode: z.enum(["grid", "default"]).default("grid"),
     /** Optional regex over "<root>/<folder>" selecting kernels. */
     include: z.string().optional(),
+    /** In grid mode, sweep the whole grid only on definitions matching this; others get the default point. */
+    grid_regex: z.string().optional(),
   }).prefault({}),
   llm: z.object({
     campaigns: z.array(Campaign).default([]),
@@ -95,7 +97,13 @@ export type GenerateParams = z.infer<typeof GenerateParams>;
 
 type Payload =
   | { backend: "corpus"; dir: string; label: string }
-  | { backend: "sweep"; kernelDir: string; label: string; mode: "grid" | "default" }
+  | {
+    backend: "sweep";
+    kernelDir: string;
+    label: string;
+    mode: "grid" | "default";
+    gridRegex?: string;
+  }
   | {
     backend: "llm";
     definition: string;
@@ -221,10 +229,16 @@ export function createGenerateStage(deps: GenerateDeps = {}): Stage<GeneratePara
             kernelDir: join(rootDir, folder),
             label,
             mode: p.kernels.mode,
+            gridRegex: p.kernels.grid_regex,
           };
           plans.push({
             id: uniqueId(`sweep/${safeId(rootName)}-${safeId(folder)}`),
-            params: { backend: "sweep", kernel: `${rootName}/${folder}`, mode: p.kernels.mode },
+            params: {
+              backend: "sweep",
+              kernel: `${rootName}/${folder}`,
+              mode: p.kernels.mode,
+              grid_regex: p.kernels.grid_regex ?? null,
+            },
             inputs: { kernel: dirDigest(join(rootDir, folder)), definitions: up.definitionDigest },
             payload,
             ...(manifest ? {} : { notRunnable: diagnostics.map(formatDiagnostic).join("; ") }),
@@ -364,7 +378,14 @@ export function createGenerateStage(deps: GenerateDeps = {}): Stage<GeneratePara
               message: `matches no ${manifest.op_type} definition of the run`,
             });
           }
-          const r = buildSweep(manifest, payload.kernelDir, defs, payload.mode, payload.label);
+          const r = buildSweep(
+            manifest,
+            payload.kernelDir,
+            defs,
+            payload.mode,
+            payload.label,
+            payload.gridRegex ? new RegExp(payload.gridRegex) : undefined,
+          );
           diags.push(...r.diagnostics);
           index = r.index;
           for (const s of r.solutions) {

@@ -223,3 +223,23 @@ Deno.test("best of sweep: lowest median over workloads among points that PASSED 
     [],
   );
 });
+
+Deno.test("grid regex: the whole grid only on matching definitions, the default point elsewhere", () => {
+  const dir = kernel(cudaManifest, {
+    "kernel.cu": '#include "tp_params.h"\n',
+    "main.cpp": MAIN_CPP,
+  });
+  const { manifest } = loadManifest(join(dir, "kernel.json"), "k/kernel.json");
+  const matched = matchDefinitions(manifest!, defs().values());
+  const r = buildSweep(manifest!, dir, matched, "grid", "k", /^rmsnorm_h128$/);
+  assertEquals(r.diagnostics, []);
+  const byDef = (d: string) => r.solutions.filter((s) => s.definition === d).map((s) => s.name);
+  assertEquals(byDef("rmsnorm_h128").length, 4);
+  assertEquals(byDef("rmsnorm_h2048"), ["rms_cuda__rmsnorm_h2048__THREADS-256__VEC-8"]);
+  // The same point gives the same sources for every definition, so the harness builds it once.
+  const sourcesOf = (n: string) => r.solutions.find((s) => s.name === n)!.sources;
+  assertEquals(
+    sourcesOf("rms_cuda__rmsnorm_h128__THREADS-256__VEC-8"),
+    sourcesOf("rms_cuda__rmsnorm_h2048__THREADS-256__VEC-8"),
+  );
+});

@@ -29,6 +29,8 @@ export const CompileParams = SelectionParams.extend({
   parallel_definitions: z.number().int().positive().default(2),
   /** Per-solution build time limit, in seconds. */
   compile_timeout_s: z.number().positive().default(600),
+  /** Builds at once inside one harness process (0: the harness decides from the cores). */
+  parallel_builds: z.number().int().nonnegative().default(0),
 });
 export type CompileParams = z.infer<typeof CompileParams>;
 
@@ -84,7 +86,10 @@ export const compileStage = defineStage<CompileParams>({
           work_dir: HARNESS_WORK_DIR,
           definition,
           solutions: group.map((j) => (j.plan.payload as Payload).solution),
-          config: { compile_timeout_s: ctx.params.compile_timeout_s },
+          config: {
+            compile_timeout_s: ctx.params.compile_timeout_s,
+            ...(ctx.params.parallel_builds ? { parallel_builds: ctx.params.parallel_builds } : {}),
+          },
         }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
         if (!result.ok) throw new Error(`harness compile for ${definition.name}: ${result.error}`);
         for (const job of group) {

@@ -37,6 +37,11 @@ export const VerifyParams = SelectionParams.extend({
   atol: z.number().positive().default(1e-2),
   /** Per (solution, workload) wall-clock limit, in seconds. */
   timeout_s: z.number().positive().default(300),
+  /**
+   * Judging processes at once. Checking correctness does not need the GPU to itself, so several
+   * definitions are judged side by side (timing, in `time`, never is).
+   */
+  parallel_processes: z.number().int().positive().default(4),
 });
 export type VerifyParams = z.infer<typeof VerifyParams>;
 
@@ -172,8 +177,10 @@ export const verifyStage = defineStage<VerifyParams>({
       const p = j.plan.payload as Payload;
       return `${p.definition.name}\u0000${p.workload.root}`;
     });
-    // One judging process per GPU at a time; on the CPU two can share the cores.
-    await mapLimit([...groups.values()], hasGpu(ctx.toolchain) ? 1 : 2, async (group) => {
+    const parallel = hasGpu(ctx.toolchain)
+      ? ctx.params.parallel_processes
+      : Math.min(2, ctx.params.parallel_processes);
+    await mapLimit([...groups.values()], parallel, async (group) => {
       const first = group[0].plan.payload as Payload;
       const solutions = [
         ...new Map(

@@ -1,0 +1,99 @@
+/**
+ * Runs the Python harness test suite (unit checks, cheaters, honest controls, timing defences) in CPU mode
+ * with /usr/bin/python3 (or TRACEPIPE_PYTHON). Skipped, with the reason printed, when torch is missing.
+ */
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runGroup, runHarness } from "./client.ts";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const PY = Deno.env.get("TRACEPIPE_PYTHON") ?? "/usr/bin/python3";
+
+async function torchImportable(): Promise<string | null> {
+  try {
+    const r = await new Deno.Command(PY, {
+      args: ["-c", "import torch"],
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    return r.success
+      ? null
+      : `${PY} cannot import torch: ${new TextDecoder().decode(r.stderr).trim()}`;
+  } catch (e) {
+    return `${PY} not runnable: ${e}`;
+  }
+}
+
+const skip = await torchImportable();
+if (skip) console.log(`SKIP harness tests: ${skip} (apt-get install python3-torch)`);
+
+Deno.test({
+  name: "harness: cheaters rejected, controls pass, timing defences hold (CPU mode)",
+  ignore: skip !== null,
+  async fn() {
+    const r = await runGroup(
+      PY,
+      [join(HERE, "test_harness.py"), "--device", "cpu", "--jobs", "2"],
+      {
+        timeoutMs: 600_000,
+        env: { PYTHONUNBUFFERED: "1" },
+      },
+    );
+    console.log(r.stdout.split("\n").filter((l) => !l.startsWith("ok ")).join("\n"));
+    assert(!r.timedOut, "python test suite timed out");
+    assert.deepEqual(
+      r.code,
+      0,
+      `python harness tests failed:\n${r.stdout}\n${r.stderr.slice(-3000)}`,
+    );
+    assert(/^0 failed/m.test(r.stdout), "suite summary missing");
+  },
+});
+
+Deno.test({
+  name: "harness: verify through the Deno client yields FlashInfer-shaped evaluations",
+  ignore: skip !== null,
+  async fn() {
+    const def = {
+      name: "tp_relu_f32",
+      op_type: "activation",
+      axes: { n: { type: "var" }, d: { type: "const", value: 16 } },
+      inputs: { x: { shape: ["n", "d"], dtype: "float32" } },
+      outputs: { y: { shape: ["n", "d"], dtype: "float32" } },
+      reference: "import torch\n\ndef run(x):\n    return torch.relu(x)\n",
+    };
+    const mk = (name: string, code: string) => ({
+      name,
+      definition: def.name,
+      author: "t",
+      spec: {
+        language: "python",
+        target_hardware: ["cpu"],
+        entry_point: "main.py::run",
+        destination_passing_style: false,
+      },
+      sources: [{ path: "main.py", content: code }],
+    });
+    const workDir = Deno.makeTempDirSync();
+    const res = await runHarness("verify", {
+      device: "cpu",
+      work_dir: workDir,
+      definition: def,
+      solutions: [
+        mk("good", "import torch\ndef run(x):\n    return torch.relu(x)\n"),
+        mk("bad", "def run(x):\n    return x * 2\n"),
+      ],
+      workloads: [{ uuid: "w1", axes: { n: 5 }, inputs: { x: { type: "random" } } }],
+      config: { num_trials: 2 },
+    }, { python: PY, timeoutMs: 120_000 });
+    Deno.removeSync(workDir, { recursive: true });
+    assert(res.ok, res.error ?? "");
+    const by = Object.fromEntries(res.results.map((c) => [c.solution, c]));
+    assert.deepEqual(by.good.evaluation?.status, "PASSED");
+    assert.deepEqual(by.good.evaluation?.performance, null);
+    assert.deepEqual(by.bad.evaluation?.status, "INCORRECT_NUMERICAL");
+    assert((by.bad.evaluation?.correctness?.max_absolute_error ?? 0) > 0);
+  },
+});

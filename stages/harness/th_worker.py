@@ -1,0 +1,380 @@
+"""Candidate worker: the only process in which candidate code runs.
+
+    python3 th_worker.py REPLY_FD      (requests: JSON lines on stdin; replies: JSON lines on REPLY_FD)
+
+Started by the judge in its own process group with stdout/stderr sent to a log file. The judge trusts
+nothing this process says except tensor files it re-checks itself; the checks done here (exact tensor
+type, aliasing, timer identity, global flags, threads) are a first line that an in-process attacker could
+in principle subvert, which is why correctness and the post-timing recheck are judged in the parent.
+"""
+
+import collections
+import ctypes
+import importlib
+import importlib.machinery
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch  # noqa: E402
+
+import th_core as C  # noqa: E402
+
+# Captured before any candidate code is imported: the timing path uses only these references, and each
+# call re-checks that the public names still point at them (monkey-patched timers are rejected).
+_perf_ns = time.perf_counter_ns
+_ORIG = {
+    "time.perf_counter": time.perf_counter,
+    "time.perf_counter_ns": time.perf_counter_ns,
+    "time.time": time.time,
+}
+if torch.cuda.is_available():
+    _ORIG.update({
+        "torch.cuda.synchronize": torch.cuda.synchronize,
+        "torch.cuda.Event": torch.cuda.Event,
+        "torch.cuda.Event.record": torch.cuda.Event.record,
+        "torch.cuda.Event.elapsed_time": torch.cuda.Event.elapsed_time,
+        "torch.cuda.Event.synchronize": torch.cuda.Event.synchronize,
+    })
+_Event = torch.cuda.Event
+_ev_record = torch.cuda.Event.record
+_ev_elapsed = torch.cuda.Event.elapsed_time
+_ev_sync = torch.cuda.Event.synchronize
+_sync = torch.cuda.synchronize
+_Tensor = torch.Tensor
+
+
+def _current(name):
+    obj_path = name.split(".")
+    mod = {"time": time, "torch": torch}[obj_path[0]]
+    cur = mod
+    for part in obj_path[1:]:
+        cur = getattr(cur, part)
+    return cur
+
+
+def timers_intact():
+    bad = [n for n, f in _ORIG.items() if _current(n) is not f]
+    return bad
+
+
+class Worker:
+    def __init__(self, reply_fd):
+        self.reply = os.fdopen(reply_fd, "w", buffering=1)
+        self.fn = None
+        self.dps = True
+        self.defn = None
+        self.device = "cpu"
+        self.flags0 = None
+        self.threads0 = None
+        self.nonce = None
+
+    def send(self, obj):
+        obj["nonce"] = self.nonce
+        self.reply.write(json.dumps(obj) + "\n")
+        self.reply.flush()
+
+    # ---------------------------------------------------------------------------------------------
+    def op_load(self, req):
+        self.device = req["device"]
+        self.defn = req["definition"]
+        self.dps = bool(req["dps"])
+        if self.device == "cuda":
+            torch.cuda.init()
+            torch.zeros(1, device="cuda").add_(1)
+            _sync()
+        self.flags0 = C.torch_global_flags()
+        self.threads0 = {t.ident for t in threading.enumerate()}
+        kind = req["binding"]
+        n_in = len(self.defn["inputs"])
+        n_out = len(self.defn["outputs"])
+        try:
+            if kind == "noop":
+                self.fn = lambda *a: None
+                return {"ok": True}
+            if kind == "reference":
+                ns = {"__name__": "tp_reference"}
+                exec(compile(req["source"], "<reference>", "exec"), ns)
+                self.fn = ns["run"]
+            elif kind == "python":
+                self.fn = self._load_python(req)
+            elif kind == "torch":
+                self.fn = self._load_ext(req)
+            elif kind == "c-abi":
+                if not self.dps:
+                    return {"ok": False, "kind": "compile", "error": "c-abi binding requires destination_passing_style"}
+                self.fn = self._load_cabi(req)
+            elif kind == "tvm-ffi":
+                import tvm_ffi
+                mod = tvm_ffi.load_module(req["artifact"])
+                self.fn = getattr(mod, req["symbol"])
+            else:
+                return {"ok": False, "kind": "compile", "error": f"unknown binding {kind}"}
+        except BaseException as e:  # noqa: BLE001 - any load failure is a COMPILE_ERROR
+            return {"ok": False, "kind": "compile", "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"}
+        if not callable(self.fn):
+            return {"ok": False, "kind": "compile", "error": "entry symbol is not callable"}
+        # flashinfer-bench's signature rule: bind exactly N positional placeholders when inspectable.
+        try:
+            sig = inspect.signature(self.fn)
+        except (TypeError, ValueError):
+            sig = None
+        if sig is not None:
+            n = n_in + n_out if self.dps else n_in
+            try:
+                sig.bind(*([object()] * n))
+            except TypeError as e:
+                return {"ok": False, "kind": "compile", "error": f"entry signature does not take {n} positional arguments: {e}"}
+        return {"ok": True}
+
+    def _load_python(self, req):
+        bdir, pkg = req["build_dir"], req["pkg"]
+        for p in (os.path.join(bdir, pkg), bdir):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        entry_file, sym = req["entry_point"].split("::")
+        modname = pkg + "." + entry_file[:-3].replace("/", ".")
+        mod = importlib.import_module(modname)
+        return getattr(mod, sym)
+
+    def _load_ext(self, req):
+        name = os.path.basename(req["artifact"]).split(".")[0]
+        loader = importlib.machinery.ExtensionFileLoader(name, req["artifact"])
+        spec = importlib.util.spec_from_loader(name, loader)
+        mod = importlib.util.module_from_spec(spec)
+        loader.exec_module(mod)
+        return getattr(mod, req["symbol"])
+
+    def _load_cabi(self, req):
+        lib = ctypes.CDLL(req["artifact"], mode=os.RTLD_NOW)
+        entry = getattr(lib, req["symbol"])
+
+        class TPTensor(ctypes.Structure):
+            _fields_ = [("data", ctypes.c_void_p), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                        ("strides", ctypes.POINTER(ctypes.c_int64)), ("ndim", ctypes.c_int32),
+                        ("dtype", ctypes.c_int32), ("device", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+        entry.restype = ctypes.c_int
+        entry.argtypes = [ctypes.POINTER(TPTensor), ctypes.c_int32, ctypes.c_void_p]
+        specs = list(self.defn["inputs"].values()) + list(self.defn["outputs"].values())
+
+        def call(*args):
+            keep = []
+            arr = (TPTensor * len(args))()
+            for i, (a, spec) in enumerate(zip(args, specs)):
+                if not isinstance(a, torch.Tensor):
+                    a = torch.tensor(a, dtype=C.torch_dtype(spec["dtype"]))
+                keep.append(a)
+                shp = (ctypes.c_int64 * max(1, a.dim()))(*a.shape)
+                strd = (ctypes.c_int64 * max(1, a.dim()))(*a.stride())
+                keep += [shp, strd]
+                dev = 2 if a.is_cuda else 1
+                arr[i] = TPTensor(a.data_ptr(), shp, strd, a.dim(), C.DTYPE_NAMES.index(spec["dtype"]), dev,
+                                  a.device.index or 0)
+            stream = torch.cuda.current_stream().cuda_stream if self.device == "cuda" else None
+            rc = entry(arr, len(args), stream)
+            if rc != 0:
+                raise RuntimeError(f"c-abi entry returned {rc}")
+
+        return call
+
+    # ---------------------------------------------------------------------------------------------
+    def _args_from(self, tensors, scalars):
+        args = []
+        for i in range(len(self.defn["inputs"])):
+            key = f"i{i}"
+            args.append(tensors[key] if key in tensors else scalars[str(i)])
+        return args
+
+    def _invoke(self, args, axes, poison):
+        if self.dps:
+            outs = C.alloc_outputs(self.defn, axes, self.device, poison)
+            self.fn(*args, *outs)
+            return outs
+        ret = self.fn(*args)
+        return C.normalize_outputs(ret, self.defn, self.device)
+
+    def _rigor(self, args, outs):
+        problems = []
+        ranges = []
+        for a in args:
+            if isinstance(a, _Tensor) and a.numel() > 0:
+                ranges.append((a.data_ptr(), a.data_ptr() + a.numel() * a.element_size()))
+        for i, o in enumerate(outs):
+            if type(o) is not _Tensor:
+                problems.append(f"output_not_exact_tensor: output {i} is {type(o).__name__}")
+                continue
+            if o.device.type != self.device:
+                problems.append(f"output_not_exact_tensor: output {i} on {o.device}")
+                continue
+            if o.numel() > 0:
+                lo, hi = o.data_ptr(), o.data_ptr() + o.numel() * o.element_size()
+                if any(lo < b and a < hi for a, b in ranges):
+                    problems.append(f"output_aliases_input: output {i} shares memory with an input")
+        bad = timers_intact()
+        if bad:
+            problems.append("timer_tampering: " + ", ".join(bad))
+        if C.torch_global_flags() != self.flags0:
+            problems.append(f"global_flags_changed: {C.torch_global_flags()} != {self.flags0}")
+        new = [t for t in threading.enumerate() if t.ident not in self.threads0 and t.is_alive()]
+        if new:
+            problems.append("thread_leak: " + ", ".join(t.name for t in new))
+        return problems
+
+    def op_call(self, req):
+        tensors = C.load_tensors(req["inputs"], self.device)
+        args = self._args_from(tensors, req["scalars"])
+        try:
+            with torch.no_grad():
+                outs = self._invoke(args, req["axes"], req.get("poison", 0))
+            if self.device == "cuda":
+                _sync()
+        except ValueError as e:
+            return {"ok": False, "kind": "runtime", "error": f"output normalisation: {e}"}
+        except BaseException as e:  # noqa: BLE001
+            fatal = self.device == "cuda" and ("CUDA" in str(e) or "cuda" in str(e))
+            return {"ok": False, "kind": "runtime", "fatal": fatal,
+                    "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"}
+        problems = self._rigor(args, outs)
+        if problems:
+            return {"ok": False, "kind": "rigor", "error": "; ".join(problems), "rigor": problems}
+        save = {f"o{i}": o for i, o in enumerate(outs)}
+        save.update({f"a{k[1:]}": v for k, v in tensors.items()})  # inputs as they are after the call
+        C.save_tensors(req["out"], save)
+        return {"ok": True}
+
+    def op_call_many(self, req):
+        tensors = C.load_tensors(req["inputs"], self.device)
+        base = self._args_from(tensors, req["scalars"])
+        firsts = []
+        try:
+            with torch.no_grad():
+                for _ in range(req["n"]):
+                    args = [a.clone() if isinstance(a, _Tensor) else a for a in base]
+                    outs = self._invoke(args, req["axes"], 0)
+                    if type(outs[0]) is not _Tensor:
+                        return {"ok": False, "kind": "rigor", "error": "output_not_exact_tensor", "rigor": ["output_not_exact_tensor"]}
+                    firsts.append(outs[0].detach().reshape(-1).to(torch.int64))
+            if self.device == "cuda":
+                _sync()
+        except BaseException as e:  # noqa: BLE001
+            return {"ok": False, "kind": "runtime", "fatal": self.device == "cuda",
+                    "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"}
+        problems = self._rigor(base, [])
+        if problems:
+            return {"ok": False, "kind": "rigor", "error": "; ".join(problems), "rigor": problems}
+        C.save_tensors(req["out"], {"samples": torch.stack(firsts)})
+        return {"ok": True}
+
+    def op_time(self, req):
+        cuda = self.device == "cuda"
+        sets = [C.load_tensors(p, self.device) for p in req["sets"]]
+        sets = [self._args_from(s, req["scalars"]) for s in sets]
+        pidx = req.get("perturb_idx") or []
+        pseed = req.get("perturb_seed")
+        flush = None
+        if cuda and req.get("flush_bytes"):
+            flush = torch.empty(int(req["flush_bytes"]), dtype=torch.int8, device="cuda")
+        keep = collections.deque(maxlen=2)  # last inputs stay alive: no address reuse for pointer caches
+        state = {"n": req.get("call_offset", 0)}
+        sync_end = req.get("sync_before_end", True)
+
+        def one():
+            n = state["n"]
+            state["n"] += 1
+            si = n % len(sets)
+            args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
+            if pseed is not None and pidx:
+                C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
+            outs = C.alloc_outputs(self.defn, req["axes"], self.device, n % 2) if self.dps else None
+            if cuda:
+                if flush is not None:
+                    flush.zero_()
+                start, end = _Event(enable_timing=True), _Event(enable_timing=True)
+                _sync()
+                h0 = _perf_ns()
+                _ev_record(start)
+                ret = self.fn(*args, *outs) if self.dps else self.fn(*args)
+                if sync_end:
+                    _sync()  # device-wide: work hidden on other streams is inside the measurement
+                _ev_record(end)
+                _ev_sync(end)
+                h1 = _perf_ns()
+                ms = _ev_elapsed(start, end)
+            else:
+                h0 = _perf_ns()
+                ret = self.fn(*args, *outs) if self.dps else self.fn(*args)
+                h1 = _perf_ns()
+                ms = (h1 - h0) / 1e6
+            if not self.dps:
+                outs = C.normalize_outputs(ret, self.defn, self.device)
+            keep.append((args, outs))
+            return ms, (h1 - h0) / 1e6, n, si, args, outs
+
+        samples, host = [], []
+        try:
+            with torch.no_grad():
+                t_start = _perf_ns()
+                warm = 0
+                while warm < req["warmup_calls"] or (_perf_ns() - t_start) / 1e6 < req["warmup_ms"]:
+                    one()
+                    warm += 1
+                    if warm > 100000:
+                        break
+                t_start = _perf_ns()
+                last = None
+                while True:
+                    ms, hms, n, si, args, outs = one()
+                    samples.append(ms)
+                    host.append(hms)
+                    last = (n, si, args, outs)
+                    cnt = len(samples)
+                    if cnt >= req["max_samples"] or (_perf_ns() - t_start) / 1e9 > req["max_seconds"]:
+                        break
+                    if cnt >= req["min_samples"]:
+                        mean = sum(samples) / cnt
+                        var = sum((s - mean) ** 2 for s in samples) / (cnt - 1)
+                        if mean > 0 and (var / cnt) ** 0.5 / mean < req["target_rel_stderr"]:
+                            break
+            if cuda:
+                _sync()
+        except BaseException as e:  # noqa: BLE001
+            return {"ok": False, "kind": "runtime", "fatal": cuda,
+                    "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"}
+        problems = self._rigor(last[2], last[3])
+        if problems:
+            return {"ok": False, "kind": "rigor", "error": "; ".join(problems), "rigor": problems}
+        if req.get("out"):
+            C.save_tensors(req["out"], {f"o{i}": o for i, o in enumerate(last[3])})
+        return {"ok": True, "samples_ms": samples, "host_ms": host, "warmup": warm,
+                "last_call": last[0], "last_set": last[1], "next_call": state["n"]}
+
+    def serve(self):
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            req = json.loads(line)
+            self.nonce = req.get("nonce")
+            op = req.get("op")
+            if op == "exit":
+                self.send({"ok": True})
+                break
+            handler = getattr(self, "op_" + op, None)
+            try:
+                res = handler(req) if handler else {"ok": False, "kind": "protocol", "error": f"bad op {op}"}
+            except BaseException as e:  # noqa: BLE001
+                res = {"ok": False, "kind": "runtime", "fatal": True,
+                       "error": f"worker: {type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"}
+            self.send(res)
+
+
+if __name__ == "__main__":
+    Worker(int(sys.argv[1])).serve()
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown: candidate atexit hooks or threads must not delay exit

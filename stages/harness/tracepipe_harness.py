@@ -1,0 +1,1060 @@
+"""tracepipe evaluation harness: the judge. See PROTOCOL.md.
+
+    python3 tracepipe_harness.py {probe|compile|verify|time} --job JOB.json --out RESULT.json
+
+The judge generates inputs from secret seeds, computes references, compares and computes statistics.
+Candidate code never runs here: builds run in th_build.py children, calls in th_worker.py children, each in
+its own process group, killed as a group on timeout.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import math
+import os
+import platform
+import secrets
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+
+import th_build  # noqa: E402
+import th_core as C  # noqa: E402
+from th_core import JobError  # noqa: E402
+
+PROTOCOL = 1
+TOP_KEYS = {"protocol", "device", "dataset_root", "work_dir", "definition", "solutions", "workloads",
+            "baseline", "config"}
+STATUSES = ("PASSED", "INCORRECT_SHAPE", "INCORRECT_NUMERICAL", "INCORRECT_DTYPE", "RUNTIME_ERROR",
+            "COMPILE_ERROR", "TIMEOUT")
+TIMING_DEFAULTS = {"rounds": 3, "warmup_calls": 10, "warmup_ms": 25.0, "min_samples": 30, "max_samples": 1000,
+                   "max_seconds": 10.0, "target_rel_stderr": 0.001, "input_sets": 8, "perturb_inputs": True,
+                   "flush_bytes": None, "peak_bandwidth_gbps": None, "floor_factor": 1.0,
+                   "time_reference": True, "subtract_overhead": False, "reuse_reference": True,
+                   "sync_before_end": True}
+
+
+def log(msg):
+    print(f"[harness] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Environment
+
+
+def _version(mod):
+    try:
+        return __import__(mod).__version__
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def probe(full=True):
+    """Device and toolchain facts; `full` adds the slower nvcc/nvidia-smi queries (probe command only)."""
+    cuda = torch.cuda.is_available()
+    info = {"device": "cuda" if cuda else "cpu", "gpu_name": None, "compute_capability": None, "sm_arch": None,
+            "driver": None, "l2_bytes": None, "sm_count": None, "torch": torch.__version__,
+            "triton": _version("triton"), "cuda": torch.version.cuda, "python": platform.python_version(),
+            "nvcc": None, "tvm_ffi": False, "flashinfer": False, "ninja": shutil.which("ninja") is not None}
+    for mod in ("tvm_ffi", "flashinfer"):
+        try:
+            __import__(mod)
+            info[mod] = True
+        except Exception:  # noqa: BLE001
+            pass
+    nv = th_build.nvcc_path() if full else None
+    if nv:
+        try:
+            out = subprocess.run([nv, "--version"], capture_output=True, text=True, timeout=30).stdout
+            info["nvcc"] = out.strip().splitlines()[-1] if out.strip() else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if cuda:
+        p = torch.cuda.get_device_properties(0)
+        info["gpu_name"] = p.name
+        info["compute_capability"] = f"{p.major}.{p.minor}"
+        info["sm_arch"] = f"sm_{p.major}{p.minor}" + ("a" if p.major >= 9 else "")
+        info["sm_count"] = p.multi_processor_count
+        info["l2_bytes"] = getattr(p, "L2_cache_size", None)
+        try:
+            if not full:
+                raise OSError("skipped")
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=30).stdout
+            info["driver"] = out.strip().splitlines()[0] if out.strip() else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def arch_of(info):
+    cc = info.get("compute_capability")
+    if not cc:
+        return None
+    major = int(cc.split(".")[0])
+    return cc + ("a" if major >= 9 else "")
+
+
+def environment(info):
+    hw = info["gpu_name"] or ("cpu:" + (platform.processor() or platform.machine()))
+    libs = {k: v for k, v in (("torch", info["torch"]), ("triton", info["triton"]), ("cuda", info["cuda"]))
+            if v}
+    return {"hardware": hw, "libs": libs}
+
+
+def clocks():
+    """nvidia-smi snapshot of clocks, power, temperature and throttle reasons (None if unavailable)."""
+    fields = ["clocks.sm", "clocks.max.sm", "clocks.mem", "power.draw", "temperature.gpu",
+              "clocks_event_reasons.active"]
+    for f in (fields, fields[:-1] + ["clocks_throttle_reasons.active"]):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=" + ",".join(f), "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if out.returncode == 0 and out.stdout.strip():
+            vals = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
+            return dict(zip([x.split(".")[-2] + "_" + x.split(".")[-1] if x.count(".") > 1 else
+                             x.replace(".", "_") for x in f], vals))
+    return None
+
+
+def now():
+    return datetime.datetime.now().isoformat()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker handle: a candidate process in its own process group
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class WorkerTimeout(Exception):
+    pass
+
+
+class WorkerHandle:
+    def __init__(self, scratch, tag):
+        self.dir = tempfile.mkdtemp(prefix=f"w_{tag}_", dir=scratch)
+        self.log_path = os.path.join(self.dir, "worker.log")
+        sandbox = os.path.join(self.dir, "cwd")
+        os.makedirs(sandbox)
+        r, w = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEPIPE_")}
+        env["PYTHONHASHSEED"] = str(secrets.randbits(30))
+        env["PYTHONUNBUFFERED"] = "1"
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_worker.py"), str(w)],
+                                     stdin=subprocess.PIPE, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     pass_fds=(w,), start_new_session=True, cwd=sandbox, env=env)
+        os.close(w)
+        self.rfd = r
+        self.buf = b""
+        self.alive = True
+
+    def request(self, msg, timeout):
+        nonce = secrets.token_hex(16)  # a reply must echo it: stray writes to the channel are detected
+        msg = dict(msg, nonce=nonce)
+        try:
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            self.kill()
+            raise WorkerDied(f"worker process is gone ({e})") from e
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise WorkerTimeout(f"no answer within {timeout:.0f} s; process group killed")
+            ready, _, _ = select.select([self.rfd], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(self.rfd, 1 << 20)
+                if not chunk:
+                    code = self.proc.poll()
+                    self.kill()
+                    raise WorkerDied(f"worker process exited unexpectedly (exit status {code})")
+                self.buf += chunk
+                if len(self.buf) > 256 << 20:
+                    self.kill()
+                    raise WorkerDied("worker reply too large")
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except ValueError as e:
+            self.kill()
+            raise WorkerDied("worker reply is not JSON") from e
+        if not isinstance(reply, dict):
+            self.kill()
+            raise WorkerDied("worker reply is not an object")
+        if reply.get("nonce") != nonce:
+            self.kill()
+            raise WorkerDied("result_channel_tampering: a reply did not carry this request's nonce")
+        return reply
+
+    def log_text(self, limit):
+        try:
+            self.logf.flush()
+            with open(self.log_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return ""
+        txt = data.decode("utf-8", "replace")
+        if len(txt) > limit:
+            txt = txt[:limit] + "\n\n[log truncated]\n"
+        return txt
+
+    def kill(self):
+        if not self.alive:
+            return
+        self.alive = False
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.close(self.rfd)
+        except OSError:
+            pass
+
+    def close(self):
+        if self.alive and self.proc.poll() is None:
+            try:
+                self.request({"op": "exit"}, 10)
+            except (WorkerDied, WorkerTimeout):
+                pass
+        self.kill()
+        self.logf.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Job handling
+
+
+class Ctx:
+    def __init__(self, job, command):
+        unknown = set(job) - TOP_KEYS
+        if unknown:
+            raise JobError(f"job: unknown top-level field(s) {sorted(unknown)}")
+        self.job = job
+        self.command = command
+        self.info = probe(full=command == "probe")
+        want = job.get("device", "auto")
+        if want not in ("auto", "cuda", "cpu"):
+            raise JobError(f"job: field device: must be auto, cuda or cpu, not {want!r}")
+        if want == "cuda" and self.info["device"] != "cuda":
+            raise JobError("job: field device: cuda requested but torch sees no GPU")
+        self.device = "cpu" if want == "cpu" else self.info["device"]
+        self.env = environment(self.info)
+        self.cfg = job.get("config") or {}
+        self.work = os.path.abspath(job.get("work_dir") or os.path.join(os.getcwd(), ".tracepipe", "harness"))
+        os.makedirs(self.work, exist_ok=True)
+        self.scratch = tempfile.mkdtemp(prefix="run_", dir=self.work)
+        os.chmod(self.scratch, 0o700)
+        self.defn = job.get("definition")
+        if command != "probe":
+            if not isinstance(self.defn, dict):
+                raise JobError("job: field definition: required object")
+            for k in ("name", "axes", "inputs", "outputs", "reference"):
+                if k not in self.defn:
+                    raise JobError(f"job: field definition.{k}: required")
+            for sec in ("inputs", "outputs"):
+                for n, spec in self.defn[sec].items():
+                    if "shape" not in spec or "dtype" not in spec:
+                        raise JobError(f"job: field definition.{sec}.{n}: needs shape and dtype")
+                    C.torch_dtype(spec["dtype"])
+        self.tol = C.resolve_tolerance(self.defn, self.cfg) if self.defn else None
+        self.log_limit = int(self.cfg.get("log_limit_bytes", 65536))
+        self.timeout = float(self.cfg.get("timeout_s", 300))
+        self.startup_timeout = float(self.cfg.get("startup_timeout_s", 60))
+
+    def stripped_definition(self):
+        """What a worker may know of the definition: no reference code."""
+        d = self.defn
+        return {"name": d["name"], "op_type": d.get("op_type"), "axes": d["axes"], "inputs": d["inputs"],
+                "outputs": d["outputs"]}
+
+    def evaluation(self, status, log_text="", correctness=None, performance=None):
+        assert status in STATUSES
+        return C.finite_json({"status": status, "correctness": correctness, "performance": performance,
+                              "log": log_text, "environment": self.env, "timestamp": now()})
+
+    def cleanup(self):
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def validate_solution(sol, i):
+    where = f"job: field solutions[{i}]"
+    if not isinstance(sol, dict):
+        raise JobError(f"{where}: must be an object")
+    for k in ("name", "spec", "sources"):
+        if k not in sol:
+            raise JobError(f"{where}.{k}: required")
+    spec = sol["spec"]
+    if spec.get("language") not in ("python", "triton", "cpp", "cuda", "tilelang"):
+        raise JobError(f"{where}.spec.language: unknown {spec.get('language')!r}")
+    ep = spec.get("entry_point", "")
+    if ep.count("::") != 1:
+        raise JobError(f"{where}.spec.entry_point: must contain exactly one '::'")
+    if not sol["sources"] or ep.split("::")[0] not in [s.get("path") for s in sol["sources"]]:
+        raise JobError(f"{where}.spec.entry_point: entry file not among sources")
+
+
+# ---------------------------------------------------------------------------------------------------
+# compile
+
+
+def compile_solutions(ctx, sols):
+    """Build every solution (in parallel child processes). Returns {name: compile result}."""
+    arch = arch_of(ctx.info) if ctx.device == "cuda" else "9.0a"
+    tag = f"torch{torch.__version__}|cuda{torch.version.cuda}|{arch}|{ctx.device}"
+    par = int(ctx.cfg.get("parallel_builds") or min(4, os.cpu_count() or 1))
+    max_jobs = max(1, (os.cpu_count() or 1) // par)
+    overrides = ctx.cfg.get("binding_override") or {}
+    tmo = float(ctx.cfg.get("compile_timeout_s", 600))
+
+    def one(sol):
+        digest = C.solution_hash(sol)
+        base = {"solution": sol["name"], "hash": digest, "language": sol["spec"]["language"],
+                "cached": False, "seconds": 0.0, "build_dir": None, "reason": None, "log": "", "evaluation": None}
+        try:
+            binding = th_build.resolve_binding(sol, overrides.get(sol["name"]))
+        except ValueError as e:
+            base.update(outcome="compile_error", reason=str(e))
+            base["evaluation"] = ctx.evaluation("COMPILE_ERROR", str(e))
+            return base
+        base["binding"] = binding
+        if binding == "tvm-ffi" and not ctx.info["tvm_ffi"]:
+            base.update(outcome="toolchain_unavailable", reason="binding tvm-ffi needs the tvm_ffi package")
+            return base
+        # Identical sources build once, whichever definition they serve: a kernel swept over many
+        # definitions is one build per sweep point, not one per (definition, point).
+        build_digest = C.solution_hash({**sol, "definition": ""})
+        bdir, pkg = th_build.plan_build(os.path.join(ctx.work, "builds"), {"name": "build"}, build_digest, binding, tag)
+        base["build_dir"] = bdir
+        base["pkg"] = pkg
+        os.makedirs(bdir, exist_ok=True)
+        req = {"solution": sol, "build_dir": bdir, "binding": binding, "device": ctx.device, "arch": arch,
+               "max_jobs": max_jobs, "include_dir": os.path.join(HERE, "include")}
+        rq = os.path.join(bdir, "request.json")
+        rs = os.path.join(bdir, f"result_{os.getpid()}_{secrets.token_hex(4)}.json")
+        with open(rq, "w") as f:
+            json.dump(req, f)
+        t0 = time.time()
+        with open(os.path.join(bdir, "build.log"), "wb") as lf:
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "th_build.py"), rq, rs], stdout=lf,
+                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=bdir)
+            try:
+                p.wait(timeout=tmo)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                base.update(outcome="compile_error", reason=f"build exceeded {tmo:.0f} s")
+                base["evaluation"] = ctx.evaluation("COMPILE_ERROR", base["reason"])
+                return base
+        try:
+            with open(rs) as f:
+                res = json.load(f)
+            os.remove(rs)
+        except (OSError, ValueError):
+            res = {"outcome": "compile_error", "reason": f"build process died (exit status {p.returncode})"}
+        with open(os.path.join(bdir, "build.log"), "rb") as f:
+            blog = f.read().decode("utf-8", "replace")
+        base.update(outcome=res["outcome"], reason=res.get("reason"), cached=res.get("cached", False),
+                    artifact=res.get("artifact"), seconds=round(time.time() - t0, 3),
+                    build_seconds=res.get("seconds"))
+        base["log"] = ((res.get("log") or "") + "\n" + blog)[-ctx.log_limit:]
+        if res["outcome"] == "compile_error":
+            base["evaluation"] = ctx.evaluation("COMPILE_ERROR", (base["reason"] or "") + "\n" + base["log"])
+        return base
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=par) as ex:
+        results = list(ex.map(one, sols))
+    return {r["solution"]: r for r in results}
+
+
+def cmd_compile(ctx):
+    sols = ctx.job.get("solutions") or []
+    for i, s in enumerate(sols):
+        validate_solution(s, i)
+    built = compile_solutions(ctx, sols)
+    out = []
+    for s in sols:
+        r = dict(built[s["name"]])
+        r.pop("pkg", None)
+        out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# verify
+
+
+class Candidate:
+    """A built solution plus its current worker (respawned after a crash or timeout)."""
+
+    def __init__(self, ctx, sol, build, role="cand"):
+        self.ctx, self.sol, self.build, self.role = ctx, sol, build, role
+        self.worker = None
+        self.load_error = None
+
+    def load_request(self):
+        sol = self.sol
+        if self.role == "reference":
+            return {"op": "load", "binding": "reference", "source": self.ctx.defn["reference"], "dps": False}
+        if self.role == "noop":
+            return {"op": "load", "binding": "noop", "dps": True}
+        entry, sym = sol["spec"]["entry_point"].split("::")
+        return {"op": "load", "binding": self.build["binding"], "artifact": self.build.get("artifact"),
+                "build_dir": self.build["build_dir"], "pkg": self.build["pkg"], "entry_point": sol["spec"]["entry_point"],
+                "symbol": sym, "dps": sol["spec"].get("destination_passing_style", True)}
+
+    def prestart(self):
+        """Starts the worker's interpreter now (it imports torch: seconds), to overlap other work.
+
+        Only host-side start-up overlaps: the solution is loaded, and CUDA touched, in ensure().
+        """
+        if self.worker is None:
+            self.worker = WorkerHandle(self.ctx.scratch, self.role)
+            self.loaded = False
+
+    def ensure(self):
+        if self.worker is not None and self.worker.alive and getattr(self, "loaded", True):
+            return None
+        if self.worker is None or not self.worker.alive:
+            self.worker = WorkerHandle(self.ctx.scratch, self.role)
+        self.loaded = True
+        req = self.load_request()
+        req.update(device=self.ctx.device, definition=self.ctx.stripped_definition())
+        try:
+            rep = self.worker.request(req, self.ctx.startup_timeout)
+        except WorkerTimeout as e:
+            return ("TIMEOUT", f"worker start/load: {e}")
+        except WorkerDied as e:
+            return ("COMPILE_ERROR" if self.role == "cand" else "RUNTIME_ERROR", f"loading crashed: {e}")
+        if not rep.get("ok"):
+            return ("COMPILE_ERROR", rep.get("error", "load failed"))
+        return None
+
+    def call(self, msg, timeout):
+        """Returns (reply or None, (status, message) or None)."""
+        try:
+            rep = self.worker.request(msg, timeout)
+        except WorkerTimeout as e:
+            return None, ("TIMEOUT", str(e))
+        except WorkerDied as e:
+            return None, ("RUNTIME_ERROR", str(e))
+        if not rep.get("ok"):
+            if rep.get("fatal"):
+                self.worker.kill()  # never reuse a process after a (possibly sticky) CUDA error
+            return rep, ("RUNTIME_ERROR", rep.get("error", "call failed"))
+        return rep, None
+
+    def close(self):
+        if self.worker:
+            self.worker.close()
+
+
+def write_inputs(path, inputs):
+    tensors = {f"i{i}": v for i, v in enumerate(inputs) if isinstance(v, torch.Tensor)}
+    scalars = {str(i): v for i, v in enumerate(inputs) if not isinstance(v, torch.Tensor)}
+    C.save_tensors(path, tensors)
+    return scalars
+
+
+def run_reference(ctx, inputs):
+    ns = {"__name__": "tp_reference_judge"}
+    exec(compile(ctx.defn["reference"], f"<reference {ctx.defn['name']}>", "exec"), ns)
+    args = [v.clone() if isinstance(v, torch.Tensor) else v for v in inputs]
+    with torch.no_grad():
+        ret = ns["run"](*args)
+    outs = C.normalize_outputs(ret, ctx.defn, ctx.device)
+    if ctx.device == "cuda":
+        torch.cuda.synchronize()
+    return outs
+
+
+def read_outputs(path, n_out, device):
+    t = C.load_tensors(path, device)
+    outs = []
+    for i in range(n_out):
+        if f"o{i}" not in t:
+            raise ValueError(f"output o{i} missing from worker file")
+        outs.append(t[f"o{i}"])
+    return outs, t
+
+
+class Verdict:
+    def __init__(self):
+        self.status = None
+        self.max_abs = 0.0
+        self.max_rel = 0.0
+        self.ratio = 1.0
+        self.msgs = []
+        self.rigor = []
+        self.extra = {}
+
+    def fail(self, status, msg, rigor=None):
+        if self.status is None:
+            self.status = status
+            self.msgs.append(msg)
+            if rigor:
+                self.rigor += rigor if isinstance(rigor, list) else [rigor]
+
+
+def verify_workload(ctx, cand, wl):
+    """One (solution, workload) cell: trials of candidate → reference → candidate."""
+    axes = C.axis_values(ctx.defn, wl)
+    blobs = C.load_blobs(ctx.defn, wl, axes, ctx.job.get("dataset_root"))
+    if ctx.defn.get("op_type") == "sampling":
+        return verify_sampling(ctx, cand, wl, axes, blobs)
+    v = Verdict()
+    n_out = len(ctx.defn["outputs"])
+    trials = int(ctx.cfg.get("num_trials", 3))
+    deadline = time.monotonic() + ctx.timeout
+    for trial in range(trials):
+        seed = secrets.randbits(62)
+        inputs = C.gen_inputs(ctx.defn, wl, axes, ctx.device, seed, blobs)
+        pristine = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
+        ipath = os.path.join(ctx.scratch, f"in_{trial}.safetensors")
+        scalars = write_inputs(ipath, inputs)
+        outs = []
+        for k, poison in enumerate((0, 1)):
+            if k == 1 and not outs:
+                break
+            opath = os.path.join(ctx.scratch, f"out_{trial}_{k}.safetensors")
+            left = max(1.0, deadline - time.monotonic())
+            rep, err = cand.call({"op": "call", "inputs": ipath, "out": opath, "scalars": scalars, "axes": axes,
+                                  "poison": poison}, left)
+            if err:
+                tag = "timeout" if err[0] == "TIMEOUT" else \
+                    "result_channel_tampering" if "result_channel_tampering" in err[1] else "worker_crashed"
+                v.fail(err[0], err[1], (rep or {}).get("rigor") or ([tag] if rep is None else None))
+                return v
+            try:
+                o, allt = read_outputs(opath, n_out, ctx.device)
+            except (OSError, ValueError) as e:
+                v.fail("RUNTIME_ERROR", f"unreadable worker output: {e}", "worker_output_invalid")
+                return v
+            for i, x in enumerate(pristine):
+                if isinstance(x, torch.Tensor):
+                    after = allt.get(f"a{i}")
+                    if after is None or not C.bit_equal(after, x):
+                        name = list(ctx.defn["inputs"])[i]
+                        v.fail("RUNTIME_ERROR", f"candidate modified its input {name!r}", "inputs_modified")
+                        return v
+            outs.append(o)
+            if k == 0:
+                try:
+                    ref = run_reference(ctx, pristine)
+                except Exception as e:  # noqa: BLE001
+                    raise ReferenceFailed(f"reference raised {type(e).__name__}: {e}") from e
+        for k, o in enumerate(outs):
+            status, a, r, ratio, msg = C.compare_outputs(o, ref, ctx.tol)
+            if status in ("INCORRECT_SHAPE", "INCORRECT_DTYPE"):
+                v.fail(status, f"trial {trial} call {k + 1}: {msg}")
+                return v
+            if status == "INCORRECT_NUMERICAL" and msg.startswith("output") and not msg.endswith("exceeded"):
+                v.max_abs, v.max_rel = a, r
+                v.fail(status, f"trial {trial} call {k + 1}: {msg}")
+                return v
+            v.max_abs, v.max_rel = max(v.max_abs, a), max(v.max_rel, r)
+            v.ratio = min(v.ratio, ratio)
+            if status:
+                v.fail(status, f"trial {trial} call {k + 1}: tolerance exceeded (matched ratio {ratio:.6f})")
+        if v.status is None and len(outs) == 2:
+            st, a, r, ratio, msg = C.compare_outputs(outs[1], outs[0], ctx.tol)
+            if st:
+                v.fail("INCORRECT_NUMERICAL", f"trial {trial}: candidate disagrees with itself ({msg})",
+                       "self_inconsistent")
+        if v.status == "INCORRECT_NUMERICAL":
+            continue  # keep accumulating max errors over trials, as flashinfer-bench does
+    if ctx.tol["record_ratio"]:
+        v.extra["matched_ratio"] = v.ratio
+    return v
+
+
+class ReferenceFailed(Exception):
+    pass
+
+
+def _sampling_mask(ctx, inputs, probs):
+    name = ctx.defn["name"]
+    names = list(ctx.defn["inputs"])
+    batch, vocab = probs.shape
+    mask = torch.ones_like(probs, dtype=torch.bool)
+
+    def per_row(v):
+        if isinstance(v, torch.Tensor):
+            v = v.reshape(-1)
+            return [v[i % v.numel()].item() for i in range(batch)]
+        return [v] * batch
+
+    if "top_k" in name and "top_k" in names:
+        ks = per_row(inputs[names.index("top_k")])
+        for i, k in enumerate(ks):
+            k = int(k)
+            if 0 < k < vocab:
+                kth = torch.topk(probs[i].float(), k).values[-1]
+                mask[i] &= probs[i].float() >= kth
+    if "top_p" in name and "top_p" in names:
+        ps = per_row(inputs[names.index("top_p")])
+        for i, p in enumerate(ps):
+            p = float(p)
+            if 0 < p < 1:
+                sp, idx = torch.sort(probs[i].float(), descending=True)
+                keep = torch.cumsum(sp, 0) <= p + 0.05
+                keep[0] = True
+                m = torch.zeros(vocab, dtype=torch.bool, device=probs.device)
+                m[idx[keep]] = True
+                mask[i] &= m
+    return mask
+
+
+def verify_sampling(ctx, cand, wl, axes, blobs):
+    """flashinfer-bench's SamplingEvaluator: validity of every sample, then TVD against the masked probs."""
+    v = Verdict()
+    names = list(ctx.defn["inputs"])
+    extra = ctx.tol["extra"]
+    n_valid = int(extra.get("sampling_validation_trials", 100))
+    thr = float(extra.get("sampling_tvd_threshold", 0.2))
+    per_row = int(extra.get("sampling_samples_per_row", 500000))
+    inputs = C.gen_inputs(ctx.defn, wl, axes, ctx.device, secrets.randbits(62), blobs)
+    probs = inputs[names.index("probs")]
+    batch, vocab = probs.shape
+    mask = _sampling_mask(ctx, inputs, probs)
+    expected = probs.float() * mask
+    expected = expected / expected.sum(-1, keepdim=True)
+    ipath = os.path.join(ctx.scratch, "samp_in.safetensors")
+    opath = os.path.join(ctx.scratch, "samp_out.safetensors")
+    scalars = write_inputs(ipath, inputs)
+    rep, err = cand.call({"op": "call_many", "inputs": ipath, "out": opath, "scalars": scalars, "axes": axes,
+                          "n": n_valid}, ctx.timeout)
+    if err:
+        v.fail(err[0], err[1], (rep or {}).get("rigor"))
+        return v
+    s = C.load_tensors(opath, ctx.device)["samples"]
+    if s.dim() != 2 or s.shape[1] != batch:
+        v.fail("INCORRECT_SHAPE", f"samples shape {list(s.shape)} does not match batch {batch}")
+        return v
+    rows = torch.arange(batch, device=s.device).expand_as(s)
+    inb = (s >= 0) & (s < vocab)
+    ok = inb.all().item() and mask[rows[inb], s[inb]].all().item()
+    if not ok:
+        v.max_abs = v.max_rel = math.inf
+        v.fail("INCORRECT_NUMERICAL", "a sample is out of the vocabulary or outside the top-k/top-p mask")
+        return v
+    repeat = max(1, 10000 // batch)
+    first_axis = ctx.defn["inputs"]["probs"]["shape"][0]
+    tiled = []
+    for nm, x in zip(names, inputs):
+        spec = ctx.defn["inputs"][nm]
+        if isinstance(x, torch.Tensor) and spec.get("shape") and spec["shape"][0] == first_axis:
+            x = x.repeat(repeat, *([1] * (x.dim() - 1)))
+        tiled.append(x)
+    scalars = write_inputs(ipath, tiled)
+    taxes = dict(axes)
+    taxes[first_axis] = batch * repeat
+    calls = math.ceil(per_row / repeat)
+    rep, err = cand.call({"op": "call_many", "inputs": ipath, "out": opath, "scalars": scalars, "axes": taxes,
+                          "n": calls}, ctx.timeout)
+    if err:
+        v.fail(err[0], err[1], (rep or {}).get("rigor"))
+        return v
+    s = C.load_tensors(opath, ctx.device)["samples"].reshape(-1)
+    rows = torch.arange(s.numel(), device=s.device) % batch
+    s = s.clamp(0, vocab - 1)
+    counts = torch.zeros(batch * vocab, dtype=torch.float64, device=s.device)
+    counts.index_add_(0, rows * vocab + s, torch.ones_like(s, dtype=torch.float64))
+    freq = (counts.reshape(batch, vocab) / counts.reshape(batch, vocab).sum(-1, keepdim=True)).float()
+    tvds = (0.5 * (freq - expected).abs().sum(-1)).tolist()
+    a, r, _, _ = C.error_stats(freq, expected, ctx.tol["rtol"], ctx.tol["atol"], 1.0)
+    v.max_abs, v.max_rel = a, r
+    v.extra = {"tvd": max(tvds), "tvds_per_batch": tvds}
+    if max(tvds) > thr:
+        v.fail("INCORRECT_NUMERICAL", f"TVD {max(tvds):.4f} > threshold {thr}")
+    return v
+
+
+def not_run_result(sol_name, wl, outcome, reason, evaluation=None):
+    return {"solution": sol_name, "workload": wl.get("uuid"), "outcome": outcome, "reason": reason,
+            "evaluation": evaluation, "details": {}}
+
+
+def prepare(ctx, sols):
+    for i, s in enumerate(sols):
+        validate_solution(s, i)
+    return compile_solutions(ctx, sols)
+
+
+def build_blocker(ctx, b, wls, name):
+    """Results for a solution that cannot run here (compile error, toolchain, CPU mode), else None."""
+    if b["outcome"] == "built":
+        return None
+    if b["outcome"] == "compile_error":
+        return [not_run_result(name, wl, "evaluated", None, b["evaluation"]) for wl in wls]
+    return [not_run_result(name, wl, b["outcome"], b["reason"]) for wl in wls]
+
+
+def candidates(ctx, sols, builds, wls):
+    """Yields (solution, Candidate or the blocked results), starting the next runnable candidate's
+    interpreter while the current one works: process start-up dominates the cost of a cell."""
+    cands = [None if build_blocker(ctx, builds[s["name"]], wls, s["name"]) else Candidate(ctx, s, builds[s["name"]])
+             for s in sols]
+    for i, sol in enumerate(sols):
+        if cands[i] is None:
+            yield sol, build_blocker(ctx, builds[sol["name"]], wls, sol["name"])
+            continue
+        nxt = next((c for c in cands[i + 1:] if c is not None), None)
+        cands[i].prestart()
+        if nxt is not None:
+            nxt.prestart()
+        yield sol, cands[i]
+
+
+def cmd_verify(ctx):
+    sols = ctx.job.get("solutions") or []
+    wls = ctx.job.get("workloads") or []
+    builds = prepare(ctx, sols)
+    results = []
+    for sol, cand in candidates(ctx, sols, builds, wls):
+        if isinstance(cand, list):
+            results += cand
+            continue
+        try:
+            for wl in wls:
+                results.append(verify_one(ctx, cand, sol, wl))
+        finally:
+            cand.close()
+    return results
+
+
+def verify_one(ctx, cand, sol, wl):
+    load_err = cand.ensure()
+    if load_err:
+        log_t = load_err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
+        cand.worker.kill()
+        return not_run_result(sol["name"], wl, "evaluated", None, ctx.evaluation(load_err[0], log_t))
+    t0 = time.time()
+    try:
+        v = verify_workload(ctx, cand, wl)
+    except JobError as e:
+        return not_run_result(sol["name"], wl, "input_error", str(e))
+    except ReferenceFailed as e:
+        return not_run_result(sol["name"], wl, "reference_error", str(e))
+    log_t = "\n".join(v.msgs)
+    wlog = cand.worker.log_text(ctx.log_limit) if cand.worker else ""
+    if wlog:
+        log_t = (log_t + "\n" + wlog).strip()
+    corr = {"max_relative_error": v.max_rel, "max_absolute_error": v.max_abs, "extra": v.extra or None}
+    status = v.status or "PASSED"
+    if status not in ("PASSED", "INCORRECT_NUMERICAL"):
+        corr = None
+    if status not in ("PASSED",):
+        cand.worker.kill()  # a fresh process for the next workload after any failure
+    ev = ctx.evaluation(status, log_t, corr, None)
+    return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+            "evaluation": ev, "details": {"rigor": v.rigor, "seconds": round(time.time() - t0, 3),
+                                          "trials": int(ctx.cfg.get("num_trials", 3))}}
+
+
+# ---------------------------------------------------------------------------------------------------
+# time
+
+
+def tstats(samples):
+    s = sorted(samples)
+    n = len(s)
+    if n == 0:
+        return {"n": 0, "median_ms": None}
+    q = statistics.quantiles(s, n=4, method="inclusive") if n >= 2 else [s[0]] * 3
+    return {"n": n, "median_ms": statistics.median(s), "p25_ms": q[0], "p75_ms": q[2], "iqr_ms": q[2] - q[0],
+            "mean_ms": statistics.fmean(s), "min_ms": s[0], "max_ms": s[-1],
+            "stdev_ms": statistics.stdev(s) if n > 1 else 0.0}
+
+
+def peak_bandwidth(ctx, tcfg):
+    if tcfg.get("peak_bandwidth_gbps"):
+        return float(tcfg["peak_bandwidth_gbps"])
+    name = (ctx.info.get("gpu_name") or "").upper()
+    if "H200" in name:
+        return 4800.0
+    if "H100" in name:
+        return 3350.0 if "PCIE" not in name else 2000.0
+    return None
+
+
+def workload_bytes(ctx, axes):
+    total = 0
+    for sec in ("inputs", "outputs"):
+        for spec in ctx.defn[sec].values():
+            shape = C.concrete_shape(spec, axes)
+            if shape is None:
+                continue
+            dt = C.torch_dtype(spec["dtype"])
+            total += math.prod(shape) * torch.empty((), dtype=dt).element_size()
+    return total
+
+
+def cmd_time(ctx):
+    sols = ctx.job.get("solutions") or []
+    wls = ctx.job.get("workloads") or []
+    base_sol = ctx.job.get("baseline")
+    all_sols = sols + ([base_sol] if base_sol else [])
+    builds = prepare(ctx, all_sols)
+    tcfg = dict(TIMING_DEFAULTS)
+    tcfg.update(ctx.cfg.get("timing") or {})
+    if ctx.device == "cuda" and not tcfg["flush_bytes"]:
+        l2 = ctx.info.get("l2_bytes") or (50 << 20)
+        tcfg["flush_bytes"] = max(256 << 20, 2 * l2)
+    if ctx.device != "cuda":
+        tcfg["flush_bytes"] = None
+    ref = Candidate(ctx, None, None, role="reference")
+    noop = Candidate(ctx, None, None, role="noop")
+    base = None
+    if base_sol:
+        bb = builds[base_sol["name"]]
+        if bb["outcome"] == "built":
+            base = Candidate(ctx, base_sol, bb)
+    results = []
+    try:
+        for sol, cand in candidates(ctx, sols, builds, wls):
+            if isinstance(cand, list):
+                results += cand
+                continue
+            try:
+                for wl in wls:
+                    try:
+                        results.append(time_one(ctx, tcfg, cand, ref, base, noop, sol, wl))
+                    except JobError as e:
+                        results.append(not_run_result(sol["name"], wl, "input_error", str(e)))
+                    except ReferenceFailed as e:
+                        results.append(not_run_result(sol["name"], wl, "reference_error", str(e)))
+            finally:
+                cand.close()
+    finally:
+        for c in (ref, noop, base):
+            if c:
+                c.close()
+    return results
+
+
+def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
+    axes = C.axis_values(ctx.defn, wl)
+    blobs = C.load_blobs(ctx.defn, wl, axes, ctx.job.get("dataset_root"))
+    details = {"rigor": []}
+    err = cand.ensure()
+    if err:
+        log_t = err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
+        cand.worker.kill()
+        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+                "evaluation": ctx.evaluation(err[0], log_t), "details": details}
+    k = int(tcfg["input_sets"])
+    set_paths, sets, scalars = [], [], None
+    for i in range(k):
+        inputs = C.gen_inputs(ctx.defn, wl, axes, ctx.device, secrets.randbits(62), blobs)
+        p = os.path.join(ctx.scratch, f"tset_{i}.safetensors")
+        scalars = write_inputs(p, inputs)
+        set_paths.append(p)
+        sets.append(inputs)
+    pidx = C.perturbable(ctx.defn, wl) if tcfg["perturb_inputs"] else []
+    pseed = secrets.randbits(40) if pidx else None
+    base_req = {"op": "time", "sets": set_paths, "scalars": scalars, "axes": axes, "perturb_idx": pidx,
+                "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"]}
+    rounds = int(tcfg["rounds"])
+    per = {k2: max(1, int(math.ceil(tcfg[k2] / rounds))) for k2 in ("min_samples", "max_samples")}
+    cache = tcfg.setdefault("_shared", {}).setdefault(wl.get("uuid"), {})
+    roles = [("candidate", cand)]
+    if tcfg["time_reference"] and "reference" not in cache:
+        roles.insert(0, ("reference", ref))
+    if base and "baseline" not in cache:
+        roles.append(("baseline", base))
+    samples = {r: [] for r, _ in roles}
+    round_samples = {r: [] for r, _ in roles}
+    offsets = {r: 0 for r, _ in roles}
+    deadline = time.monotonic() + ctx.timeout
+    details["clocks"] = {"before": clocks() if ctx.device == "cuda" else None}
+    last_cand = None
+    for rnd in range(rounds):
+        order = roles[rnd % len(roles):] + roles[:rnd % len(roles)]  # rotate who goes first
+        for role, c in order:
+            e = c.ensure()
+            if e:
+                if role == "candidate":
+                    return failed_time(ctx, sol, wl, e[0], e[1], details, c)
+                details[f"{role}_error"] = e[1]
+                continue
+            req = dict(base_req, warmup_calls=tcfg["warmup_calls"], sync_before_end=tcfg["sync_before_end"], warmup_ms=tcfg["warmup_ms"],
+                       min_samples=per["min_samples"], max_samples=per["max_samples"],
+                       max_seconds=tcfg["max_seconds"] / rounds, target_rel_stderr=tcfg["target_rel_stderr"],
+                       call_offset=offsets[role], binding=role)
+            req["out"] = os.path.join(ctx.scratch, f"tout_{role}.safetensors")
+            left = max(5.0, deadline - time.monotonic()) if role == "candidate" else ctx.timeout
+            rep, er = c.call(req, left)
+            if er:
+                if role == "candidate":
+                    details["rigor"] += (rep or {}).get("rigor") or (["timeout"] if er[0] == "TIMEOUT" else [])
+                    return failed_time(ctx, sol, wl, er[0], er[1], details, c)
+                details[f"{role}_error"] = er[1]
+                continue
+            offsets[role] = rep["next_call"]
+            samples[role] += rep["samples_ms"]
+            round_samples[role].append(rep["samples_ms"])
+            if role == "candidate":
+                last_cand = rep
+    details["clocks"]["after"] = clocks() if ctx.device == "cuda" else None
+    if tcfg["reuse_reference"]:
+        # Reference and baseline are timed once per workload (interleaved with the first candidate) and
+        # their samples reused for the other candidates of the job: same inputs, same process, same GPU.
+        for role in ("reference", "baseline"):
+            if role in samples and samples[role]:
+                cache[role] = (samples[role], round_samples[role])
+            elif role in cache:
+                samples[role], round_samples[role] = cache[role]
+                details.setdefault("reused", []).append(role)
+    # Empty-call floor: the fixed cost of the measurement itself (sync + event round trip).
+    e = noop.ensure() if "overhead_ms" not in cache else True
+    if e is True:
+        details["overhead_ms"] = cache["overhead_ms"]
+    elif not e:
+        rep, er = noop.call(dict(base_req, op="time", perturb_idx=[], warmup_calls=5, warmup_ms=5, min_samples=30,
+                                 max_samples=200, max_seconds=2, target_rel_stderr=0.01, call_offset=0,
+                                 binding="noop"), ctx.timeout)
+        if not er:
+            details["overhead_ms"] = cache["overhead_ms"] = statistics.median(rep["samples_ms"])
+    # Post-timing recheck: the last timed output must match the reference on that exact input.
+    n_out = len(ctx.defn["outputs"])
+    outs, _ = read_outputs(os.path.join(ctx.scratch, "tout_candidate.safetensors"), n_out, ctx.device)
+    x = [v.clone() if isinstance(v, torch.Tensor) else v for v in sets[last_cand["last_set"]]]
+    if pseed is not None:
+        C.apply_perturb(x, pidx, C.perturb_scale(pseed, last_cand["last_call"]))
+    try:
+        r_out = run_reference(ctx, x)
+    except Exception as ex:  # noqa: BLE001
+        raise ReferenceFailed(f"reference raised {type(ex).__name__}: {ex}") from ex
+    st, a, r, ratio, msg = C.compare_outputs(outs, r_out, ctx.tol)
+    details["recheck"] = {"status": st or "PASSED", "max_absolute_error": a, "max_relative_error": r,
+                          "message": msg}
+    stats = {role: dict(tstats(samples[role]), samples_ms=samples[role], rounds=round_samples[role])
+             for role in samples}
+    details.update(stats)
+    cmed = stats["candidate"]["median_ms"]
+    rmed = stats.get("reference", {}).get("median_ms")
+    bmed = stats.get("baseline", {}).get("median_ms")
+    oh = details.get("overhead_ms", 0.0) if tcfg["subtract_overhead"] else 0.0
+    lat = max(cmed - oh, 1e-9)
+    rlat = max(rmed - oh, 1e-9) if rmed else None
+    details["speedup_vs_reference"] = rlat / lat if rlat else None
+    details["speedup_vs_baseline"] = (max(bmed - oh, 1e-9) / lat) if bmed else None
+    bw = peak_bandwidth(ctx, tcfg)
+    floor = workload_bytes(ctx, axes) / (bw * 1e9) * 1e3 if bw else None
+    details["floor_ms"] = floor
+    details["peak_bandwidth_gbps"] = bw
+    wlog = cand.worker.log_text(ctx.log_limit)
+    if st:
+        details["rigor"].append("post_timing_recheck_failed")
+        corr = {"max_relative_error": r if r is not None else math.inf,
+                "max_absolute_error": a if a is not None else math.inf, "extra": None}
+        status = st if st == "INCORRECT_NUMERICAL" else st
+        ev = ctx.evaluation(status, f"post-timing recheck failed: {msg}\n{wlog}",
+                            corr if status == "INCORRECT_NUMERICAL" else None)
+        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+                "evaluation": ev, "details": details}
+    if floor is not None and cmed < floor * float(tcfg["floor_factor"]):
+        details["rigor"].append("below_roofline_floor")
+        ev = ctx.evaluation("RUNTIME_ERROR", f"timing rejected: median {cmed:.6f} ms is below the roofline floor "
+                            f"{floor:.6f} ms ({bw} GB/s)\n{wlog}")
+        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+                "evaluation": ev, "details": details}
+    if details["speedup_vs_baseline"] and details["speedup_vs_baseline"] > 10:
+        details["flags"] = ["speedup_vs_baseline_over_10x"]
+    perf = {"latency_ms": lat, "reference_latency_ms": rlat or 0.0,
+            "speedup_factor": (rlat / lat) if rlat else 0.0}
+    corr = {"max_relative_error": r, "max_absolute_error": a,
+            "extra": {"matched_ratio": ratio} if ctx.tol["record_ratio"] else None}
+    ev = ctx.evaluation("PASSED", wlog, corr, perf)
+    return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+            "evaluation": ev, "details": details}
+
+
+def failed_time(ctx, sol, wl, status, msg, details, c):
+    wlog = c.worker.log_text(ctx.log_limit) if c.worker else ""
+    if c.worker:
+        c.worker.kill()
+    return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+            "evaluation": ctx.evaluation(status, f"{msg}\n{wlog}"), "details": details}
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="tracepipe evaluation harness (see PROTOCOL.md)")
+    ap.add_argument("command", choices=["probe", "compile", "verify", "time"])
+    ap.add_argument("--job")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    result = {"protocol": PROTOCOL, "command": a.command, "ok": True, "error": None, "results": []}
+    code = 0
+    ctx = None
+    try:
+        job = {}
+        if a.job:
+            try:
+                with open(a.job) as f:
+                    job = json.load(f)
+            except (OSError, ValueError) as e:
+                raise JobError(f"{a.job}: cannot read job JSON: {e}") from e
+            if not isinstance(job, dict):
+                raise JobError(f"{a.job}: the job must be a JSON object")
+        elif a.command != "probe":
+            raise JobError("--job is required for " + a.command)
+        ctx = Ctx(job, a.command)
+        result["device"] = ctx.device
+        result["environment"] = ctx.env
+        if a.command == "probe":
+            result["probe"] = ctx.info
+        else:
+            fn = {"compile": cmd_compile, "verify": cmd_verify, "time": cmd_time}[a.command]
+            result["results"] = fn(ctx)
+    except JobError as e:
+        msg = str(e)
+        if a.job and not msg.startswith(a.job):
+            msg = f"{a.job}: {msg}"
+        result.update(ok=False, error=msg)
+        print(f"error: {msg}", file=sys.stderr)
+        code = 2
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        result.update(ok=False, error=f"internal error: {type(e).__name__}: {e}")
+        code = 1
+    finally:
+        if ctx:
+            ctx.cleanup()
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(C.finite_json(result), f, indent=1, allow_nan=False)
+    os.replace(tmp, a.out)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
