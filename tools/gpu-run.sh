@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, in the repository root, after tools/gpu-bundle.sh here: unpacks the Deno
+# binary and the store bundle, runs `reproduce --from compile --to time` within a time limit (Ctrl-C
+# semantics: finished cells are kept), and packs the judging stages' cells into $OUT.
+# Usage: bash tools/gpu-run.sh SECONDS [extra reproduce args]
+set -uo pipefail
+limit=${1:-480}
+shift || true
+mkdir -p /tmp/tpbin
+[ -x /tmp/tpbin/deno ] || xz -dc .device/deno.xz >/tmp/tpbin/deno
+chmod +x /tmp/tpbin/deno
+export PATH=/tmp/tpbin:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYTHON:-python3}
+mkdir -p .tracepipe/store
+[ -f .tracepipe/store/.unpacked ] || { tar xJf .device/store.tar.xz -C .tracepipe/store && touch .tracepipe/store/.unpacked; }
+[ -f .device/gpu-store.tar.xz ] && tar xJf .device/gpu-store.tar.xz -C .tracepipe/store
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
+t0=$(date +%s)
+timeout -s INT "$limit" deno run -A pipeline/cli.ts reproduce --from compile --to time "$@" 2>&1 |
+  tee "$OUT/reproduce.log" | grep -vE '^\[[a-z]+\] [0-9]+/[0-9]+ run' | tail -40
+echo "reproduce wall: $(($(date +%s) - t0)) s"
+tar cJf "$OUT/gpu-store.tar.xz" -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
+  cells/compile cells/verify cells/time 2>/dev/null
+ls -l "$OUT"
