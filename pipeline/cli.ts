@@ -15,7 +15,7 @@ import {
 } from "./dag.ts";
 import { formatDiagnostic } from "./diagnostics.ts";
 import { DEFAULT_STORE, REPO_ROOT } from "./paths.ts";
-import { Store, StoreLockedError } from "./store.ts";
+import { importStore, Store, StoreLockedError } from "./store.ts";
 import { discoverToolchain, gpuArch, type Toolchain } from "./toolchain.ts";
 import { validatePath } from "./validate.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
@@ -29,7 +29,8 @@ commands:
     --from STAGE          start here; earlier stages are taken from their last recorded run
     --to STAGE            stop after this stage
     --only A,B            run only these stages
-    --force [A,B]         re-run cells even when the store has them (all selected stages, or these)
+    --force A,B           re-run these stages' cells even when the store has them
+    --force-all           re-run every selected cell
     --profile FILE        params per stage (default profiles/default.json)
     --set STAGE.KEY=VAL   override one param (VAL parsed as JSON when it parses)
     --corpus DIR          import a FlashInfer TraceSet's solutions (repeatable)
@@ -38,6 +39,8 @@ commands:
   why [STAGE]           which field of which cell key changed since the last run
   gc [--max-size SIZE]  delete least-recently-used cells until the store fits (default 5G)
      [--all]              may also delete cells of the latest runs
+  import STORE|TAR      merge another store's cells and runs into this one (e.g. a GPU machine's
+                          results packed by tools/gpu-run.sh); runs are united by cell id
   validate PATH         check a definition/solution/JSONL/safetensors file or a whole TraceSet
   doctor                toolchains and GPUs found here, and what the pipeline can run here
 
@@ -335,6 +338,35 @@ export async function main(argv: string[]): Promise<number> {
             `gc: removed ${r.removed} cells (${human(r.freedBytes)}); the store now holds ${
               human(r.keptBytes)
             }`,
+          );
+        } finally {
+          release();
+        }
+        return 0;
+      }
+      case "import": {
+        if (!rest[0]) throw new UsageError("import: give a store folder or a .tar.xz of one");
+        let src = resolve(rest[0]);
+        if (!existsSync(src)) throw new UsageError(`import: ${src} does not exist`);
+        if (src.endsWith(".tar.xz") || src.endsWith(".tar")) {
+          const dir = Deno.makeTempDirSync({ prefix: "tp-import-" });
+          const out = await new Deno.Command("tar", {
+            args: ["xf", src, "-C", dir],
+            stderr: "piped",
+          }).output();
+          if (!out.success) {
+            throw new UsageError(
+              `import: cannot unpack ${src}: ${new TextDecoder().decode(out.stderr)}`,
+            );
+          }
+          src = dir;
+        }
+        const store = new Store(storeDir);
+        const release = await store.lock();
+        try {
+          const r = importStore(new Store(src), store);
+          console.log(
+            `imported ${r.cells} cells; merged the runs of ${r.stages.join(", ") || "no stage"}`,
           );
         } finally {
           release();

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertRejects } from "../tests/assert.ts";
 import { type AnyStage, dryPlan, runPipeline } from "./dag.ts";
 import { REPO_ROOT } from "./paths.ts";
-import { Store, StoreLockedError } from "./store.ts";
+import { importStore, Store, StoreLockedError } from "./store.ts";
 import { FAKE_TOOLCHAIN, letters, shout } from "./testdata/engine_stages.ts";
 
 const STAGES = [letters, shout] as AnyStage[];
@@ -206,4 +206,21 @@ Deno.test("--from reuses the last recorded run of upstream stages; a stage never
     "ran",
     1,
   ]]);
+});
+
+Deno.test("import merges another store's cells and unites run indexes by cell id", async () => {
+  const here = freshStore();
+  const there = freshStore();
+  await run(here, { a: "x" });
+  await run(there, { b: "y" }); // e.g. a GPU machine that ran other cells of the same stages
+  const r = importStore(there, here);
+  assertEquals(r.cells, 2);
+  assertEquals(r.stages.sort(), ["letters", "shout"]);
+  assertEquals(here.lastResults("letters")!.map((c) => c.id), ["a", "b"]);
+  // Idempotent: a second import copies nothing and changes nothing.
+  assertEquals(importStore(there, here).cells, 0);
+  assertEquals(
+    here.lastResults("shout")!.map((c) => readFileSync(join(c.dir, "value.txt"), "utf8")),
+    ["X!", "Y!"],
+  );
 });

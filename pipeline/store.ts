@@ -13,6 +13,7 @@
  * Many keys are kept per stage, so reverting a param restores instead of recomputing.
  */
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -286,4 +287,53 @@ function duBytes(dir: string): number {
     total += e.isDirectory() ? duBytes(p) : statSync(p).size;
   }
   return total;
+}
+
+/**
+ * Imports another store's cells and runs (for example one written on a GPU machine, or a shard of
+ * a distributed run). Cells are content-addressed, so copying is idempotent. A stage's run index
+ * becomes the union of both, by cell id, the imported one winning where both have a cell.
+ */
+export function importStore(from: Store, into: Store): { cells: number; stages: string[] } {
+  let copied = 0;
+  for (const e of from.entries()) {
+    const target = join(into.root, "cells", e.stage, e.key);
+    if (existsSync(join(target, "cell.json"))) continue;
+    const tmp = into.tempDir();
+    rmSync(tmp, { recursive: true, force: true });
+    cpSync(e.dir, tmp, { recursive: true });
+    mkdirSync(join(into.root, "cells", e.stage), { recursive: true });
+    renameSync(tmp, target);
+    copied++;
+  }
+  const stages: string[] = [];
+  const runsDir = join(from.root, "runs");
+  for (const file of existsSync(runsDir) ? readdirSync(runsDir) : []) {
+    if (!file.endsWith(".json")) continue;
+    const stage = file.slice(0, -5);
+    const theirs = from.readRun(stage)!;
+    const ours = into.readRun(stage);
+    into.writeRun(ours ? mergeRuns(ours, theirs) : theirs);
+    stages.push(stage);
+  }
+  return { cells: copied, stages };
+}
+
+/** Union of two run indexes of one stage, by cell id; `b` wins where both have an id. */
+export function mergeRuns(a: RunIndex, b: RunIndex): RunIndex {
+  const byId = <T extends { id: string }>(xs: T[], ys: T[]) => {
+    const m = new Map(xs.map((x) => [x.id, x]));
+    for (const y of ys) m.set(y.id, y);
+    return [...m.values()].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+  };
+  const cells = byId(a.cells, b.cells);
+  const done = new Set(cells.map((c) => c.id));
+  return {
+    stage: b.stage,
+    finishedAt: a.finishedAt > b.finishedAt ? a.finishedAt : b.finishedAt,
+    cells,
+    notRunnable: byId(a.notRunnable, b.notRunnable).filter((n) => !done.has(n.id)),
+    failed: byId(a.failed, b.failed).filter((f) => !done.has(f.id)),
+    keyDocuments: { ...a.keyDocuments, ...b.keyDocuments },
+  };
 }

@@ -1,5 +1,6 @@
 -- Q: Which baseline does each definition use? The first baseline rule (by priority) of the
--- definition's op type (or of '*' when the op type has none) that matches at least one solution.
+-- definition's op type (or of '*' when the op type has none) that matches at least one solution
+-- with a timed run here: a baseline that could not run (FlashInfer not installed) is skipped.
 -- A chosen rule with priority > 0 is a fallback (e.g. torch where FlashInfer is not installed).
 CREATE OR REPLACE VIEW baseline_choice AS
 WITH rules AS (
@@ -14,6 +15,7 @@ cand AS (
   FROM rules r
   JOIN solutions s ON s.definition = r.definition AND s.author = r.author
     AND regexp_matches(s.name, r.match)
+  WHERE s.name IN (SELECT solution FROM run_summary WHERE min_latency_ms IS NOT NULL)
 ),
 first AS (SELECT definition, min(priority) AS priority FROM cand GROUP BY definition)
 SELECT
