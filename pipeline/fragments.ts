@@ -63,14 +63,11 @@ export function mergeFragments(cells: CellResult[]): MergedFragments {
       } else if (!prev) out.definitions.set(name, def);
     }
   }
-  for (const dir of dirs) {
-    const { set, diagnostics } = loadTraceSet(dir, { knownDefinitions: out.definitions });
-    out.diagnostics.push(
-      ...diagnostics.filter((d) => !d.file.startsWith("definitions")).map((d) => ({
-        ...d,
-        file: join(dir, d.file),
-      })),
-    );
+  const loaded = dirs.map((dir) => ({
+    dir,
+    ...loadTraceSet(dir, { knownDefinitions: out.definitions }),
+  }));
+  for (const { dir, set } of loaded) {
     for (const [name, sol] of set.solutions) {
       if (out.solutions.has(name)) {
         out.diagnostics.push({
@@ -81,6 +78,21 @@ export function mergeFragments(cells: CellResult[]): MergedFragments {
         });
       } else out.solutions.set(name, sol);
     }
+  }
+  for (let { dir, set, diagnostics } of loaded) {
+    // Traces may belong to solutions of other fragments: load those roots again knowing them all.
+    if (existsSync(join(dir, "traces"))) {
+      ({ set, diagnostics } = loadTraceSet(dir, {
+        knownDefinitions: out.definitions,
+        knownSolutions: out.solutions,
+      }));
+    }
+    out.diagnostics.push(
+      ...diagnostics.filter((d) => !d.file.startsWith("definitions")).map((d) => ({
+        ...d,
+        file: join(dir, d.file),
+      })),
+    );
     for (const [defName, wls] of set.workloads) {
       for (const w of wls) {
         if (seenUuid.has(`${defName}/${w.uuid}`)) continue;

@@ -314,6 +314,8 @@ export interface LoadOptions {
    * another fragment): references to them are not dangling. They are not added to the set.
    */
   knownDefinitions?: Map<string, Definition>;
+  /** Likewise for solutions that traces of this root refer to. */
+  knownSolutions?: Map<string, Solution>;
 }
 
 /**
@@ -507,7 +509,7 @@ export function loadTraceSet(
         continue;
       }
       if (!checkFolder(file, line, t, 2)) continue;
-      const sol = set.solutions.get(t.solution);
+      const sol = set.solutions.get(t.solution) ?? opts.knownSolutions?.get(t.solution);
       if (!sol) {
         err(
           rel(file),

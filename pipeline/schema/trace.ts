@@ -201,7 +201,7 @@ export const EvaluationStatus = z.enum(STATUSES);
 export type EvaluationStatus = z.infer<typeof EvaluationStatus>;
 
 /** A float that may be serialised as "Infinity"/"-Infinity"/"NaN" (case-insensitive on read). */
-const FloatOrSpecial = z.union([
+export const FloatOrSpecial = z.union([
   z.number(),
   // zod's number() rejects NaN and ±Infinity, which parsed data (not JSON) may hold.
   z.nan(),

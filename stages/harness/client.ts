@@ -12,30 +12,18 @@ import { z } from "zod";
 import {
   type Evaluation as TraceEvaluation,
   Evaluation as TraceEvaluationSchema,
+  FloatOrSpecial,
+  STATUSES,
 } from "../../pipeline/schema/trace.ts";
 
 /** The harness entry script, next to this module. */
 export const HARNESS_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "tracepipe_harness.py");
 
-/** The 7 statuses of the FlashInfer Trace format. */
-export const STATUSES = [
-  "PASSED",
-  "INCORRECT_SHAPE",
-  "INCORRECT_NUMERICAL",
-  "INCORRECT_DTYPE",
-  "RUNTIME_ERROR",
-  "COMPILE_ERROR",
-  "TIMEOUT",
-] as const;
+/** The 7 statuses of the FlashInfer Trace format (re-exported from the schema). */
+export { STATUSES };
 
-/** A float that FlashInfer may serialise as "Infinity"/"-Infinity"/"NaN" (case-insensitive on read). */
-const FiFloat = z.union([
-  z.number(),
-  z.string().regex(/^(-?infinity|nan)$/i).transform((s) => {
-    const l = s.toLowerCase();
-    return l === "nan" ? NaN : l.startsWith("-") ? -Infinity : Infinity;
-  }),
-]);
+/** A float FlashInfer may serialise as "Infinity"/"-Infinity"/"NaN". */
+const FiFloat = FloatOrSpecial;
 
 const HarnessEnvironment = z.object({
   hardware: z.string().min(1),

@@ -5,9 +5,18 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { type MergedFragments, mergeFragments } from "../../pipeline/fragments.ts";
+import {
+  type MergedFragments,
+  mergeFragments,
+  type RootedWorkload,
+} from "../../pipeline/fragments.ts";
 import { REPO_ROOT } from "../../pipeline/paths.ts";
-import { type Definition, type Solution, Trace } from "../../pipeline/schema/trace.ts";
+import {
+  type Definition,
+  type Solution,
+  Trace,
+  type Workload,
+} from "../../pipeline/schema/trace.ts";
 import type { CellResult } from "../../pipeline/stage.ts";
 import type { Toolchain } from "../../pipeline/toolchain.ts";
 import { formatJsonl, tracesPath, writeFileAtomic } from "../../pipeline/traceset.ts";
@@ -115,6 +124,18 @@ export function writeTrace(
     formatJsonl([trace]),
   );
   return trace;
+}
+
+/** The distinct solutions and workloads of a batch of (solution, workload) cells, first-seen order. */
+export function distinctSolutionsAndWorkloads(
+  cells: Array<{ solution: Solution; workload: RootedWorkload }>,
+): { solutions: Solution[]; workloads: Workload[] } {
+  return {
+    solutions: [...new Map(cells.map((c) => [c.solution.name, c.solution])).values()],
+    workloads: [
+      ...new Map(cells.map((c) => [c.workload.workload.uuid, c.workload.workload])).values(),
+    ],
+  };
 }
 
 /** Groups items by a key, keeping first-seen order. */

@@ -15,6 +15,7 @@ import { hardwareFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
 import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
 import {
+  distinctSolutionsAndWorkloads,
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
@@ -143,20 +144,9 @@ export const timeStage = defineStage<TimeParams>({
     // One timing process per GPU at a time.
     await mapLimit([...groups.values()], 1, async (group: CellJob[]) => {
       const first = group[0].plan.payload as Payload;
-      const solutions = [
-        ...new Map(
-          group.map((
-            j,
-          ) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution]),
-        )
-          .values(),
-      ];
-      const workloads = [
-        ...new Map(group.map((j) => {
-          const w = (j.plan.payload as Payload).workload.workload;
-          return [w.uuid, w];
-        })).values(),
-      ];
+      const { solutions, workloads } = distinctSolutionsAndWorkloads(
+        group.map((j) => j.plan.payload as Payload),
+      );
       const t0 = performance.now();
       const result = await runHarness("time", {
         protocol: 1,

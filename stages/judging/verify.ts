@@ -15,6 +15,7 @@ import { writeFileAtomic } from "../../pipeline/traceset.ts";
 import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
 import type { CompileSummary } from "./compile.ts";
 import {
+  distinctSolutionsAndWorkloads,
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
@@ -182,17 +183,9 @@ export const verifyStage = defineStage<VerifyParams>({
       : Math.min(2, ctx.params.parallel_processes);
     await mapLimit([...groups.values()], parallel, async (group) => {
       const first = group[0].plan.payload as Payload;
-      const solutions = [
-        ...new Map(
-          group.map((
-            j,
-          ) => [(j.plan.payload as Payload).solution.name, (j.plan.payload as Payload).solution]),
-        ).values(),
-      ];
-      const workloads = [...new Map(group.map((j) => {
-        const w = (j.plan.payload as Payload).workload.workload;
-        return [w.uuid, w];
-      })).values()];
+      const { solutions, workloads } = distinctSolutionsAndWorkloads(
+        group.map((j) => j.plan.payload as Payload),
+      );
       const t0 = performance.now();
       const result = await runHarness("verify", {
         protocol: 1,

@@ -9,7 +9,6 @@
  * hash, the definition, the workload and the hardware label), so a replay needs no GPU and sees
  * exactly the feedback the recorded run saw.
  */
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type {
@@ -18,7 +17,7 @@ import type {
   Solution,
   Workload,
 } from "../../../pipeline/schema/trace.ts";
-import { Solution as SolutionSchema } from "../../../pipeline/schema/trace.ts";
+import { Solution as SolutionSchema, solutionHash } from "../../../pipeline/schema/trace.ts";
 import { formatDefinition } from "../../../pipeline/traceset.ts";
 import { checkSolutionSignature } from "../signature.ts";
 import { chat, type ChatOptions, type ChatRequest, LlmError, RecordingStore } from "./client.ts";
@@ -173,22 +172,6 @@ export function extractFiles(
     if (fence && fence[1].trim()) files.push({ path: "main.py", content: fence[1] + "\n" });
   }
   return files;
-}
-
-/** flashinfer-bench's solution content hash (reference §1.3): SHA-1 over the build-relevant fields. */
-export function solutionContentHash(sol: Solution): string {
-  const h = createHash("sha1");
-  for (
-    const part of [
-      sol.definition,
-      sol.spec.language,
-      sol.spec.entry_point,
-      sol.spec.binding ?? "",
-      ...sol.spec.dependencies,
-    ]
-  ) h.update(part);
-  for (const s of sol.sources) h.update(s.path).update(s.content);
-  return h.digest("hex");
 }
 
 /** A path-safe author/solution name fragment from a model id. */
@@ -365,7 +348,7 @@ async function evaluateRecorded(
   opts: { store: RecordingStore },
 ): Promise<Feedback> {
   const key = {
-    solution_hash: solutionContentHash(sol),
+    solution_hash: solutionHash(sol),
     definition: c.definition.name,
     workload: c.workload.uuid,
     hardware: c.hardware,

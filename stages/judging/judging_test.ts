@@ -1,0 +1,179 @@
+/**
+ * compile → verify → time through the engine in CPU mode, on real PyTorch: an honest Python
+ * solution passes and is timed, a wrong one and a cheating one get their statuses as FlashInfer
+ * traces, and a CUDA solution is listed as not runnable here (no trace blames it).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { type AnyStage, runPipeline } from "../../pipeline/dag.ts";
+import { mergeFragments } from "../../pipeline/fragments.ts";
+import { REPO_ROOT } from "../../pipeline/paths.ts";
+import { Solution, type Trace } from "../../pipeline/schema/trace.ts";
+import { defineStage } from "../../pipeline/stage.ts";
+import { Store } from "../../pipeline/store.ts";
+import { discoverToolchain } from "../../pipeline/toolchain.ts";
+import {
+  formatJsonl,
+  formatSolution,
+  solutionPath,
+  workloadsPath,
+} from "../../pipeline/traceset.ts";
+import { assert, assertEquals } from "../../tests/assert.ts";
+import { compileStage } from "./compile.ts";
+import { timeStage } from "./time.ts";
+import { verifyStage } from "./verify.ts";
+
+const tc = await discoverToolchain();
+const skip = !tc.python?.torch;
+if (skip) {
+  console.log(
+    "skipping the judging end-to-end test: no Python with torch (apt-get install python3-torch)",
+  );
+}
+
+const DEF = "rmsnorm_h128";
+const defText = readFileSync(join(REPO_ROOT, "data/definitions/rmsnorm", `${DEF}.json`), "utf8");
+
+const sol = (name: string, body: string, language = "python") =>
+  Solution.parse({
+    name,
+    definition: DEF,
+    author: name.startsWith("torch") ? "baseline" : "tester",
+    spec: {
+      language,
+      target_hardware: ["cpu", "cuda"],
+      entry_point: language === "cuda" ? "k.cu::run" : "main.py::run",
+      binding: language === "cuda" ? "torch" : null,
+      destination_passing_style: true,
+    },
+    sources: [{ path: language === "cuda" ? "k.cu" : "main.py", content: body }],
+  });
+
+const HONEST = `import torch
+def run(hidden_states, weight, output):
+    x = hidden_states.float()
+    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight.float()
+    output.copy_(y.to(output.dtype))
+`;
+const SOLUTIONS = [
+  sol("honest", HONEST),
+  sol("torch_rmsnorm_baseline", HONEST),
+  sol("wrong", "def run(hidden_states, weight, output):\n    output.copy_(hidden_states * 2)\n"),
+  sol("cheat_modifies_input", `${HONEST}    hidden_states.zero_()\n`),
+  sol("cuda_kernel", "// never built on a CPU machine\nvoid run() {}\n", "cuda"),
+];
+
+/** A stage standing in for an upstream one: writes a fixed TraceSet fragment. */
+function fixedStage(name: string, files: Record<string, string>): AnyStage {
+  return defineStage({
+    name,
+    description: `fixed ${name} fragment`,
+    policy: "pure",
+    params: z.object({}),
+    upstream: [],
+    env: [],
+    resource: "cpu",
+    module: import.meta.url,
+    toolchainFacts: () => ({}),
+    plan: () => Promise.resolve([{ id: name, params: null, inputs: {} }]),
+    run(job) {
+      for (const [rel, text] of Object.entries(files)) {
+        mkdirSync(join(job.outDir, rel, ".."), { recursive: true });
+        writeFileSync(join(job.outDir, rel), text);
+      }
+      return Promise.resolve();
+    },
+  }) as AnyStage;
+}
+
+Deno.test({
+  name:
+    "judging in CPU mode: pass and time, wrong and cheating solutions fail, CUDA not runnable here",
+  ignore: skip,
+  async fn() {
+    const workloads = [16, 3].map((n, i) => ({
+      axes: { batch_size: n },
+      inputs: {},
+      uuid: `wl-${i}`,
+    }));
+    const stages = [
+      fixedStage("definitions", { [`definitions/rmsnorm/${DEF}.json`]: defText }),
+      fixedStage("extract", {
+        [workloadsPath("rmsnorm", DEF)]: formatJsonl(
+          workloads.map((w) => ({
+            definition: DEF,
+            workload: w,
+            solution: null,
+            evaluation: null,
+          })),
+        ),
+      }),
+      fixedStage(
+        "generate",
+        Object.fromEntries(SOLUTIONS.map((s) => [solutionPath(s, "rmsnorm"), formatSolution(s)])),
+      ),
+      compileStage as AnyStage,
+      verifyStage as AnyStage,
+      timeStage as AnyStage,
+    ];
+    const store = new Store(mkdtempSync(join(tmpdir(), "tp-judge-")));
+    const { reports } = await runPipeline({
+      root: REPO_ROOT,
+      store,
+      stages,
+      rawParams: {
+        verify: { num_trials: 2 },
+        time: {
+          rounds: 1,
+          min_samples: 5,
+          max_samples: 20,
+          max_seconds: 0.5,
+          input_sets: 2,
+          baseline_prefer: "torch",
+        },
+      },
+      toolchain: tc,
+      log: () => {},
+    });
+    const byStage = Object.fromEntries(reports.map((r) => [r.stage, r]));
+    for (const s of ["compile", "verify", "time"]) assertEquals(byStage[s].failed, [], s);
+    // nvcc still compiles the CUDA source here, as a check; judging it needs a GPU.
+    assert(
+      byStage.verify.notRunnable.some((n) =>
+        n.id.includes("/cuda_kernel/") && /need a GPU/.test(n.reason)
+      ),
+      "CUDA listed as not runnable here",
+    );
+
+    const traces: Trace[] = mergeFragments(
+      ["definitions", "generate", "verify", "time"].flatMap((st) => store.lastResults(st)!),
+    ).traces;
+    const status = (
+      name: string,
+    ) => [...new Set(traces.filter((t) => t.solution === name).map((t) => t.evaluation!.status))];
+    assertEquals(status("honest"), ["PASSED"]);
+    assertEquals(status("wrong"), ["INCORRECT_NUMERICAL"]);
+    assertEquals(status("cheat_modifies_input"), ["RUNTIME_ERROR"]);
+    assertEquals(status("cuda_kernel"), [], "no trace blames a solution that could not run here");
+    const passed = traces.filter((t) => t.solution === "honest");
+    assertEquals(passed.length, 2);
+    for (const t of passed) {
+      const p = t.evaluation!.performance!;
+      assert(p.latency_ms > 0 && p.reference_latency_ms > 0, JSON.stringify(p));
+      assertEquals(
+        Math.abs(p.speedup_factor - p.reference_latency_ms / p.latency_ms) <
+          1e-6 * p.speedup_factor,
+        true,
+      );
+    }
+    const timing = JSON.parse(
+      readFileSync(join(store.lastResults("time")![0].dir, "timing.json"), "utf8"),
+    );
+    assert(
+      Array.isArray(timing.details.candidate.samples_ms) &&
+        timing.details.candidate.samples_ms.length >= 5,
+    );
+  },
+});
