@@ -28,7 +28,7 @@
         ]);
         toolchain = [
           pkgs.deno
-          pkgs.nodejs_22 # npm ci installs the npm packages the Deno code imports
+          pkgs.nodejs_22 # npm installs the npm packages the Deno code imports
           python
           cuda.cuda_nvcc
           cuda.cuda_cudart
@@ -61,7 +61,7 @@
             export TRACEPIPE_PYTHON=${python}/bin/python3
             export CUDA_HOME=${cuda.cuda_nvcc}
             export TRACEPIPE_NIX_STORE_PATHS=${pkgs.lib.concatStringsSep ":" (map toString toolchain)}
-            npm ci --no-audit --no-fund && exec deno task reproduce "$@"
+            npm install --no-audit --no-fund && exec deno task reproduce "$@"
           '');
         };
       });

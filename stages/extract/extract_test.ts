@@ -1,11 +1,17 @@
-import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256File } from "../../pipeline/hash.ts";
 import { encodeSafetensors, intTensor } from "../../pipeline/safetensors.ts";
 import type { Definition, Workload } from "../../pipeline/schema/trace.ts";
 import type { CellResult } from "../../pipeline/stage.ts";
-import { listFiles, loadTraceSet } from "../../pipeline/traceset.ts";
-import { assert, assertEquals } from "../../tests/assert.ts";
+import {
+  blobPath,
+  formatDefinition,
+  listFiles,
+  loadTraceSet,
+  workloadsPath,
+} from "../../pipeline/traceset.ts";
+import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { CollectParams, collectStage } from "../collect/stage.ts";
 import { checkConstraints, checkWorkload, evaluate } from "./constraints.ts";
 import { repairOfficial } from "./repair.ts";
@@ -123,10 +129,12 @@ async function collectCells(
   tp: number,
   ep: number,
   gpu?: number,
+  dumps: string[] = [],
 ): Promise<CellResult[]> {
   const params = CollectParams.parse({
     traces: [{ name: "azure-conv", limit: 300 }],
     models: [{ name: model, tp, ep, gpuMemoryGB: gpu }],
+    dumps,
   });
   const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
   const out: CellResult[] = [];
@@ -185,4 +193,71 @@ Deno.test("extract: valid workloads for every family a model uses, byte-identica
     );
   }
   assertEquals(digests[0], digests[1]);
+});
+
+Deno.test("an engine dump's workloads join the simulated ones; a broken dump names its file", async () => {
+  const dump = mkdtempSync("/tmp/tp-dump-");
+  const d = def("gqa_paged_decode_h32_kv8_d128_ps1");
+  mkdirSync(join(dump, "definitions", d.op_type), { recursive: true });
+  writeFileSync(join(dump, "definitions", d.op_type, `${d.name}.json`), formatDefinition(d));
+  // One decode request of 3 tokens in pages 2, 0, 1 of a 4-page cache, as an engine would dump it.
+  const blob = blobPath(d.op_type, d.name, "dumped-1");
+  mkdirSync(join(dump, blob, ".."), { recursive: true });
+  writeFileSync(
+    join(dump, blob),
+    encodeSafetensors({
+      kv_indptr: intTensor("I32", [0, 3]),
+      kv_indices: intTensor("I32", [2, 0, 1]),
+      kv_last_page_len: intTensor("I32", [1]),
+    }),
+  );
+  const inputs = Object.fromEntries(
+    Object.keys(d.inputs).map((n) => [
+      n,
+      ["kv_indptr", "kv_indices", "kv_last_page_len"].includes(n)
+        ? { type: "safetensors", path: blob, tensor_key: n }
+        : n === "sm_scale"
+        ? { type: "scalar", value: 0.088 }
+        : { type: "random" },
+    ]),
+  );
+  const w = {
+    axes: { batch_size: 1, num_pages: 4, len_indptr: 2, num_kv_indices: 3 },
+    inputs,
+    uuid: "dumped-1",
+  };
+  mkdirSync(join(dump, "workloads", d.op_type), { recursive: true });
+  writeFileSync(
+    join(dump, workloadsPath(d.op_type, d.name)),
+    JSON.stringify({ definition: d.name, workload: w, solution: null, evaluation: null }) + "\n",
+  );
+
+  const cells = await collectCells("meta-llama/Llama-3.1-8B", 1, 1, undefined, [dump]);
+  assert(cells.some((c) => (c.summary as { kind?: string }).kind === "dump"));
+  const out = mkdtempSync("/tmp/tp-ext-");
+  const s = await extractModel(
+    ROOT,
+    cells,
+    DEFS,
+    out,
+    { sampleSize: 4, seed: 0, timeWeight: 0.5 },
+    () => {},
+  );
+  assertEquals(s.dumpWorkloads, 1);
+  const { set, diagnostics } = loadTraceSet(out, {
+    knownDefinitions: new Map(DEFS.map((x) => [x.name, x])),
+  });
+  assertEquals(diagnostics, []);
+  const got = set.workloads.get(d.name)!.find((x) => x.uuid === "dumped-1")!;
+  assertEquals(got.axes, w.axes);
+  assertEquals(checkWorkload(d, got, out).problems, []);
+
+  // A dump whose blob is missing is refused with the file named.
+  const broken = mkdtempSync("/tmp/tp-dump-");
+  cpSync(join(dump, "definitions"), join(broken, "definitions"), { recursive: true });
+  cpSync(join(dump, "workloads"), join(broken, "workloads"), { recursive: true });
+  await assertRejects(
+    () => collectCells("meta-llama/Llama-3.1-8B", 1, 1, undefined, [broken]),
+    /does not exist/,
+  );
 });
