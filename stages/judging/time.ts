@@ -13,6 +13,7 @@ import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
 import { type CellJob, type CellPlan, defineStage } from "../../pipeline/stage.ts";
 import { hardwareFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
+import { inferShape } from "../../pipeline/validate.ts";
 import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
 import {
   distinctSolutionsAndWorkloads,
@@ -69,6 +70,22 @@ export function pickBaseline(
   )
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   return cands.find((s) => s.name.includes(prefer)) ?? cands[0] ?? null;
+}
+
+/** Rough cost of timing a group: input elements of its workloads times its solutions. */
+function groupCost(group: CellJob[]): number {
+  const cells = group.map((j) => j.plan.payload as Payload);
+  const { solutions, workloads } = distinctSolutionsAndWorkloads(cells);
+  const def = cells[0].definition;
+  let elements = 0;
+  for (const w of workloads) {
+    for (const name of Object.keys(def.inputs)) {
+      try {
+        elements += (inferShape(def, name, w.axes) ?? [1]).reduce((x, y) => x * y, 1);
+      } catch { /* an axis without a value counts as nothing */ }
+    }
+  }
+  return elements * solutions.length;
 }
 
 /** The stage. */
@@ -141,8 +158,10 @@ export const timeStage = defineStage<TimeParams>({
       baseline_prefer: _b,
       ...timing
     } = ctx.params;
-    // One timing process per GPU at a time.
-    await mapLimit([...groups.values()], 1, async (group: CellJob[]) => {
+    // One timing process per GPU at a time, cheapest definitions first, so that a run cut short
+    // by a time limit has timed as many definitions as it could.
+    const order = [...groups.values()].sort((a, b) => groupCost(a) - groupCost(b));
+    await mapLimit(order, 1, async (group: CellJob[]) => {
       const first = group[0].plan.payload as Payload;
       const { solutions, workloads } = distinctSolutionsAndWorkloads(
         group.map((j) => j.plan.payload as Payload),
