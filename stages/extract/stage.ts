@@ -6,6 +6,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import type { TopLevelSpec } from "vega-lite";
 import { z } from "zod";
 import { pathDigest } from "../../pipeline/codegraph.ts";
 import { sha256 } from "../../pipeline/hash.ts";
@@ -17,6 +18,7 @@ import {
   workloadsPath,
   writeFileAtomic,
 } from "../../pipeline/traceset.ts";
+import { renderSvg } from "../aggregate/charts.ts";
 import { openDuckDB } from "../collect/events.ts";
 import type { BatchEntry } from "../collect/simulate.ts";
 import { runSimulation, type SimConfig } from "../collect/stage.ts";
@@ -495,11 +497,48 @@ export async function extractModel(
   summary.unsupportedConstraints = [...unsupported].sort();
   writeFileSync(join(out, "report.json"), JSON.stringify(summary, null, 2) + "\n");
   writeFileSync(join(out, "report.md"), renderReport(summary));
+  writeFileSync(join(out, "report-axes.svg"), await renderSvg(axisChartSpec(summary)));
   return summary;
 }
 
 function keyAxisName(f: Family): string {
   return f === "gemm" ? "M" : f === "moe" ? "seq_len" : "batch_size";
+}
+
+/**
+ * Vega-Lite chart of the report's axis distributions: per (definition, axis), the events' range
+ * (min..max, thin), their p10..p90 (thick) and median (tick), with the chosen workloads' range below.
+ */
+export function axisChartSpec(s: ExtractSummary): TopLevelSpec {
+  const rows = s.definitions.flatMap((d) =>
+    d.axes.map((a) => ({ row: `${d.definition} · ${a.axis}`, ...a }))
+  );
+  const y = { field: "row", type: "nominal", title: null, sort: null, axis: { labelLimit: 420 } };
+  const x = (field: string) => ({
+    field,
+    type: "quantitative",
+    scale: { type: "symlog" },
+    title: "axis value (events: grey range, p10–p90 bar, median tick; chosen workloads: orange)",
+  });
+  return {
+    title: `Workload axes: ${s.model}`,
+    width: 520,
+    height: { step: 16 },
+    data: { values: rows },
+    config: { font: "Helvetica, Arial, sans-serif" },
+    layer: [
+      { mark: { type: "rule", color: "#bbb" }, encoding: { y, x: x("min"), x2: { field: "max" } } },
+      {
+        mark: { type: "bar", color: "#6c8ebf", height: 6 },
+        encoding: { y, x: x("p10"), x2: { field: "p90" } },
+      },
+      { mark: { type: "tick", color: "#1f3b66", thickness: 2 }, encoding: { y, x: x("p50") } },
+      {
+        mark: { type: "rule", color: "#e8803a", strokeWidth: 2, yOffset: 6 },
+        encoding: { y, x: x("chosenMin"), x2: { field: "chosenMax" } },
+      },
+    ],
+  } as TopLevelSpec;
 }
 
 /** Markdown workload report: per definition, axis distributions and time shares; then the gaps. */
@@ -523,6 +562,7 @@ export function renderReport(s: ExtractSummary): string {
     );
   }
   lines.push("", "## Axis distributions (events, weighted by count; chosen range)", "");
+  lines.push("![axis distributions](report-axes.svg)", "");
   lines.push(
     "| definition | axis | min | p10 | p50 | p90 | max | chosen min..max |",
     "|---|---|---:|---:|---:|---:|---:|---|",
