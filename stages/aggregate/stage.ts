@@ -16,6 +16,10 @@ import { type Fragment, loadDatabase } from "./load.ts";
 import { AggregateParams } from "./params.ts";
 import { renderReport, type TraceLink } from "./report.ts";
 import { toCsv, toMarkdown } from "./tables.ts";
+import { mergeFragments } from "../../pipeline/fragments.ts";
+import { formatSolution, solutionPath, writeFileAtomic } from "../../pipeline/traceset.ts";
+import { readSweepIndex } from "../generate/stage.ts";
+import { type BestOfSweep, selectBestOfSweep } from "../generate/sweep.ts";
 
 /** The upstream stages whose cells are read (any that hold TraceSet folders or provenance). */
 export const AGGREGATE_UPSTREAM = [
@@ -253,13 +257,75 @@ export const aggregateStage = defineStage<AggregateParams>({
       toolchain: ctx.toolchain,
       log: job.log,
     });
+    const best = writeBestOfSweep(ctx.upstream, job.outDir);
+    job.log(`best of sweep: ${best.length} (kernel, definition) selections`);
     job.setSummary({
       counts: summary.counts,
       diagnostics: summary.diagnostics,
       leader: summary.leader,
+      bestOfSweep: best.length,
     });
   },
 });
+
+/**
+ * Records the "best of sweep" selection: per (kernel, definition), the sweep point with the lowest
+ * median latency among those that PASSED every workload any point ran on. Writes the selection as
+ * a table and the chosen points as `<kernel>__<definition>__best` solutions (a TraceSet fragment).
+ */
+export function writeBestOfSweep(
+  upstream: Record<string, CellResult[]>,
+  outDir: string,
+): BestOfSweep[] {
+  const index = (upstream.generate ?? []).flatMap((c) => readSweepIndex(c.dir));
+  if (!index.length) return [];
+  const merged = mergeFragments(
+    ["definitions", "generate", "verify", "time"].flatMap((st) => upstream[st] ?? []),
+  );
+  const best = selectBestOfSweep(merged.traces, index, merged.solutions);
+  const rows = best.map((b) => ({
+    kernel: b.kernel,
+    definition: b.definition,
+    chosen: b.chosen,
+    point: Object.entries(b.point).map(([k, v]) => `${k}=${v}`).join(" "),
+    median_latency_ms: b.medianLatencyMs,
+    workloads: b.workloads,
+    points_eligible: `${b.candidates.filter((c) => c.eligible).length}/${b.candidates.length}`,
+  }));
+  const table = {
+    id: "best_of_sweep",
+    title: "Best of sweep",
+    caption:
+      "Per (kernel, definition): the sweep point with the lowest median latency among the points that PASSED every workload any point was timed on.",
+    columns: [
+      "kernel",
+      "definition",
+      "chosen",
+      "point",
+      "median_latency_ms",
+      "workloads",
+      "points_eligible",
+    ],
+    rows,
+  };
+  mkdirSync(join(outDir, "tables"), { recursive: true });
+  writeFileSync(join(outDir, "tables", "best_of_sweep.md"), toMarkdown(table));
+  writeFileSync(join(outDir, "tables", "best_of_sweep.csv"), toCsv(table));
+  writeFileSync(
+    join(outDir, "tables", "best_of_sweep.json"),
+    JSON.stringify(best.map(({ solution: _s, ...b }) => b), null, 2) + "\n",
+  );
+  for (const b of best) {
+    const def = merged.definitions.get(b.definition);
+    if (def) {
+      writeFileAtomic(
+        join(outDir, "best-of-sweep", solutionPath(b.solution, def.op_type)),
+        formatSolution(b.solution),
+      );
+    }
+  }
+  return best;
+}
 
 const MANIFEST = ".aggregate-published.json";
 
