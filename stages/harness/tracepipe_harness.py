@@ -326,7 +326,8 @@ def compile_solutions(ctx, sols):
     """Build every solution (in parallel child processes). Returns {name: compile result}."""
     arch = arch_of(ctx.info) if ctx.device == "cuda" else "9.0a"
     tag = f"torch{torch.__version__}|cuda{torch.version.cuda}|{arch}|{ctx.device}"
-    par = int(ctx.cfg.get("parallel_builds") or min(4, os.cpu_count() or 1))
+    # Never more builds at once than cores: on a 2-core CPU box, 8 nvcc processes only thrash.
+    par = max(1, min(int(ctx.cfg.get("parallel_builds") or 4), os.cpu_count() or 1))
     max_jobs = max(1, (os.cpu_count() or 1) // par)
     overrides = ctx.cfg.get("binding_override") or {}
     tmo = float(ctx.cfg.get("compile_timeout_s", 600))
