@@ -63,7 +63,8 @@ export function rng(seed: number): () => number {
 
 const REF = "import torch\n\ndef run(*args):\n    raise NotImplementedError\n";
 
-function gemm(n: number, k: number): Definition {
+/** A GEMM definition `gemm_n<N>_k<K>` (C = A @ B.T), for synthetic and fixture trace sets. */
+export function gemmDefinition(n: number, k: number): Definition {
   return {
     name: `gemm_n${n}_k${k}`,
     op_type: "gemm",
@@ -79,7 +80,8 @@ function gemm(n: number, k: number): Definition {
   };
 }
 
-function rmsnorm(h: number): Definition {
+/** An RMSNorm definition `rmsnorm_h<H>`, for synthetic and fixture trace sets. */
+export function rmsnormDefinition(h: number): Definition {
   return {
     name: `rmsnorm_h${h}`,
     op_type: "rmsnorm",
@@ -127,13 +129,13 @@ function gqaDecode(kv: number): Definition {
 /** The synthetic definitions: a GEMM, an RMSNorm and a GQA-decode family, as in Fig. 6. */
 export function synthDefinitions(): Definition[] {
   return [
-    gemm(4096, 4096),
-    gemm(6144, 4096),
-    gemm(28672, 4096),
-    gemm(4096, 14336),
-    rmsnorm(2048),
-    rmsnorm(4096),
-    rmsnorm(7168),
+    gemmDefinition(4096, 4096),
+    gemmDefinition(6144, 4096),
+    gemmDefinition(28672, 4096),
+    gemmDefinition(4096, 14336),
+    rmsnormDefinition(2048),
+    rmsnormDefinition(4096),
+    rmsnormDefinition(7168),
     gqaDecode(4),
     gqaDecode(8),
   ];

@@ -241,26 +241,24 @@ export function deriveShape(
     gemm("attn.o_proj", H, qHeads * m.v_head_dim, L);
     const ckv = m.kv_lora_rank, kpe = m.qk_rope_head_dim;
     const kvTok = (ckv + kpe) * BF16;
-    site({
-      site: "attn.mla_decode",
-      opType: "mla_paged",
-      when: "decode",
-      mult: L,
-      consts: { num_qo_heads: qHeads, head_dim_ckv: ckv, head_dim_kpe: kpe, page_size: pageSize },
-      fAttn: 2 * qHeads * (ckv + kpe + ckv),
-      bRow: qHeads * (ckv + kpe + ckv) * BF16,
-      bKv: kvTok,
-    });
-    site({
-      site: "attn.mla_prefill_paged",
-      opType: "mla_paged",
-      when: "extend_paged",
-      mult: L,
-      consts: { num_qo_heads: qHeads, head_dim_ckv: ckv, head_dim_kpe: kpe, page_size: pageSize },
-      fAttn: 2 * qHeads * (ckv + kpe + ckv),
-      bRow: qHeads * (ckv + kpe + ckv) * BF16,
-      bKv: kvTok,
-    });
+    // Paged MLA: the same kernel shape serves decode and prefill over the paged cache.
+    for (
+      const [name, when] of [["attn.mla_decode", "decode"], [
+        "attn.mla_prefill_paged",
+        "extend_paged",
+      ]] as const
+    ) {
+      site({
+        site: name,
+        opType: "mla_paged",
+        when,
+        mult: L,
+        consts: { num_qo_heads: qHeads, head_dim_ckv: ckv, head_dim_kpe: kpe, page_size: pageSize },
+        fAttn: 2 * qHeads * (ckv + kpe + ckv),
+        bRow: qHeads * (ckv + kpe + ckv) * BF16,
+        bKv: kvTok,
+      });
+    }
     site({
       site: "attn.mla_prefill_ragged",
       opType: "mla_ragged",

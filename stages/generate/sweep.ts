@@ -170,7 +170,6 @@ export function sweepSolutionName(
 /** Text of the generated params file for one point (C preprocessor or Python syntax by extension). */
 export function paramsFileText(
   m: KernelManifest,
-  _def: string,
   point: Record<string, ParamValue>,
 ): string {
   const values: Record<string, ParamValue> = { ...m.default, ...point };
@@ -241,7 +240,7 @@ export function buildSweep(
       const name = sweepSolutionName(m, def.name, point);
       const sources = [...files];
       if (m.params_file) {
-        sources.push({ path: m.params_file, content: paramsFileText(m, def.name, point) });
+        sources.push({ path: m.params_file, content: paramsFileText(m, point) });
       }
       const swept = Object.keys(point).sort().map((n) => `${n}=${point[n]}`).join(", ");
       const desc = [m.description, swept ? `Sweep point ${swept}.` : null].filter(Boolean).join(
