@@ -14,8 +14,11 @@ list=$(mktemp)
 cd "$store"
 for st in definitions extract generate; do
   find runs -name "$st.json"
-  find "cells/$st" -type f ! -path '*/blob/*'
-  find "cells/$st" -type f -path '*/blob/workloads/*' | grep -E "/blob/workloads/[^/]+/($keep)/" || true
+  # only the cells of the stage's latest run: older keys of the same stage stay here
+  for key in $(grep -oE '"key": *"[0-9a-f]+"' "runs/$st.json" | grep -oE '[0-9a-f]{16,}'); do
+    find "cells/$st/$key" -type f ! -path '*/blob/*'
+    find "cells/$st/$key" -type f -path '*/blob/workloads/*' | grep -E "/blob/workloads/[^/]+/($keep)/" || true
+  done
 done >"$list"
 tar cf - -T "$list" | xz -T0 -6 >"$out/store.tar.xz"
 rm -f "$list"

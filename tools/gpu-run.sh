@@ -13,6 +13,8 @@ export PATH=/tmp/tpbin:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYT
 mkdir -p .tracepipe/store
 [ -f .tracepipe/store/.unpacked ] || { tar xJf .device/store.tar.xz -C .tracepipe/store && touch .tracepipe/store/.unpacked; }
 [ -f .device/gpu-store.tar.xz ] && tar xJf .device/gpu-store.tar.xz -C .tracepipe/store
+# torch-extension builds of an earlier call on another machine (content-hash directories: reused as is)
+[ -f .device/gpu-builds.tar.xz ] && mkdir -p .tracepipe/harness && tar xJf .device/gpu-builds.tar.xz -C .tracepipe/harness
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
 t0=$(date +%s)
 timeout -s INT "$limit" deno run -A pipeline/cli.ts reproduce --from compile --to time "$@" 2>&1 |
@@ -20,4 +22,11 @@ timeout -s INT "$limit" deno run -A pipeline/cli.ts reproduce --from compile --t
 echo "reproduce wall: $(($(date +%s) - t0)) s"
 tar cJf "$OUT/gpu-store.tar.xz" -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
   cells/compile cells/verify cells/time 2>/dev/null
+# the built extensions (shared objects and their markers only), for a next call on a fresh machine
+(cd .tracepipe/harness 2>/dev/null && find builds -name TP_BUILD.json -path '*/torch/*' -printf '%h\n' |
+  while read -r d; do
+    echo "$d/TP_BUILD.json"
+    python3 -c "import json,sys,os;r=json.load(open(sys.argv[1]));print(os.path.join(sys.argv[2],r['artifact_rel']))" \
+      "$d/TP_BUILD.json" "$d" 2>/dev/null
+  done | tar cJf "$OUT/gpu-builds.tar.xz" -T - 2>/dev/null)
 ls -l "$OUT"

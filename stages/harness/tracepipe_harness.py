@@ -18,10 +18,12 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -43,7 +45,8 @@ TIMING_DEFAULTS = {"rounds": 3, "warmup_calls": 10, "warmup_ms": 25.0, "min_samp
                    "max_seconds": 10.0, "target_rel_stderr": 0.001, "input_sets": 8, "perturb_inputs": True,
                    "flush_bytes": None, "peak_bandwidth_gbps": None, "floor_factor": 1.0,
                    "time_reference": True, "subtract_overhead": False, "reuse_reference": True,
-                   "sync_before_end": True}
+                   "sync_before_end": True, "input_sets_max_bytes": 256 << 20,
+                   "gpu_warmup_ms": 300}
 
 
 def log(msg):
@@ -114,21 +117,80 @@ def environment(info):
     return {"hardware": hw, "libs": libs}
 
 
-def clocks():
-    """nvidia-smi snapshot of clocks, power, temperature and throttle reasons (None if unavailable)."""
-    fields = ["clocks.sm", "clocks.max.sm", "clocks.mem", "power.draw", "temperature.gpu",
-              "clocks_event_reasons.active"]
-    for f in (fields, fields[:-1] + ["clocks_throttle_reasons.active"]):
+CLOCK_FIELDS = ["clocks.sm", "clocks.max.sm", "clocks.mem", "power.draw", "temperature.gpu",
+                "clocks_event_reasons.active"]
+
+
+def _clock_keys(fields):
+    return [x.split(".")[-2] + "_" + x.split(".")[-1] if x.count(".") > 1 else x.replace(".", "_") for x in fields]
+
+
+class ClockMonitor:
+    """One `nvidia-smi --query-gpu ... -lms 100` for the whole job, read by a thread: a snapshot per timed cell
+    costs nothing (starting nvidia-smi twice per cell cost more than timing a small kernel), and the
+    throttle reasons are OR-ed over the cell instead of sampled at its two ends."""
+
+    def __init__(self):
+        self.latest, self.reasons, self.proc = None, 0, None
+        self.lock = threading.Lock()
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=" + ",".join(f), "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        if out.returncode == 0 and out.stdout.strip():
-            vals = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
-            return dict(zip([x.split(".")[-2] + "_" + x.split(".")[-1] if x.count(".") > 1 else
-                             x.replace(".", "_") for x in f], vals))
-    return None
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=" + ",".join(CLOCK_FIELDS),
+                                          "--format=csv,noheader,nounits", "-lms", "100"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                         start_new_session=True)
+        except OSError:
+            return
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        keys = _clock_keys(CLOCK_FIELDS)
+        for line in self.proc.stdout:
+            vals = [v.strip() for v in line.strip().split(",")]
+            if len(vals) != len(keys):
+                continue
+            snap = dict(zip(keys, vals))
+            with self.lock:
+                self.latest = snap
+                try:
+                    self.reasons |= int(snap["clocks_event_reasons_active"], 16)
+                except ValueError:
+                    pass
+
+    def snapshot(self, reset=False):
+        """The latest reading plus the throttle reasons seen since the last reset (None without nvidia-smi)."""
+        deadline = time.monotonic() + 2.0
+        while self.proc and self.latest is None and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with self.lock:
+            if self.latest is None:
+                return None
+            snap = dict(self.latest, clocks_event_reasons_seen=f"0x{self.reasons:016x}")
+            if reset:
+                self.reasons = 0
+            return snap
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+_CLOCKS = {}
+
+
+def clocks(reset=False):
+    """Clocks, power, temperature and throttle reasons from the job's clock monitor (None if unavailable)."""
+    if "m" not in _CLOCKS:
+        _CLOCKS["m"] = ClockMonitor()
+    return _CLOCKS["m"].snapshot(reset)
+
+
+def close_clocks():
+    m = _CLOCKS.pop("m", None)
+    if m:
+        m.close()
 
 
 def now():
@@ -147,6 +209,96 @@ class WorkerTimeout(Exception):
     pass
 
 
+def worker_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEPIPE_")}
+    env["PYTHONHASHSEED"] = str(secrets.randbits(30))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ForkedProcess:
+    """The parts of subprocess.Popen the judge uses, for a worker forked by the fork server (not our child:
+    the server reaps it, so the exit status is unknown and liveness is probed with signal 0)."""
+
+    def __init__(self, pid, stdin):
+        self.pid, self.stdin, self.returncode = pid, stdin, None
+
+    def poll(self):
+        try:
+            os.kill(self.pid, 0)
+            return None
+        except ProcessLookupError:
+            self.returncode = "unknown"
+            return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = time.monotonic() + (timeout or 0)
+        while self.poll() is None:
+            if timeout is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("worker", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+
+class ForkServer:
+    """One th_zygote.py per judge: it has imported torch, and forks a worker in milliseconds."""
+
+    def __init__(self, scratch):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.log = open(os.path.join(scratch, "zygote.log"), "wb")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_zygote.py"), str(theirs.fileno())],
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     pass_fds=(theirs.fileno(),), start_new_session=True, env=worker_env())
+        theirs.close()
+        self.rbuf = b""
+
+    def spawn(self, cwd, stdin_r, log_fd, reply_w):
+        socket.send_fds(self.sock, [json.dumps({"cwd": cwd}).encode()], [stdin_r, log_fd, reply_w])
+        while b"\n" not in self.rbuf:
+            ready, _, _ = select.select([self.sock], [], [], 30)
+            chunk = self.sock.recv(4096) if ready else b""
+            if not chunk:
+                raise OSError("the fork server did not answer")
+            self.rbuf += chunk
+        line, self.rbuf = self.rbuf.split(b"\n", 1)
+        reply = json.loads(line)
+        if "pid" not in reply:
+            raise OSError(f"fork server: {reply.get('error')}")
+        return reply["pid"]
+
+    def close(self):
+        try:
+            self.sock.close()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.log.close()
+
+
+_FORK_SERVER = {}
+
+
+def fork_server(scratch):
+    """The judge's fork server, started on first use; None when disabled (TRACEPIPE_FORK_SERVER=0) or broken."""
+    if os.environ.get("TRACEPIPE_FORK_SERVER", "1") == "0":
+        return None
+    fs = _FORK_SERVER.get("fs")
+    if fs is None and "failed" not in _FORK_SERVER:
+        try:
+            fs = _FORK_SERVER["fs"] = ForkServer(scratch)
+        except OSError as e:
+            _FORK_SERVER["failed"] = str(e)
+            log(f"fork server unavailable ({e}); workers start as new interpreters")
+    return fs
+
+
+def close_fork_server():
+    fs = _FORK_SERVER.pop("fs", None)
+    if fs:
+        fs.close()
+
+
 class WorkerHandle:
     def __init__(self, scratch, tag):
         self.dir = tempfile.mkdtemp(prefix=f"w_{tag}_", dir=scratch)
@@ -154,13 +306,24 @@ class WorkerHandle:
         sandbox = os.path.join(self.dir, "cwd")
         os.makedirs(sandbox)
         r, w = os.pipe()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEPIPE_")}
-        env["PYTHONHASHSEED"] = str(secrets.randbits(30))
-        env["PYTHONUNBUFFERED"] = "1"
         self.logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_worker.py"), str(w)],
-                                     stdin=subprocess.PIPE, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     pass_fds=(w,), start_new_session=True, cwd=sandbox, env=env)
+        self.proc = None
+        fs = fork_server(scratch)
+        if fs is not None:
+            sr, sw = os.pipe()
+            try:
+                pid = fs.spawn(sandbox, sr, self.logf.fileno(), w)
+                self.proc = ForkedProcess(pid, os.fdopen(sw, "wb"))
+            except OSError as e:
+                os.close(sw)
+                log(f"fork server failed ({e}); starting a new interpreter")
+                _FORK_SERVER["failed"] = str(e)
+                close_fork_server()
+            os.close(sr)
+        if self.proc is None:
+            self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_worker.py"), str(w)],
+                                         stdin=subprocess.PIPE, stdout=self.logf, stderr=subprocess.STDOUT,
+                                         pass_fds=(w,), start_new_session=True, cwd=sandbox, env=worker_env())
         os.close(w)
         self.rfd = r
         self.buf = b""
@@ -656,6 +819,8 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
     if s.dim() != 2 or s.shape[1] != batch:
         v.fail("INCORRECT_SHAPE", f"samples shape {list(s.shape)} does not match batch {batch}")
         return v
+    if batch == 0:
+        return v  # an empty batch: the right (empty) shape is all there is to check
     rows = torch.arange(batch, device=s.device).expand_as(s)
     inb = (s >= 0) & (s < vocab)
     ok = inb.all().item() and mask[rows[inb], s[inb]].all().item()
@@ -663,17 +828,25 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
         v.max_abs = v.max_rel = math.inf
         v.fail("INCORRECT_NUMERICAL", "a sample is out of the vocabulary or outside the top-k/top-p mask")
         return v
-    repeat = max(1, 10000 // batch)
+    # The distribution test runs on a few rows picked in secret (`sampling_tvd_rows`), each tiled so that
+    # one call samples it many times: the statistics per row are those of flashinfer-bench's evaluator
+    # (`sampling_samples_per_row` samples each), at a cost that does not grow with the batch.
+    n_rows = max(1, min(batch, int(extra.get("sampling_tvd_rows", 2))))
+    picked = sorted(secrets.SystemRandom().sample(range(batch), n_rows))
+    pick = torch.tensor(picked, device=probs.device)
+    expected = expected[pick]
+    repeat = max(1, 10000 // n_rows)
     first_axis = ctx.defn["inputs"]["probs"]["shape"][0]
     tiled = []
     for nm, x in zip(names, inputs):
         spec = ctx.defn["inputs"][nm]
         if isinstance(x, torch.Tensor) and spec.get("shape") and spec["shape"][0] == first_axis:
-            x = x.repeat(repeat, *([1] * (x.dim() - 1)))
+            x = x.index_select(0, pick.to(x.device)).repeat(repeat, *([1] * (x.dim() - 1)))
         tiled.append(x)
     scalars = write_inputs(ipath, tiled)
     taxes = dict(axes)
-    taxes[first_axis] = batch * repeat
+    taxes[first_axis] = n_rows * repeat
+    batch = n_rows
     calls = math.ceil(per_row / repeat)
     rep, err = cand.call({"op": "call_many", "inputs": ipath, "out": opath, "scalars": scalars, "axes": taxes,
                           "n": calls}, ctx.timeout)
@@ -689,7 +862,7 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
     tvds = (0.5 * (freq - expected).abs().sum(-1)).tolist()
     a, r, _, _ = C.error_stats(freq, expected, ctx.tol["rtol"], ctx.tol["atol"], 1.0)
     v.max_abs, v.max_rel = a, r
-    v.extra = {"tvd": max(tvds), "tvds_per_batch": tvds}
+    v.extra = {"tvd": max(tvds), "tvds_per_batch": tvds, "tvd_rows": picked}
     if max(tvds) > thr:
         v.fail("INCORRECT_NUMERICAL", f"TVD {max(tvds):.4f} > threshold {thr}")
     return v
@@ -803,16 +976,47 @@ def peak_bandwidth(ctx, tcfg):
     return None
 
 
-def workload_bytes(ctx, axes):
+def workload_bytes(ctx, axes, outputs=True, floor=False):
+    """Bytes of the workload's inputs (and outputs). For the roofline floor (`floor=True`) the paged caches
+    of a definition that reads them through an index tensor are left out: a workload may hold a cache of
+    a million pages and touch a few thousand, so counting it whole would reject honest timings."""
     total = 0
-    for sec in ("inputs", "outputs"):
-        for spec in ctx.defn[sec].values():
+    indexed = any("indices" in n for n in ctx.defn["inputs"])
+    for sec in (("inputs", "outputs") if outputs else ("inputs",)):
+        for name, spec in ctx.defn[sec].items():
+            if floor and sec == "inputs" and indexed and name.endswith("_cache"):
+                continue
             shape = C.concrete_shape(spec, axes)
             if shape is None:
                 continue
             dt = C.torch_dtype(spec["dtype"])
             total += math.prod(shape) * torch.empty((), dtype=dt).element_size()
     return total
+
+
+def warm_gpu(ms):
+    """Keeps the GPU busy for `ms` before the first measurement, so that clocks and memory state are at their
+    working level rather than just out of idle (an idle H100 sits at a few hundred MHz)."""
+    buf = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
+    t0 = time.monotonic()
+    while (time.monotonic() - t0) * 1e3 < ms:
+        for _ in range(20):
+            buf.zero_()
+        torch.cuda.synchronize()
+    del buf
+    torch.cuda.empty_cache()
+
+
+def input_set_count(ctx, tcfg, axes):
+    """Input sets to rotate over: `input_sets`, fewer for big workloads (each set is written, loaded by three
+    workers and held on the device), never under 2: rotation plus per-call perturbation already defeats
+    output caches, so a 100 MB GEMM operand needs no 8 copies."""
+    k = int(tcfg["input_sets"])
+    budget = tcfg.get("input_sets_max_bytes")
+    if budget:
+        per_set = max(1, workload_bytes(ctx, axes, outputs=False))
+        k = max(min(k, 2), min(k, int(budget // per_set)))
+    return k
 
 
 def cmd_time(ctx):
@@ -828,6 +1032,8 @@ def cmd_time(ctx):
         tcfg["flush_bytes"] = max(256 << 20, 2 * l2)
     if ctx.device != "cuda":
         tcfg["flush_bytes"] = None
+    if ctx.device == "cuda" and tcfg.get("gpu_warmup_ms"):
+        warm_gpu(float(tcfg["gpu_warmup_ms"]))
     ref = Candidate(ctx, None, None, role="reference")
     noop = Candidate(ctx, None, None, role="noop")
     base = None
@@ -868,7 +1074,10 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
         cand.worker.kill()
         return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
                 "evaluation": ctx.evaluation(err[0], log_t), "details": details}
-    k = int(tcfg["input_sets"])
+    t_phase = time.monotonic()
+    phases = details["phase_s"] = {}
+    k = input_set_count(ctx, tcfg, axes)
+    details["input_sets"] = k
     set_paths, sets, scalars = [], [], None
     for i in range(k):
         inputs = C.gen_inputs(ctx.defn, wl, axes, ctx.device, secrets.randbits(62), blobs)
@@ -876,9 +1085,11 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
         scalars = write_inputs(p, inputs)
         set_paths.append(p)
         sets.append(inputs)
+    phases["inputs"] = round(time.monotonic() - t_phase, 4)
     pidx = C.perturbable(ctx.defn, wl) if tcfg["perturb_inputs"] else []
     pseed = secrets.randbits(40) if pidx else None
-    base_req = {"op": "time", "sets": set_paths, "scalars": scalars, "axes": axes, "perturb_idx": pidx,
+    base_req = {"op": "time", "sets": set_paths, "sets_id": secrets.token_hex(8), "scalars": scalars, "axes": axes,
+                "perturb_idx": pidx,
                 "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"]}
     rounds = int(tcfg["rounds"])
     per = {k2: max(1, int(math.ceil(tcfg[k2] / rounds))) for k2 in ("min_samples", "max_samples")}
@@ -889,10 +1100,11 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     if base and "baseline" not in cache:
         roles.append(("baseline", base))
     samples = {r: [] for r, _ in roles}
+    tails = {r: [] for r, _ in roles}
     round_samples = {r: [] for r, _ in roles}
     offsets = {r: 0 for r, _ in roles}
     deadline = time.monotonic() + ctx.timeout
-    details["clocks"] = {"before": clocks() if ctx.device == "cuda" else None}
+    details["clocks"] = {"before": clocks(reset=True) if ctx.device == "cuda" else None}
     last_cand = None
     for rnd in range(rounds):
         order = roles[rnd % len(roles):] + roles[:rnd % len(roles)]  # rotate who goes first
@@ -909,7 +1121,9 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                        call_offset=offsets[role], binding=role)
             req["out"] = os.path.join(ctx.scratch, f"tout_{role}.safetensors")
             left = max(5.0, deadline - time.monotonic()) if role == "candidate" else ctx.timeout
+            t_role = time.monotonic()
             rep, er = c.call(req, left)
+            phases[role] = round(phases.get(role, 0.0) + time.monotonic() - t_role, 4)
             if er:
                 if role == "candidate":
                     details["rigor"] += (rep or {}).get("rigor") or (["timeout"] if er[0] == "TIMEOUT" else [])
@@ -918,6 +1132,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                 continue
             offsets[role] = rep["next_call"]
             samples[role] += rep["samples_ms"]
+            tails[role] += rep.get("tail_ms") or []
             round_samples[role].append(rep["samples_ms"])
             if role == "candidate":
                 last_cand = rep
@@ -932,6 +1147,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                 samples[role], round_samples[role] = cache[role]
                 details.setdefault("reused", []).append(role)
     # Empty-call floor: the fixed cost of the measurement itself (sync + event round trip).
+    t_phase = time.monotonic()
     e = noop.ensure() if "overhead_ms" not in cache else True
     if e is True:
         details["overhead_ms"] = cache["overhead_ms"]
@@ -941,17 +1157,25 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                                  binding="noop"), ctx.timeout)
         if not er:
             details["overhead_ms"] = cache["overhead_ms"] = statistics.median(rep["samples_ms"])
+            cache["overhead_tail_ms"] = statistics.median(rep.get("tail_ms") or [0.0])
+    phases["noop"] = round(time.monotonic() - t_phase, 4)
+    t_phase = time.monotonic()
+    charge_async_work(details, samples, tails, cache.get("overhead_tail_ms"))
     # Post-timing recheck: the last timed output must match the reference on that exact input.
     n_out = len(ctx.defn["outputs"])
     outs, _ = read_outputs(os.path.join(ctx.scratch, "tout_candidate.safetensors"), n_out, ctx.device)
     x = [v.clone() if isinstance(v, torch.Tensor) else v for v in sets[last_cand["last_set"]]]
     if pseed is not None:
         C.apply_perturb(x, pidx, C.perturb_scale(pseed, last_cand["last_call"]))
-    try:
-        r_out = run_reference(ctx, x)
-    except Exception as ex:  # noqa: BLE001
-        raise ReferenceFailed(f"reference raised {type(ex).__name__}: {ex}") from ex
-    st, a, r, ratio, msg = C.compare_outputs(outs, r_out, ctx.tol)
+    if ctx.defn.get("op_type") == "sampling":
+        st, a, r, ratio, msg = sampling_recheck(ctx, outs, x)
+    else:
+        try:
+            r_out = run_reference(ctx, x)
+        except Exception as ex:  # noqa: BLE001
+            raise ReferenceFailed(f"reference raised {type(ex).__name__}: {ex}") from ex
+        st, a, r, ratio, msg = C.compare_outputs(outs, r_out, ctx.tol)
+    phases["recheck"] = round(time.monotonic() - t_phase, 4)
     details["recheck"] = {"status": st or "PASSED", "max_absolute_error": a, "max_relative_error": r,
                           "message": msg}
     stats = {role: dict(tstats(samples[role]), samples_ms=samples[role], rounds=round_samples[role])
@@ -966,7 +1190,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     details["speedup_vs_reference"] = rlat / lat if rlat else None
     details["speedup_vs_baseline"] = (max(bmed - oh, 1e-9) / lat) if bmed else None
     bw = peak_bandwidth(ctx, tcfg)
-    floor = workload_bytes(ctx, axes) / (bw * 1e9) * 1e3 if bw else None
+    floor = workload_bytes(ctx, axes, floor=True) / (bw * 1e9) * 1e3 if bw else None
     details["floor_ms"] = floor
     details["peak_bandwidth_gbps"] = bw
     wlog = cand.worker.log_text(ctx.log_limit)
@@ -994,6 +1218,47 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     ev = ctx.evaluation("PASSED", wlog, corr, perf)
     return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
             "evaluation": ev, "details": details}
+
+
+def sampling_recheck(ctx, outs, inputs):
+    """Post-timing recheck of a sampler: its last timed samples (random, so never equal to the reference's)
+    must lie in the vocabulary and inside the top-k/top-p mask of that exact input."""
+    names = list(ctx.defn["inputs"])
+    probs = inputs[names.index("probs")]
+    s = outs[0]
+    if s is None or tuple(s.shape) != (probs.shape[0],):
+        return "INCORRECT_SHAPE", None, None, None, f"samples shape {None if s is None else list(s.shape)}"
+    if s.numel() == 0:
+        return None, 0.0, 0.0, 1.0, None
+    mask = _sampling_mask(ctx, inputs, probs)
+    s = s.to(mask.device).long()
+    ok = bool(((s >= 0) & (s < probs.shape[1])).all().item())
+    ok = ok and bool(mask[torch.arange(s.numel(), device=mask.device), s.clamp(0, probs.shape[1] - 1)].all().item())
+    if not ok:
+        return "INCORRECT_NUMERICAL", math.inf, math.inf, 0.0, "a timed sample is outside the top-k/top-p mask"
+    return None, 0.0, 0.0, 1.0, None
+
+
+def charge_async_work(details, samples, tails, honest_tail_ms):
+    """Work a candidate leaves running on other streams after it returns is charged to it.
+
+    Each sample ends with an event on the judge's stream; the worker also measures the tail: host time
+    from that event completing to the whole device being idle. When the candidate's median tail exceeds
+    the no-op's (the honest cost of that check) by more than 10 us or 5 % of its median, every sample is
+    extended by its tail (the sample then runs to device idle, host latency included: never a gain) and
+    the cell is tagged `async_work_after_return`.
+    """
+    cand, tail = samples.get("candidate") or [], tails.get("candidate") or []
+    if not cand or len(tail) != len(cand):
+        return
+    med_tail = statistics.median(tail)
+    details["tail_ms"] = {"candidate_median": med_tail, "noop_median": honest_tail_ms}
+    excess = med_tail - (honest_tail_ms or 0.0)
+    # Host wake-up latency varies with machine load (an honest 0.9 ms copy once showed a 33 us excess on a
+    # machine still settling after boot), so small excesses are tolerated rather than charged.
+    if excess > max(0.010, 0.05 * statistics.median(cand)):
+        details["rigor"].append("async_work_after_return")
+        samples["candidate"] = [s + t for s, t in zip(cand, tail)]
 
 
 def failed_time(ctx, sol, wl, status, msg, details, c):
@@ -1034,6 +1299,8 @@ def main(argv=None):
         if a.command == "probe":
             result["probe"] = ctx.info
         else:
+            if a.command in ("verify", "time"):
+                fork_server(ctx.scratch)  # starts importing torch now, while the judge builds and plans
             fn = {"compile": cmd_compile, "verify": cmd_verify, "time": cmd_time}[a.command]
             result["results"] = fn(ctx)
     except JobError as e:
@@ -1048,6 +1315,8 @@ def main(argv=None):
         result.update(ok=False, error=f"internal error: {type(e).__name__}: {e}")
         code = 1
     finally:
+        close_fork_server()
+        close_clocks()
         if ctx:
             ctx.cleanup()
     tmp = a.out + ".tmp"

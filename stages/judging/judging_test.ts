@@ -153,7 +153,12 @@ Deno.test({
     const status = (
       name: string,
     ) => [...new Set(traces.filter((t) => t.solution === name).map((t) => t.evaluation!.status))];
-    assertEquals(status("honest"), ["PASSED"]);
+    assertEquals(
+      status("honest"),
+      ["PASSED"],
+      JSON.stringify(traces.filter((t) => t.solution === "honest").map((t) => t.evaluation!.log))
+        .slice(0, 3000),
+    );
     assertEquals(status("wrong"), ["INCORRECT_NUMERICAL"]);
     assertEquals(status("cheat_modifies_input"), ["RUNTIME_ERROR"]);
     assertEquals(status("cuda_kernel"), [], "no trace blames a solution that could not run here");

@@ -39,6 +39,8 @@ export const TimeParams = SelectionParams.extend({
   max_seconds: z.number().positive().default(10),
   target_rel_stderr: z.number().positive().default(0.001),
   input_sets: z.number().int().positive().default(8),
+  /** Fewer input sets (never under 2) when `input_sets` of them would exceed this many bytes. */
+  input_sets_max_bytes: z.number().int().nonnegative().default(256 * 1024 * 1024),
   /**
    * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).

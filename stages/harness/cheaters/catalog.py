@@ -63,6 +63,9 @@ WORKLOADS = {
     "tp_scale_moe_f32": [{"uuid": "moe-a", "axes": {"n": 4000},
                           "inputs": {"x": {"type": "random"}, "s": {"type": "scalar", "value": 3.0}}}],
     "tp_sampling_top_k": [{"uuid": "samp-a", "axes": {"batch_size": 4},
+                           "inputs": {"probs": {"type": "random"}, "top_k": {"type": "scalar", "value": 5}}},
+                          # an empty batch (real extracted workloads have them): only the shape is checked
+                          {"uuid": "samp-empty", "axes": {"batch_size": 0},
                            "inputs": {"probs": {"type": "random"}, "top_k": {"type": "scalar", "value": 5}}}],
 }
 
@@ -217,10 +220,10 @@ case("exit_zero", "[22] exits cleanly mid-call",
 case("constant_output", "[19] returns a constant", sol("cheat_const", "tp_relu_f32",
      "import torch\n\ndef run(x):\n    return torch.full_like(x, 0.4)\n"), "INCORRECT_NUMERICAL")
 case("sampling_argmax", "[19] sampling: always returns the mode", sol("cheat_argmax", "tp_sampling_top_k",
-     "import torch\n\ndef run(probs, top_k):\n    return probs.argmax(-1)\n"), "INCORRECT_NUMERICAL")
+     "import torch\n\ndef run(probs, top_k):\n    return probs.argmax(-1)\n"), ["INCORRECT_NUMERICAL", "PASSED"])
 case("sampling_outside_mask", "sampling: ignores top-k", sol("cheat_nomask", "tp_sampling_top_k",
      "import torch\n\ndef run(probs, top_k):\n    return torch.multinomial(torch.ones_like(probs), 1).squeeze(-1)\n"),
-     "INCORRECT_NUMERICAL")
+     ["INCORRECT_NUMERICAL", "PASSED"])
 
 # ---- GPU-only cases (run by test_harness.py --device cuda) -------------------------------------------
 TRITON_RELU = (
@@ -265,6 +268,14 @@ SIDE_STREAM = sol("cheat_side_stream", "tp_relu_f32",
                   "    out = torch.empty_like(x)\n    _s[0].wait_stream(torch.cuda.current_stream())\n"
                   "    with torch.cuda.stream(_s[0]):\n        y = x\n        for _ in range(200):\n            y = torch.relu(y)\n"
                   "        out.copy_(y)\n    return out\n")
+
+# The same cheat with the hidden work on the GPU rather than in launches: about 1 ms of device time on a
+# side stream after the call returns. The tail check must charge it (`async_work_after_return`).
+SIDE_STREAM_SLEEP = sol("cheat_side_stream_sleep", "tp_relu_f32",
+                        "import torch\n_s = []\n\ndef run(x):\n    if not _s:\n        _s.append(torch.cuda.Stream())\n"
+                        "    out = torch.empty_like(x)\n    _s[0].wait_stream(torch.cuda.current_stream())\n"
+                        "    with torch.cuda.stream(_s[0]):\n        torch.cuda._sleep(2_000_000)\n"
+                        "        out.copy_(torch.relu(x))\n    return out\n")
 
 
 # Timing-only cheater: correct outputs, but replays cached outputs keyed on a content fingerprint; the
