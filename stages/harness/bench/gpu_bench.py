@@ -322,12 +322,16 @@ def main():
         work = os.path.join(WORK, "hw_build")
     if a.part in ("cells", "builds+cells"):
         if a.part == "cells":  # warm the builds first: the cells part measures judging, not compiling
-            for name in CELL_DEFS:
+            import concurrent.futures
+
+            def warm(name):
                 d, _, sols = load_fib(name)
                 r, wall = harness("compile", {"device": DEVICE, "work_dir": work, "definition": d, "solutions": sols,
-                                              "config": {"parallel_builds": 8}})
+                                              "config": {"parallel_builds": 4}})
                 record(a.out, "cells", f"warm_builds/{name}", {"wall_s": round(wall, 2), "outcomes": [
                     x["outcome"] for x in r["results"]]})
+            with concurrent.futures.ThreadPoolExecutor(len(CELL_DEFS)) as ex:
+                list(ex.map(warm, CELL_DEFS))
         part_cells(a.out, work)
     shutil.rmtree(WORK, ignore_errors=True)
 
