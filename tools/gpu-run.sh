@@ -17,9 +17,16 @@ mkdir -p .tracepipe/store
 [ -f .device/gpu-builds.tar.xz ] && mkdir -p .tracepipe/harness && tar xJf .device/gpu-builds.tar.xz -C .tracepipe/harness
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
 t0=$(date +%s)
+# A run index lists the cells of a stage's latest run only: keep the earlier invocations' cells (another
+# selection run on this machine before) by uniting the indexes afterwards, as `tp import` does.
+rm -rf /tmp/tp-runs-prev /tmp/tp-runs-new && cp -r .tracepipe/store/runs /tmp/tp-runs-prev 2>/dev/null
 timeout -s INT "$limit" deno run -A pipeline/cli.ts reproduce --from compile --to time "$@" 2>&1 |
   tee "$OUT/reproduce.log" | grep -vE '^\[[a-z]+\] [0-9]+/[0-9]+ run' | tail -40
 echo "reproduce wall: $(($(date +%s) - t0)) s"
+if [ -d /tmp/tp-runs-prev ]; then
+  mkdir -p /tmp/tp-runs-new/cells && mv .tracepipe/store/runs /tmp/tp-runs-new/runs &&
+    cp -r /tmp/tp-runs-prev .tracepipe/store/runs && deno run -A pipeline/cli.ts import /tmp/tp-runs-new
+fi
 tar cJf "$OUT/gpu-store.tar.xz" -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
   cells/compile cells/verify cells/time 2>/dev/null
 # the built extensions (shared objects and their markers only), for a next call on a fresh machine

@@ -254,7 +254,7 @@ __global__ void __launch_bounds__(256) gemm_small_m_kernel(const __half* __restr
   }
 }
 
-inline cudaError_t launch(const void* a, const void* b, void* c, int M, int N, int K,
+static cudaError_t launch(const void* a, const void* b, void* c, int M, int N, int K,
                           cudaStream_t st) {
   if (M <= 0 || N <= 0) return cudaSuccess;
   auto A = static_cast<const __half*>(a);
@@ -277,7 +277,9 @@ inline cudaError_t launch(const void* a, const void* b, void* c, int M, int N, i
     }
     return cudaSuccess;
   }
-  static bool attr_set = false;  // per process (one device in this project)
+  // `launch` has internal linkage: an inline function's static would be one GNU-unique object shared
+  // by every sweep point loaded in a process, and later points would skip their own attribute call.
+  static bool attr_set = false;
   if (!attr_set) {
     cudaError_t e = cudaFuncSetAttribute(gemm_tc_kernel,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -6,10 +6,18 @@
 // lse is the base-2 log-sum-exp of the scaled logits; an empty sequence gives output 0 and
 // lse -inf, like the definitions' reference.
 //
-// Kernel 1 (grid splits x kv_heads x batch): each half-warp owns one token at a time (16 lanes x
-// 8 dims = 128), computes the G = qo_heads/kv_heads scores of that token with shuffles, and keeps
-// an online softmax per head. The block merges its half-warps and writes either the final output
-// (one split) or a partial (output, lse) pair. Kernel 2 merges the partials.
+// Grid (splits x kv_heads x batch), 4 warps per block; each warp walks its own token tiles with
+// an online softmax for the G = qo_heads / kv_heads query heads of the kv head, the block merges
+// its warps and writes either the final output (one split) or a partial (output, lse) pair; a
+// second kernel merges the partials. Two split kernels (DEC_IMPL):
+//   DEC_IMPL 0: CUDA cores, a half-warp per token (16 lanes x 8 dims), shuffle-reduced dot products.
+//   DEC_IMPL 1/2: tensor cores (mma.sync m16n8k16 bf16): per 16-token tile, S = Q K^T with Q padded
+//     to 16 rows (G <= 8 real rows) and O += P V with P taken straight from the S accumulators.
+//     K and V are loaded from global memory into registers with 16-byte loads, in a permuted
+//     order that makes the loaded words the mma fragments (K: head dims permuted, V: token
+//     pairs packed with byte_perm); DEC_IMPL 2 loads two tiles (32 tokens) per warp step.
+// The split count is chosen on the host from the occupancy of the split kernel so that
+// splits x kv_heads x batch fills the SMs in whole waves (cost model: waves x (chunk + overhead)).
 #include "tp_params.h"
 
 #ifndef THREADS
@@ -19,10 +27,13 @@
 #define UNROLL 2
 #endif
 #ifndef MIN_CHUNK
-#define MIN_CHUNK 256
+#define MIN_CHUNK 128
 #endif
-#ifndef BLOCKS_PER_SM
-#define BLOCKS_PER_SM 4
+#ifndef DEC_IMPL
+#define DEC_IMPL 1
+#endif
+#ifndef SPLIT_OVH
+#define SPLIT_OVH 32
 #endif
 
 #include <cuda_bf16.h>
@@ -67,6 +78,7 @@ __device__ __forceinline__ void seq_split(const Args& a, int b, int& p0, int& le
   if (n0 > a.max_splits) n0 = a.max_splits;
   chunk = (len + n0 - 1) / n0;
   if (chunk < 1) chunk = 1;
+  // every split s < nsplit has s * chunk < len, so no split is empty
   nsplit = len > 0 ? (len + chunk - 1) / chunk : 1;
 }
 
@@ -80,6 +92,45 @@ __device__ __forceinline__ void bf8_to_f(const uint4& u, float* f) {
   }
 }
 
+// Block epilogue shared by the split kernels: each warp w left its unnormalised accumulator
+// sm_acc[w][g][:], its running max sm_m[w][g] and its sum sm_l[w][g] (a warp that saw no token
+// has m = -inf, l = 0, acc = 0). Merges the warps and writes the output (one split) or the
+// partial of this split.
+template <int G>
+__device__ __forceinline__ void block_finish(const Args& a, int b, int kvh, int split, int nsplit,
+                                             const float (*sm_acc)[G][kD],
+                                             const float (*sm_m)[G], const float (*sm_l)[G]) {
+  const int hq = a.hkv * G;
+  for (int idx = threadIdx.x; idx < G * kD; idx += THREADS) {
+    const int g = idx / kD, d = idx - g * kD;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kNW; ++w) M = fmaxf(M, sm_m[w][g]);
+    float L = 0.f, O = 0.f;
+    if (M != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kNW; ++w) {
+        const float mw = sm_m[w][g];
+        const float e = (mw == -INFINITY) ? 0.f : exp2f(mw - M);
+        L += sm_l[w][g] * e;
+        O += sm_acc[w][g][d] * e;
+      }
+    }
+    const float o = L > 0.f ? O / L : 0.f;
+    const float ls = L > 0.f ? M + log2f(L) : -INFINITY;
+    const int h = kvh * G + g;
+    if (nsplit == 1) {
+      a.out[((int64_t)b * hq + h) * kD + d] = __float2bfloat16_rn(o);
+      if (d == 0) a.lse[(int64_t)b * hq + h] = ls;
+    } else {
+      const int64_t row = ((int64_t)b * a.max_splits + split) * hq + h;
+      a.o_part[row * kD + d] = o;
+      if (d == 0) a.lse_part[row] = ls;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ DEC_IMPL 0: CUDA cores
 template <int G>
 __global__ void __launch_bounds__(THREADS) decode_split_kernel(Args a) {
   const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
@@ -113,7 +164,7 @@ __global__ void __launch_bounds__(THREADS) decode_split_kernel(Args a) {
 
   const int64_t tok_stride = (int64_t)a.hkv * kD;  // elements between consecutive tokens
   // The loop bound is warp-uniform (the shuffles below need all 32 lanes); a half-warp whose
-  // token is past t1 carries score -inf for it.
+  // token is past t1 carries score -inf and p = 0 for it.
   for (int tw = t0 + warp * 2; tw < t1; tw += kNHW * UNROLL) {
     const int t = tw + (lane >> 4);
     uint4 ku[UNROLL], vu[UNROLL];
@@ -122,6 +173,10 @@ __global__ void __launch_bounds__(THREADS) decode_split_kernel(Args a) {
     for (int u = 0; u < UNROLL; ++u) {
       const int tt = t + u * kNHW;
       valid[u] = tt < t1;
+      // Invalid tokens must hold finite values: p = 0 multiplies V below, and 0 * (NaN/Inf
+      // garbage of an unloaded register) is NaN (the h5_kv1 NaN bug).
+      ku[u] = make_uint4(0u, 0u, 0u, 0u);
+      vu[u] = make_uint4(0u, 0u, 0u, 0u);
       if (valid[u]) {
         const int page = a.indices[p0 + tt / a.page_size];
         const int slot = tt - (tt / a.page_size) * a.page_size;
@@ -203,37 +258,215 @@ __global__ void __launch_bounds__(THREADS) decode_split_kernel(Args a) {
     }
   }
   __syncthreads();
-
-  for (int idx = threadIdx.x; idx < G * kD; idx += THREADS) {
-    const int g = idx / kD, d = idx - g * kD;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kNW; ++w) M = fmaxf(M, sm_m[w][g]);
-    float L = 0.f, O = 0.f;
-    if (M != -INFINITY) {
-#pragma unroll
-      for (int w = 0; w < kNW; ++w) {
-        const float mw = sm_m[w][g];
-        const float e = (mw == -INFINITY) ? 0.f : exp2f(mw - M);
-        L += sm_l[w][g] * e;
-        O += sm_acc[w][g][d] * e;
-      }
-    }
-    const float o = L > 0.f ? O / L : 0.f;
-    const float ls = L > 0.f ? M + log2f(L) : -INFINITY;
-    const int h = kvh * G + g;
-    if (nsplit == 1) {
-      a.out[((int64_t)b * hq + h) * kD + d] = __float2bfloat16_rn(o);
-      if (d == 0) a.lse[(int64_t)b * hq + h] = ls;
-    } else {
-      const int64_t row = ((int64_t)b * a.max_splits + split) * hq + h;
-      a.o_part[row * kD + d] = o;
-      if (d == 0) a.lse_part[row] = ls;
-    }
-  }
+  block_finish<G>(a, b, kvh, split, nsplit, sm_acc, sm_m, sm_l);
 }
 
-// grid (Hq, B), 128 threads: one thread per head dim.
+// ------------------------------------------------------------------ DEC_IMPL 1/2: tensor cores
+#if DEC_IMPL == 2
+constexpr int kNT = 2;  // 16-token tiles per warp step
+#ifndef MMA_MINB
+#define MMA_MINB 2
+#endif
+#else
+constexpr int kNT = 1;
+#ifndef MMA_MINB
+#define MMA_MINB 3      // <= 168 registers: 3 blocks (12 warps) per SM
+#endif
+#endif
+constexpr int kTW = 16 * kNT;  // tokens per warp step
+constexpr unsigned kFull = 0xffffffffu;
+
+__device__ __forceinline__ uint32_t u4w(const uint4& u, int w) {
+  return w == 0 ? u.x : (w == 1 ? u.y : (w == 2 ? u.z : u.w));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+
+// (d0, d1) += rows 0..7 of A(16x16) B(16x8), A rows 8..15 zero (A regs 1 and 3): lane
+// (g = lane/4, c = lane%4) holds a0 = A[g][2c,2c+1], a2 = A[g][2c+8,2c+9], b0 = B[2c,2c+1][g],
+// b1 = B[2c+8,2c+9][g], d0/d1 = D[g][2c], D[g][2c+1]. Rows 8..15 of D are discarded.
+__device__ __forceinline__ void mma_top(float& d0, float& d1, uint32_t a0, uint32_t a2,
+                                        uint32_t b0, uint32_t b1) {
+  float x2, x3;  // rows 8..15: discarded
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%10,%11};\n"
+      : "+f"(d0), "+f"(d1), "=f"(x2), "=f"(x3)
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1), "f"(0.f), "f"(0.f));
+}
+
+// Cache row (page * page_size + slot) of token t of the sequence starting at page p0, or -1
+// when t >= t1.
+__device__ __forceinline__ int tok_row(const Args& a, int p0, int t, int t1) {
+  if (t >= t1) return -1;
+  if (a.page_size == 1) return __ldg(a.indices + p0 + t);
+  const int pg = t / a.page_size;
+  return __ldg(a.indices + p0 + pg) * a.page_size + (t - pg * a.page_size);
+}
+
+// Fragment bookkeeping for one 16-token tile (tokens tb + 0..15), lane (g, c):
+//  S = Q K^T, two n-tiles of 8 tokens. k (head dim) is permuted, identically for Q and K: k-step
+//   j, logical k 2c+e / 2c+8+e (e = 0,1) -> physical dim 32(j/2) + 8c + 4(j%2) + e / + 2 + e, so
+//   one 16-byte load of dims 32q + 8c .. +7 gives words (x, y) for step 2q and (z, w) for 2q+1.
+//   n-tile nt column n is token 4(n/2) + 2nt + n%2: lane (g, c) loads K of token
+//   4(g/2) + 2nt + g%2 (column g) and receives S of tokens 4c + 2nt, 4c + 2nt + 1 (cols 2c, 2c+1).
+//  O += P V, one k-step over the 16 tokens: logical k 2c, 2c+1, 2c+8, 2c+9 -> tokens 4c .. 4c+3,
+//   so P's A fragment is (pack(S n-tile 0), pack(S n-tile 1)) of the same lane. n-tile nd
+//   (16 of them) column n is head dim 8n + nd (nd < 8) or 64 + 8n + nd - 8: lane (g, c) loads V
+//   of tokens 4c .. 4c+3 at dims 8g .. 8g+7 and 64 + 8g .. +7 and packs token pairs with
+//   byte_perm; it receives O at dims 16c + nd, 16c + 8 + nd (nd < 8; + 64 - 8 for nd >= 8).
+template <int G>
+__global__ void __launch_bounds__(THREADS, MMA_MINB) decode_mma_kernel(Args a) {
+  const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  int p0, len, nsplit, chunk;
+  seq_split(a, b, p0, len, nsplit, chunk);
+  if (split >= nsplit) return;
+  const int t0 = split * chunk;
+  const int t1 = min(len, t0 + chunk);
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c = lane & 3;
+  const int hq = a.hkv * G;
+  const int64_t tok_stride = (int64_t)a.hkv * kD;  // elements between consecutive cache rows
+  const __nv_bfloat16* kb = a.k + kvh * kD;
+  const __nv_bfloat16* vb = a.v + kvh * kD;
+  const uint4 z4 = make_uint4(0u, 0u, 0u, 0u);
+
+  // Q rows (heads) as A fragments; rows g >= G are zero.
+  uint4 qa[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) qa[j] = z4;
+  if (g < G) {
+    const uint4* qp = reinterpret_cast<const uint4*>(a.q + ((int64_t)b * hq + kvh * G + g) * kD);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) qa[j] = __ldg(qp + 4 * j + c);
+  }
+
+  float m = -INFINITY;  // running max (log2 domain) of row g, equal over the lane quad
+  float l = 0.f;        // this lane's part of the running sum of row g
+  float o[16][2];
+#pragma unroll
+  for (int nd = 0; nd < 16; ++nd) o[nd][0] = o[nd][1] = 0.f;
+
+  int tb = t0 + warp * kTW;
+  int row = tok_row(a, p0, tb + (lane % kTW), t1);
+  // tb is warp-uniform, so every lane runs the same iterations (the shuffles need all 32).
+  for (; tb < t1; tb += kNW * kTW) {
+    const int row_next = tok_row(a, p0, tb + kNW * kTW + (lane % kTW), t1);  // prefetch
+    uint4 kr[kNT][2][4], vr[kNT][4][2];
+#pragma unroll
+    for (int tl = 0; tl < kNT; ++tl) {
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        const int r = __shfl_sync(kFull, row, 16 * tl + 4 * (g >> 1) + 2 * nt + (g & 1));
+        const uint4* p = reinterpret_cast<const uint4*>(kb + (int64_t)(r < 0 ? 0 : r) * tok_stride);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) kr[tl][nt][j] = (r >= 0) ? __ldg(p + 4 * j + c) : z4;
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = __shfl_sync(kFull, row, 16 * tl + 4 * c + i);
+        const uint4* p = reinterpret_cast<const uint4*>(vb + (int64_t)(r < 0 ? 0 : r) * tok_stride);
+        // invalid tokens get V = 0: p = 0 there, and 0 * NaN garbage would poison O
+        vr[tl][i][0] = (r >= 0) ? __ldg(p + g) : z4;
+        vr[tl][i][1] = (r >= 0) ? __ldg(p + 8 + g) : z4;
+      }
+    }
+
+    // S = Q K^T (two accumulator chains per n-tile: even / odd k-steps)
+    float s[kNT][4];
+#pragma unroll
+    for (int tl = 0; tl < kNT; ++tl) {
+      float e0 = 0.f, e1 = 0.f, f0 = 0.f, f1 = 0.f;  // n-tile 0: even / odd steps
+      float h0 = 0.f, h1 = 0.f, i0 = 0.f, i1 = 0.f;  // n-tile 1
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        mma_top(e0, e1, qa[j].x, qa[j].y, kr[tl][0][j].x, kr[tl][0][j].y);
+        mma_top(f0, f1, qa[j].z, qa[j].w, kr[tl][0][j].z, kr[tl][0][j].w);
+        mma_top(h0, h1, qa[j].x, qa[j].y, kr[tl][1][j].x, kr[tl][1][j].y);
+        mma_top(i0, i1, qa[j].z, qa[j].w, kr[tl][1][j].z, kr[tl][1][j].w);
+      }
+      s[tl][0] = e0 + f0;  // token 4c
+      s[tl][1] = e1 + f1;  // token 4c + 1
+      s[tl][2] = h0 + i0;  // token 4c + 2
+      s[tl][3] = h1 + i1;  // token 4c + 3
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        s[tl][e] = (tb + 16 * tl + 4 * c + e < t1) ? s[tl][e] * a.scale_log2 : -INFINITY;
+    }
+
+    // online softmax of row g over this step's tokens
+    float mx = -INFINITY;
+#pragma unroll
+    for (int tl = 0; tl < kNT; ++tl)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) mx = fmaxf(mx, s[tl][e]);
+    mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+    const float mn = fmaxf(m, mx);
+    const float alpha = (mn == -INFINITY) ? 1.f : exp2f(m - mn);  // m = -inf: 0
+    uint32_t pa0[kNT], pa2[kNT];
+    float psum = 0.f;
+#pragma unroll
+    for (int tl = 0; tl < kNT; ++tl) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        p[e] = (mn == -INFINITY) ? 0.f : exp2f(s[tl][e] - mn);  // s = -inf: 0
+        psum += p[e];
+      }
+      pa0[tl] = pack_bf16(p[0], p[1]);
+      pa2[tl] = pack_bf16(p[2], p[3]);
+    }
+    l = l * alpha + psum;
+    m = mn;
+#pragma unroll
+    for (int nd = 0; nd < 16; ++nd) {
+      o[nd][0] *= alpha;
+      o[nd][1] *= alpha;
+    }
+
+    // O += P V
+#pragma unroll
+    for (int tl = 0; tl < kNT; ++tl) {
+#pragma unroll
+      for (int nd = 0; nd < 16; ++nd) {
+        const int hi = nd >> 3, e = nd & 7, w = e >> 1;
+        const uint32_t sel = (e & 1) ? 0x7632u : 0x5410u;
+        const uint32_t b0 = __byte_perm(u4w(vr[tl][0][hi], w), u4w(vr[tl][1][hi], w), sel);
+        const uint32_t b1 = __byte_perm(u4w(vr[tl][2][hi], w), u4w(vr[tl][3][hi], w), sel);
+        mma_top(o[nd][0], o[nd][1], pa0[tl], pa2[tl], b0, b1);
+      }
+    }
+    row = row_next;
+  }
+
+  l += __shfl_xor_sync(kFull, l, 1);
+  l += __shfl_xor_sync(kFull, l, 2);
+
+  __shared__ float sm_acc[kNW][G][kD];
+  __shared__ float sm_m[kNW][G], sm_l[kNW][G];
+  if (g < G) {
+#pragma unroll
+    for (int nd = 0; nd < 16; ++nd) {
+      const int d = (nd < 8) ? (16 * c + nd) : (64 + 16 * c + nd - 8);
+      sm_acc[warp][g][d] = o[nd][0];
+      sm_acc[warp][g][d + 8] = o[nd][1];
+    }
+    if (c == 0) {
+      sm_m[warp][g] = m;
+      sm_l[warp][g] = l;
+    }
+  }
+  __syncthreads();
+  block_finish<G>(a, b, kvh, split, nsplit, sm_acc, sm_m, sm_l);
+}
+
+// ------------------------------------------------------------------ merge of the splits
+// grid (Hq, B), 128 threads: one thread per head dim. Every split s < nsplit of a sequence
+// has tokens and wrote its partial (lse -inf only if all its scores were -inf).
 __global__ void __launch_bounds__(kD) decode_merge_kernel(Args a, int hq) {
   const int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
   int p0, len, nsplit, chunk;
@@ -255,32 +488,78 @@ __global__ void __launch_bounds__(kD) decode_merge_kernel(Args a, int hq) {
   if (d == 0) a.lse[(int64_t)b * hq + h] = L > 0.f ? M + log2f(L) : -INFINITY;
 }
 
-// Number of split slots per (sequence, kv head); each sequence uses at most this many.
-inline int choose_max_splits(int batch, int hkv, int64_t nnz, int page_size, int num_sms) {
+#if DEC_IMPL == 0
+#define TP_SPLIT_KERNEL decode_split_kernel
+#else
+#define TP_SPLIT_KERNEL decode_mma_kernel
+#endif
+
+typedef void (*SplitKernel)(Args);
+
+inline SplitKernel split_kernel(int G) {
+  switch (G) {
+    case 1: return TP_SPLIT_KERNEL<1>;
+    case 2: return TP_SPLIT_KERNEL<2>;
+    case 3: return TP_SPLIT_KERNEL<3>;
+    case 4: return TP_SPLIT_KERNEL<4>;
+    case 5: return TP_SPLIT_KERNEL<5>;
+    case 6: return TP_SPLIT_KERNEL<6>;
+    case 7: return TP_SPLIT_KERNEL<7>;
+    case 8: return TP_SPLIT_KERNEL<8>;
+    default: return nullptr;
+  }
+}
+
+// Resident split-kernel blocks per SM for group size G (cached per G). static, not inline: a
+// function-local static of an inline function is one process-wide (GNU unique) object shared by
+// every extension module that defines it, i.e. by all sweep points loaded in one process.
+static int blocks_per_sm(int G) {
+  static int cache[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (G < 1 || G > 8) return 1;
+  if (cache[G] == 0) {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, split_kernel(G), THREADS, 0) !=
+            cudaSuccess ||
+        n < 1) {
+      cudaGetLastError();
+      n = 2;
+    }
+    cache[G] = n;
+  }
+  return cache[G];
+}
+
+// Split slots per (sequence, kv head): the s that minimises waves(s) x (chunk(s) + SPLIT_OVH)
+// for the average sequence, with chunks of at least MIN_CHUNK tokens. A sequence uses
+// min(ceil(len / MIN_CHUNK), s) splits of equal size.
+inline int choose_max_splits(int batch, int hkv, int64_t total_tokens, int slots) {
   const int64_t work = (int64_t)batch * hkv;
-  if (work <= 0) return 1;
-  int64_t target = ((int64_t)num_sms * BLOCKS_PER_SM + work - 1) / work;
-  const int64_t by_len = (nnz * page_size + MIN_CHUNK - 1) / MIN_CHUNK;
-  if (target > by_len) target = by_len;
-  if (target > 256) target = 256;
-  if (target < 1) target = 1;
-  return (int)target;
+  if (work <= 0 || total_tokens <= 0) return 1;
+  if (slots < 1) slots = 1;
+  const int64_t avg = (total_tokens + batch - 1) / batch;
+  int64_t smax = (avg + MIN_CHUNK - 1) / MIN_CHUNK;
+  if (smax > 256) smax = 256;
+  if (smax < 1) smax = 1;
+  int best = 1;
+  double best_cost = 1e300;
+  for (int64_t s = 1; s <= smax; ++s) {
+    const int64_t chunk = (avg + s - 1) / s;
+    const int64_t waves = (work * s + slots - 1) / slots;
+    const double cost = (double)waves * (double)(chunk + SPLIT_OVH);
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = (int)s;
+    }
+  }
+  return best;
 }
 
 inline cudaError_t launch(const Args& a, int G, cudaStream_t st) {
   if (a.batch <= 0 || a.hkv <= 0) return cudaSuccess;
+  SplitKernel k = split_kernel(G);
+  if (!k) return cudaErrorInvalidValue;
   dim3 grid(a.max_splits, a.hkv, a.batch);
-  switch (G) {
-    case 1: decode_split_kernel<1><<<grid, THREADS, 0, st>>>(a); break;
-    case 2: decode_split_kernel<2><<<grid, THREADS, 0, st>>>(a); break;
-    case 3: decode_split_kernel<3><<<grid, THREADS, 0, st>>>(a); break;
-    case 4: decode_split_kernel<4><<<grid, THREADS, 0, st>>>(a); break;
-    case 5: decode_split_kernel<5><<<grid, THREADS, 0, st>>>(a); break;
-    case 6: decode_split_kernel<6><<<grid, THREADS, 0, st>>>(a); break;
-    case 7: decode_split_kernel<7><<<grid, THREADS, 0, st>>>(a); break;
-    case 8: decode_split_kernel<8><<<grid, THREADS, 0, st>>>(a); break;
-    default: return cudaErrorInvalidValue;
-  }
+  k<<<grid, THREADS, 0, st>>>(a);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || a.max_splits <= 1) return e;
   decode_merge_kernel<<<dim3(a.hkv * G, a.batch), kD, 0, st>>>(a, a.hkv * G);
@@ -290,6 +569,14 @@ inline cudaError_t launch(const Args& a, int G, cudaStream_t st) {
 }  // namespace tp_decode
 
 #ifndef TP_KERNEL_ONLY
+// The tuning macros are spent: drop them before the torch headers (torch::Library::Kind has an
+// enumerator IMPL, and short macro names can clash with other identifiers there).
+#undef THREADS
+#undef UNROLL
+#undef MIN_CHUNK
+#undef DEC_IMPL
+#undef SPLIT_OVH
+#undef MMA_MINB
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
@@ -339,7 +626,8 @@ static void tp_decode_run(const torch::Tensor& q, const torch::Tensor& k, const 
   a.scale_log2 = (float)(sm_scale * 1.4426950408889634);
   if (B == 0) return;
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  a.max_splits = tp_decode::choose_max_splits(B, hkv, indices.numel(), a.page_size, sms);
+  a.max_splits = tp_decode::choose_max_splits(B, hkv, (int64_t)indices.numel() * a.page_size,
+                                              sms * tp_decode::blocks_per_sm(hq / hkv));
   torch::Tensor o_part, lse_part;
   if (a.max_splits > 1) {
     auto opt = q.options().dtype(torch::kFloat32);

@@ -285,10 +285,12 @@ def load_blobs(definition, workload, axes, dataset_root):
 def perturb_scale(seed, n):
     """Per-call input scale used during timing; computed identically by judge and worker."""
     r = random.Random(seed * 1000003 + n)
-    # A wide log-uniform magnitude and a random sign: an output replayed from an earlier call of the same
-    # input set agrees with the fresh one within 1 % only if the two scales do (about 0.2 % of the time
-    # over set, sign and magnitude), so the post-timing recheck catches stale replays.
-    return 2.0 ** r.uniform(-1.0, 1.0) * (1 if r.random() < 0.5 else -1)
+    # A log-uniform magnitude in [0.5, 0.99] and a random sign: an output replayed from an earlier call of
+    # the same input set agrees with the fresh one within 1 % only if the two scales do (a fraction of a
+    # percent over set, sign and magnitude), so the post-timing recheck catches stale replays. Never above
+    # 1: larger inputs grow the absolute rounding error of bf16 intermediates past atol (a 2x range failed
+    # honest torch attention baselines on the H100), smaller ones only shrink it.
+    return 2.0 ** r.uniform(-1.0, -0.015) * (1 if r.random() < 0.5 else -1)
 
 
 def perturbable(definition, workload):
