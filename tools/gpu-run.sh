@@ -30,10 +30,6 @@ fi
 tar cJf "$OUT/gpu-store.tar.xz" -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
   cells/compile cells/verify cells/time 2>/dev/null
 # the built extensions (shared objects and their markers only), for a next call on a fresh machine
-(cd .tracepipe/harness 2>/dev/null && find builds -name TP_BUILD.json -path '*/torch/*' -printf '%h\n' |
-  while read -r d; do
-    echo "$d/TP_BUILD.json"
-    python3 -c "import json,sys,os;r=json.load(open(sys.argv[1]));print(os.path.join(sys.argv[2],r['artifact_rel']))" \
-      "$d/TP_BUILD.json" "$d" 2>/dev/null
-  done | tar cJf "$OUT/gpu-builds.tar.xz" -T - 2>/dev/null)
+(cd .tracepipe/harness 2>/dev/null &&
+  find builds -path 'builds/torch/*' \( -name TP_BUILD.json -o -name '*.so' \) | tar cJf "$OUT/gpu-builds.tar.xz" -T -)
 ls -l "$OUT"

@@ -22,12 +22,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-HARNESS = os.path.join(ROOT, "stages", "harness", "tracepipe_harness.py")
+sys.path.insert(0, os.path.join(ROOT, "stages", "harness"))
+import th_run  # noqa: E402  (no torch import: this file must run anywhere python3 does)
 
 
 def load_definitions():
@@ -44,6 +44,7 @@ def export(args):
         run = json.load(f)
     rx = re.compile(args.defs)
     n = 0
+    started = set()  # files begun by this export: several extract cells may add to one definition
     for cell in run["cells"]:
         out = os.path.join(args.store, "cells", "extract", cell["key"], "out")
         for path in glob.glob(os.path.join(out, "workloads", "*", "*.jsonl")):
@@ -53,7 +54,8 @@ def export(args):
             rel = os.path.relpath(path, out)
             dest = os.path.join(args.to, rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(path) as src, open(dest, "a") as dst:
+            with open(path) as src, open(dest, "a" if dest in started else "w") as dst:
+                started.add(dest)
                 for line in src:
                     if not line.strip():
                         continue
@@ -123,13 +125,9 @@ def workloads_of(data, name, limit):
 
 
 def run_harness(cmd, job, work):
-    jp, rp = os.path.join(work, f"{cmd}_job.json"), os.path.join(work, f"{cmd}_result.json")
-    with open(jp, "w") as f:
-        json.dump(job, f)
-    py = os.environ.get("TRACEPIPE_PYTHON", sys.executable)
-    subprocess.run([py, HARNESS, cmd, "--job", jp, "--out", rp], check=False)
-    with open(rp) as f:
-        return json.load(f)
+    _, res, _, _ = th_run.run_harness(cmd, job, work, timeout=None, capture=False,
+                                      python=os.environ.get("TRACEPIPE_PYTHON"))
+    return res
 
 
 def baseline_for(defn):

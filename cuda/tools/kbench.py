@@ -26,6 +26,8 @@ import traceback
 import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import kcheck  # noqa: E402  (sweep points and params files exactly as the pipeline writes them)
 BUILD = os.environ.get("KBENCH_BUILD", "/tmp/kbench_build")
 ARCH_FLAGS = ["-O3", "-gencode=arch=compute_90a,code=sm_90a", "-std=c++17"]
 
@@ -54,15 +56,8 @@ def manifests(kinds):
 
 
 def points(m, sweep):
-    pts = [dict(m.get("default", {}))]
-    if sweep and m.get("params"):
-        keys = sorted(m["params"])
-        for vals in itertools.product(*[m["params"][k] for k in keys]):
-            p = dict(m.get("default", {}))
-            p.update(dict(zip(keys, vals)))
-            if p not in pts:
-                pts.append(p)
-    return pts
+    """Full parameter dicts, default first: the sweep points `generate` and tools/kcheck.py use."""
+    return [dict(m.get("default", {}), **p) for p in kcheck.sweep_points(m, sweep)]
 
 
 def materialise(m, idx, params):
@@ -72,10 +67,8 @@ def materialise(m, idx, params):
     for s in m["sources"]:
         with open(os.path.join(m["_dir"], s)) as f:
             files[s] = f.read()
-    pf = m.get("params_file")
-    if pf:
-        files[pf] = "".join(f"#define {k} {v}\n" if pf.endswith(".h") else f"{k} = {v!r}\n"
-                            for k, v in params.items())
+    if m.get("params_file"):
+        files[m["params_file"]] = kcheck.params_text(m, params)
     for s, text in files.items():  # rewrite only on change: keeps ninja's build up to date
         path = os.path.join(d, s)
         if not (os.path.exists(path) and open(path).read() == text):

@@ -518,12 +518,16 @@ def compile_solutions(ctx, sols):
         os.makedirs(bdir, exist_ok=True)
         req = {"solution": sol, "build_dir": bdir, "binding": binding, "device": ctx.device, "arch": arch,
                "max_jobs": max_jobs, "include_dir": os.path.join(HERE, "include")}
-        rq = os.path.join(bdir, "request.json")
-        rs = os.path.join(bdir, f"result_{os.getpid()}_{secrets.token_hex(4)}.json")
+        # Identical sources share one build directory, and concurrent judges may build it at once (th_build
+        # serialises the build itself): each call's request, result and log files are its own.
+        call = f"{os.getpid()}_{secrets.token_hex(4)}"
+        rq = os.path.join(bdir, f"request_{call}.json")
+        rs = os.path.join(bdir, f"result_{call}.json")
+        lp = os.path.join(bdir, f"build_{call}.log")
         with open(rq, "w") as f:
             json.dump(req, f)
         t0 = time.time()
-        with open(os.path.join(bdir, "build.log"), "wb") as lf:
+        with open(lp, "wb") as lf:
             p = subprocess.Popen([sys.executable, os.path.join(HERE, "th_build.py"), rq, rs], stdout=lf,
                                  stderr=subprocess.STDOUT, start_new_session=True, cwd=bdir)
             try:
@@ -540,8 +544,10 @@ def compile_solutions(ctx, sols):
             os.remove(rs)
         except (OSError, ValueError):
             res = {"outcome": "compile_error", "reason": f"build process died (exit status {p.returncode})"}
-        with open(os.path.join(bdir, "build.log"), "rb") as f:
+        with open(lp, "rb") as f:
             blog = f.read().decode("utf-8", "replace")
+        for tmp in (rq, lp):
+            os.remove(tmp)
         base.update(outcome=res["outcome"], reason=res.get("reason"), cached=res.get("cached", False),
                     artifact=res.get("artifact"), seconds=round(time.time() - t0, 3),
                     build_seconds=res.get("seconds"))
@@ -793,6 +799,14 @@ def _sampling_mask(ctx, inputs, probs):
     return mask
 
 
+def samples_in_mask(mask, s):
+    """True when every sample of `s` ([calls, batch] token ids) is in the vocabulary and in its row's mask."""
+    s = s.to(mask.device).long()
+    rows = torch.arange(s.shape[-1], device=mask.device).expand_as(s)
+    inb = (s >= 0) & (s < mask.shape[1])
+    return bool(inb.all().item()) and bool(mask[rows[inb], s[inb]].all().item())
+
+
 def verify_sampling(ctx, cand, wl, axes, blobs):
     """flashinfer-bench's SamplingEvaluator: validity of every sample, then TVD against the masked probs."""
     v = Verdict()
@@ -821,10 +835,7 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
         return v
     if batch == 0:
         return v  # an empty batch: the right (empty) shape is all there is to check
-    rows = torch.arange(batch, device=s.device).expand_as(s)
-    inb = (s >= 0) & (s < vocab)
-    ok = inb.all().item() and mask[rows[inb], s[inb]].all().item()
-    if not ok:
+    if not samples_in_mask(mask, s):
         v.max_abs = v.max_rel = math.inf
         v.fail("INCORRECT_NUMERICAL", "a sample is out of the vocabulary or outside the top-k/top-p mask")
         return v
@@ -846,7 +857,6 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
     scalars = write_inputs(ipath, tiled)
     taxes = dict(axes)
     taxes[first_axis] = n_rows * repeat
-    batch = n_rows
     calls = math.ceil(per_row / repeat)
     rep, err = cand.call({"op": "call_many", "inputs": ipath, "out": opath, "scalars": scalars, "axes": taxes,
                           "n": calls}, ctx.timeout)
@@ -854,11 +864,11 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
         v.fail(err[0], err[1], (rep or {}).get("rigor"))
         return v
     s = C.load_tensors(opath, ctx.device)["samples"].reshape(-1)
-    rows = torch.arange(s.numel(), device=s.device) % batch
+    rows = torch.arange(s.numel(), device=s.device) % n_rows
     s = s.clamp(0, vocab - 1)
-    counts = torch.zeros(batch * vocab, dtype=torch.float64, device=s.device)
+    counts = torch.zeros(n_rows * vocab, dtype=torch.float64, device=s.device)
     counts.index_add_(0, rows * vocab + s, torch.ones_like(s, dtype=torch.float64))
-    freq = (counts.reshape(batch, vocab) / counts.reshape(batch, vocab).sum(-1, keepdim=True)).float()
+    freq = (counts.reshape(n_rows, vocab) / counts.reshape(n_rows, vocab).sum(-1, keepdim=True)).float()
     tvds = (0.5 * (freq - expected).abs().sum(-1)).tolist()
     a, r, _, _ = C.error_stats(freq, expected, ctx.tol["rtol"], ctx.tol["atol"], 1.0)
     v.max_abs, v.max_rel = a, r
@@ -1230,11 +1240,7 @@ def sampling_recheck(ctx, outs, inputs):
         return "INCORRECT_SHAPE", None, None, None, f"samples shape {None if s is None else list(s.shape)}"
     if s.numel() == 0:
         return None, 0.0, 0.0, 1.0, None
-    mask = _sampling_mask(ctx, inputs, probs)
-    s = s.to(mask.device).long()
-    ok = bool(((s >= 0) & (s < probs.shape[1])).all().item())
-    ok = ok and bool(mask[torch.arange(s.numel(), device=mask.device), s.clamp(0, probs.shape[1] - 1)].all().item())
-    if not ok:
+    if not samples_in_mask(_sampling_mask(ctx, inputs, probs), s.reshape(1, -1)):
         return "INCORRECT_NUMERICAL", math.inf, math.inf, 0.0, "a timed sample is outside the top-k/top-p mask"
     return None, 0.0, 0.0, 1.0, None
 

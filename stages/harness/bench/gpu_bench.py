@@ -24,24 +24,17 @@ sys.path.insert(0, os.path.join(HARNESS, "cheaters"))
 import torch  # noqa: E402
 
 import catalog  # noqa: E402
+from th_run import run_harness  # noqa: E402
 
 FIB = os.path.join(HARNESS, "testdata", "fib")
 WORK = tempfile.mkdtemp(prefix="tp_gpu_bench_")
 
 
 def harness(cmd, job, timeout=580, env=None):
-    jp = os.path.join(WORK, f"job_{time.time_ns()}.json")
-    op = jp.replace(".json", ".out.json")
-    with open(jp, "w") as f:
-        json.dump(job, f)
-    t0 = time.time()
-    p = subprocess.run([sys.executable, os.path.join(HARNESS, "tracepipe_harness.py"), cmd, "--job", jp, "--out", op],
-                       capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
-    wall = time.time() - t0
-    if p.returncode != 0:
-        print(p.stderr[-3000:], file=sys.stderr)
-    with open(op) as f:
-        return json.load(f), wall
+    rc, res, err, wall = run_harness(cmd, job, WORK, timeout=timeout, env=env)
+    if rc != 0:
+        print(err[-3000:], file=sys.stderr)
+    return res, wall
 
 
 def copy_def(n):
@@ -203,7 +196,7 @@ def load_fib(defname):
 
 
 BUILD_DEFS = ["rmsnorm_h128", "rmsnorm_h2048", "gemm_n128_k2048"]
-CELL_DEFS = ["rmsnorm_h128", "rmsnorm_h2048", "gemm_n128_k2048"]
+CELL_DEFS = {"rmsnorm_h128": 14, "rmsnorm_h2048": 7, "gemm_n128_k2048": 8}  # definition: workloads judged
 CELL_MODES = ["fork_server", "new_interpreters"]
 
 
@@ -256,8 +249,7 @@ def part_cells(out, work):
                          ("new_interpreters", {"TRACEPIPE_FORK_SERVER": "0"})) if m[0] in CELL_MODES]
     for mode, env in modes:
         total_cells, total_time = 0, 0.0
-        for name in CELL_DEFS:
-            nwl = {"rmsnorm_h128": 14, "rmsnorm_h2048": 7, "gemm_n128_k2048": 8}.get(name, 8)
+        for name, nwl in CELL_DEFS.items():
             d, wls, sols = load_fib(name)
             wls = wls[:nwl]
             job = {"device": DEVICE, "work_dir": work, "definition": d, "solutions": sols, "workloads": wls,
