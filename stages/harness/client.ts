@@ -240,25 +240,265 @@ export async function runHarness(
       throw new HarnessError(`harness ${command} exceeded ${opts.timeoutMs} ms`, r.stderr);
     }
     if (r.aborted) throw new HarnessError(`harness ${command} aborted`, r.stderr);
-    let raw: string;
-    try {
-      raw = readFileSync(out, "utf8");
-    } catch {
-      throw new HarnessError(
-        `harness ${command} wrote no result (exit ${r.code}): ${r.stderr.slice(-2000)}`,
-        r.stderr,
-      );
-    }
-    const parsed = HarnessResult.safeParse(JSON.parse(raw));
-    if (!parsed.success) {
-      throw new HarnessError(
-        `harness ${command}: result.json invalid: ${parsed.error.message.slice(0, 2000)}`,
-        r.stderr,
-      );
-    }
-    return parsed.data;
+    return readResult(command, out, r.stderr, r.code);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Reads the validated result file a harness command wrote. */
+function readResult(command: string, out: string, stderr: string, code: number | null) {
+  let raw: string;
+  try {
+    raw = readFileSync(out, "utf8");
+  } catch {
+    throw new HarnessError(
+      `harness ${command} wrote no result (exit ${code}): ${stderr.slice(-2000)}`,
+      stderr,
+    );
+  }
+  const parsed = HarnessResult.safeParse(JSON.parse(raw));
+  if (!parsed.success) {
+    throw new HarnessError(
+      `harness ${command}: result.json invalid: ${parsed.error.message.slice(0, 2000)}`,
+      stderr,
+    );
+  }
+  return parsed.data;
+}
+
+/** Options of one job sent to a {@link HarnessSession}. */
+export interface SessionRunOptions {
+  /** Hard wall-clock limit for this job, in ms: on expiry the whole session is killed. */
+  timeoutMs?: number;
+  /** Abort: kills the whole session. */
+  signal?: AbortSignal;
+}
+
+/** How much of the serving harness's stderr a session keeps for error messages. */
+const STDERR_TAIL = 64 * 1024;
+
+/**
+ * A serving harness (`tracepipe_harness.py serve`, PROTOCOL.md §6): one judge process that answers jobs one
+ * after another, so torch, the CUDA context and the fork server are started once, not once per job. The
+ * process runs in its own group; a timeout or abort kills the group and the session is dead afterwards
+ * (`alive` false): start a new one.
+ */
+export class HarnessSession {
+  #child: Deno.ChildProcess;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #lines: AsyncGenerator<string>;
+  #stderr = "";
+  #dir: string;
+  #seq = 0;
+  #busy = false;
+  #stderrDone: Promise<void>;
+  /** False once the process exited or was killed. */
+  alive = true;
+
+  private constructor(child: Deno.ChildProcess, dir: string) {
+    this.#child = child;
+    this.#dir = dir;
+    this.#stdin = child.stdin.getWriter();
+    this.#lines = readLines(child.stdout);
+    this.#stderrDone = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of child.stderr) {
+        this.#stderr = (this.#stderr + dec.decode(chunk, { stream: true })).slice(-STDERR_TAIL);
+      }
+    })();
+    child.status.then(() => this.alive = false);
+    child.unref(); // an idle session never keeps this process alive: at exit its judge reads EOF and ends
+  }
+
+  /** Starts a serving harness (it is ready for jobs at once; the first one waits for its start-up). */
+  static async start(opts: { python?: string; env?: Record<string, string> } = {}) {
+    const py = opts.python ?? await choosePython();
+    const child = new Deno.Command(py, {
+      args: [HARNESS_SCRIPT, "serve"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+      env: opts.env,
+    }).spawn();
+    return new HarnessSession(child, mkdtempSync(join(tmpdir(), "tp-session-")));
+  }
+
+  /** The judge's process id (also its process group's). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** The last part of the harness's stderr (progress lines, tracebacks). */
+  get stderrTail(): string {
+    return this.#stderr;
+  }
+
+  #kill() {
+    this.alive = false;
+    try {
+      Deno.kill(-this.#child.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Runs one command on a job in this session and returns the validated result (even when ok=false). */
+  async run(
+    command: "probe" | "compile" | "verify" | "time",
+    job: Record<string, unknown> | null,
+    opts: SessionRunOptions = {},
+  ): Promise<HarnessResult> {
+    if (!this.alive) {
+      throw new HarnessError(`harness session is gone: ${this.#stderr.slice(-2000)}`);
+    }
+    if (this.#busy) throw new Error("HarnessSession.run: one job at a time");
+    this.#busy = true;
+    this.#child.ref();
+    const id = ++this.#seq;
+    const out = join(this.#dir, `result_${id}.json`);
+    const jobPath = job ? join(this.#dir, `job_${id}.json`) : null;
+    let timedOut = false;
+    let aborted = false;
+    const timer = opts.timeoutMs !== undefined
+      ? setTimeout(() => {
+        timedOut = true;
+        this.#kill();
+      }, opts.timeoutMs)
+      : undefined;
+    const onAbort = () => {
+      aborted = true;
+      this.#kill();
+    };
+    if (opts.signal?.aborted) onAbort();
+    opts.signal?.addEventListener("abort", onAbort);
+    try {
+      if (jobPath) writeFileSync(jobPath, JSON.stringify(job));
+      const request = JSON.stringify({ id, command, job: jobPath, out }) + "\n";
+      await this.#stdin.write(new TextEncoder().encode(request)).catch(() => {});
+      let code: number | null = null;
+      for (;;) {
+        const next = await this.#lines.next();
+        if (next.done) break;
+        const reply = parseReply(next.value);
+        if (reply?.tp_error) {
+          throw new HarnessError(`harness serve: ${reply.tp_error}`, this.#stderr);
+        }
+        if (reply && reply.tp_done === id) {
+          code = typeof reply.code === "number" ? reply.code : null;
+          break;
+        }
+      }
+      if (timedOut) {
+        throw new HarnessError(`harness ${command} exceeded ${opts.timeoutMs} ms`, this.#stderr);
+      }
+      if (aborted) throw new HarnessError(`harness ${command} aborted`, this.#stderr);
+      if (code === null) {
+        this.#kill();
+        await this.#stderrDone.catch(() => {});
+        throw new HarnessError(
+          `harness session ended during ${command}: ${this.#stderr.slice(-2000)}`,
+          this.#stderr,
+        );
+      }
+      return readResult(command, out, this.#stderr, code);
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      for (const f of [out, jobPath]) if (f) rmSync(f, { force: true });
+      this.#busy = false;
+      this.#child.unref();
+    }
+  }
+
+  /** Ends the session: closes its input (the harness exits after the current job) and waits for it. */
+  async close(): Promise<void> {
+    try {
+      await this.#stdin.close();
+    } catch {
+      // already closed
+    }
+    const done = await Promise.race([
+      this.#child.status.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 30_000)),
+    ]);
+    if (!done) this.#kill();
+    await this.#child.status;
+    await this.#stderrDone.catch(() => {});
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+function parseReply(line: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(line);
+    return v && typeof v === "object" ? v as Record<string, unknown> : null;
+  } catch {
+    return null; // not a reply: the harness's stdout carries nothing else, but never trust that
+  }
+}
+
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += dec.decode(chunk, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i);
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) yield buf;
+}
+
+/**
+ * Up to `size` serving harnesses shared by concurrent jobs: `use` lends an idle session (starting one
+ * when none is idle) and takes it back afterwards; a session that died is dropped, and the next job
+ * starts a fresh one.
+ */
+export class SessionPool {
+  #idle: HarnessSession[] = [];
+  #all = new Set<HarnessSession>();
+
+  constructor(readonly opts: { python?: string; env?: Record<string, string> } = {}) {}
+
+  /** Runs `f` with a session of the pool. */
+  async use<T>(f: (s: HarnessSession) => Promise<T>): Promise<T> {
+    let s = this.#idle.pop();
+    while (s && !s.alive) {
+      this.#all.delete(s);
+      s = this.#idle.pop();
+    }
+    if (!s) {
+      s = await HarnessSession.start(this.opts);
+      this.#all.add(s);
+    }
+    try {
+      return await f(s);
+    } finally {
+      if (s.alive) this.#idle.push(s);
+      else {
+        this.#all.delete(s);
+        await s.close();
+      }
+    }
+  }
+
+  /** Closes idle sessions until at most `keep` remain. */
+  async trim(keep: number): Promise<void> {
+    const extra = this.#idle.splice(0, Math.max(0, this.#idle.length - keep));
+    for (const s of extra) this.#all.delete(s);
+    await Promise.all(extra.map((s) => s.close()));
+  }
+
+  /** Closes every session. */
+  async close(): Promise<void> {
+    const all = [...this.#all];
+    this.#all.clear();
+    this.#idle = [];
+    await Promise.all(all.map((s) => s.close()));
   }
 }
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runGroup, runHarness } from "./client.ts";
+import { HarnessError, runGroup, runHarness, SessionPool } from "./client.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PY = Deno.env.get("TRACEPIPE_PYTHON") ?? "/usr/bin/python3";
@@ -24,6 +24,22 @@ async function torchImportable(): Promise<string | null> {
   } catch (e) {
     return `${PY} not runnable: ${e}`;
   }
+}
+
+/** A value-returning Python solution with its code in main.py. */
+function pythonSolution(definition: string, name: string, code: string) {
+  return {
+    name,
+    definition,
+    author: "t",
+    spec: {
+      language: "python",
+      target_hardware: ["cpu"],
+      entry_point: "main.py::run",
+      destination_passing_style: false,
+    },
+    sources: [{ path: "main.py", content: code }],
+  };
 }
 
 const skip = await torchImportable();
@@ -64,18 +80,7 @@ Deno.test({
       outputs: { y: { shape: ["n", "d"], dtype: "float32" } },
       reference: "import torch\n\ndef run(x):\n    return torch.relu(x)\n",
     };
-    const mk = (name: string, code: string) => ({
-      name,
-      definition: def.name,
-      author: "t",
-      spec: {
-        language: "python",
-        target_hardware: ["cpu"],
-        entry_point: "main.py::run",
-        destination_passing_style: false,
-      },
-      sources: [{ path: "main.py", content: code }],
-    });
+    const mk = (name: string, code: string) => pythonSolution(def.name, name, code);
     const workDir = Deno.makeTempDirSync();
     const res = await runHarness("verify", {
       device: "cpu",
@@ -95,5 +100,79 @@ Deno.test({
     assert.deepEqual(by.good.evaluation?.performance, null);
     assert.deepEqual(by.bad.evaluation?.status, "INCORRECT_NUMERICAL");
     assert((by.bad.evaluation?.correctness?.max_absolute_error ?? 0) > 0);
+  },
+});
+
+/** A process group exists while any of its members does. */
+function groupAlive(pgid: number): boolean {
+  try {
+    Deno.kill(-pgid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name:
+    "harness sessions: jobs share one judge; a timeout kills its group; the pool starts a fresh one",
+  ignore: skip !== null,
+  async fn() {
+    const def = {
+      name: "tp_sleepy",
+      op_type: "activation",
+      axes: { n: { type: "var" } },
+      inputs: { x: { shape: ["n"], dtype: "float32" } },
+      outputs: { y: { shape: ["n"], dtype: "float32" } },
+      reference: "def run(x):\n    return x.clone()\n",
+    };
+    const sol = (name: string, code: string) => pythonSolution(def.name, name, code);
+    const workDir = Deno.makeTempDirSync();
+    const job = (code: string) => ({
+      device: "cpu",
+      work_dir: workDir,
+      definition: def,
+      solutions: [sol("s", code)],
+      workloads: [{ uuid: "w1", axes: { n: 8 }, inputs: { x: { type: "random" } } }],
+      config: { num_trials: 1 },
+    });
+    const pool = new SessionPool({ python: PY });
+    try {
+      const pids: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await pool.use(async (s) => {
+          pids.push(s.pid);
+          return await s.run("verify", job("def run(x):\n    return x.clone()\n"), {
+            timeoutMs: 120_000,
+          });
+        });
+        assert.deepEqual(r.results[0].evaluation?.status, "PASSED");
+      }
+      assert.deepEqual(pids[0], pids[1], "the second job did not reuse the judge");
+      let killed = -1;
+      await assert.rejects(
+        pool.use((s) => {
+          killed = s.pid;
+          return s.run("verify", job("import time\ndef run(x):\n    time.sleep(300)\n"), {
+            timeoutMs: 4000,
+          });
+        }),
+        (e: unknown) => e instanceof HarnessError && /exceeded 4000 ms/.test(e.message),
+      );
+      assert.deepEqual(killed, pids[0]);
+      for (let i = 0; i < 50 && groupAlive(killed); i++) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert(!groupAlive(killed), "the timed-out judge's process group survived");
+      const after = await pool.use(async (s) => {
+        const r = await s.run("verify", job("def run(x):\n    return x.clone()\n"));
+        return { pid: s.pid, status: r.results[0].evaluation?.status };
+      });
+      assert.notDeepEqual(after.pid, killed);
+      assert.deepEqual(after.status, "PASSED");
+    } finally {
+      await pool.close();
+      Deno.removeSync(workDir, { recursive: true });
+    }
   },
 });

@@ -112,6 +112,128 @@ def unit_tests(work):
           len({round(C.perturb_scale(5, n), 6) for n in range(100)}) == 100)
 
 
+def io_and_share_tests(work):
+    """Tensor files with misaligned offsets, the GPU-sharing lock, stale scratch clean-up."""
+    import threading
+
+    import th_share
+    import tracepipe_harness as TH
+    # A bf16 tensor of 3 elements puts the next float32 at byte 6: the loader must still read it exactly.
+    p = os.path.join(work, "mis.safetensors")
+    src = {"a": torch.randn(3).bfloat16(), "b": torch.randn(5), "c": torch.arange(3, dtype=torch.int64)}
+    C.save_tensors(p, src)
+    back = C.load_tensors(p)
+    check("safetensors: tensors at misaligned offsets read back bit-exact", all(C.bit_equal(src[k], back[k]) for k in src))
+    check("out-of-memory messages recognised, others not",
+          th_share.ran_out_of_memory("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.78 GiB")
+          and th_share.ran_out_of_memory("CUDA error: out of memory")
+          and not th_share.ran_out_of_memory("triton OutOfResources: out of resource: shared memory")
+          and not th_share.ran_out_of_memory("RuntimeError: shape mismatch"))
+    # An exclusive request waits for shared holders, and shared requests made after it wait for it.
+    share = th_share.GpuShare(work)
+    order, t0 = [], time.monotonic()
+    held = threading.Event()
+
+    def reader(name, hold_s, started=None):
+        with share.shared():
+            order.append((name, round(time.monotonic() - t0, 2)))
+            if started:
+                started.set()
+            time.sleep(hold_s)
+
+    def writer():
+        with share.exclusive():
+            order.append(("writer", round(time.monotonic() - t0, 2)))
+            time.sleep(0.3)
+
+    r1 = threading.Thread(target=reader, args=("r1", 0.6, held))
+    r1.start()
+    held.wait()
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.2)  # the writer now waits for r1
+    r2 = threading.Thread(target=reader, args=("r2", 0.0))
+    r2.start()
+    for t in (r1, w, r2):
+        t.join()
+    names = [n for n, _ in order]
+    check("GPU lock: exclusive waits for shared holders; later shared requests wait for it",
+          names == ["r1", "writer", "r2"] and dict(order)["writer"] >= 0.5, str(order))
+    # Scratch directories of judges that are gone are removed; a live judge's stays.
+    root = os.path.join(work, "scratchroot")
+    os.makedirs(root)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f"run_{dead.pid}_x", f"run_{os.getpid()}_y", "other"):
+        os.makedirs(os.path.join(root, name))
+    TH.sweep_stale_scratch(root)
+    check("stale scratch of a dead judge removed, a live one's and others kept",
+          sorted(os.listdir(root)) == sorted([f"run_{os.getpid()}_y", "other"]), str(os.listdir(root)))
+
+
+def serve_tests(work, device):
+    """Serve mode: one judge answers several jobs; a bad request gets an error reply; workers started between
+    jobs (spares) serve the next job; a candidate out of memory beside other judges is run again alone."""
+    dname = "tp_relu_f32"
+    flag = os.path.join(work, "oom_once.flag")
+    oom_once = ("import os, torch\n\ndef run(x):\n"
+                f"    if not os.path.exists({flag!r}):\n"
+                f"        open({flag!r}, 'w').close()\n"
+                "        raise RuntimeError('CUDA out of memory. Tried to allocate 4.00 GiB')\n"
+                "    return torch.relu(x)\n")
+    oom_always = "def run(x):\n    raise RuntimeError('CUDA out of memory. Tried to allocate 4.00 GiB')\n"
+    sols = [catalog.sol("honest", dname, catalog.RELU_VR), catalog.sol("oom_once", dname, oom_once),
+            catalog.sol("oom_always", dname, oom_always)]
+    job = {"device": device, "work_dir": os.path.join(work, "hw"), "definition": catalog.DEFS[dname],
+           "solutions": sols, "workloads": catalog.WORKLOADS[dname][:1], "config": {"num_trials": 1}}
+    jp = os.path.join(work, "serve_job.json")
+    with open(jp, "w") as f:
+        json.dump(job, f)
+    outs = [os.path.join(work, f"serve_{i}.json") for i in range(2)]
+    lines = ["not json", json.dumps({"id": 7})] + [
+        json.dumps({"id": i, "command": "verify", "job": jp, "out": o}) for i, o in enumerate(outs)]
+    p = subprocess.run([sys.executable, os.path.join(HERE, "tracepipe_harness.py"), "serve"],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300)
+    replies = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
+    check("serve: ready line, an error reply per bad request, one done per job, nothing else on stdout",
+          p.returncode == 0 and "tp_ready" in replies[0] and [("tp_error" in r) for r in replies[1:3]] == [True, True]
+          and [r.get("tp_done") for r in replies[3:]] == [0, 1] and all(r["code"] == 0 for r in replies[3:]),
+          str(replies) + p.stderr[-1500:])
+    res = []
+    for o in outs:
+        with open(o) as f:
+            res.append({r["solution"]: r for r in json.load(f)["results"]})
+    st = [{k: v["evaluation"]["status"] for k, v in r.items()} for r in res]
+    check("serve: both jobs judged alike", st[0]["honest"] == st[1]["honest"] == "PASSED", str(st))
+    check("serve: the second job's first worker was started between the jobs",
+          res[1]["honest"]["details"]["startup_s"]["spare"] is True
+          and res[0]["honest"]["details"]["startup_s"]["spare"] is False, str(res[1]["honest"]["details"]))
+    first = res[0]
+    check("out of memory once: run again alone, then PASSED with a note",
+          first["oom_once"]["evaluation"]["status"] == "PASSED" and first["oom_once"]["details"]["retried"]
+          and "run again alone" in first["oom_once"]["evaluation"]["log"], str(first["oom_once"]["details"]))
+    check("out of memory alone too: RUNTIME_ERROR, blamed on the candidate",
+          first["oom_always"]["evaluation"]["status"] == "RUNTIME_ERROR"
+          and first["oom_always"]["details"]["retried"], str(first["oom_always"]["details"]))
+
+
+def sampling_tvd_test(work, device):
+    """The TVD test passes early once a tenth of the samples is clearly under the threshold; failing a sampler
+    takes every sample."""
+    dname = "tp_sampling_top_k"
+    good = next(c["solution"] for c in catalog.CASES if c["id"] == "ok_sampling_top_k")
+    mode = next(c["solution"] for c in catalog.CASES if c["id"] == "sampling_argmax")
+    job = {"device": device, "work_dir": os.path.join(work, "hw"), "definition": catalog.DEFS[dname],
+           "solutions": [good, mode], "workloads": catalog.WORKLOADS[dname][:1],
+           "config": {"sampling_samples_per_row": 20000, "sampling_validation_trials": 5}}
+    rc, res, err, _ = run_harness("verify", job, work)
+    by = {r["solution"]: r["evaluation"] for r in res["results"]}
+    n = {k: (v["correctness"] or {}).get("extra", {}).get("tvd_samples_per_row") for k, v in by.items()}
+    check("sampling TVD: an honest sampler passes on a tenth of the samples, the mode-sampler fails on all",
+          rc == 0 and by[good["name"]]["status"] == "PASSED" and n[good["name"]] == 5000
+          and by[mode["name"]]["status"] == "INCORRECT_NUMERICAL" and n[mode["name"]] == 20000, str(n) + err[-800:])
+
+
 def cheater_tests(work, device, only, jobs=1):
     groups = {}
     for c in catalog.CASES:
@@ -324,7 +446,10 @@ def main():
     skip = set(a.skip.split(","))
     if not a.only:
         unit_tests(work)
+        io_and_share_tests(work)
         probe_test(work)
+        serve_tests(work, a.device)
+        sampling_tvd_test(work, a.device)
         if "compile" not in skip:
             compile_tests(work, a.device)
     if "cheaters" not in skip:

@@ -242,6 +242,34 @@ def build_tvm_ffi(req, src_dir, bdir, pkg, log):
     return {"outcome": "built", "artifact": str(so)}
 
 
+def _cached(bdir):
+    """The finished build in `bdir`, or None (caller holds the directory's lock)."""
+    marker = os.path.join(bdir, "TP_BUILD.json")
+    if not os.path.exists(marker):
+        return None
+    with open(marker) as f:
+        res = json.load(f)
+    if res.get("artifact_rel") is not None:
+        # The build directory may have moved (a build cache carried to another machine).
+        res["artifact"] = os.path.normpath(os.path.join(bdir, res["artifact_rel"]))
+    if res.get("artifact") and not os.path.exists(res["artifact"]):
+        os.remove(marker)  # an incomplete cache entry: build again
+        return None
+    res["cached"] = True
+    res["seconds"] = 0.0
+    return res
+
+
+def cached_build(bdir):
+    """The finished build in `bdir`, or None. Reads files only (no candidate code), so the judge calls it
+    itself and starts no build process for a solution built before."""
+    if not os.path.exists(os.path.join(bdir, "TP_BUILD.json")):
+        return None
+    with open(os.path.join(bdir, ".lock"), "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        return _cached(bdir)
+
+
 def build(req):
     sol = req["solution"]
     bdir = req["build_dir"]
@@ -250,18 +278,9 @@ def build(req):
     marker = os.path.join(bdir, "TP_BUILD.json")
     with open(os.path.join(bdir, ".lock"), "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)  # concurrent builds of one hash wait for the first
-        if os.path.exists(marker):
-            with open(marker) as f:
-                res = json.load(f)
-            if res.get("artifact_rel") is not None:
-                # The build directory may have moved (a build cache carried to another machine).
-                res["artifact"] = os.path.normpath(os.path.join(bdir, res["artifact_rel"]))
-            if res.get("artifact") and not os.path.exists(res["artifact"]):
-                os.remove(marker)  # an incomplete cache entry: build again
-            else:
-                res["cached"] = True
-                res["seconds"] = 0.0
-                return res
+        res = _cached(bdir)
+        if res is not None:
+            return res
         t0 = time.time()
         log = []
         src_dir = os.path.join(bdir, "src")

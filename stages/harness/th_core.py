@@ -59,13 +59,14 @@ def _dtype_name_of(t):
 
 
 def _raw_bytes(t):
+    """The tensor's bytes as a buffer (a view of one host copy: no second copy through `bytes`)."""
     t = t.detach().to("cpu").contiguous()
     if t.dtype == torch.bool:
         t = t.to(torch.uint8)
     size = t.element_size()
     if t.numel() == 0:
         return b""
-    return t.reshape(-1).view(_SIZED_INT[size]).numpy().tobytes()
+    return memoryview(t.reshape(-1).view(_SIZED_INT[size]).numpy()).cast("B")
 
 
 def bit_equal(a, b):
@@ -107,8 +108,13 @@ def save_tensors(path, tensors, meta=None):
 
 
 def load_tensors(path, device="cpu", max_bytes=1 << 36):
-    """Read a safetensors file, validating the (possibly untrusted) header. Returns {name: tensor}."""
+    """Read a safetensors file, validating the (possibly untrusted) header. Returns {name: tensor}.
+
+    The file is read once into one buffer; CPU tensors are views of it (no further copy), CUDA tensors are
+    copied from it to the device."""
     size = os.path.getsize(path)
+    if size > max_bytes:
+        raise ValueError(f"{path}: file too large")
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) != 8:
@@ -117,9 +123,10 @@ def load_tensors(path, device="cpu", max_bytes=1 << 36):
         if hlen > min(size - 8, 100 << 20):
             raise ValueError(f"{path}: header length {hlen} exceeds file")
         header = json.loads(f.read(hlen).decode())
-        data = f.read()
-    if size > max_bytes:
-        raise ValueError(f"{path}: file too large")
+        data = bytearray(size - 8 - hlen)
+        got = f.readinto(data) if data else 0
+    if got != len(data):
+        raise ValueError(f"{path}: truncated data")
     if not isinstance(header, dict):
         raise ValueError(f"{path}: header is not an object")
     out = {}
@@ -131,7 +138,7 @@ def load_tensors(path, device="cpu", max_bytes=1 << 36):
         shape = info.get("shape")
         offs = info.get("data_offsets")
         if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
-                or not isinstance(offs, list) or len(offs) != 2):
+                or not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) for o in offs)):
             raise ValueError(f"{path}: tensor {name!r} has a bad shape or offsets")
         dname = _ST_BACK[info["dtype"]]
         dt = getattr(torch, dname, None)
@@ -145,7 +152,10 @@ def load_tensors(path, device="cpu", max_bytes=1 << 36):
         if n == 0:
             t = torch.empty(shape, dtype=dt)
         else:
-            raw = torch.frombuffer(bytearray(data[a:b]), dtype=_SIZED_INT[itemsize])
+            raw = torch.frombuffer(data, dtype=torch.uint8, count=b - a, offset=a)
+            if a % itemsize:
+                raw = raw.clone()  # a misaligned offset: the typed view needs an aligned start
+            raw = raw.view(_SIZED_INT[itemsize])
             t = raw.view(torch.uint8).to(torch.bool) if dt == torch.bool else raw.view(dt)
             t = t.reshape(shape)
         out[name] = t.to(device)
@@ -403,7 +413,8 @@ def resolve_tolerance(definition, config):
                 tol["extra"].update(v or {})
             elif v is not None:
                 tol[k] = v
-    for k in ("sampling_validation_trials", "sampling_tvd_threshold", "sampling_samples_per_row"):
+    for k in ("sampling_validation_trials", "sampling_tvd_threshold", "sampling_samples_per_row",
+              "sampling_tvd_rows", "sampling_tile_max_bytes", "sampling_tvd_early_fraction_inv"):
         if config.get(k) is not None:
             tol["extra"][k] = config[k]
     if tol["required_matched_ratio"] is None and "moe_fp8_block_scale" in name:

@@ -1,6 +1,6 @@
 """Fork server for candidate workers: imports torch once, then forks one worker per request.
 
-    python3 th_zygote.py SOCKET_FD
+    python3 th_zygote.py SOCKET_FD [MODULE,...]      (modules to import before forking, e.g. triton)
 
 Starting a worker from scratch means a new interpreter importing torch (seconds on the GPU machine);
 a fork of this process starts in milliseconds. The fork server never touches CUDA (a CUDA driver
@@ -28,6 +28,22 @@ os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
 import torch  # noqa: E402,F401  the point of this process: the import is paid once
 
 import th_core  # noqa: E402,F401
+
+
+def preload(names):
+    """Imports the modules many candidates import (Triton: about a second each time), once, here. A module
+    whose import created a CUDA context would make every child's CUDA unusable: that is checked, and the
+    fork server then refuses to start (the judge falls back to new interpreters)."""
+    for name in names:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - a missing optional package is not an error
+            continue
+    if torch.cuda.is_initialized():
+        raise SystemExit("th_zygote: a preloaded module initialised CUDA; cannot fork workers")
+
+
+preload([n for n in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if n])
 
 
 def child(msg, fds):

@@ -17,11 +17,12 @@ import {
   Trace,
   type Workload,
 } from "../../pipeline/schema/trace.ts";
-import type { CellResult } from "../../pipeline/stage.ts";
+import type { CellJob, CellResult } from "../../pipeline/stage.ts";
 import type { Toolchain } from "../../pipeline/toolchain.ts";
 import { formatJsonl, tracesPath, writeFileAtomic } from "../../pipeline/traceset.ts";
-import type { FiEvaluation } from "../harness/client.ts";
-import { evaluationToJson } from "../harness/client.ts";
+import { inferShape } from "../../pipeline/validate.ts";
+import type { FiEvaluation, HarnessSession } from "../harness/client.ts";
+import { evaluationToJson, SessionPool } from "../harness/client.ts";
 
 /** The harness files the judging stages execute (their bytes enter every cell key). */
 export const HARNESS_CODE = [
@@ -97,12 +98,20 @@ export function selectSolutions(
   );
 }
 
-/** Merges the fragments of the given upstream stages. */
+/**
+ * Merges the fragments of the given upstream stages, in stage order and, within a stage, in cell-id order:
+ * never in run-index order, which `import` may change, since the first workloads of a definition are the
+ * ones judged (`max_workloads`) and the choice must not move between runs.
+ */
 export function mergeUpstream(
   upstream: Record<string, CellResult[]>,
   stages: string[],
 ): MergedFragments {
-  return mergeFragments(stages.flatMap((s) => upstream[s] ?? []));
+  return mergeFragments(
+    stages.flatMap((s) =>
+      [...(upstream[s] ?? [])].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    ),
+  );
 }
 
 /** Writes one trace into a cell's output as a TraceSet fragment (traces/<author>/<op>/<def>.jsonl). */
@@ -138,6 +147,47 @@ export function distinctSolutionsAndWorkloads(
   };
 }
 
+/**
+ * Rough cost of judging a group of (solution, workload) cells of one definition: the input elements of its
+ * workloads times its solutions (used to order groups, never to decide anything).
+ */
+export function groupCost(group: CellJob[]): number {
+  const cells = group.map((j) =>
+    j.plan.payload as { definition: Definition; solution: Solution; workload: RootedWorkload }
+  );
+  const { solutions, workloads } = distinctSolutionsAndWorkloads(cells);
+  const def = cells[0].definition;
+  let elements = 0;
+  for (const w of workloads) {
+    for (const name of Object.keys(def.inputs)) {
+      try {
+        elements += (inferShape(def, name, w.axes) ?? [1]).reduce((x, y) => x * y, 1);
+      } catch { /* an axis without a value counts as nothing */ }
+    }
+  }
+  return elements * solutions.length;
+}
+
+/** Samples the sampling evaluator's TVD test draws per cell (2 rows x 500 000, flashinfer-bench's count). */
+const TVD_SAMPLES = 1_000_000;
+
+/**
+ * Rough cost of verifying a group: {@link groupCost}, plus, for a sampler with a non-empty batch, its TVD
+ * test, which reads the vocabulary (the largest constant axis) once per sample. A top-k mask keeps few
+ * tokens, and such a test usually stops at a tenth of its samples.
+ */
+export function verifyCost(group: CellJob[]): number {
+  const def = (group[0].plan.payload as { definition: Definition }).definition;
+  const base = groupCost(group);
+  if (def.op_type !== "sampling") return base;
+  const vocab = Object.values(def.axes).reduce(
+    (m, a) => Math.max(m, a.type === "const" ? a.value : 0),
+    0,
+  );
+  if (base < vocab) return base; // an empty batch: only the output shape is checked
+  return base + group.length * TVD_SAMPLES * vocab / (def.name.includes("top_k") ? 10 : 1);
+}
+
 /** Groups items by a key, keeping first-seen order. */
 export function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
@@ -155,4 +205,32 @@ export async function mapLimit<T>(
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
     while (next < items.length) await f(items[next++]);
   }));
+}
+
+/**
+ * Serving harnesses shared by the judging stages of this process: one stage's judges serve the next (the
+ * time stage starts with a judge that verify warmed up). Idle ones never keep the process alive.
+ */
+const SHARED_SESSIONS = new SessionPool();
+
+/**
+ * {@link mapLimit} with a serving harness per lane: each item gets a session of the shared pool (torch, the
+ * CUDA context and the fork server start once per lane, not once per item). Afterwards one idle judge is
+ * kept for the next stage and the others are closed.
+ */
+export async function mapWithSessions<T>(
+  items: T[],
+  lanes: number,
+  f: (item: T, session: HarnessSession) => Promise<void>,
+): Promise<void> {
+  try {
+    await mapLimit(items, lanes, (item) => SHARED_SESSIONS.use((session) => f(item, session)));
+  } finally {
+    await SHARED_SESSIONS.trim(1);
+  }
+}
+
+/** Closes the judging stages' serving harnesses (tests call it; a CLI run just exits). */
+export function closeSharedSessions(): Promise<void> {
+  return SHARED_SESSIONS.close();
 }

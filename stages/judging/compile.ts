@@ -11,12 +11,11 @@ import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
 import { type CellJob, type CellPlan, defineStage } from "../../pipeline/stage.ts";
 import { compileFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
-import { runHarness } from "../harness/client.ts";
 import {
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
-  mapLimit,
+  mapWithSessions,
   mergeUpstream,
   notRunnableHere,
   SelectionParams,
@@ -75,12 +74,12 @@ export const compileStage = defineStage<CompileParams>({
   },
   async runBatch(jobs, ctx, complete) {
     const groups = groupBy(jobs, (j) => (j.plan.payload as Payload).definition.name);
-    await mapLimit(
+    await mapWithSessions(
       [...groups.values()],
       ctx.params.parallel_definitions,
-      async (group: CellJob[]) => {
+      async (group: CellJob[], session) => {
         const { definition } = group[0].plan.payload as Payload;
-        const result = await runHarness("compile", {
+        const result = await session.run("compile", {
           protocol: 1,
           device: "auto",
           work_dir: HARNESS_WORK_DIR,

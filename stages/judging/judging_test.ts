@@ -23,7 +23,8 @@ import {
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { compileStage } from "./compile.ts";
 import { timeStage } from "./time.ts";
-import { verifyStage } from "./verify.ts";
+import { closeSharedSessions, mergeUpstream } from "./common.ts";
+import { verifyStage, workloadsFor } from "./verify.ts";
 
 const tc = await discoverToolchain();
 const skip = !tc.python?.torch;
@@ -136,7 +137,7 @@ Deno.test({
       },
       toolchain: tc,
       log: () => {},
-    });
+    }).finally(closeSharedSessions);
     const byStage = Object.fromEntries(reports.map((r) => [r.stage, r]));
     for (const s of ["compile", "verify", "time"]) assertEquals(byStage[s].failed, [], s);
     // nvcc still compiles the CUDA source here, as a check; judging it needs a GPU.
@@ -181,4 +182,30 @@ Deno.test({
         timing.details.candidate.samples_ms.length >= 5,
     );
   },
+});
+
+Deno.test("the workloads judged do not depend on the order of the upstream run index", () => {
+  const frag = (uuid: string) => {
+    const dir = mkdtempSync(join(tmpdir(), "tp-frag-"));
+    const rel = workloadsPath("rmsnorm", DEF);
+    mkdirSync(join(dir, rel, ".."), { recursive: true });
+    const w = { axes: { batch_size: 4 }, inputs: {}, uuid };
+    writeFileSync(
+      join(dir, rel),
+      formatJsonl([{ definition: DEF, workload: w, solution: null, evaluation: null }]),
+    );
+    return dir;
+  };
+  const defDir = mkdtempSync(join(tmpdir(), "tp-frag-"));
+  mkdirSync(join(defDir, "definitions/rmsnorm"), { recursive: true });
+  writeFileSync(join(defDir, `definitions/rmsnorm/${DEF}.json`), defText);
+  const cell = (id: string, dir: string) => ({ id, key: id, digest: id, dir, summary: null });
+  const defs = [cell("definitions", defDir)];
+  const a = cell("extract/a", frag("wl-a"));
+  const b = cell("extract/b", frag("wl-b"));
+  const first = (extract: ReturnType<typeof cell>[]) =>
+    workloadsFor(mergeUpstream({ definitions: defs, extract }, ["definitions", "extract"]), DEF, 1)
+      .map((w) => w.workload.uuid);
+  assertEquals(first([a, b]), ["wl-a"]);
+  assertEquals(first([b, a]), ["wl-a"]);
 });

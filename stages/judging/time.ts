@@ -13,15 +13,15 @@ import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
 import { type CellJob, type CellPlan, defineStage } from "../../pipeline/stage.ts";
 import { hardwareFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
-import { inferShape } from "../../pipeline/validate.ts";
-import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
+import { type HarnessCell, toEvaluation } from "../harness/client.ts";
 import {
   distinctSolutionsAndWorkloads,
   groupBy,
+  groupCost,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
   hasGpu,
-  mapLimit,
+  mapWithSessions,
   mergeUpstream,
   notRunnableHere,
   SelectionParams,
@@ -41,6 +41,11 @@ export const TimeParams = SelectionParams.extend({
   input_sets: z.number().int().positive().default(8),
   /** Fewer input sets (never under 2) when `input_sets` of them would exceed this many bytes. */
   input_sets_max_bytes: z.number().int().nonnegative().default(256 * 1024 * 1024),
+  /**
+   * Wait for workers still creating their CUDA context before each measurement (the next candidate's
+   * worker starts while the current one is timed); false lets them overlap.
+   */
+  settle_workers: z.boolean().default(true),
   /**
    * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
@@ -72,22 +77,6 @@ export function pickBaseline(
   )
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   return cands.find((s) => s.name.includes(prefer)) ?? cands[0] ?? null;
-}
-
-/** Rough cost of timing a group: input elements of its workloads times its solutions. */
-function groupCost(group: CellJob[]): number {
-  const cells = group.map((j) => j.plan.payload as Payload);
-  const { solutions, workloads } = distinctSolutionsAndWorkloads(cells);
-  const def = cells[0].definition;
-  let elements = 0;
-  for (const w of workloads) {
-    for (const name of Object.keys(def.inputs)) {
-      try {
-        elements += (inferShape(def, name, w.axes) ?? [1]).reduce((x, y) => x * y, 1);
-      } catch { /* an axis without a value counts as nothing */ }
-    }
-  }
-  return elements * solutions.length;
 }
 
 /** The stage. */
@@ -163,13 +152,13 @@ export const timeStage = defineStage<TimeParams>({
     // One timing process per GPU at a time, cheapest definitions first, so that a run cut short
     // by a time limit has timed as many definitions as it could.
     const order = [...groups.values()].sort((a, b) => groupCost(a) - groupCost(b));
-    await mapLimit(order, 1, async (group: CellJob[]) => {
+    await mapWithSessions(order, 1, async (group: CellJob[], session) => {
       const first = group[0].plan.payload as Payload;
       const { solutions, workloads } = distinctSolutionsAndWorkloads(
         group.map((j) => j.plan.payload as Payload),
       );
       const t0 = performance.now();
-      const result = await runHarness("time", {
+      const result = await session.run("time", {
         protocol: 1,
         device: "auto",
         work_dir: HARNESS_WORK_DIR,

@@ -12,7 +12,7 @@ import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
 import { type CellJob, type CellPlan, type CellResult, defineStage } from "../../pipeline/stage.ts";
 import { hardwareFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
-import { type HarnessCell, runHarness, toEvaluation } from "../harness/client.ts";
+import { type HarnessCell, toEvaluation } from "../harness/client.ts";
 import type { CompileSummary } from "./compile.ts";
 import {
   distinctSolutionsAndWorkloads,
@@ -20,11 +20,12 @@ import {
   HARNESS_CODE,
   HARNESS_WORK_DIR,
   hasGpu,
-  mapLimit,
+  mapWithSessions,
   mergeUpstream,
   notRunnableHere,
   SelectionParams,
   selectSolutions,
+  verifyCost,
   writeTrace,
 } from "./common.ts";
 
@@ -174,20 +175,26 @@ export const verifyStage = defineStage<VerifyParams>({
       });
     }
 
+    // One harness job per solution (its workloads share its worker), and per cell for a sampler, whose every
+    // cell runs the TVD test: costly work spreads over the lanes instead of queueing in one.
     const groups = groupBy(runnable, (j) => {
       const p = j.plan.payload as Payload;
-      return `${p.definition.name}\u0000${p.workload.root}`;
+      const cell = p.definition.op_type === "sampling" ? p.workload.workload.uuid : "";
+      return `${p.definition.name}\u0000${p.workload.root}\u0000${p.solution.name}\u0000${cell}`;
     });
     const parallel = hasGpu(ctx.toolchain)
       ? ctx.params.parallel_processes
       : Math.min(2, ctx.params.parallel_processes);
-    await mapLimit([...groups.values()], parallel, async (group) => {
+    // Costliest jobs first: lanes that finish early then pick up the cheap ones, instead of one lane
+    // working through a big job alone at the end.
+    const order = [...groups.values()].sort((a, b) => verifyCost(b) - verifyCost(a));
+    await mapWithSessions(order, parallel, async (group, session) => {
       const first = group[0].plan.payload as Payload;
       const { solutions, workloads } = distinctSolutionsAndWorkloads(
         group.map((j) => j.plan.payload as Payload),
       );
       const t0 = performance.now();
-      const result = await runHarness("verify", {
+      const result = await session.run("verify", {
         protocol: 1,
         device: "auto",
         work_dir: HARNESS_WORK_DIR,
@@ -214,7 +221,7 @@ export const verifyStage = defineStage<VerifyParams>({
         else job.log("the harness returned no result for this cell");
       }
       ctx.log(
-        `${first.definition.name}: ${solutions.length} solutions x ${workloads.length} workloads in ${
+        `${first.definition.name}: ${solutions[0].name}: ${workloads.length} workloads in ${
           ((performance.now() - t0) / 1000).toFixed(1)
         }s`,
       );

@@ -1,6 +1,6 @@
 """Fidelity and cost benchmarks of the harness on a GPU (see docs/BENCHMARKS-harness.md).
 
-    python3 stages/harness/bench/gpu_bench.py --part fidelity|builds|cells --out DIR
+    python3 stages/harness/bench/gpu_bench.py --part fidelity|builds|cells|interference --out DIR
 
 Each part writes DIR/<part>.json and prints a summary table last. Needs CUDA; exits 3 without it.
 """
@@ -88,6 +88,16 @@ def record(out, part, key, value):
 DEVICE = "cuda"
 
 
+def event_ms(fn):
+    """Milliseconds between CUDA events recorded around `fn()` on the current stream."""
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    e.synchronize()
+    return s.elapsed_time(e)
+
+
 def measured_copy_bandwidth(nbytes):
     """Device-to-device copy through PyTorch, bytes read + written, median of 50 event-timed copies."""
     x = torch.randn(nbytes // 4, device=DEVICE)
@@ -103,12 +113,7 @@ def measured_copy_bandwidth(nbytes):
             y.copy_(x)
             ts.append((time.perf_counter() - t0) * 1e3)
             continue
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        y.copy_(x)
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e))
+        ts.append(event_ms(lambda: y.copy_(x)))
     del x, y
     if DEVICE == "cuda":
         torch.cuda.empty_cache()
@@ -288,9 +293,65 @@ def part_cells(out, work):
             print(f"{key}: {r}")
 
 
+CONTEXT_CHURN = """
+import os, sys, time
+import torch
+end, n = time.time() + float(sys.argv[1]), 0
+while time.time() < end:
+    pid = os.fork()
+    if pid == 0:
+        torch.cuda.init()
+        torch.zeros(1, device="cuda").add_(1)
+        torch.cuda.synchronize()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    n += 1
+print(n)
+"""
+
+
+def part_interference(out):
+    """Does a worker creating its CUDA context in another process disturb a measurement? Times a small (1 MiB)
+    and a medium (64 MiB) copy the harness's way (L2 flushed, events on the stream, end event waited for),
+    alternating quiet phases with phases where a forked process creates CUDA contexts back to back."""
+    flush = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
+    res = {}
+    for label, nbytes in (("copy_1MiB", 1 << 20), ("copy_64MiB", 64 << 20)):
+        x = torch.randn(nbytes // 4, device="cuda")
+        y = torch.empty_like(x)
+
+        def samples(n):
+            ts = []
+            for _ in range(n):
+                flush.zero_()
+                torch.cuda.synchronize()
+                ts.append(event_ms(lambda: y.copy_(x)))
+            return ts
+
+        samples(200)
+        phases = {"quiet": [], "churn": []}
+        contexts = 0
+        for _ in range(3):
+            phases["quiet"] += samples(400)
+            bg = subprocess.Popen([sys.executable, "-c", CONTEXT_CHURN, "4"], stdout=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            t0 = time.time()
+            while time.time() - t0 < 3.0:
+                phases["churn"] += samples(50)
+            contexts += int(bg.communicate()[0].strip() or 0)
+        stats = {k: {"n": len(v), "median_ms": statistics.median(v),
+                     "p25_ms": statistics.quantiles(v, n=4)[0], "p75_ms": statistics.quantiles(v, n=4)[2]}
+                 for k, v in phases.items()}
+        stats["median_shift_pct"] = 100 * (stats["churn"]["median_ms"] / stats["quiet"]["median_ms"] - 1)
+        stats["contexts_created"] = contexts
+        res[label] = stats
+        record(out, "interference", label, stats)
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", required=True, choices=["fidelity", "builds", "cells", "builds+cells"])
+    ap.add_argument("--part", required=True, choices=["fidelity", "builds", "cells", "builds+cells", "interference"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--dry-cpu", action="store_true", help="exercise the script on a CPU host (python solutions)")
     ap.add_argument("--build-defs", default=",".join(BUILD_DEFS))
@@ -308,6 +369,8 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     if a.part == "fidelity":
         part_fidelity(a.out, (1 << 28) if DEVICE == "cuda" else (1 << 22))
+    if a.part == "interference":
+        part_interference(a.out)
     if a.part in ("builds", "builds+cells"):
         work = part_builds(a.out)
     else:
