@@ -43,9 +43,10 @@ export const TimeParams = SelectionParams.extend({
   input_sets_max_bytes: z.number().int().nonnegative().default(256 * 1024 * 1024),
   /**
    * Wait for workers still creating their CUDA context before each measurement (the next candidate's
-   * worker starts while the current one is timed); false lets them overlap.
+   * worker starts while the current one is timed). Off by default: on the H100, contexts created back
+   * to back in another process did not move a measured median (docs/BENCHMARKS.md).
    */
-  settle_workers: z.boolean().default(true),
+  settle_workers: z.boolean().default(false),
   /**
    * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
