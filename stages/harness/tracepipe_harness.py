@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import th_forkserver  # noqa: E402  (standard library only)
-from th_forkserver import _FORK_SERVER, ForkedProcess, close_fork_server, fork_server, worker_env  # noqa: E402
+from th_forkserver import _FORK_SERVER, ForkedProcess, close_fork_server, fork_server, log, worker_env  # noqa: E402
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
     fork_server()  # a serving judge: its fork server imports torch while this process does too
@@ -53,10 +53,6 @@ TIMING_DEFAULTS = {"rounds": 3, "warmup_calls": 10, "warmup_ms": 25.0, "min_samp
                    "time_reference": True, "subtract_overhead": False, "reuse_reference": True,
                    "sync_before_end": True, "input_sets_max_bytes": 256 << 20,
                    "gpu_warmup_ms": 300, "settle_workers": False}
-
-
-def log(msg):
-    print(f"[harness] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -992,30 +988,6 @@ def verify_sampling(ctx, cand, wl, axes, blobs):
     return v
 
 
-class _ReferenceOutOfMemory(Verdict):
-    """A reference that ran out of memory, as a verdict (so the cell can be run again alone)."""
-
-    def __init__(self, err):
-        super().__init__()
-        self.error = err
-
-
-def verify_cell(ctx, cand, wl):
-    """verify_workload, with a reference that ran out of device memory returned rather than raised."""
-    try:
-        return verify_workload(ctx, cand, wl)
-    except ReferenceFailed as e:
-        if ran_out_of_memory(str(e)):
-            return _ReferenceOutOfMemory(e)
-        raise
-
-
-def _out_of_memory(v):
-    if isinstance(v, _ReferenceOutOfMemory):
-        return True
-    return v.status == "RUNTIME_ERROR" and any(ran_out_of_memory(m) for m in v.msgs)
-
-
 def not_run_result(sol_name, wl, outcome, reason, evaluation=None):
     return {"solution": sol_name, "workload": wl.get("uuid"), "outcome": outcome, "reason": reason,
             "evaluation": evaluation, "details": {}}
@@ -1069,39 +1041,51 @@ def cmd_verify(ctx):
     return results
 
 
-def verify_one(ctx, cand, sol, wl):
+def _load_failure(ctx, cand, sol, wl):
+    """The cell's result when the candidate's worker cannot start or load it, else None."""
     load_err = cand.ensure()
-    if load_err:
-        log_t = load_err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
-        cand.worker.kill()
-        return not_run_result(sol["name"], wl, "evaluated", None, ctx.evaluation(load_err[0], log_t))
+    if not load_err:
+        return None
+    log_t = load_err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
+    cand.worker.kill()
+    return not_run_result(sol["name"], wl, "evaluated", None, ctx.evaluation(load_err[0], log_t))
+
+
+def verify_one(ctx, cand, sol, wl):
+    failed = _load_failure(ctx, cand, sol, wl)
+    if failed:
+        return failed
     t0 = time.time()
     share = GpuShare(os.path.dirname(ctx.scratch))
+
+    def attempt(lock):
+        """(verdict, None), or (None, the reference's failure)."""
+        with lock:
+            try:
+                return verify_workload(ctx, cand, wl), None
+            except ReferenceFailed as e:
+                return None, e
+
     retried = None
     try:
-        with share.shared():
-            v = verify_cell(ctx, cand, wl)
-        if _out_of_memory(v):
+        v, ref_err = attempt(share.shared())
+        if ran_out_of_memory(str(ref_err or "")) or (
+                v is not None and v.status == "RUNTIME_ERROR" and any(ran_out_of_memory(m) for m in v.msgs)):
             # Other judges on this GPU may have held the memory: run the cell again with the GPU to itself,
             # in a fresh worker, and blame the candidate only if it runs out of memory alone.
             retried = "out of device memory beside other judges; run again alone"
             cand.worker.kill()
-            load_err = cand.ensure()
-            if load_err:
-                log_t = load_err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
-                cand.worker.kill()
-                return not_run_result(sol["name"], wl, "evaluated", None, ctx.evaluation(load_err[0], log_t))
-            with share.exclusive():
-                v = verify_cell(ctx, cand, wl)
+            failed = _load_failure(ctx, cand, sol, wl)
+            if failed:
+                return failed
+            v, ref_err = attempt(share.exclusive())
     except JobError as e:
         return not_run_result(sol["name"], wl, "input_error", str(e))
-    except ReferenceFailed as e:
-        return not_run_result(sol["name"], wl, "reference_error", str(e))
     finally:
         if ctx.device == "cuda":
             torch.cuda.empty_cache()  # what this cell held must not crowd the other judges' next cells
-    if isinstance(v, _ReferenceOutOfMemory):
-        return not_run_result(sol["name"], wl, "reference_error", str(v.error))
+    if ref_err:
+        return not_run_result(sol["name"], wl, "reference_error", str(ref_err))
     log_t = "\n".join(v.msgs + ([f"note: {retried}"] if retried else []))
     wlog = cand.worker.log_text(ctx.log_limit) if cand.worker else ""
     if wlog:
