@@ -10,6 +10,8 @@ mkdir -p /tmp/tpbin
 [ -x /tmp/tpbin/deno ] || xz -dc .device/deno.xz >/tmp/tpbin/deno
 chmod +x /tmp/tpbin/deno
 export PATH=/tmp/tpbin:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYTHON:-python3}
+# Triton's JIT cache travels with the builds: "warm builds" include the Triton kernels' compiled code
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/.tracepipe/harness/triton-cache}
 mkdir -p .tracepipe/store
 [ -f .tracepipe/store/.unpacked ] || { tar xJf .device/store.tar.xz -C .tracepipe/store && touch .tracepipe/store/.unpacked; }
 [ -f .device/gpu-store.tar.xz ] && tar xJf .device/gpu-store.tar.xz -C .tracepipe/store
@@ -31,5 +33,6 @@ tar cJf "$OUT/gpu-store.tar.xz" -C .tracepipe/store runs/compile.json runs/verif
   cells/compile cells/verify cells/time 2>/dev/null
 # the built extensions (shared objects and their markers only), for a next call on a fresh machine
 (cd .tracepipe/harness 2>/dev/null &&
-  find builds -path 'builds/torch/*' \( -name TP_BUILD.json -o -name '*.so' \) | tar cJf "$OUT/gpu-builds.tar.xz" -T -)
+  { find builds -path 'builds/torch/*' \( -name TP_BUILD.json -o -name '*.so' \); find triton-cache -type f 2>/dev/null; } |
+  tar cJf "$OUT/gpu-builds.tar.xz" -T -)
 ls -l "$OUT"

@@ -87,6 +87,8 @@ export const HarnessResult = z.object({
   environment: HarnessEnvironment.optional(),
   probe: z.record(z.string(), z.unknown()).optional(),
   results: z.array(HarnessCell),
+  /** Seconds per phase of the job (prepare, start_workers, gpu_warmup, cells, close_workers). */
+  job_s: z.record(z.string(), z.number()).optional(),
 });
 export type HarnessResult = z.infer<typeof HarnessResult>;
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,56 @@ def check(name, ok, detail=""):
 
 
 # ---------------------------------------------------------------------------------------------------
+def stop_rule_and_gate_tests():
+    # The stopping rule stops a tight distribution early, and a few outliers do not keep it sampling.
+    tight = C.MedianStopRule(10, 0.005)
+    n_tight = next(i for i in range(1, 1000) if tight.add(1.0 + 0.001 * ((i * 7) % 5)))
+    check("stop rule: a tight distribution stops at its minimum", n_tight == 10, str(n_tight))
+    spiky = C.MedianStopRule(10, 0.005)
+    n_spiky = next((i for i in range(1, 1000) if spiky.add(5.0 if i % 10 == 0 else 1.0 + 0.001 * (i % 3))), None)
+    mean_rule_n = None  # the standard error of the mean with the same outliers never gets under 0.5 %
+    xs = []
+    for i in range(1, 1000):
+        xs.append(5.0 if i % 10 == 0 else 1.0 + 0.001 * (i % 3))
+        m = sum(xs) / len(xs)
+        if len(xs) >= 10 and (sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) ** 0.5 / m < 0.005:
+            mean_rule_n = i
+            break
+    check("stop rule: 10 % outliers do not keep a tight median sampling (the mean's rule would)",
+          n_spiky is not None and n_spiky <= 20 and mean_rule_n is None, f"{n_spiky} {mean_rule_n}")
+    noisy = C.MedianStopRule(10, 0.005)
+    rng = random.Random(1)
+    n_noisy = next((i for i in range(1, 500) if noisy.add(rng.uniform(0.5, 1.5))), None)
+    check("stop rule: a wide distribution keeps sampling", n_noisy is None or n_noisy > 200, str(n_noisy))
+    # The timing gate's PTX was generated from the gate.cu beside it, and assembles where ptxas exists.
+    import hashlib
+    import th_gate
+    with open(os.path.join(HERE, "gate", "gate.cu"), "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    check("gate: th_gate.py holds the PTX of the current gate/gate.cu (tools/gen-gate-ptx.sh)",
+          th_gate.GATE_CU_SHA256 == sha and ".entry tp_gate(" in th_gate.GATE_PTX, th_gate.GATE_CU_SHA256)
+    if not torch.cuda.is_available():
+        try:
+            th_gate.Gate(100_000)
+            made = "made a gate"
+        except th_gate.GateUnavailable as e:
+            made = str(e)
+        check("gate: without a GPU it is unavailable, saying why (the worker then times ungated)",
+              made != "made a gate" and ("driver" in made or "context" in made or "failed" in made), made)
+    ptxas = shutil.which("ptxas") or next((p for p in ("/usr/local/cuda/bin/ptxas", "/usr/local/cuda-13.0/bin/ptxas")
+                                           if os.path.exists(p)), None)
+    if ptxas:
+        src = os.path.join(tempfile.mkdtemp(prefix="tp_gate_"), "gate.ptx")
+        with open(src, "w") as f:
+            f.write(th_gate.GATE_PTX)
+        r = subprocess.run([ptxas, "-arch=sm_90", src, "-o", src + ".cubin"], capture_output=True, text=True)
+        check("gate: the PTX assembles for sm_90", r.returncode == 0, r.stderr[-500:])
+    else:
+        print("skip gate PTX assembly check: ptxas not found")
+
+
 def unit_tests(work):
+    stop_rule_and_gate_tests()
     # flashinfer-bench's compute_error_stats example: one of three elements fails both bounds.
     x = torch.tensor([1.0, 2.0, 3.5])
     y = torch.tensor([1.0, 2.001, 3.0])
@@ -303,6 +353,13 @@ def timing_tests(work, device):
     check("time: raw samples + stats from the judge", det["candidate"]["n"] == 8 and
           len(det["candidate"]["samples_ms"]) == 8 and det["reference"]["n"] == 8 and det["baseline"]["n"] == 8
           and len(det["candidate"]["rounds"]) == 2)
+    g = (det.get("gate") or {}).get("candidate") or {}
+    if device == "cpu":
+        check("time: the gate is reported off on the CPU, with the host's submission times",
+              g.get("on") is False and g.get("reason") == "cpu" and g.get("host_submit_median_ms", 0) >= 19.0, str(g))
+    else:
+        check("time: the gate's report counts every measured sample",
+              g.get("on") and g.get("opened_by_host", 0) + g.get("hold_expired", 0) == det["candidate"]["n"], str(g))
     sp = hs["evaluation"]["performance"]["speedup_factor"]
     check("time: speedup_factor = reference/candidate",
           abs(sp - det["reference"]["median_ms"] / det["candidate"]["median_ms"]) < 1e-9)
@@ -344,6 +401,52 @@ def timing_tests(work, device):
     r3 = res3["results"][0]
     check("[20] time below the roofline floor is rejected",
           r3["evaluation"]["status"] == "RUNTIME_ERROR" and "below_roofline_floor" in r3["details"]["rigor"])
+
+
+def gate_timing_tests(work):
+    """GPU only: the timing gate keeps host submission latency out of samples (up to its hold), charges what
+    exceeds the hold, keeps side-stream work from running ahead of the measurement, and never hangs a call
+    that synchronises."""
+    d = catalog.DEFS["tp_relu_f32"]
+    wl = [{"uuid": "relu-16k", "axes": {"n": 16384}, "inputs": {"x": {"type": "random"}}}]
+    sols = [catalog.host_delay(30), catalog.host_delay(400), catalog.GATE_SIDE_WORK, catalog.GATE_SAME_WORK,
+            catalog.GATE_SYNC_IN_CALL]
+    timing = {"rounds": 2, "warmup_calls": 3, "warmup_ms": 2, "min_samples": 20, "max_samples": 20, "max_seconds": 5,
+              "input_sets": 2, "time_reference": False}
+
+    def run(hold_us):
+        cfg = {"timeout_s": 120, "timing": dict(timing, gate_hold_us=hold_us)}
+        job = {"device": "cuda", "work_dir": os.path.join(work, "hw"), "definition": d, "workloads": wl,
+               "solutions": sols, "config": cfg}
+        rc, res, err, _ = run_harness("time", job, work)
+        if rc != 0:
+            check(f"gate timing job (hold {hold_us} us) ran", False, err[-2000:])
+            return None
+        return {x["solution"]: x for x in res["results"]}
+
+    gated, ungated = run(100), run(0)
+    if not gated or not ungated:
+        return
+
+    def med(r, name):
+        perf = (r[name]["evaluation"] or {}).get("performance") or {}
+        return perf.get("latency_ms") or math.inf
+
+    g30, u30 = med(gated, "host_delay_30us"), med(ungated, "host_delay_30us")
+    check("gate: 30 us of host time before a small kernel stays out of the sample (it is in without the gate)",
+          g30 < 0.02 and u30 >= 0.03, f"gated {g30:.4f} ms, ungated {u30:.4f} ms")
+    g400 = med(gated, "host_delay_400us")
+    check("gate: host time beyond the 100 us hold is charged", g400 >= 0.25, f"{g400:.4f} ms")
+    side, same = med(gated, "cheat_work_during_gate"), med(gated, "honest_work_on_stream")
+    check("gate: side-stream work waited for on the host cannot run before the measurement",
+          side >= 0.6 * same and same >= 0.03, f"side {side:.4f} ms, same stream {same:.4f} ms")
+    sy = gated["honest_sync_in_call"]
+    gate_rep = (sy["details"].get("gate") or {}).get("candidate") or {}
+    check("gate: a call that synchronises passes and outlasts the hold (no hang)",
+          sy["evaluation"]["status"] == "PASSED" and gate_rep.get("hold_expired", 0) > 0, str(gate_rep))
+    rep30 = (gated["host_delay_30us"]["details"].get("gate") or {}).get("candidate") or {}
+    check("gate: the report counts samples the host released", rep30.get("on") and rep30.get("opened_by_host", 0) > 0,
+          str(rep30))
 
 
 def compile_tests(work, device):
@@ -440,11 +543,14 @@ def main():
     ap.add_argument("--report")
     ap.add_argument("--skip", default="")
     ap.add_argument("--jobs", type=int, default=1, help="verify jobs run concurrently (correctness only)")
+    ap.add_argument("--timing-only", action="store_true", help="only the timing checks (and the gate's, on a GPU)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tp_harness_test_")
     t0 = time.time()
     skip = set(a.skip.split(","))
-    if not a.only:
+    if a.timing_only:
+        skip |= {"cheaters", "units"}
+    if not a.only and "units" not in skip:
         unit_tests(work)
         io_and_share_tests(work)
         probe_test(work)
@@ -456,6 +562,8 @@ def main():
         cheater_tests(work, a.device, a.only, a.jobs)
     if not a.only and "timing" not in skip:
         timing_tests(work, a.device)
+        if a.device == "cuda":
+            gate_timing_tests(work)
     print(f"{len(FAILS)} failed; {time.time() - t0:.1f} s", flush=True)
     if a.report:
         with open(a.report, "w") as f:

@@ -4,6 +4,7 @@ Imported by the judge (tracepipe_harness.py) and by the worker (th_worker.py) be
 is loaded. Works with torch 1.13 (CPU) and torch 2.x (CUDA).
 """
 
+import bisect
 import hashlib
 import json
 import math
@@ -320,6 +321,31 @@ def perturbable(definition, workload):
 def apply_perturb(args, idx, scale):
     for i in idx:
         args[i].mul_(scale)
+
+
+class MedianStopRule:
+    """The timing loop's noise-based stopping rule, on the statistic that is reported: the median.
+
+    After `min_samples`, `add` answers True once the standard error of the median, taken from its
+    distribution-free 95 % confidence interval (the order statistics n/2 -/+ 0.98 sqrt(n)), is below
+    `target` relative to the median. Unlike the standard error of the mean, a few slow outliers (a host
+    hiccup, a clock step) do not keep an otherwise tight distribution sampling to the cap."""
+
+    def __init__(self, min_samples, target):
+        self.min_samples, self.target = max(1, int(min_samples)), float(target)
+        self.sorted = []
+
+    def add(self, x):
+        bisect.insort(self.sorted, x)
+        n = len(self.sorted)
+        if n < self.min_samples or n < 3:
+            return False
+        half = 0.98 * math.sqrt(n)
+        lo = max(0, int(math.floor(n / 2 - half)))
+        hi = min(n - 1, int(math.ceil(n / 2 + half)))
+        s = self.sorted
+        med = s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+        return med > 0 and (s[hi] - s[lo]) / (2 * 1.96) / med < self.target
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -296,6 +296,22 @@ class Worker:
         C.save_tensors(req["out"], {"samples": torch.stack(firsts)})
         return {"ok": True}
 
+    def _gate(self, hold_us):
+        """The timing gate of this process (th_gate.py), made on first use; (None, reason) when it is off or
+        cannot be used here (the sample then holds the host's submission path, as PROTOCOL.md §5 says)."""
+        if not hold_us:
+            return None, "off"
+        gate = getattr(self, "_gate_obj", None)
+        if gate is None and not getattr(self, "_gate_error", None):
+            try:
+                import th_gate
+                gate = self._gate_obj = th_gate.Gate(float(hold_us) * 1000)
+            except Exception as e:  # noqa: BLE001 - any failure leaves the ungated path
+                self._gate_error = f"{type(e).__name__}: {e}"
+        if gate is not None:
+            gate.set_hold_ns(float(hold_us) * 1000)
+        return gate, getattr(self, "_gate_error", None)
+
     def op_time(self, req):
         cuda = self.device == "cuda"
         # The judge times each role in several rounds over the same input sets: load them once per cell.
@@ -317,6 +333,10 @@ class Worker:
         state = {"n": req.get("call_offset", 0)}
         sync_end = req.get("sync_before_end", True)
         stream = torch.cuda.current_stream() if cuda else None  # fixed before the candidate can switch it
+        gate, gate_note = self._gate(req.get("gate_hold_us")) if cuda else (None, "cpu")
+        handle = stream.cuda_stream if cuda else None
+        start, end = (_Event(enable_timing=True), _Event(enable_timing=True)) if cuda else (None, None)
+        opened = collections.Counter()
 
         def one():
             n = state["n"]
@@ -330,12 +350,16 @@ class Worker:
             if cuda:
                 if flush is not None:
                     flush.zero_()
-                start, end = _Event(enable_timing=True), _Event(enable_timing=True)
                 _sync()  # the device is idle: nothing the candidate launches can start before `start`
+                if gate is not None:
+                    gate.hold(handle)  # holds the stream and every SM while the call is submitted
                 h0 = _perf_ns()
                 _ev_record(start, stream)
                 ret = self.fn(*args, *outs) if self.dps else self.fn(*args)
                 _ev_record(end, stream)
+                h1 = _perf_ns()
+                if gate is not None:
+                    gate.release()
                 if sync_end:
                     # `end` closes the sample on the judge's stream, without host latency in it. Work the
                     # candidate left running on other streams is caught by the tail: the host time from
@@ -347,8 +371,9 @@ class Worker:
                     tail = (_perf_ns() - t_end) / 1e6
                 else:
                     _ev_sync(end)
-                h1 = _perf_ns()
                 ms = _ev_elapsed(start, end)
+                if gate is not None:
+                    opened[gate.opened_by()] += 1
             else:
                 h0 = _perf_ns()
                 ret = self.fn(*args, *outs) if self.dps else self.fn(*args)
@@ -369,22 +394,20 @@ class Worker:
                     warm += 1
                     if warm > 100000:
                         break
+                opened.clear()  # what the measured samples saw, not the warm-up
                 t_start = _perf_ns()
                 last = None
+                rule = C.MedianStopRule(req["min_samples"], req["target_rel_stderr"])
                 while True:
                     ms, hms, tms, n, si, args, outs = one()
                     samples.append(ms)
                     host.append(hms)
                     tails.append(tms)
                     last = (n, si, args, outs)
-                    cnt = len(samples)
-                    if cnt >= req["max_samples"] or (_perf_ns() - t_start) / 1e9 > req["max_seconds"]:
+                    if len(samples) >= req["max_samples"] or (_perf_ns() - t_start) / 1e9 > req["max_seconds"]:
                         break
-                    if cnt >= req["min_samples"]:
-                        mean = sum(samples) / cnt
-                        var = sum((s - mean) ** 2 for s in samples) / (cnt - 1)
-                        if mean > 0 and (var / cnt) ** 0.5 / mean < req["target_rel_stderr"]:
-                            break
+                    if rule.add(ms):
+                        break
             if cuda:
                 _sync()
         except BaseException as e:  # noqa: BLE001
@@ -395,8 +418,12 @@ class Worker:
             return {"ok": False, "kind": "rigor", "error": "; ".join(problems), "rigor": problems}
         if req.get("out"):
             C.save_tensors(req["out"], {f"o{i}": o for i, o in enumerate(last[3])})
+        gate_rep = {"hold_us": req.get("gate_hold_us") or 0, "on": gate is not None,
+                    "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
+        if gate is None:
+            gate_rep["reason"] = gate_note
         return {"ok": True, "samples_ms": samples, "host_ms": host, "tail_ms": tails, "warmup": warm,
-                "last_call": last[0], "last_set": last[1], "next_call": state["n"]}
+                "last_call": last[0], "last_set": last[1], "next_call": state["n"], "gate": gate_rep}
 
     def serve(self):
         for line in sys.stdin:

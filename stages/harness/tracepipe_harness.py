@@ -52,7 +52,7 @@ TIMING_DEFAULTS = {"rounds": 3, "warmup_calls": 10, "warmup_ms": 25.0, "min_samp
                    "flush_bytes": None, "peak_bandwidth_gbps": None, "floor_factor": 1.0,
                    "time_reference": True, "subtract_overhead": False, "reuse_reference": True,
                    "sync_before_end": True, "input_sets_max_bytes": 256 << 20,
-                   "gpu_warmup_ms": 300, "settle_workers": False}
+                   "gpu_warmup_ms": 300, "settle_workers": False, "gate_hold_us": 100.0}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -217,14 +217,19 @@ class WorkerStartFailed(WorkerDied):
 
 _INITIALIZING = set()  # workers whose CUDA context is being created in the background
 _SPARES = []  # serve mode: blank workers, started between jobs, that the next job's candidates take over
+_SPARE_HOME = {}  # serve mode: where spares are started ("home") and for which device ("device")
 
 
 def take_spare(device):
-    """A blank worker started for `device` between jobs (serve mode), or None."""
+    """A blank worker started for `device` ahead of time (serve mode), or None. The oldest is taken (the
+    likeliest to have its CUDA context ready) and a replacement is started at once, so the next job finds
+    spares whose contexts were made while this one ran."""
     while _SPARES:
-        h = _SPARES.pop()
+        h = _SPARES.pop(0)
         if h.device == device and h.alive and h.proc.poll() is None:
             h.spare = True
+            if _SPARE_HOME.get("home") and _SPARE_HOME.get("device") == device:
+                _SPARES.append(WorkerHandle(_SPARE_HOME["home"], "spare", device))
             return h
         h.close()
     return None
@@ -232,11 +237,13 @@ def take_spare(device):
 
 def top_up_spares(home, n, device):
     """Starts blank workers until `n` wait (their CUDA contexts are made while the caller is between jobs)."""
+    _SPARE_HOME.update(home=home, device=device)
     while len(_SPARES) < n:
         _SPARES.append(WorkerHandle(home, "spare", device))
 
 
 def close_spares():
+    _SPARE_HOME.clear()
     while _SPARES:
         _SPARES.pop().close()
 
@@ -364,7 +371,10 @@ class WorkerHandle:
             txt = txt[:limit] + "\n\n[log truncated]\n"
         return txt
 
-    def kill(self):
+    def kill(self, wait=True):
+        """Kills the worker's process group. `wait=False` leaves reaping to a background thread: a process
+        tearing down a CUDA context takes a tenth of a second or more to go, which a closing worker (already
+        told to exit) need not cost the job. An out-of-memory retry waits, so that the memory is free."""
         _INITIALIZING.discard(self)
         self.init_nonce = None
         if not self.alive:
@@ -374,10 +384,10 @@ class WorkerHandle:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        if wait:
+            _reap(self.proc)
+        else:
+            threading.Thread(target=_reap, args=(self.proc,), daemon=True).start()
         try:
             os.close(self.rfd)
         except OSError:
@@ -389,9 +399,16 @@ class WorkerHandle:
                 self.request({"op": "exit"}, 10)
             except (WorkerDied, WorkerTimeout):
                 pass
-        self.kill()
+        self.kill(wait=False)
         self.logf.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _reap(proc):
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -468,6 +485,8 @@ class Ctx:
         self.scratch = tempfile.mkdtemp(prefix=f"run_{os.getpid()}_", dir=root)
         os.chmod(self.scratch, 0o700)
         self.reference_ns = None  # the definition's reference, compiled once per job
+        self.job_s = {}  # seconds per phase of the job (`job_phase`), reported in the result
+        self._phase_t = time.monotonic()
         self.defn = job.get("definition")
         if command != "probe":
             if not isinstance(self.defn, dict):
@@ -484,6 +503,12 @@ class Ctx:
         self.log_limit = int(self.cfg.get("log_limit_bytes", 65536))
         self.timeout = float(self.cfg.get("timeout_s", 300))
         self.startup_timeout = float(self.cfg.get("startup_timeout_s", 60))
+
+    def job_phase(self, name):
+        """Charges the time since the previous call (or the job's start) to phase `name` of `job_s`."""
+        t = time.monotonic()
+        self.job_s[name] = round(self.job_s.get(name, 0.0) + t - self._phase_t, 4)
+        self._phase_t = t
 
     def stripped_definition(self):
         """What a worker may know of the definition: no reference code."""
@@ -1028,16 +1053,20 @@ def cmd_verify(ctx):
     sols = ctx.job.get("solutions") or []
     wls = ctx.job.get("workloads") or []
     builds = prepare(ctx, sols)
+    ctx.job_phase("prepare")
     results = []
     for sol, cand in candidates(ctx, sols, builds, wls):
+        ctx.job_phase("start_workers")
         if isinstance(cand, list):
             results += cand
             continue
         try:
             for wl in wls:
                 results.append(verify_one(ctx, cand, sol, wl))
+                ctx.job_phase("cells")
         finally:
             cand.close()
+            ctx.job_phase("close_workers")
     return results
 
 
@@ -1181,12 +1210,16 @@ def cmd_time(ctx):
     wls = ctx.job.get("workloads") or []
     base_sol = ctx.job.get("baseline")
     all_sols = sols + ([base_sol] if base_sol else [])
+    phase = ctx.job_phase
     builds = prepare(ctx, all_sols)
+    phase("prepare")
     tcfg = dict(TIMING_DEFAULTS)
     tcfg.update(ctx.cfg.get("timing") or {})
     if ctx.device == "cuda" and not tcfg["flush_bytes"]:
+        # Twice the L2, as flashinfer-bench's cold-L2 timing does (nvbench: once): what a call finds in L2
+        # then comes from its own fresh inputs only. The flush is device time in every sample's set-up.
         l2 = ctx.info.get("l2_bytes") or (50 << 20)
-        tcfg["flush_bytes"] = max(256 << 20, 2 * l2)
+        tcfg["flush_bytes"] = -(-2 * l2 // (1 << 20)) << 20
     if ctx.device != "cuda":
         tcfg["flush_bytes"] = None
     ref = Candidate(ctx, None, None, role="reference")
@@ -1199,12 +1232,15 @@ def cmd_time(ctx):
     for c in (ref, noop, base):  # their CUDA contexts are made while the GPU warms up
         if c:
             c.prestart()
+    phase("start_workers")
     # A serving judge whose previous timing job ended moments ago finds the GPU at its working clocks.
     if ctx.device == "cuda" and tcfg.get("gpu_warmup_ms") and time.monotonic() - _LAST_TIMED[0] > WARM_FOR_S:
         warm_gpu(float(tcfg["gpu_warmup_ms"]))
+        phase("gpu_warmup")
     results = []
     try:
         for sol, cand in candidates(ctx, sols, builds, wls):
+            phase("start_workers")
             if isinstance(cand, list):
                 results += cand
                 continue
@@ -1216,12 +1252,15 @@ def cmd_time(ctx):
                         results.append(not_run_result(sol["name"], wl, "input_error", str(e)))
                     except ReferenceFailed as e:
                         results.append(not_run_result(sol["name"], wl, "reference_error", str(e)))
+                    phase("cells")
             finally:
                 cand.close()
+                phase("close_workers")
     finally:
         for c in (ref, noop, base):
             if c:
                 c.close()
+        phase("close_workers")
         _LAST_TIMED[0] = time.monotonic()
     return results
 
@@ -1263,6 +1302,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     if base and "baseline" not in cache:
         roles.append(("baseline", base))
     samples = {r: [] for r, _ in roles}
+    host_times = {}
     tails = {r: [] for r, _ in roles}
     round_samples = {r: [] for r, _ in roles}
     offsets = {r: 0 for r, _ in roles}
@@ -1290,7 +1330,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
             # and only need the few calls that bring its caches back after the other roles ran.
             full = role not in warmed
             warmed.add(role)
-            req = dict(base_req, sync_before_end=tcfg["sync_before_end"],
+            req = dict(base_req, sync_before_end=tcfg["sync_before_end"], gate_hold_us=tcfg["gate_hold_us"],
                        warmup_calls=tcfg["warmup_calls"] if full else min(3, tcfg["warmup_calls"]),
                        warmup_ms=tcfg["warmup_ms"] if full else tcfg["warmup_ms"] / 5,
                        min_samples=per["min_samples"], max_samples=per["max_samples"],
@@ -1308,6 +1348,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                 details[f"{role}_error"] = er[1]
                 continue
             offsets[role] = rep["next_call"]
+            _add_gate_report(details, role, rep, host_times)
             samples[role] += rep["samples_ms"]
             tails[role] += rep.get("tail_ms") or []
             round_samples[role].append(rep["samples_ms"])
@@ -1331,7 +1372,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     elif not e:
         rep, er = noop.call(dict(base_req, op="time", perturb_idx=[], warmup_calls=5, warmup_ms=5, min_samples=30,
                                  max_samples=200, max_seconds=2, target_rel_stderr=0.01, call_offset=0,
-                                 binding="noop"), ctx.timeout)
+                                 binding="noop", gate_hold_us=tcfg["gate_hold_us"]), ctx.timeout)
         if not er:
             details["overhead_ms"] = cache["overhead_ms"] = statistics.median(rep["samples_ms"])
             cache["overhead_tail_ms"] = statistics.median(rep.get("tail_ms") or [0.0])
@@ -1395,6 +1436,23 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     ev = ctx.evaluation("PASSED", wlog, corr, perf)
     return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
             "evaluation": ev, "details": details}
+
+
+def _add_gate_report(details, role, rep, host_times):
+    """Adds a timing round's gate counts and host submission times to the cell's `details.gate[role]`: how
+    many samples the host released (the call's device time alone) and how many outlasted the hold (the host
+    path beyond it is in the sample), and the median time the host took to submit the call."""
+    g = rep.get("gate") or {}
+    agg = details.setdefault("gate", {}).setdefault(role, {"hold_us": g.get("hold_us"), "on": g.get("on"),
+                                                           "opened_by_host": 0, "hold_expired": 0})
+    agg["opened_by_host"] += int(g.get("opened_by_host") or 0)
+    agg["hold_expired"] += int(g.get("hold_expired") or 0)
+    if g.get("reason"):
+        agg["reason"] = g["reason"]
+    host = host_times.setdefault(role, [])
+    host += rep.get("host_ms") or []
+    if host:
+        agg["host_submit_median_ms"] = statistics.median(host)
 
 
 def sampling_recheck(ctx, outs, inputs):
@@ -1474,6 +1532,7 @@ def run_job(command, job_path, out, persistent=False):
                 fork_server(ctx.scratch)  # starts importing torch now, while the judge builds and plans
             fn = {"compile": cmd_compile, "verify": cmd_verify, "time": cmd_time}[command]
             result["results"] = fn(ctx)
+            result["job_s"] = ctx.job_s
     except JobError as e:
         msg = str(e)
         if job_path and not msg.startswith(job_path):
@@ -1513,6 +1572,7 @@ def serve():
     spares = {"compile": 0, "verify": 2, "time": 4, "probe": 0}  # workers a job of that kind starts first
     if info["device"] == "cuda":
         torch.zeros(1, device="cuda")  # the judge's own context, made before the first job
+        _CLOCKS["m"] = ClockMonitor()  # nvidia-smi's first reading takes a while: have it before timing asks
     replies.write(json.dumps({"tp_ready": PROTOCOL, "device": info["device"]}) + "\n")
     try:
         for line in sys.stdin:

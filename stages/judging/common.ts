@@ -234,3 +234,9 @@ export async function mapWithSessions<T>(
 export function closeSharedSessions(): Promise<void> {
   return SHARED_SESSIONS.close();
 }
+
+/** A harness job's phase times for a log line: ` [prepare 0.1s, cells 3.2s, …]`, or "" without them. */
+export function describeJobPhases(jobS: Record<string, number> | undefined): string {
+  if (!jobS || Object.keys(jobS).length === 0) return "";
+  return ` [${Object.entries(jobS).map(([k, v]) => `${k} ${v.toFixed(2)}s`).join(", ")}]`;
+}

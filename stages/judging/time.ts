@@ -15,6 +15,7 @@ import { hardwareFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
 import { type HarnessCell, toEvaluation } from "../harness/client.ts";
 import {
+  describeJobPhases,
   distinctSolutionsAndWorkloads,
   groupBy,
   groupCost,
@@ -47,6 +48,13 @@ export const TimeParams = SelectionParams.extend({
    * to back in another process did not move a measured median (docs/BENCHMARKS.md).
    */
   settle_workers: z.boolean().default(false),
+  /**
+   * The timing gate's hold, in microseconds (PROTOCOL.md §5): a kernel filling every SM holds the
+   * judge's stream while the call is submitted, so at most this much of the host's submission time stays
+   * out of each sample (the call's device time is measured, as flashinfer-bench's CUPTI timer does); 0
+   * times without the gate, host submission latency included.
+   */
+  gate_hold_us: z.number().nonnegative().default(100),
   /**
    * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
@@ -203,7 +211,9 @@ export const timeStage = defineStage<TimeParams>({
       ctx.log(
         `${first.definition.name}: timed ${solutions.length} solutions x ${workloads.length} workloads in ${
           ((performance.now() - t0) / 1000).toFixed(1)
-        }s${hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"}`,
+        }s${describeJobPhases(result.job_s)}${
+          hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
+        }`,
       );
     });
   },

@@ -15,6 +15,7 @@ import { writeFileAtomic } from "../../pipeline/traceset.ts";
 import { type HarnessCell, toEvaluation } from "../harness/client.ts";
 import type { CompileSummary } from "./compile.ts";
 import {
+  describeJobPhases,
   distinctSolutionsAndWorkloads,
   groupBy,
   HARNESS_CODE,
@@ -223,7 +224,7 @@ export const verifyStage = defineStage<VerifyParams>({
       ctx.log(
         `${first.definition.name}: ${solutions[0].name}: ${workloads.length} workloads in ${
           ((performance.now() - t0) / 1000).toFixed(1)
-        }s`,
+        }s${describeJobPhases(result.job_s)}`,
       );
     });
   },

@@ -278,6 +278,29 @@ SIDE_STREAM_SLEEP = sol("cheat_side_stream_sleep", "tp_relu_f32",
                         "        out.copy_(torch.relu(x))\n    return out\n")
 
 
+# The timing gate (GPU). A call that spends `us` of host time before its one kernel: under the gate up to
+# the hold (100 us) of it stays out of the sample, beyond it the excess is charged.
+def host_delay(us):
+    return sol(f"host_delay_{us}us", "tp_relu_f32",
+               "import time, torch\n\ndef run(x):\n    t = time.perf_counter()\n"
+               f"    while time.perf_counter() - t < {us}e-6:\n        pass\n    return torch.relu(x)\n")
+
+
+# Does its work (about 75 us of device time at 2 GHz) on a side stream and waits for it on the host before
+# returning a copy from the judge's stream: if any SM were free while the gate holds the stream, the work
+# would be done before the measurement starts. The gate fills every SM, so it runs inside the sample.
+GATE_SIDE_WORK = sol("cheat_work_during_gate", "tp_relu_f32",
+                     "import torch\n_s = []\n\ndef run(x):\n    if not _s:\n        _s.append(torch.cuda.Stream())\n"
+                     "    with torch.cuda.stream(_s[0]):\n        torch.cuda._sleep(150_000)\n        y = torch.relu(x)\n"
+                     "    _s[0].synchronize()\n    return y.clone()\n")
+# The same device work on the judge's stream: what the cheater must at least be charged.
+GATE_SAME_WORK = sol("honest_work_on_stream", "tp_relu_f32",
+                     "import torch\n\ndef run(x):\n    torch.cuda._sleep(150_000)\n    return torch.relu(x)\n")
+# Synchronises with the device inside the call (reads a value): the gate's hold expires, nothing hangs.
+GATE_SYNC_IN_CALL = sol("honest_sync_in_call", "tp_relu_f32",
+                        "import torch\n\ndef run(x):\n    s = float(x.view(-1)[0])\n    return torch.relu(x) + 0 * s\n")
+
+
 # Timing-only cheater: correct outputs, but replays cached outputs keyed on a content fingerprint; the
 # honest path costs >= 20 ms. Rotated + perturbed inputs must keep every timed call on the honest path.
 FINGERPRINT_CACHE = sol("cheat_fingerprint_cache", "tp_relu_f32",
