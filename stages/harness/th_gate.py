@@ -5,14 +5,14 @@ event to the candidate's first launch (Python, the binding, the driver): microse
 machine and its load, not on the kernel, and that dominate kernels of a few microseconds. The gate is a
 kernel (gate/gate.cu, as PTX loaded through the CUDA driver API, so no compiler is needed) launched on
 the judge's stream just before the start event. It holds that stream, and every SM of the device, until
-the host releases it after the call has returned, or until `hold_ns` have passed. The call's kernels
+the host releases it after the call has returned, or until the hold (`set_hold_ns`) has passed. The call's kernels
 then run back to back from the moment the gate opens, as they would in a CUDA graph: the sample is the
 device time of the call, like flashinfer-bench's CUPTI timer.
 
 The hold is bounded. A call that synchronises with the device (`.item()`, `.tolist()`) waits for the gate
 until the hold expires and is then timed with the rest of its host path inside the sample, as without the
 gate; a call that runs host code for longer than the hold has the excess charged the same way. So at most
-`hold_ns` of host time per call is ever left out. Because the gate's blocks fill every SM, no kernel a
+the hold of host time per call is ever left out. Because the gate's blocks fill every SM, no kernel a
 candidate launches on another stream can run before the measurement starts.
 """
 
@@ -137,10 +137,9 @@ class Gate:
     Per sample: `hold(stream)` before the start event, `release()` once the call has returned, and after
     the sample `opened_by()` says whether the host released it or the hold expired."""
 
-    def __init__(self, hold_ns):
+    def __init__(self):
         if not GATE_PTX.strip():
             raise GateUnavailable("the gate's PTX is missing (run tools/gen-gate-ptx.sh)")
-        self.hold_ns = int(hold_ns)
         try:  # the driver's own library first: a toolkit's link-time stub answers every call with an error
             self.cu = ctypes.CDLL("libcuda.so.1")
         except OSError as e:
@@ -181,7 +180,7 @@ class Gate:
         self._a_host = ctypes.c_uint64(host_dev.value)
         self._a_dev = ctypes.c_uint64(self.dev.value)
         self._a_seq = ctypes.c_int32(0)
-        self._a_hold = ctypes.c_uint64(self.hold_ns)
+        self._a_hold = ctypes.c_uint64(0)  # set_hold_ns() before the first hold()
         self._a_status = ctypes.c_uint64(host_dev.value + 64)
         self._params = (ctypes.c_void_p * 5)(*[ctypes.cast(ctypes.byref(a), ctypes.c_void_p)
                                                 for a in (self._a_host, self._a_dev, self._a_seq, self._a_hold,
@@ -197,9 +196,8 @@ class Gate:
             raise GateUnavailable(f"{fn} failed: {rc} {(msg.value or b'').decode()}")
 
     def set_hold_ns(self, hold_ns):
-        """Changes the bound on how long later gates hold."""
-        self.hold_ns = int(hold_ns)
-        self._a_hold.value = self.hold_ns
+        """Sets the bound on how long later gates hold."""
+        self._a_hold.value = int(hold_ns)
 
     def hold(self, stream_handle):
         """Launches the gate on `stream_handle` (a cudaStream_t as an int; 0 is the legacy default stream)."""

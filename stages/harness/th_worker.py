@@ -76,6 +76,8 @@ class Worker:
         self.flags0 = None
         self.threads0 = None
         self.nonce = None
+        self._gate_obj = None  # the timing gate, made on first use (_gate)
+        self._gate_error = None  # why it could not be made
 
     def send(self, obj):
         obj["nonce"] = self.nonce
@@ -297,20 +299,20 @@ class Worker:
         return {"ok": True}
 
     def _gate(self, hold_us):
-        """The timing gate of this process (th_gate.py), made on first use; (None, reason) when it is off or
-        cannot be used here (the sample then holds the host's submission path, as PROTOCOL.md §5 says)."""
+        """The timing gate of this process (th_gate.py), made on first use and set to hold at most `hold_us`;
+        (None, reason) when it is off or cannot be used here (the sample then holds the host's submission
+        path, as PROTOCOL.md §5 says)."""
         if not hold_us:
             return None, "off"
-        gate = getattr(self, "_gate_obj", None)
-        if gate is None and not getattr(self, "_gate_error", None):
+        if self._gate_obj is None and self._gate_error is None:
             try:
                 import th_gate
-                gate = self._gate_obj = th_gate.Gate(float(hold_us) * 1000)
+                self._gate_obj = th_gate.Gate()
             except Exception as e:  # noqa: BLE001 - any failure leaves the ungated path
                 self._gate_error = f"{type(e).__name__}: {e}"
-        if gate is not None:
-            gate.set_hold_ns(float(hold_us) * 1000)
-        return gate, getattr(self, "_gate_error", None)
+        if self._gate_obj is not None:
+            self._gate_obj.set_hold_ns(float(hold_us) * 1000)
+        return self._gate_obj, self._gate_error
 
     def op_time(self, req):
         cuda = self.device == "cuda"

@@ -1292,7 +1292,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     pseed = secrets.randbits(40) if pidx else None
     base_req = {"op": "time", "sets": set_paths, "sets_id": secrets.token_hex(8), "scalars": scalars, "axes": axes,
                 "perturb_idx": pidx,
-                "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"]}
+                "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"], "gate_hold_us": tcfg["gate_hold_us"]}
     rounds = int(tcfg["rounds"])
     per = {k2: max(1, int(math.ceil(tcfg[k2] / rounds))) for k2 in ("min_samples", "max_samples")}
     cache = tcfg.setdefault("_shared", {}).setdefault(wl.get("uuid"), {})
@@ -1330,7 +1330,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
             # and only need the few calls that bring its caches back after the other roles ran.
             full = role not in warmed
             warmed.add(role)
-            req = dict(base_req, sync_before_end=tcfg["sync_before_end"], gate_hold_us=tcfg["gate_hold_us"],
+            req = dict(base_req, sync_before_end=tcfg["sync_before_end"],
                        warmup_calls=tcfg["warmup_calls"] if full else min(3, tcfg["warmup_calls"]),
                        warmup_ms=tcfg["warmup_ms"] if full else tcfg["warmup_ms"] / 5,
                        min_samples=per["min_samples"], max_samples=per["max_samples"],
@@ -1372,7 +1372,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     elif not e:
         rep, er = noop.call(dict(base_req, op="time", perturb_idx=[], warmup_calls=5, warmup_ms=5, min_samples=30,
                                  max_samples=200, max_seconds=2, target_rel_stderr=0.01, call_offset=0,
-                                 binding="noop", gate_hold_us=tcfg["gate_hold_us"]), ctx.timeout)
+                                 binding="noop"), ctx.timeout)
         if not er:
             details["overhead_ms"] = cache["overhead_ms"] = statistics.median(rep["samples_ms"])
             cache["overhead_tail_ms"] = statistics.median(rep.get("tail_ms") or [0.0])
