@@ -61,7 +61,7 @@
             export TRACEPIPE_PYTHON=${python}/bin/python3
             export CUDA_HOME=${cuda.cuda_nvcc}
             export TRACEPIPE_NIX_STORE_PATHS=${pkgs.lib.concatStringsSep ":" (map toString toolchain)}
-            npm install --no-audit --no-fund && exec deno task reproduce "$@"
+            npm ci --no-audit --no-fund && exec deno task reproduce "$@"
           '');
         };
       });
