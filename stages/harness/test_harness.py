@@ -410,7 +410,7 @@ def gate_timing_tests(work):
     d = catalog.DEFS["tp_relu_f32"]
     wl = [{"uuid": "relu-16k", "axes": {"n": 16384}, "inputs": {"x": {"type": "random"}}}]
     sols = [catalog.host_delay(30), catalog.host_delay(400), catalog.GATE_SIDE_WORK, catalog.GATE_SAME_WORK,
-            catalog.GATE_SYNC_IN_CALL]
+            catalog.GATE_SYNC_IN_CALL, catalog.GATE_HOST_OFFLOAD]
     timing = {"rounds": 2, "warmup_calls": 3, "warmup_ms": 2, "min_samples": 20, "max_samples": 20, "max_seconds": 5,
               "input_sets": 2, "time_reference": False}
 
@@ -447,6 +447,15 @@ def gate_timing_tests(work):
     rep30 = (gated["host_delay_30us"]["details"].get("gate") or {}).get("candidate") or {}
     check("gate: the report counts samples the host released", rep30.get("on") and rep30.get("opened_by_host", 0) > 0,
           str(rep30))
+    check("gate: the harness's submissions behind the gate lengthen the hold by a bounded allowance",
+          0 < (rep30.get("prep_allowance_us") or 0) <= 200, str(rep30))
+    off_g, off_u = gated["cheat_host_offload_during_gate"], ungated["cheat_host_offload_during_gate"]
+    check("gate: a copy to the host on another stream while the gate holds finds poison, not the inputs",
+          off_g["evaluation"]["status"] == "INCORRECT_NUMERICAL" and
+          "post_timing_recheck_failed" in off_g["details"]["rigor"] and off_u["evaluation"]["status"] == "PASSED",
+          f"gated {off_g['evaluation']['status']}, ungated {off_u['evaluation']['status']}")
+    REPORT.append({"id": "host_offload_during_gate", "family": "[7] work outside the measurement (copy engines)",
+                   "expect": "INCORRECT_NUMERICAL", "got": [off_g["evaluation"]["status"]], "device": "cuda"})
 
 
 def compile_tests(work, device):

@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -49,7 +50,11 @@ _ev_elapsed = torch.cuda.Event.elapsed_time
 _ev_sync = torch.cuda.Event.synchronize
 _ev_query = torch.cuda.Event.query
 _sync = torch.cuda.synchronize
+_cur_stream = torch.cuda.current_stream
+_set_stream = torch.cuda.set_stream
 _Tensor = torch.Tensor
+# The most the gate's hold is lengthened for the harness's own submissions behind it (inputs, flush).
+_PREP_ALLOWANCE_CAP_NS = 200_000
 
 
 def _current(name):
@@ -339,23 +344,49 @@ class Worker:
         handle = stream.cuda_stream if cuda else None
         start, end = (_Event(enable_timing=True), _Event(enable_timing=True)) if cuda else (None, None)
         opened = collections.Counter()
+        hold_ns = float(req.get("gate_hold_us") or 0) * 1000
+        allow_ns = 0
+        prep = []  # host time of the harness's submissions behind the gate, per call
 
         def one():
             n = state["n"]
             state["n"] += 1
             si = n % len(sets)
-            args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
-            if pseed is not None and pidx:
-                C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
             outs = C.alloc_outputs(self.defn, req["axes"], self.device, n % 2) if self.dps else None
             tail = 0.0
-            if cuda:
+            if cuda and gate is not None:
+                if _cur_stream().cuda_stream != handle:
+                    _set_stream(stream)  # a candidate that left another stream current: the harness's work stays here
+                # The call's inputs are written only behind the gate (copied, perturbed, then the flush): until it
+                # opens their buffers hold poison, so work started outside the measurement (a copy to the host on
+                # another stream while the gate holds this one) finds nothing to compute from.
+                args = [C.poison_fill(torch.empty_like(a), n % 2) if isinstance(a, _Tensor) else a for a in sets[si]]
+                _sync()  # the device is idle: nothing the candidate launches can start before `start`
+                gate.hold(handle)  # holds the stream and every SM while the inputs and the call are submitted
+                p0 = _perf_ns()
+                for a, src in zip(args, sets[si]):
+                    if isinstance(a, _Tensor):
+                        a.copy_(src)
+                if pseed is not None and pidx:
+                    C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
                 if flush is not None:
                     flush.zero_()
-                _sync()  # the device is idle: nothing the candidate launches can start before `start`
-                if gate is not None:
-                    gate.hold(handle)  # holds the stream and every SM while the call is submitted
                 h0 = _perf_ns()
+                prep.append(h0 - p0)
+            elif cuda:
+                args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
+                if pseed is not None and pidx:
+                    C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
+                if flush is not None:
+                    flush.zero_()
+                _sync()
+                h0 = _perf_ns()
+            else:
+                args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
+                if pseed is not None and pidx:
+                    C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
+                h0 = _perf_ns()
+            if cuda:
                 _ev_record(start, stream)
                 ret = self.fn(*args, *outs) if self.dps else self.fn(*args)
                 _ev_record(end, stream)
@@ -377,7 +408,6 @@ class Worker:
                 if gate is not None:
                     opened[gate.opened_by()] += 1
             else:
-                h0 = _perf_ns()
                 ret = self.fn(*args, *outs) if self.dps else self.fn(*args)
                 h1 = _perf_ns()
                 ms = (h1 - h0) / 1e6
@@ -397,6 +427,12 @@ class Worker:
                     if warm > 100000:
                         break
                 opened.clear()  # what the measured samples saw, not the warm-up
+                if gate is not None:
+                    # The harness's own submissions behind the gate (inputs, flush) take part of the hold: the
+                    # call keeps the whole hold for itself, the allowance bounded so nothing else can stretch it.
+                    allow_ns = min(_PREP_ALLOWANCE_CAP_NS, 2 * statistics.median(prep)) if prep else 0
+                    gate.set_hold_ns(hold_ns + allow_ns)
+                    prep.clear()
                 t_start = _perf_ns()
                 last = None
                 rule = C.MedianStopRule(req["min_samples"], req["target_rel_stderr"])
@@ -422,6 +458,9 @@ class Worker:
             C.save_tensors(req["out"], {f"o{i}": o for i, o in enumerate(last[3])})
         gate_rep = {"hold_us": req.get("gate_hold_us") or 0, "on": gate is not None,
                     "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
+        if gate is not None:
+            gate_rep["prep_allowance_us"] = round(allow_ns / 1000, 2)
+            gate_rep["prep_median_us"] = round(statistics.median(prep) / 1000, 2) if prep else None
         if gate is None:
             gate_rep["reason"] = gate_note
         return {"ok": True, "samples_ms": samples, "host_ms": host, "tail_ms": tails, "warmup": warm,

@@ -296,6 +296,16 @@ GATE_SIDE_WORK = sol("cheat_work_during_gate", "tp_relu_f32",
 # The same device work on the judge's stream: what the cheater must at least be charged.
 GATE_SAME_WORK = sol("honest_work_on_stream", "tp_relu_f32",
                      "import torch\n\ndef run(x):\n    torch.cuda._sleep(150_000)\n    return torch.relu(x)\n")
+# Copies its input to the host on a side stream while the gate holds the judge's stream (a copy needs no SM),
+# computes on the CPU and copies the result back on the judge's stream, so that only that last copy would be
+# timed. The inputs are written behind the gate: what it copies before the gate opens is poison.
+GATE_HOST_OFFLOAD = sol("cheat_host_offload_during_gate", "tp_relu_f32",
+                        "import torch\n_s = []\n\ndef run(x):\n    if not _s:\n        _s.append(torch.cuda.Stream())\n"
+                        "    h = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)\n"
+                        "    o = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)\n"
+                        "    with torch.cuda.stream(_s[0]):\n        h.copy_(x, non_blocking=True)\n"
+                        "    _s[0].synchronize()\n    torch.relu(h, out=o)\n"
+                        "    return o.to(x.device, non_blocking=True)\n")
 # Synchronises with the device inside the call (reads a value): the gate's hold expires, nothing hangs.
 GATE_SYNC_IN_CALL = sol("honest_sync_in_call", "tp_relu_f32",
                         "import torch\n\ndef run(x):\n    s = float(x.view(-1)[0])\n    return torch.relu(x) + 0 * s\n")
