@@ -31,5 +31,5 @@ for run in ${AB_RUNS:-old1 new1 new2}; do
   new1) one new1 "$root" ;;
   new2) one new2 "$root" "${again[@]}" "$@" ;;
   esac
+  tar cJf "$OUT/ab.tar.xz" -C $res . # after each run: a call stopped at its limit keeps the runs done
 done
-tar cJf "$OUT/ab.tar.xz" -C $res .
