@@ -9,7 +9,7 @@ regex=${1:?definition regex} limit=${2:-150}
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$root/.tracepipe/harness/triton-cache}
-res=/tmp/tp-ab && rm -rf $res && mkdir -p $res
+res=/tmp/tp-ab && mkdir -p $res # runs of earlier invocations on this machine stay (and are packed again)
 if [ -d "$root/.device/old" ]; then
   ln -sfn "$root/node_modules" "$root/.device/old/node_modules"
   ln -sfn "$root/.device" "$root/.device/old/.device"
@@ -17,7 +17,7 @@ fi
 one() { # name dir [--set ...]
   local name=$1 dir=$2
   shift 2
-  mkdir -p $res/$name
+  rm -rf "${res:?}/$name" && mkdir -p $res/$name
   (cd "$dir" && OUT=$res/$name bash tools/gpu-throughput.sh "$name" "$regex" "$limit" "$@")
   mv $res/$name/gpu-store.tar.xz $res/$name.store.tar.xz 2>/dev/null
   rm -f $res/$name/gpu-builds.tar.xz
