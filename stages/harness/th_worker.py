@@ -373,18 +373,14 @@ class Worker:
                     flush.zero_()
                 h0 = _perf_ns()
                 prep.append(h0 - p0)
-            elif cuda:
-                args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
-                if pseed is not None and pidx:
-                    C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
-                if flush is not None:
-                    flush.zero_()
-                _sync()
-                h0 = _perf_ns()
             else:
                 args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
                 if pseed is not None and pidx:
                     C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
+                if cuda:
+                    if flush is not None:
+                        flush.zero_()
+                    _sync()
                 h0 = _perf_ns()
             if cuda:
                 _ev_record(start, stream)
