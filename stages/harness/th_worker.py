@@ -16,7 +16,6 @@ import importlib.util
 import inspect
 import json
 import os
-import statistics
 import sys
 import threading
 import time
@@ -53,8 +52,6 @@ _sync = torch.cuda.synchronize
 _cur_stream = torch.cuda.current_stream
 _set_stream = torch.cuda.set_stream
 _Tensor = torch.Tensor
-# The most the gate's hold is lengthened for the harness's own submissions behind it (inputs, flush).
-_PREP_ALLOWANCE_CAP_NS = 200_000
 
 
 def _current(name):
@@ -344,8 +341,6 @@ class Worker:
         handle = stream.cuda_stream if cuda else None
         start, end = (_Event(enable_timing=True), _Event(enable_timing=True)) if cuda else (None, None)
         opened = collections.Counter()
-        hold_ns = float(req.get("gate_hold_us") or 0) * 1000
-        allow_ns = 0
         prep = []  # host time of the harness's submissions behind the gate, per call
 
         def one():
@@ -373,6 +368,7 @@ class Worker:
                     flush.zero_()
                 h0 = _perf_ns()
                 prep.append(h0 - p0)
+                gate.arm()  # the hold runs from here: the harness's own submissions above take none of it
             else:
                 args = [a.clone() if isinstance(a, _Tensor) else a for a in sets[si]]
                 if pseed is not None and pidx:
@@ -423,12 +419,7 @@ class Worker:
                     if warm > 100000:
                         break
                 opened.clear()  # what the measured samples saw, not the warm-up
-                if gate is not None:
-                    # The harness's own submissions behind the gate (inputs, flush) take part of the hold: the
-                    # call keeps the whole hold for itself, the allowance bounded so nothing else can stretch it.
-                    allow_ns = min(_PREP_ALLOWANCE_CAP_NS, 2 * statistics.median(prep)) if prep else 0
-                    gate.set_hold_ns(hold_ns + allow_ns)
-                    prep.clear()
+                prep.clear()
                 t_start = _perf_ns()
                 last = None
                 rule = C.MedianStopRule(req["min_samples"], req["target_rel_stderr"])
@@ -454,9 +445,8 @@ class Worker:
             C.save_tensors(req["out"], {f"o{i}": o for i, o in enumerate(last[3])})
         gate_rep = {"hold_us": req.get("gate_hold_us") or 0, "on": gate is not None,
                     "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
-        if gate is not None:
-            gate_rep["prep_allowance_us"] = round(allow_ns / 1000, 2)
-            gate_rep["prep_median_us"] = round(statistics.median(prep) / 1000, 2) if prep else None
+        if prep:
+            gate_rep["prep_ms"] = [p / 1e6 for p in prep]
         if gate is None:
             gate_rep["reason"] = gate_note
         return {"ok": True, "samples_ms": samples, "host_ms": host, "tail_ms": tails, "warmup": warm,

@@ -1441,7 +1441,8 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
 def _add_gate_report(details, role, rep, host_times):
     """Adds a timing round's gate counts and host submission times to the cell's `details.gate[role]`: how
     many samples the host released (the call's device time alone) and how many outlasted the hold (the host
-    path beyond it is in the sample), and the median time the host took to submit the call."""
+    path beyond it is in the sample), the median time the host took to submit the call, and the median time
+    the harness took to submit its own work behind the gate (inputs, flush) before arming it."""
     g = rep.get("gate") or {}
     agg = details.setdefault("gate", {}).setdefault(role, {"hold_us": g.get("hold_us"), "on": g.get("on"),
                                                            "opened_by_host": 0, "hold_expired": 0})
@@ -1453,6 +1454,10 @@ def _add_gate_report(details, role, rep, host_times):
     host += rep.get("host_ms") or []
     if host:
         agg["host_submit_median_ms"] = statistics.median(host)
+    prep = host_times.setdefault(role + ":prep", [])
+    prep += g.get("prep_ms") or []
+    if prep:
+        agg["harness_prep_median_ms"] = statistics.median(prep)
 
 
 def sampling_recheck(ctx, outs, inputs):

@@ -304,7 +304,7 @@ GATE_HOST_OFFLOAD = sol("cheat_host_offload_during_gate", "tp_relu_f32",
                         "    h = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)\n"
                         "    o = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)\n"
                         "    with torch.cuda.stream(_s[0]):\n        h.copy_(x, non_blocking=True)\n"
-                        "    _s[0].synchronize()\n    torch.relu(h, out=o)\n"
+                        "    _s[0].synchronize()\n    torch.clamp(h, min=0, out=o)\n"
                         "    return o.to(x.device, non_blocking=True)\n")
 # Synchronises with the device inside the call (reads a value): the gate's hold expires, nothing hangs.
 GATE_SYNC_IN_CALL = sol("honest_sync_in_call", "tp_relu_f32",
