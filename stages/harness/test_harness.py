@@ -58,6 +58,21 @@ def stop_rule_and_gate_tests():
     rng = random.Random(1)
     n_noisy = next((i for i in range(1, 500) if noisy.add(rng.uniform(0.5, 1.5))), None)
     check("stop rule: a wide distribution keeps sampling", n_noisy is None or n_noisy > 200, str(n_noisy))
+    # A round whose warm-up calls mostly outlast the gate's hold stops at the looser host-bound target.
+    rng2 = random.Random(2)
+    spread = [rng2.gauss(1.0, 0.05) for _ in range(1000)]
+
+    def samples_to_stop(target):
+        rule = C.MedianStopRule(10, target)
+        return next((i for i, x in enumerate(spread, 1) if rule.add(x)), None)
+
+    host_target, host_bound = C.round_stop_target(0.005, 0.02, expired=7, total=10)
+    dev_target, dev_bound = C.round_stop_target(0.005, 0.02, expired=3, total=10)
+    off_target, _ = C.round_stop_target(0.005, 0, expired=10, total=10)
+    n_host, n_dev = samples_to_stop(host_target), samples_to_stop(dev_target)
+    check("stop rule: host-bound rounds (hold expired in most warm-up calls) stop at the looser target",
+          host_bound and not dev_bound and host_target == 0.02 and dev_target == off_target == 0.005 and
+          n_host is not None and (n_dev is None or n_host * 4 < n_dev), f"{n_host} vs {n_dev}")
     # The timing gate's PTX was generated from the gate.cu beside it, and assembles where ptxas exists.
     import hashlib
     import th_gate
@@ -444,6 +459,9 @@ def gate_timing_tests(work):
     gate_rep = (sy["details"].get("gate") or {}).get("candidate") or {}
     check("gate: a call that synchronises passes and outlasts the hold (no hang)",
           sy["evaluation"]["status"] == "PASSED" and gate_rep.get("hold_expired", 0) > 0, str(gate_rep))
+    check("gate: a call that outlasts the hold is timed as host-bound (looser stopping target)",
+          gate_rep.get("host_bound_rounds", 0) > 0 and
+          not (gated["host_delay_30us"]["details"]["gate"]["candidate"].get("host_bound_rounds")), str(gate_rep))
     rep30 = (gated["host_delay_30us"]["details"].get("gate") or {}).get("candidate") or {}
     check("gate: the report counts samples the host released", rep30.get("on") and rep30.get("opened_by_host", 0) > 0,
           str(rep30))

@@ -418,11 +418,13 @@ class Worker:
                     warm += 1
                     if warm > 100000:
                         break
+                target, host_bound = C.round_stop_target(req["target_rel_stderr"], req.get("host_bound_rel_stderr"),
+                                                         opened.get("hold_expired", 0), sum(opened.values()))
                 opened.clear()  # what the measured samples saw, not the warm-up
                 prep.clear()
                 t_start = _perf_ns()
                 last = None
-                rule = C.MedianStopRule(req["min_samples"], req["target_rel_stderr"])
+                rule = C.MedianStopRule(req["min_samples"], target)
                 while True:
                     ms, hms, tms, n, si, args, outs = one()
                     samples.append(ms)
@@ -447,6 +449,8 @@ class Worker:
                     "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
         if prep:
             gate_rep["prep_ms"] = [p / 1e6 for p in prep]
+        if host_bound:
+            gate_rep["host_bound"] = True
         if gate is None:
             gate_rep["reason"] = gate_note
         return {"ok": True, "samples_ms": samples, "host_ms": host, "tail_ms": tails, "warmup": warm,

@@ -52,7 +52,8 @@ TIMING_DEFAULTS = {"rounds": 3, "warmup_calls": 10, "warmup_ms": 25.0, "min_samp
                    "flush_bytes": None, "peak_bandwidth_gbps": None, "floor_factor": 1.0,
                    "time_reference": True, "subtract_overhead": False, "reuse_reference": True,
                    "sync_before_end": True, "input_sets_max_bytes": 256 << 20,
-                   "gpu_warmup_ms": 300, "settle_workers": False, "gate_hold_us": 100.0}
+                   "gpu_warmup_ms": 300, "settle_workers": False, "gate_hold_us": 100.0,
+                   "host_bound_rel_stderr": 0.02}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1335,6 +1336,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                        warmup_ms=tcfg["warmup_ms"] if full else tcfg["warmup_ms"] / 5,
                        min_samples=per["min_samples"], max_samples=per["max_samples"],
                        max_seconds=tcfg["max_seconds"] / rounds, target_rel_stderr=tcfg["target_rel_stderr"],
+                       host_bound_rel_stderr=tcfg["host_bound_rel_stderr"],
                        call_offset=offsets[role], binding=role)
             req["out"] = os.path.join(ctx.scratch, f"tout_{role}.safetensors")
             left = max(5.0, deadline - time.monotonic()) if role == "candidate" else ctx.timeout
@@ -1448,6 +1450,7 @@ def _add_gate_report(details, role, rep, host_times):
                                                            "opened_by_host": 0, "hold_expired": 0})
     agg["opened_by_host"] += int(g.get("opened_by_host") or 0)
     agg["hold_expired"] += int(g.get("hold_expired") or 0)
+    agg["host_bound_rounds"] = agg.get("host_bound_rounds", 0) + (1 if g.get("host_bound") else 0)
     if g.get("reason"):
         agg["reason"] = g["reason"]
     host = host_times.setdefault(role, [])

@@ -56,6 +56,13 @@ export const TimeParams = SelectionParams.extend({
    */
   gate_hold_us: z.number().nonnegative().default(100),
   /**
+   * The stopping rule's target for a round whose calls mostly outlast the gate's hold (more than half of
+   * its warm-up calls): their time is host time, which moves between runs by more than a tighter
+   * within-run precision would buy (docs/BENCHMARKS.md), so they stop here instead of at
+   * `target_rel_stderr` (whichever is looser); 0 keeps `target_rel_stderr` for every round.
+   */
+  host_bound_rel_stderr: z.number().nonnegative().default(0.02),
+  /**
    * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
    */
