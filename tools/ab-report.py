@@ -10,9 +10,11 @@ import glob
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tarfile
+import tempfile
 
 SUMMARY = re.compile(r"^(compile|verify|time)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)s")
 JOB_PHASES = re.compile(r"^\[(verify|time)\] .*\[((?:[a-z_]+ [\d.]+s(?:, )?)+)\]")
@@ -34,12 +36,15 @@ def stage_walls(log):
     return walls, phases
 
 
-def time_cells(store_tar, run, second):
+def time_cells(store_tar, run, second, scratch):
     """{(solution, workload): details} of the run's time cells (its own key: first or second run)."""
-    dest = f"/tmp/ab-report/{run}"
+    dest = os.path.join(scratch, run)
     os.makedirs(dest, exist_ok=True)
     with tarfile.open(store_tar) as t:
-        t.extractall(dest, filter="data")
+        try:
+            t.extractall(dest, filter="data")
+        except TypeError:  # Python before 3.11.4: no extraction filters (the archive is our own)
+            t.extractall(dest)
     cells = {}
     for f in glob.glob(dest + "/cells/time/*/out/timing.json"):
         cell = json.load(open(os.path.join(os.path.dirname(os.path.dirname(f)), "cell.json")))
@@ -65,7 +70,7 @@ def agreement(a, b):
     return sorted(moves)
 
 
-def main(root):
+def main(root, scratch):
     runs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     cells = {}
     for r in runs:
@@ -81,7 +86,7 @@ def main(root):
             print(f"  {stage} job phases: " + ", ".join(f"{k} {s:.1f}s" for k, s in ph.items()))
         store = os.path.join(root, f"{r}.store.tar.xz")
         if os.path.exists(store):
-            cells[r] = time_cells(store, r, r.endswith("2"))
+            cells[r] = time_cells(store, r, r.endswith("2"), scratch)
     for prefix in sorted({r.rstrip("0123456789") for r in cells}):  # old1, old2: one checkout
         same = [r for r in runs if r.rstrip("0123456789") == prefix and r in cells]
         for i, a in enumerate(same):
@@ -110,4 +115,8 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    tmp = tempfile.mkdtemp(prefix="ab-report-")
+    try:
+        main(sys.argv[1], tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
