@@ -368,6 +368,10 @@ def timing_tests(work, device):
     check("time: raw samples + stats from the judge", det["candidate"]["n"] == 8 and
           len(det["candidate"]["samples_ms"]) == 8 and det["reference"]["n"] == 8 and det["baseline"]["n"] == 8
           and len(det["candidate"]["rounds"]) == 2)
+    tq = (det.get("tail_ms") or {}).get("candidate_quartiles")
+    check("time: the tail check reports the candidate's tail quartiles beside the no-op's",
+          isinstance(tq, list) and len(tq) == 2 and tq[0] <= tq[1] and "noop_quartiles" in det["tail_ms"],
+          str(det.get("tail_ms")))
     g = (det.get("gate") or {}).get("candidate") or {}
     if device == "cpu":
         check("time: the gate is reported off on the CPU, with the host's submission times",
