@@ -1,6 +1,7 @@
 """Summarises what tools/gpu-ab.sh brought back (docs/BENCHMARKS.md): per run, the verify and time stage
 walls and the cells verified-and-timed per GPU-minute; between runs of the same checkout, how far the same
-cells' candidate medians moved; per run, the samples taken, the gate's counts and the time cells' phases.
+cells' candidate medians moved; per run, the samples taken, the gate's counts, the time cells' phases and
+the cells the tail check charged.
 
     python3 tools/ab-report.py DIR      # DIR: ab.tar.xz unpacked (one folder and one store per run)
 """
@@ -112,6 +113,9 @@ def main(root, scratch):
         print(f"{r}: samples {dict(samples)}; gate {dict(gate) or 'off'}"
               + (f"; harness prep behind the gate median {statistics.median(prep):.1f} us" if prep else ""))
         print(f"  time cell phases: " + ", ".join(f"{k} {s:.1f}s" for k, s in phases.items()))
+        for (sol, wl), det in sorted(cs.items()):
+            if "async_work_after_return" in (det.get("rigor") or []):
+                print(f"  charged by the tail check: {sol} / {wl}: {det.get('tail_ms')}")
 
 
 if __name__ == "__main__":
