@@ -1303,7 +1303,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     if base and "baseline" not in cache:
         roles.append(("baseline", base))
     samples = {r: [] for r, _ in roles}
-    host_times = {}
+    host_times = {}  # per role: the host's submission times and the harness's prep times, over the rounds
     tails = {r: [] for r, _ in roles}
     round_samples = {r: [] for r, _ in roles}
     offsets = {r: 0 for r, _ in roles}
@@ -1377,14 +1377,10 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
                                  binding="noop"), ctx.timeout)
         if not er:
             details["overhead_ms"] = cache["overhead_ms"] = statistics.median(rep["samples_ms"])
-            cache["overhead_tail_ms"] = statistics.median(rep.get("tail_ms") or [0.0])
-            cache["overhead_tail_quartiles_ms"] = _quartiles(rep.get("tail_ms"))
+            cache["overhead_tails_ms"] = rep.get("tail_ms") or [0.0]
     phases["noop"] = round(time.monotonic() - t_phase, 4)
     t_phase = time.monotonic()
-    charge_async_work(details, samples, tails, cache.get("overhead_tail_ms"))
-    if "tail_ms" in details:  # the spread of both tails, for judging the charge's threshold (BENCHMARKS.md)
-        details["tail_ms"].update(candidate_quartiles=_quartiles(tails.get("candidate")),
-                                  noop_quartiles=cache.get("overhead_tail_quartiles_ms"))
+    charge_async_work(details, samples, tails, cache.get("overhead_tails_ms"))
     # Post-timing recheck: the last timed output must match the reference on that exact input.
     n_out = len(ctx.defn["outputs"])
     outs, _ = read_outputs(os.path.join(ctx.scratch, "tout_candidate.safetensors"), n_out, ctx.device)
@@ -1457,14 +1453,12 @@ def _add_gate_report(details, role, rep, host_times):
     agg["host_bound_rounds"] = agg.get("host_bound_rounds", 0) + (1 if g.get("host_bound") else 0)
     if g.get("reason"):
         agg["reason"] = g["reason"]
-    host = host_times.setdefault(role, [])
-    host += rep.get("host_ms") or []
-    if host:
-        agg["host_submit_median_ms"] = statistics.median(host)
-    prep = host_times.setdefault(role + ":prep", [])
-    prep += g.get("prep_ms") or []
-    if prep:
-        agg["harness_prep_median_ms"] = statistics.median(prep)
+    acc = host_times.setdefault(role, {"host_submit_median_ms": [], "harness_prep_median_ms": []})
+    acc["host_submit_median_ms"] += rep.get("host_ms") or []
+    acc["harness_prep_median_ms"] += g.get("prep_ms") or []
+    for key, xs in acc.items():
+        if xs:
+            agg[key] = statistics.median(xs)
 
 
 def sampling_recheck(ctx, outs, inputs):
@@ -1490,20 +1484,23 @@ def _quartiles(xs):
     return [q[0], q[2]]
 
 
-def charge_async_work(details, samples, tails, honest_tail_ms):
+def charge_async_work(details, samples, tails, noop_tails):
     """Work a candidate leaves running on other streams after it returns is charged to it.
 
     Each sample ends with an event on the judge's stream; the worker also measures the tail: host time
     from that event completing to the whole device being idle. When the candidate's median tail exceeds
     the no-op's (the honest cost of that check) by more than 10 us or 5 % of its median, every sample is
     extended by its tail (the sample then runs to device idle, host latency included: never a gain) and
-    the cell is tagged `async_work_after_return`.
+    the cell is tagged `async_work_after_return`. `details.tail_ms` also gives both tails' quartiles, the
+    spread the threshold is to be judged against (BENCHMARKS.md).
     """
     cand, tail = samples.get("candidate") or [], tails.get("candidate") or []
     if not cand or len(tail) != len(cand):
         return
     med_tail = statistics.median(tail)
-    details["tail_ms"] = {"candidate_median": med_tail, "noop_median": honest_tail_ms}
+    honest_tail_ms = statistics.median(noop_tails) if noop_tails else None
+    details["tail_ms"] = {"candidate_median": med_tail, "noop_median": honest_tail_ms,
+                          "candidate_quartiles": _quartiles(tail), "noop_quartiles": _quartiles(noop_tails)}
     excess = med_tail - (honest_tail_ms or 0.0)
     # Host wake-up latency varies with machine load (an honest 0.9 ms copy once showed a 33 us excess on a
     # machine still settling after boot), so small excesses are tolerated rather than charged.
