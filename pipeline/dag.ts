@@ -11,7 +11,7 @@ import { digestJson } from "./hash.ts";
 import { type BuilderInfo, builderInfo } from "./provenance.ts";
 import type { CellJob, CellPlan, CellResult, PlanContext, Resource, Stage } from "./stage.ts";
 import type { Store } from "./store.ts";
-import { discoverToolchain, type Toolchain } from "./toolchain.ts";
+import { discoverToolchain, probeGpusOnce, type Toolchain } from "./toolchain.ts";
 
 /** Bump to invalidate every cell (a bug in how results were computed). */
 export const KEY_FORMAT = "tracepipe/cell-v1";
@@ -189,11 +189,27 @@ async function planStage(
 }
 
 /** Runs the pipeline. Never throws for a failing cell: failures are reported per cell. */
+/** Lets each stage the run includes start its background preparation (Stage.prewarm). */
+function prewarmStages(opts: PipelineOptions, run: Set<string>): void {
+  const gpus = opts.toolchain ? Promise.resolve(opts.toolchain.gpus) : probeGpusOnce();
+  for (const stage of opts.stages) {
+    if (!stage.prewarm || !run.has(stage.name)) continue;
+    let params: unknown;
+    try {
+      params = parseParams(stage, opts.rawParams[stage.name], opts.paramsSource);
+    } catch {
+      continue; // planning the stage reports its bad params
+    }
+    stage.prewarm(params, gpus);
+  }
+}
+
 export async function runPipeline(
   opts: PipelineOptions,
 ): Promise<{ reports: StageReport[]; ok: boolean }> {
   const log = opts.log ?? console.log;
   const { run, last } = selectStages(opts.stages, opts);
+  prewarmStages(opts, run);
   const tc = opts.toolchain ?? await discoverToolchain();
   const builder = await builderInfo(opts.root);
   const results: Record<string, CellResult[]> = {};

@@ -224,3 +224,33 @@ Deno.test("import merges another store's cells and unites run indexes by cell id
     ["X!", "Y!"],
   );
 });
+
+Deno.test("prewarm: each stage the run includes starts with its params and the GPUs found; others do not", async () => {
+  const calls: Array<{ stage: string; params: unknown; gpus: number }> = [];
+  const pending: Promise<void>[] = [];
+  const watch = (stage: AnyStage) =>
+    ({
+      ...stage,
+      prewarm(params: unknown, gpus: Promise<unknown[]>) {
+        pending.push(
+          gpus.then((g) => void calls.push({ stage: stage.name, params, gpus: g.length })),
+        );
+      },
+    }) as AnyStage;
+  const stages = [watch(letters), watch(shout)];
+  const gpu = {
+    index: 0,
+    name: "H100",
+    uuid: "u",
+    driver: "d",
+    computeCapability: "9.0",
+    memoryMiB: 1,
+  };
+  await run(freshStore(), { a: "x" }, {
+    stages,
+    from: "shout",
+    toolchain: { ...FAKE_TOOLCHAIN, gpus: [gpu] },
+  }).catch(() => {/* shout has no recorded letters run here: only the prewarm calls matter */});
+  await Promise.all(pending);
+  assertEquals(calls, [{ stage: "shout", params: { suffix: "!" }, gpus: 1 }]);
+});

@@ -5,7 +5,7 @@
  * stage the finished cells of its upstream stages.
  */
 import type { z } from "zod";
-import type { Toolchain } from "./toolchain.ts";
+import type { Gpu, Toolchain } from "./toolchain.ts";
 
 /** Which pool a cell's work runs in; the engine limits each pool's parallelism. */
 export type Resource = "cpu" | "gpu";
@@ -90,6 +90,12 @@ export interface Stage<P = unknown> {
   module: string;
   /** Non-TypeScript files the stage executes (Python harness, kernel templates), repo-relative. */
   codeFiles?: string[];
+  /**
+   * Starts, in the background, what the stage's cells will need (say, worker processes), as the pipeline
+   * begins and before it probes its toolchain; `gpus` resolves to the GPUs found. Called only for stages
+   * the run includes; it must leave nothing behind that costs more than an idle process.
+   */
+  prewarm?(params: P, gpus: Promise<Gpu[]>): void;
   /** The toolchain facts this stage's results depend on. */
   toolchainFacts(tc: Toolchain): Record<string, unknown>;
   plan(ctx: PlanContext<P>): Promise<CellPlan[]>;

@@ -141,6 +141,14 @@ async function probeTool(cmd: string, versionArgs: string[]): Promise<Tool | und
   };
 }
 
+let gpuProbe: Promise<Gpu[]> | null = null;
+
+/** The GPUs `nvidia-smi` lists (none without it), probed once per process. */
+export function probeGpusOnce(): Promise<Gpu[]> {
+  gpuProbe ??= probeGpus();
+  return gpuProbe;
+}
+
 async function probeGpus(): Promise<Gpu[]> {
   const out = await tryRun("nvidia-smi", [
     "--query-gpu=index,name,uuid,driver_version,compute_cap,memory.total",
@@ -175,7 +183,7 @@ function nvccPath(): string {
 export async function discoverToolchain(): Promise<Toolchain> {
   const nvcc = nvccPath();
   const ptxas = nvcc.replace(/nvcc$/, "ptxas");
-  const gpus = await probeGpus();
+  const gpus = await probeGpusOnce();
   const [python, nvccTool, ptxasTool] = await Promise.all([
     probePython(gpus.length > 0),
     probeTool(nvcc, ["--version"]),

@@ -488,6 +488,24 @@ export class SessionPool {
     }
   }
 
+  /**
+   * Starts idle sessions until `n` are idle, without waiting for their start-up: jobs given to them later
+   * find torch, the CUDA context and the fork server ready, or wait for the rest of it.
+   */
+  async prestart(n: number): Promise<void> {
+    this.#idle = this.#idle.filter((s) => s.alive);
+    while (this.#idle.length < n) {
+      const s = await HarnessSession.start(this.opts);
+      this.#all.add(s);
+      this.#idle.push(s);
+    }
+  }
+
+  /** Sessions idle now. */
+  get idleCount(): number {
+    return this.#idle.length;
+  }
+
   /** Closes idle sessions until at most `keep` remain. */
   async trim(keep: number): Promise<void> {
     const extra = this.#idle.splice(0, Math.max(0, this.#idle.length - keep));

@@ -6,6 +6,7 @@ Exit status 0 only if every check passed. Each check prints one line.
 """
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -58,7 +59,7 @@ def stop_rule_and_gate_tests():
     rng = random.Random(1)
     n_noisy = next((i for i in range(1, 500) if noisy.add(rng.uniform(0.5, 1.5))), None)
     check("stop rule: a wide distribution keeps sampling", n_noisy is None or n_noisy > 200, str(n_noisy))
-    # A round whose warm-up calls mostly outlast the gate's hold stops at the looser host-bound target.
+    # A round whose measured samples so far mostly outlasted the gate's hold stops at the looser host-bound target.
     rng2 = random.Random(2)
     spread = [rng2.gauss(1.0, 0.05) for _ in range(1000)]
 
@@ -70,7 +71,7 @@ def stop_rule_and_gate_tests():
     dev_target, dev_bound = C.round_stop_target(0.005, 0.02, expired=3, total=10)
     off_target, _ = C.round_stop_target(0.005, 0, expired=10, total=10)
     n_host, n_dev = samples_to_stop(host_target), samples_to_stop(dev_target)
-    check("stop rule: host-bound rounds (hold expired in most warm-up calls) stop at the looser target",
+    check("stop rule: host-bound rounds (hold expired in most samples so far) stop at the looser target",
           host_bound and not dev_bound and host_target == 0.02 and dev_target == off_target == 0.005 and
           n_host is not None and (n_dev is None or n_host * 4 < n_dev), f"{n_host} vs {n_dev}")
     # The timing gate's PTX was generated from the gate.cu beside it, and assembles where ptxas exists.
@@ -422,6 +423,45 @@ def timing_tests(work, device):
           r3["evaluation"]["status"] == "RUNTIME_ERROR" and "below_roofline_floor" in r3["details"]["rigor"])
 
 
+def gate_copy_tests():
+    """GPU only: once open, the gate writes the call's inputs (any size or alignment) and zeroes the flush
+    buffer, and every launch passes its grid barrier (no launch waits out the barrier's deadline)."""
+    import th_gate
+    stream = torch.cuda.current_stream()
+    base = torch.randint(0, 256, (1 << 20,), dtype=torch.uint8, device="cuda")
+    srcs = [torch.randn(4096 * 3 + 1, device="cuda"), base[1:18], base[3:3 + 100_003], torch.randn(1, device="cuda"),
+            torch.randn(257, 129, device="cuda").to(torch.bfloat16)]
+    flush = torch.full((3 << 20,), 0x5A, dtype=torch.uint8, device="cuda")
+    g = th_gate.Gate()  # in the context torch made current above
+    g.set_hold_ns(100_000)
+    ok, why = True, []
+    for k, release in enumerate((True, False, True)):
+        dsts = [torch.full_like(src, 7) for src in srcs]
+        flush.fill_(0x5A)
+        torch.cuda.synchronize()
+        g.hold(stream.cuda_stream, [(d.data_ptr(), src.data_ptr(), d.numel() * d.element_size())
+                                    for d, src in zip(dsts, srcs)], (flush.data_ptr(), flush.numel()))
+        g.arm()
+        if release:
+            g.release()
+        torch.cuda.synchronize()
+        want = th_gate.OPENED_BY_HOST if release else th_gate.OPENED_BY_EXPIRY
+        if not all(torch.equal(d, src) for d, src in zip(dsts, srcs)):
+            ok, why = False, why + [f"gate {k}: an input differs from its source"]
+        if int(flush.count_nonzero()) != 0:
+            ok, why = False, why + [f"gate {k}: the flush buffer is not zeroed"]
+        if g.opened_by() != want:
+            ok, why = False, why + [f"gate {k}: opened by {g.opened_by()}, not {want}"]
+    count = torch.empty(1, dtype=torch.int64, device="cuda")
+    g.cu.cuMemcpyDtoD_v2(ctypes.c_uint64(count.data_ptr()), ctypes.c_uint64(g.dev.value + 8), ctypes.c_size_t(8))
+    torch.cuda.synchronize()
+    passed = int(count.item())
+    if passed != 3 * g.blocks:
+        ok, why = False, why + [f"barrier count {passed}, not 3 x {g.blocks} blocks"]
+    check("gate: once open it writes the inputs (any size, any alignment), zeroes the flush buffer and passes its "
+          "grid barrier", ok, "; ".join(why) or f"{len(srcs)} copies x 3 gates, {g.blocks} blocks")
+
+
 def gate_timing_tests(work):
     """GPU only: the timing gate keeps host submission latency out of samples (up to its hold), charges what
     exceeds the hold, keeps side-stream work from running ahead of the measurement, and never hangs a call
@@ -594,6 +634,7 @@ def main():
     if not a.only and "timing" not in skip:
         timing_tests(work, a.device)
         if a.device == "cuda":
+            gate_copy_tests()
             gate_timing_tests(work)
     print(f"{len(FAILS)} failed; {time.time() - t0:.1f} s", flush=True)
     if a.report:

@@ -325,9 +325,10 @@ def apply_perturb(args, idx, scale):
 
 def round_stop_target(target, host_bound_target, expired, total):
     """The stopping rule's target for a timing round, and whether the round counts as host-bound: when the
-    gate's hold expired in more than half of the round's warm-up calls, the call's time is mostly host
-    time, which moves with the machine by more than any within-run precision buys, so the round may stop
-    at the looser `host_bound_target` (None or 0: never)."""
+    gate's hold expired in more than half of the round's samples so far (`expired` of `total`), the call's
+    time is mostly host time, which moves with the machine by more than any within-run precision buys, so
+    the round may stop at the looser `host_bound_target` (None or 0: never). Judged on the measured samples,
+    not the warm-up, whose few first calls of a round are slow for reasons of their own."""
     host_bound = bool(host_bound_target) and total > 0 and expired * 2 > total
     return (max(float(target), float(host_bound_target)) if host_bound else float(target)), host_bound
 

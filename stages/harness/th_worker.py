@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import th_core as C  # noqa: E402
+import th_gate  # noqa: E402
 
 # Captured before any candidate code is imported: the timing path uses only these references, and each
 # call re-checks that the public names still point at them (monkey-patched timers are rejected).
@@ -308,7 +309,6 @@ class Worker:
             return None, "off"
         if self._gate_obj is None and self._gate_error is None:
             try:
-                import th_gate
                 self._gate_obj = th_gate.Gate()
             except Exception as e:  # noqa: BLE001 - any failure leaves the ungated path
                 self._gate_error = f"{type(e).__name__}: {e}"
@@ -352,20 +352,30 @@ class Worker:
             if cuda and gate is not None:
                 if _cur_stream().cuda_stream != handle:
                     _set_stream(stream)  # a candidate that left another stream current: the harness's work stays here
-                # The call's inputs are written only behind the gate (copied, perturbed, then the flush): until it
-                # opens their buffers hold poison, so work started outside the measurement (a copy to the host on
-                # another stream while the gate holds this one) finds nothing to compute from.
-                args = [C.poison_fill(torch.empty_like(a), n % 2) if isinstance(a, _Tensor) else a for a in sets[si]]
-                _sync()  # the device is idle: nothing the candidate launches can start before `start`
-                gate.hold(handle)  # holds the stream and every SM while the inputs and the call are submitted
-                p0 = _perf_ns()
-                for a, src in zip(args, sets[si]):
-                    if isinstance(a, _Tensor):
-                        a.copy_(src)
+                # The call's inputs are written only once the gate opens, by the gate itself, which then flushes L2
+                # with every SM still held: until then their buffers hold poison, so work started outside the
+                # measurement (a copy to the host on another stream during the hold) finds nothing to compute
+                # from, and nothing queued on another stream can overlap the harness's own work.
+                srcs = list(sets[si])
                 if pseed is not None and pidx:
-                    C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
-                if flush is not None:
-                    flush.zero_()
+                    for i in pidx:
+                        srcs[i] = srcs[i].clone()
+                    C.apply_perturb(srcs, pidx, C.perturb_scale(pseed, n))
+                args = [C.poison_fill(torch.empty_like(a), n % 2) if isinstance(a, _Tensor) else a for a in srcs]
+                pairs = [(a, src) for a, src in zip(args, srcs) if isinstance(a, _Tensor) and a.numel()]
+                in_gate = len(pairs) <= th_gate.MAX_COPIES and all(a.is_contiguous() and src.is_contiguous()
+                                                                   for a, src in pairs)
+                _sync()  # the device is idle: nothing the candidate launches can start before `start`
+                p0 = _perf_ns()
+                if in_gate:
+                    gate.hold(handle, [(a.data_ptr(), src.data_ptr(), a.numel() * a.element_size()) for a, src in pairs],
+                              (flush.data_ptr(), flush.numel()) if flush is not None else (0, 0))
+                else:  # strided inputs, or more than the gate copies: the harness copies them behind it
+                    gate.hold(handle)
+                    for a, src in pairs:
+                        a.copy_(src)
+                    if flush is not None:
+                        flush.zero_()
                 h0 = _perf_ns()
                 prep.append(h0 - p0)
                 gate.arm()  # the hold runs from here: the harness's own submissions above take none of it
@@ -418,13 +428,12 @@ class Worker:
                     warm += 1
                     if warm > 100000:
                         break
-                target, host_bound = C.round_stop_target(req["target_rel_stderr"], req.get("host_bound_rel_stderr"),
-                                                         opened.get("hold_expired", 0), sum(opened.values()))
                 opened.clear()  # what the measured samples saw, not the warm-up
                 prep.clear()
                 t_start = _perf_ns()
                 last = None
-                rule = C.MedianStopRule(req["min_samples"], target)
+                host_bound = False
+                rule = C.MedianStopRule(req["min_samples"], req["target_rel_stderr"])
                 while True:
                     ms, hms, tms, n, si, args, outs = one()
                     samples.append(ms)
@@ -433,6 +442,9 @@ class Worker:
                     last = (n, si, args, outs)
                     if len(samples) >= req["max_samples"] or (_perf_ns() - t_start) / 1e9 > req["max_seconds"]:
                         break
+                    rule.target, host_bound = C.round_stop_target(
+                        req["target_rel_stderr"], req.get("host_bound_rel_stderr"), opened.get("hold_expired", 0),
+                        sum(opened.values()))
                     if rule.add(ms):
                         break
             if cuda:

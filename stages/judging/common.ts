@@ -213,21 +213,53 @@ export async function mapLimit<T>(
  */
 const SHARED_SESSIONS = new SessionPool();
 
+/** How a stage shares the judging stages' serving harnesses (see {@link mapWithSessions}). */
+export interface SessionUse {
+  /** The stage the judges prestarted by {@link prestartSharedSessions} were for: they are its to close. */
+  claimsPrestarted?: boolean;
+  /** No other judge may sit idle beside this stage (a timing stage: their clock monitors poll the GPU). */
+  alone?: boolean;
+}
+
+let prestarted = 0; // judges started ahead for a later stage's lanes: stages before it keep them idle
+
 /**
  * {@link mapLimit} with a serving harness per lane: each item gets a session of the shared pool (torch, the
  * CUDA context and the fork server start once per lane, not once per item). Afterwards one idle judge is
- * kept for the next stage and the others are closed.
+ * kept for the next stage (or the judges prestarted for a later stage) and the others are closed.
  */
 export async function mapWithSessions<T>(
   items: T[],
   lanes: number,
   f: (item: T, session: HarnessSession) => Promise<void>,
+  use: SessionUse = {},
 ): Promise<void> {
+  if (use.alone) {
+    prestarted = 0;
+    await SHARED_SESSIONS.trim(lanes);
+  }
   try {
     await mapLimit(items, lanes, (item) => SHARED_SESSIONS.use((session) => f(item, session)));
   } finally {
-    await SHARED_SESSIONS.trim(1);
+    if (use.claimsPrestarted) prestarted = 0;
+    await SHARED_SESSIONS.trim(Math.max(1, prestarted));
   }
+}
+
+/**
+ * Starts `n` serving harnesses for a judging stage ahead of its first job (its prewarm, while the pipeline
+ * probes its toolchain and plans): the seconds a judge takes to import torch and make its CUDA context then
+ * overlap that work instead of delaying the stage's first cells. The stage claims them with
+ * `claimsPrestarted`; a stage with `alone` closes them if it comes first.
+ */
+export function prestartSharedSessions(n: number): Promise<void> {
+  prestarted = n;
+  return SHARED_SESSIONS.prestart(n);
+}
+
+/** Serving harnesses of the judging stages idle now (tests). */
+export function idleSharedSessions(): number {
+  return SHARED_SESSIONS.idleCount;
 }
 
 /** Closes the judging stages' serving harnesses (tests call it; a CLI run just exits). */

@@ -222,6 +222,6 @@ export const timeStage = defineStage<TimeParams>({
           hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
         }`,
       );
-    });
+    }, { alone: true });
   },
 });

@@ -24,6 +24,7 @@ import {
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
+  prestartSharedSessions,
   SelectionParams,
   selectSolutions,
   verifyCost,
@@ -89,6 +90,14 @@ export const verifyStage = defineStage<VerifyParams>({
   module: import.meta.url,
   codeFiles: HARNESS_CODE,
   toolchainFacts: hardwareFacts,
+  prewarm(params, gpus) {
+    // On a GPU machine the lanes' judges start while the pipeline probes its toolchain and plans. Without a
+    // GPU nothing starts early: two lanes start quickly there, and CI's runs are often all cached.
+    gpus.then((found) =>
+      found.length > 0 ? prestartSharedSessions(params.parallel_processes) : undefined
+    )
+      .catch(() => {/* the stage starts its judges itself, and reports what fails */});
+  },
   plan(ctx) {
     const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
     const compiled = new Map<string, CellResult>(
@@ -226,6 +235,6 @@ export const verifyStage = defineStage<VerifyParams>({
           ((performance.now() - t0) / 1000).toFixed(1)
         }s${describeJobPhases(result.job_s)}`,
       );
-    });
+    }, { claimsPrestarted: true });
   },
 });
