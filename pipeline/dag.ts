@@ -188,7 +188,6 @@ async function planStage(
   return { stage, ctx, plans, keys };
 }
 
-/** Runs the pipeline. Never throws for a failing cell: failures are reported per cell. */
 /** Lets each stage the run includes start its background preparation (Stage.prewarm). */
 function prewarmStages(opts: PipelineOptions, run: Set<string>): void {
   const gpus = opts.toolchain ? Promise.resolve(opts.toolchain.gpus) : probeGpusOnce();
@@ -204,6 +203,7 @@ function prewarmStages(opts: PipelineOptions, run: Set<string>): void {
   }
 }
 
+/** Runs the pipeline. Never throws for a failing cell: failures are reported per cell. */
 export async function runPipeline(
   opts: PipelineOptions,
 ): Promise<{ reports: StageReport[]; ok: boolean }> {

@@ -71,6 +71,36 @@ def agreement(a, b):
     return sorted(moves)
 
 
+KINDS = ("charged by the tail check", "host-bound (some samples outlasted the hold)",
+         "device-bound (the host released every sample)", "ungated")
+
+
+def cell_kind(det):
+    """What the candidate's samples measured: index into KINDS (lower: less precise)."""
+    if "async_work_after_return" in (det.get("rigor") or []):
+        return 0
+    g = (det.get("gate") or {}).get("candidate") or {}
+    if not g or g.get("on") is False:
+        return 3
+    return 1 if g.get("hold_expired", 0) else 2
+
+
+def agreement_by_kind(a, b):
+    """agreement() split by what the samples measured, each pair filed under the less precise run's kind."""
+    split = collections.defaultdict(list)
+    for k, da in a.items():
+        db = b.get(k) or {}
+        ma, mb = candidate_median(da), candidate_median(db)
+        if ma and mb:
+            split[KINDS[min(cell_kind(da), cell_kind(db))]].append(abs(mb / ma - 1))
+    return {kind: sorted(m) for kind, m in split.items()}
+
+
+def describe_moves(m):
+    return (f"{len(m)} cells; candidate medians moved median {statistics.median(m) * 100:.1f}%, "
+            f"p90 {m[int(0.9 * (len(m) - 1))] * 100:.1f}%, max {m[-1] * 100:.1f}%")
+
+
 def main(root, scratch):
     runs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     cells = {}
@@ -94,9 +124,9 @@ def main(root, scratch):
             for b in same[i + 1:]:
                 m = agreement(cells[a], cells[b])
                 if m:
-                    print(f"{a} vs {b}: {len(m)} cells; candidate medians moved median "
-                          f"{statistics.median(m) * 100:.1f}%, p90 {m[int(0.9 * (len(m) - 1))] * 100:.1f}%, "
-                          f"max {m[-1] * 100:.1f}%")
+                    print(f"{a} vs {b}: {describe_moves(m)}")
+                    for kind, km in sorted(agreement_by_kind(cells[a], cells[b]).items()):
+                        print(f"  {kind}: {describe_moves(km)}")
     for r, cs in cells.items():
         samples, gate, phases, prep = collections.Counter(), collections.Counter(), collections.Counter(), []
         for det in cs.values():
@@ -106,8 +136,8 @@ def main(root, scratch):
             for role, g in (det.get("gate") or {}).items():
                 gate[f"{role} released"] += g.get("opened_by_host", 0)
                 gate[f"{role} expired"] += g.get("hold_expired", 0)
-                if role == "candidate" and g.get("prep_median_us") is not None:
-                    prep.append(g["prep_median_us"])
+                if role == "candidate" and g.get("harness_prep_median_ms") is not None:
+                    prep.append(g["harness_prep_median_ms"] * 1000)
             for k, s in (det.get("phase_s") or {}).items():
                 phases[k] += s
         print(f"{r}: samples {dict(samples)}; gate {dict(gate) or 'off'}"

@@ -41,7 +41,14 @@ async function writeRun(
       workload: "wl",
       details: {
         candidate: { median_ms: medianMs, n: 40 },
-        gate: { candidate: { opened_by_host: 30, hold_expired: 10, host_bound_rounds: 1 } },
+        gate: {
+          candidate: {
+            opened_by_host: 30,
+            hold_expired: 10,
+            host_bound_rounds: 1,
+            harness_prep_median_ms: 0.0123,
+          },
+        },
         phase_s: { candidate: 0.5 },
       },
     }),
@@ -70,6 +77,8 @@ Deno.test("ab-report: cells per GPU-minute, job phases and run-to-run agreement 
   assertMatch(out, /new2: .* -> 53\.7 cells per GPU-minute/);
   assertMatch(out, /time job phases: prepare 0\.5s, cells 2\.2s/);
   assertMatch(out, /new1 vs new2: 1 cells; candidate medians moved median 10\.0%/);
+  assertMatch(out, /host-bound \(some samples outlasted the hold\): 1 cells; .*median 10\.0%/);
+  assertMatch(out, /harness prep behind the gate median 12\.3 us/);
   assertMatch(
     out,
     /new1: samples \{'candidate': 40\}; gate \{'candidate released': 30, 'candidate expired': 10\}/,
