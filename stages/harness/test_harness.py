@@ -509,7 +509,7 @@ def gate_timing_tests(work):
     rep30 = (gated["host_delay_30us"]["details"].get("gate") or {}).get("candidate") or {}
     check("gate: the report counts samples the host released", rep30.get("on") and rep30.get("opened_by_host", 0) > 0,
           str(rep30))
-    check("gate: the report gives the harness's own submission time behind the gate (not part of the hold)",
+    check("gate: the report gives the harness's own time launching the gate with its copies (not part of the hold)",
           0 < (rep30.get("harness_prep_median_ms") or 0) < 1.0, str(rep30))
     off_g, off_u = gated["cheat_host_offload_during_gate"], ungated["cheat_host_offload_during_gate"]
     check("gate: a copy to the host on another stream while the gate holds finds poison, not the inputs",

@@ -341,7 +341,7 @@ class Worker:
         handle = stream.cuda_stream if cuda else None
         start, end = (_Event(enable_timing=True), _Event(enable_timing=True)) if cuda else (None, None)
         opened = collections.Counter()
-        prep = []  # host time of the harness's submissions behind the gate, per call
+        prep = []  # host time the harness took to launch the gate with its copies (before arming it), per call
 
         def one():
             n = state["n"]
@@ -363,14 +363,14 @@ class Worker:
                     C.apply_perturb(srcs, pidx, C.perturb_scale(pseed, n))
                 args = [C.poison_fill(torch.empty_like(a), n % 2) if isinstance(a, _Tensor) else a for a in srcs]
                 pairs = [(a, src) for a, src in zip(args, srcs) if isinstance(a, _Tensor) and a.numel()]
-                in_gate = len(pairs) <= th_gate.MAX_COPIES and all(a.is_contiguous() and src.is_contiguous()
-                                                                   for a, src in pairs)
+                in_gate = len(pairs) <= th_gate.MAX_COPIES and all(
+                    a.is_cuda and src.is_cuda and a.is_contiguous() and src.is_contiguous() for a, src in pairs)
                 _sync()  # the device is idle: nothing the candidate launches can start before `start`
                 p0 = _perf_ns()
                 if in_gate:
                     gate.hold(handle, [(a.data_ptr(), src.data_ptr(), a.numel() * a.element_size()) for a, src in pairs],
                               (flush.data_ptr(), flush.numel()) if flush is not None else (0, 0))
-                else:  # strided inputs, or more than the gate copies: the harness copies them behind it
+                else:  # strided or host inputs, or more than the gate copies: the harness copies them behind it
                     gate.hold(handle)
                     for a, src in pairs:
                         a.copy_(src)

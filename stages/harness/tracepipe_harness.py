@@ -1444,7 +1444,7 @@ def _add_gate_report(details, role, rep, host_times):
     """Adds a timing round's gate counts and host submission times to the cell's `details.gate[role]`: how
     many samples the host released (the call's device time alone) and how many outlasted the hold (the host
     path beyond it is in the sample), the median time the host took to submit the call, and the median time
-    the harness took to submit its own work behind the gate (inputs, flush) before arming it."""
+    the harness took to launch the gate with the call's input copies and flush before arming it."""
     g = rep.get("gate") or {}
     agg = details.setdefault("gate", {}).setdefault(role, {"hold_us": g.get("hold_us"), "on": g.get("on"),
                                                            "opened_by_host": 0, "hold_expired": 0})

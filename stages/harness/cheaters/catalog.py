@@ -298,7 +298,7 @@ GATE_SAME_WORK = sol("honest_work_on_stream", "tp_relu_f32",
                      "import torch\n\ndef run(x):\n    torch.cuda._sleep(150_000)\n    return torch.relu(x)\n")
 # Copies its input to the host on a side stream while the gate holds the judge's stream (a copy needs no SM),
 # computes on the CPU and copies the result back on the judge's stream, so that only that last copy would be
-# timed. The inputs are written behind the gate: what it copies before the gate opens is poison.
+# timed. The gate writes the inputs only once it opens: what the cheater copies during the hold is poison.
 GATE_HOST_OFFLOAD = sol("cheat_host_offload_during_gate", "tp_relu_f32",
                         "import torch\n_s = []\n\ndef run(x):\n    if not _s:\n        _s.append(torch.cuda.Stream())\n"
                         "    h = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)\n"
