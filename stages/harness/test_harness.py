@@ -172,6 +172,19 @@ def unit_tests(work):
     check("roofline floor: paged caches left out, everything counted otherwise",
           TH.workload_bytes(fake, ax, floor=True) == 2 * 2 * 128 * 2 + 10 * 4 and
           TH.workload_bytes(fake, ax) == 2 * 2 * 128 * 2 + 10 * 4 + 1000000 * 128 * 2)
+    # The tail check's report splits the candidate's tails by the samples' host time against the hold.
+    det = {"rigor": []}
+    TH.charge_async_work(det, {"candidate": [0.01] * 6}, {"candidate": [0.005] * 4 + [0.030] * 2}, [0.005] * 3,
+                         [0.05] * 4 + [0.2] * 2, 0.1)
+    check("tail check: tails split by host time within / beyond the hold; a median at the no-op's is not charged",
+          det["tail_ms"].get("candidate_median_by_host") == {"within_hold": 0.005, "n_within_hold": 4,
+                                                            "beyond_hold": 0.030, "n_beyond_hold": 2}
+          and det["rigor"] == [], str(det))
+    det, timed = {"rigor": []}, {"candidate": [0.01] * 4}
+    TH.charge_async_work(det, timed, {"candidate": [0.030] * 4}, [0.005] * 3)
+    check("tail check: a median tail 25 us above the no-op's is charged to every sample",
+          det["rigor"] == ["async_work_after_return"] and timed["candidate"] == [0.04] * 4 and
+          "candidate_median_by_host" not in det["tail_ms"], str(det))
     # Perturbation is deterministic and identical in both processes.
     check("perturb scale deterministic", C.perturb_scale(5, 7) == C.perturb_scale(5, 7) and
           all(0.5 <= abs(C.perturb_scale(5, n)) <= 0.99 for n in range(100)) and

@@ -1305,6 +1305,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     samples = {r: [] for r, _ in roles}
     host_times = {}  # per role: the host's submission times and the harness's prep times, over the rounds
     tails = {r: [] for r, _ in roles}
+    hosts = {r: [] for r, _ in roles}  # per sample: the host's time from the call's start to its end event
     round_samples = {r: [] for r, _ in roles}
     offsets = {r: 0 for r, _ in roles}
     deadline = time.monotonic() + ctx.timeout
@@ -1353,6 +1354,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
             _add_gate_report(details, role, rep, host_times)
             samples[role] += rep["samples_ms"]
             tails[role] += rep.get("tail_ms") or []
+            hosts[role] += rep.get("host_ms") or []
             round_samples[role].append(rep["samples_ms"])
             if role == "candidate":
                 last_cand = rep
@@ -1380,7 +1382,8 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
             cache["overhead_tails_ms"] = rep.get("tail_ms") or [0.0]
     phases["noop"] = round(time.monotonic() - t_phase, 4)
     t_phase = time.monotonic()
-    charge_async_work(details, samples, tails, cache.get("overhead_tails_ms"))
+    charge_async_work(details, samples, tails, cache.get("overhead_tails_ms"), hosts.get("candidate"),
+                      float(tcfg["gate_hold_us"] or 0) / 1000 if ctx.device == "cuda" else 0.0)
     # Post-timing recheck: the last timed output must match the reference on that exact input.
     n_out = len(ctx.defn["outputs"])
     outs, _ = read_outputs(os.path.join(ctx.scratch, "tout_candidate.safetensors"), n_out, ctx.device)
@@ -1484,7 +1487,7 @@ def _quartiles(xs):
     return [q[0], q[2]]
 
 
-def charge_async_work(details, samples, tails, noop_tails):
+def charge_async_work(details, samples, tails, noop_tails, host_ms=None, hold_ms=0.0):
     """Work a candidate leaves running on other streams after it returns is charged to it.
 
     Each sample ends with an event on the judge's stream; the worker also measures the tail: host time
@@ -1492,7 +1495,10 @@ def charge_async_work(details, samples, tails, noop_tails):
     the no-op's (the honest cost of that check) by more than 10 us or 5 % of its median, every sample is
     extended by its tail (the sample then runs to device idle, host latency included: never a gain) and
     the cell is tagged `async_work_after_return`. `details.tail_ms` also gives both tails' quartiles, the
-    spread the threshold is to be judged against (BENCHMARKS.md).
+    spread the threshold is to be judged against (BENCHMARKS.md), and, with the gate's hold and the
+    samples' host times, the candidate's median tail over the samples whose host time stayed within the
+    hold and over those beyond it: excess tails were seen to follow the call's host work (BENCHMARKS.md,
+    "Sixth session"), and this split tells that apart from work left on the device.
     """
     cand, tail = samples.get("candidate") or [], tails.get("candidate") or []
     if not cand or len(tail) != len(cand):
@@ -1501,6 +1507,12 @@ def charge_async_work(details, samples, tails, noop_tails):
     honest_tail_ms = statistics.median(noop_tails) if noop_tails else None
     details["tail_ms"] = {"candidate_median": med_tail, "noop_median": honest_tail_ms,
                           "candidate_quartiles": _quartiles(tail), "noop_quartiles": _quartiles(noop_tails)}
+    if hold_ms > 0 and host_ms and len(host_ms) == len(tail):
+        within = [t for t, h in zip(tail, host_ms) if h <= hold_ms]
+        beyond = [t for t, h in zip(tail, host_ms) if h > hold_ms]
+        details["tail_ms"]["candidate_median_by_host"] = {
+            "within_hold": statistics.median(within) if within else None, "n_within_hold": len(within),
+            "beyond_hold": statistics.median(beyond) if beyond else None, "n_beyond_hold": len(beyond)}
     excess = med_tail - (honest_tail_ms or 0.0)
     # Host wake-up latency varies with machine load (an honest 0.9 ms copy once showed a 33 us excess on a
     # machine still settling after boot), so small excesses are tolerated rather than charged.
