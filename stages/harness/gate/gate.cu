@@ -30,12 +30,12 @@ __device__ __forceinline__ uint64_t global_ns() {
   return t;
 }
 
-// Longest wait to be armed: the harness's submissions behind the gate take microseconds.
+// Longest wait to be armed: the host arms the gate microseconds after launching it.
 constexpr uint64_t arm_cap_ns = 2000000;
 // Longest wait at the grid barrier between the copies and the flush: every block is resident (the device
 // is idle when the gate is launched), so this only guards against a device shared with another process.
 constexpr uint64_t barrier_cap_ns = 5000000;
-// Most copies one gate takes (the host copies the rest itself behind the gate).
+// Most copies one gate makes (th_gate.MAX_COPIES; with more, the harness copies them all behind the gate).
 constexpr int max_copies = 64;
 
 __device__ void copy_bytes(unsigned char* dst, const unsigned char* src, uint64_t bytes, uint64_t tid,
