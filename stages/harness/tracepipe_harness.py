@@ -1305,7 +1305,6 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     samples = {r: [] for r, _ in roles}
     host_times = {}  # per role: the host's submission times and the harness's prep times, over the rounds
     tails = {r: [] for r, _ in roles}
-    hosts = {r: [] for r, _ in roles}  # per sample: the host's time from the call's start to its end event
     round_samples = {r: [] for r, _ in roles}
     offsets = {r: 0 for r, _ in roles}
     deadline = time.monotonic() + ctx.timeout
@@ -1354,7 +1353,6 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
             _add_gate_report(details, role, rep, host_times)
             samples[role] += rep["samples_ms"]
             tails[role] += rep.get("tail_ms") or []
-            hosts[role] += rep.get("host_ms") or []
             round_samples[role].append(rep["samples_ms"])
             if role == "candidate":
                 last_cand = rep
@@ -1382,7 +1380,9 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
             cache["overhead_tails_ms"] = rep.get("tail_ms") or [0.0]
     phases["noop"] = round(time.monotonic() - t_phase, 4)
     t_phase = time.monotonic()
-    charge_async_work(details, samples, tails, cache.get("overhead_tails_ms"), hosts.get("candidate"),
+    # The candidate's per-sample host times, in sample order (what its `host_submit_median_ms` is taken over).
+    cand_host_ms = (host_times.get("candidate") or {}).get("host_submit_median_ms")
+    charge_async_work(details, samples, tails, cache.get("overhead_tails_ms"), cand_host_ms,
                       float(tcfg["gate_hold_us"] or 0) / 1000 if ctx.device == "cuda" else 0.0)
     # Post-timing recheck: the last timed output must match the reference on that exact input.
     n_out = len(ctx.defn["outputs"])

@@ -1,7 +1,8 @@
 /**
  * compile → verify → time through the engine in CPU mode, on real PyTorch: an honest Python
  * solution passes and is timed, a wrong one and a cheating one get their statuses as FlashInfer
- * traces, and a CUDA solution is listed as not runnable here (no trace blames it).
+ * traces, and a CUDA solution is listed as not runnable here (no trace blames it). Also how the
+ * judging stages share their serving harnesses.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +24,13 @@ import {
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { compileStage } from "./compile.ts";
 import { timeStage } from "./time.ts";
-import { closeSharedSessions, mergeUpstream } from "./common.ts";
+import {
+  closeSharedSessions,
+  idleSharedSessions,
+  mapWithSessions,
+  mergeUpstream,
+  prestartSharedSessions,
+} from "./common.ts";
 import { verifyStage, workloadsFor } from "./verify.ts";
 
 const tc = await discoverToolchain();
@@ -208,4 +215,34 @@ Deno.test("the workloads judged do not depend on the order of the upstream run i
       .map((w) => w.workload.uuid);
   assertEquals(first([a, b]), ["wl-a"]);
   assertEquals(first([b, a]), ["wl-a"]);
+});
+
+Deno.test({
+  name:
+    "shared sessions: judges prestarted for verify stay idle through a stage before it, verify closes the extra ones, and a timing stage runs with no other judge idle",
+  ignore: skip,
+  async fn() {
+    try {
+      await prestartSharedSessions(3);
+      assertEquals(idleSharedSessions(), 3);
+      await mapWithSessions([1, 2], 2, async () => {}); // a compile stage before verify
+      assertEquals(
+        idleSharedSessions(),
+        3,
+        "a stage before verify closed the judges started for it",
+      );
+      await mapWithSessions([1, 2, 3], 3, async () => {}, { claimsPrestarted: true });
+      assertEquals(idleSharedSessions(), 1, "verify kept its extra judges after it");
+      await prestartSharedSessions(3); // verify's cells all cached: its judges are still idle at time
+      let idleBeside = -1;
+      await mapWithSessions([1], 1, () => {
+        idleBeside = idleSharedSessions();
+        return Promise.resolve();
+      }, { alone: true });
+      assertEquals(idleBeside, 0, "the timing stage ran beside idle judges");
+      assertEquals(idleSharedSessions(), 1);
+    } finally {
+      await closeSharedSessions();
+    }
+  },
 });

@@ -57,7 +57,7 @@ export const TimeParams = SelectionParams.extend({
   gate_hold_us: z.number().nonnegative().default(100),
   /**
    * The stopping rule's target for a round whose calls mostly outlast the gate's hold (more than half of
-   * its warm-up calls): their time is host time, which moves between runs by more than a tighter
+   * its samples so far): their time is host time, which moves between runs by more than a tighter
    * within-run precision would buy (docs/BENCHMARKS.md), so they stop here instead of at
    * `target_rel_stderr` (whichever is looser); 0 keeps `target_rel_stderr` for every round.
    */
