@@ -125,11 +125,18 @@ function printReports(reports: StageReport[], ms: number) {
   }
   const ran = reports.reduce((a, r) => a + r.ran, 0);
   const nr = reports.reduce((a, r) => a + r.notRunnable.length, 0);
+  const stopped = reports.reduce((a, r) => a + r.interrupted.length, 0);
   console.log(
     ran === 0
       ? `\nnothing to do: every cell is up to date (${(ms / 1000).toFixed(2)}s)`
       : `\nran ${ran} cells in ${(ms / 1000).toFixed(1)}s`,
   );
+  if (stopped) {
+    console.log(
+      `interrupted: ${stopped} cells were left unfinished (not failures, nothing recorded); ` +
+        "the next run picks them up",
+    );
+  }
   if (nr) {
     console.log(
       `${nr} cells cannot run on this machine (see "not runnable here" above; \`doctor\` says why)`,

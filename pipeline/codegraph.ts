@@ -5,7 +5,7 @@
  *
  * The import graph is read with a small scanner for static `import`/`export … from` and
  * `import("…")` with literal specifiers, which is all this codebase uses; it needs no
- * subprocess, so planning stays fast.
+ * subprocess, so planning stays fast. Type-only imports are not followed (they are erased).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -13,7 +13,7 @@ import { fromFileUrl } from "./paths.ts";
 import { digestParts, sha256 } from "./hash.ts";
 
 const SPECIFIER =
-  /(?:import|export)\s*(?:type\s+)?(?:[^'"`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+  /(?:import|export)\s*(type\s+)?(?:[^'"`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 
 /** Every local module reachable from `entry` (absolute paths, sorted) and the bare specifiers used. */
 export function moduleGraph(entry: string): { files: string[]; packages: string[] } {
@@ -26,7 +26,10 @@ export function moduleGraph(entry: string): { files: string[]; packages: string[
     seen.add(file);
     const src = readFileSync(file, "utf8");
     for (const m of src.matchAll(SPECIFIER)) {
-      const spec = m[1] ?? m[2];
+      // `import type`/`export type` are erased before running: what they name cannot change what
+      // the stage does, and following them would tie a stage's cells to unrelated modules.
+      if (m[1]) continue;
+      const spec = m[2] ?? m[3];
       if (spec.startsWith("./") || spec.startsWith("../")) {
         const target = resolve(dirname(file), spec);
         if (existsSync(target)) stack.push(target);

@@ -48,6 +48,11 @@ export interface StageReport {
   hits: number;
   ran: number;
   failed: Array<{ id: string; error: string }>;
+  /**
+   * Cells a Ctrl-C or SIGTERM left unfinished (queued or in flight). Not failures: nothing is
+   * recorded for them, so the next run plans them again.
+   */
+  interrupted: string[];
   notRunnable: Array<{ id: string; reason: string }>;
   ms: number;
   note?: string;
@@ -243,6 +248,7 @@ export async function runPipeline(
         hits: prev.length,
         ran: 0,
         failed: [],
+        interrupted: [],
         notRunnable: [],
         ms: performance.now() - t0,
       });
@@ -258,6 +264,7 @@ export async function runPipeline(
       hits: 0,
       ran: 0,
       failed: [],
+      interrupted: [],
       notRunnable: [],
       ms: 0,
     };
@@ -312,7 +319,11 @@ export async function runPipeline(
       log(`[${stage.name}] … ${report.notRunnable.length - 3} more cells not runnable here`);
     }
     if (interrupted) {
-      log(`[${stage.name}] interrupted: finished cells are kept; later stages were not run`);
+      log(
+        `[${stage.name}] interrupted: ${report.ran} finished cells are kept; ` +
+          `${report.interrupted.length} unfinished cells were not recorded and run next time; ` +
+          "later stages were not run",
+      );
       return { reports, ok: false };
     }
   }
@@ -349,10 +360,11 @@ async function executeCells(
     const now = performance.now();
     if (!force && now - lastPrint < 2000) return;
     lastPrint = now;
+    const stopped = report.interrupted.length;
     log(
       `[${stage.name}] ${done}/${total} run${
         report.failed.length ? ` (${report.failed.length} failed)` : ""
-      }`,
+      }${stopped ? ` (${stopped} stopped by the interruption)` : ""}`,
     );
   };
 
@@ -402,7 +414,10 @@ async function executeCells(
 
   const fail = (plan: CellPlan, e: unknown) => {
     const msg = e instanceof Error ? e.message : String(e);
-    report.failed.push({ id: plan.id, error: msg.split("\n")[0] });
+    // Once interrupted, a cell's error is the interruption's (its harness was killed, or it never
+    // started): blaming the cell would report hundreds of failures for one Ctrl-C.
+    if (abort.signal.aborted) report.interrupted.push(plan.id);
+    else report.failed.push({ id: plan.id, error: msg.split("\n")[0] });
     done++;
     progress(done === total);
   };

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertRejects } from "../tests/assert.ts";
-import { type AnyStage, dryPlan, runPipeline } from "./dag.ts";
+import { type AnyStage, dryPlan, runPipeline, type StageReport } from "./dag.ts";
 import { REPO_ROOT } from "./paths.ts";
 import { importStore, Store, StoreLockedError } from "./store.ts";
 import { FAKE_TOOLCHAIN, letters, shout } from "./testdata/engine_stages.ts";
@@ -103,7 +103,7 @@ async function spawnChild(store: Store, items: Record<string, string>, hangDir: 
       JSON.stringify(items),
     ],
     env: { TP_TEST_HANG_DIR: hangDir },
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
   }).spawn();
   // Wait until the cell is half-written.
@@ -137,6 +137,22 @@ Deno.test("a run killed with SIGKILL mid-stage leaves no partial entry; the re-r
   assertEquals(existsSync(join(store.root, "tmp")) ? readdirSync(join(store.root, "tmp")) : [], []);
   const [cell] = store.lastResults("letters")!;
   assertEquals(readdirSync(cell.dir).sort(), ["part1.txt", "value.txt"]);
+});
+
+Deno.test("an interrupted run reports its unfinished cells as interrupted, not failed, and records none", async () => {
+  const store = freshStore();
+  const hangDir = mkdtempSync(join(tmpdir(), "tp-hang-"));
+  const child = await spawnChild(store, { a: "x", b: "y" }, hangDir);
+  child.kill("SIGINT");
+  const out = await child.output();
+  const reports = JSON.parse(new TextDecoder().decode(out.stdout)) as StageReport[];
+  assertEquals(reports.map((r) => r.stage), ["letters"], "later stages do not run");
+  assertEquals(reports[0].failed, []);
+  assertEquals(reports[0].interrupted.sort(), ["a", "b"]);
+  const index = JSON.parse(readFileSync(join(store.root, "runs", "letters.json"), "utf8"));
+  assertEquals([index.cells, index.failed], [[], []]);
+  // Nothing was cached for them: the next run does both.
+  assertEquals(ran(await run(store, { a: "x", b: "y" })), { letters: 2, shout: 2 });
 });
 
 Deno.test("two runs at once: the second refuses with a clear message, or waits with --wait", async () => {

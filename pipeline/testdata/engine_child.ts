@@ -1,4 +1,7 @@
-/** Runs the test stages against a store given on the command line (used by dag_test.ts). */
+/**
+ * Runs the test stages against a store given on the command line and prints the stage reports as
+ * JSON (used by dag_test.ts).
+ */
 import { runPipeline } from "../dag.ts";
 import { Store } from "../store.ts";
 import { FAKE_TOOLCHAIN, letters, shout } from "./engine_stages.ts";
@@ -7,7 +10,7 @@ const [storeDir, items] = Deno.args;
 const store = new Store(storeDir);
 const release = await store.lock();
 try {
-  await runPipeline({
+  const { reports } = await runPipeline({
     root: new URL("../..", import.meta.url).pathname,
     store,
     stages: [letters, shout],
@@ -15,6 +18,7 @@ try {
     toolchain: FAKE_TOOLCHAIN,
     log: () => {},
   });
+  console.log(JSON.stringify(reports));
 } finally {
   release();
 }

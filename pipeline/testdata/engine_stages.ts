@@ -1,7 +1,7 @@
 /**
  * Small real stages for the engine tests: `letters` writes one file per item of its params,
  * `shout` upper-cases each of them. Setting TP_TEST_HANG_DIR makes `letters` write half its
- * output, drop a marker and hang, so a test can SIGKILL it mid-cell.
+ * output, drop a marker and hang, so a test can SIGKILL or SIGINT it mid-cell.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -40,7 +40,13 @@ export const letters = defineStage({
     const hang = Deno.env.get("TP_TEST_HANG_DIR");
     if (hang && existsSync(hang)) {
       writeFileSync(join(hang, `started-${job.plan.id}`), String(Deno.pid));
-      await new Promise(() => {}); // until killed
+      // until killed, or until the run is interrupted (the way a harness call ends on Ctrl-C)
+      await new Promise((_, reject) =>
+        job.signal.addEventListener(
+          "abort",
+          () => reject(new Error(`letters ${job.plan.id} aborted`)),
+        )
+      );
     }
     writeFileSync(join(job.outDir, "value.txt"), text);
     job.setSummary({ length: text.length });

@@ -17,7 +17,16 @@
  *     bob_triton_rms          TO        P 0.01, RTE
  */
 import { assert, assertAlmostEquals, assertEquals, assertMatch } from "./test_assert.ts";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { all, closeDb, openDb, type Row } from "./db.ts";
@@ -238,6 +247,44 @@ Deno.test("torch fallback where FlashInfer is absent is said in the caption", as
     );
     assertMatch(md, /rmsnorm → torch \(FlashInfer absent\) \(fallback/);
   } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+Deno.test("the caption says 'none' only for evaluated definitions without a baseline", async () => {
+  // The fixture plus a definition (op type silu) that has a solution but was never evaluated.
+  const data = mkdtempSync(join(tmpdir(), "agg-data-"));
+  const out = mkdtempSync(join(tmpdir(), "agg-"));
+  try {
+    cpSync(FIXTURE, data, { recursive: true });
+    const def = JSON.parse(readFileSync(join(data, "definitions/rmsnorm/rmsnorm_h8.json"), "utf8"));
+    mkdirSync(join(data, "definitions/silu"));
+    writeFileSync(
+      join(data, "definitions/silu/silu_h8.json"),
+      JSON.stringify({ ...def, name: "silu_h8", op_type: "silu" }),
+    );
+    const solPath = "solutions/alice/rmsnorm/rmsnorm_h8/alice_triton_rms.json";
+    const sol = JSON.parse(readFileSync(join(data, solPath), "utf8"));
+    mkdirSync(join(data, "solutions/alice/silu/silu_h8"), { recursive: true });
+    writeFileSync(
+      join(data, "solutions/alice/silu/silu_h8/alice_silu.json"),
+      JSON.stringify({ ...sol, name: "alice_silu", definition: "silu_h8" }),
+    );
+    // Baselines for gemm only: rmsnorm was evaluated without one.
+    const params = AggregateParams.parse({
+      baselines: {
+        gemm: [{ author: "baseline", match: "^torch_matmul", label: "cuBLAS", kind: "torch" }],
+      },
+    });
+    await runAggregate({ fragments: [frag(data)], params, outDir: out, root: ROOT, log: quiet });
+    const md = readFileSync(join(out, "tables", "baseline_choice.md"), "utf8");
+    assertMatch(
+      md,
+      /gemm → cuBLAS \[1 def\.\]; rmsnorm → none \(no baseline solution; speedups undefined\) \[1 def\.\]\./,
+    );
+    assert(!md.includes("silu →"), "an unevaluated definition is not in the caption");
+  } finally {
+    rmSync(data, { recursive: true, force: true });
     rmSync(out, { recursive: true, force: true });
   }
 });

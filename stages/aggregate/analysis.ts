@@ -109,10 +109,12 @@ export async function analyse(
 
   // Baseline caption: which baseline each op type used, and whether it was a fallback.
   const bl = await all(conn, "SELECT * FROM baseline_by_op_type");
+  // Only definitions that were evaluated: a corpus brings solutions for many definitions no run
+  // selected, and "no baseline" for those would contradict the op type's real baseline.
   const noBase = await all(
     conn,
-    `SELECT DISTINCT d.op_type FROM definitions d JOIN solutions s ON s.definition = d.name
-     WHERE d.name NOT IN (SELECT definition FROM baseline_choice) ORDER BY 1`,
+    `SELECT op_type, count(DISTINCT definition) AS n_definitions FROM run_summary
+     WHERE definition NOT IN (SELECT definition FROM baseline_choice) GROUP BY 1 ORDER BY 1`,
   );
   const parts = bl.map((r) =>
     `${r.op_type} → ${r.label}${
@@ -120,7 +122,9 @@ export async function analyse(
     } [${r.n_definitions} def.]`
   );
   for (const r of noBase) {
-    parts.push(`${r.op_type} → none (no baseline solution; speedups undefined)`);
+    parts.push(
+      `${r.op_type} → none (no baseline solution; speedups undefined) [${r.n_definitions} def.]`,
+    );
   }
   const baselineCaption = parts.length
     ? `Baseline: ${

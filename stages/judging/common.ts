@@ -64,7 +64,7 @@ export function notRunnableHere(
     return "no Python interpreter (install python3 with torch, or set TRACEPIPE_PYTHON)";
   }
   if (!tc.python.torch) return `no torch in ${tc.python.path}`;
-  if (sol.spec.dependencies.includes("flashinfer") && !tc.python.flashinfer) {
+  if (needsFlashInfer(sol) && !tc.python.flashinfer) {
     return "toolchain unavailable: the flashinfer package is not installed here";
   }
   if (hasGpu(tc)) return null;
@@ -74,6 +74,28 @@ export function notRunnableHere(
     return tc.nvcc || lang === "cpp" ? null : "no nvcc on this machine";
   }
   return `${lang} solutions need a GPU; this machine has none`;
+}
+
+/**
+ * The distribution name of a dependency specifier, normalised (PEP 503): "FlashInfer_Python>=0.2"
+ * → "flashinfer-python". The corpora write versions and extras ("flashinfer >= 0.2.8").
+ */
+export function dependencyName(spec: string): string {
+  const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(spec);
+  return (m ? m[1] : spec.trim()).toLowerCase().replace(/[-_.]+/g, "-");
+}
+
+const FLASHINFER_IMPORT = /^\s*(?:import|from)\s+flashinfer\b/m;
+
+/**
+ * Whether a solution needs the flashinfer package: declared (under either distribution name) or
+ * imported by a Python source. Without it the cell is not runnable, rather than a COMPILE_ERROR
+ * that blames the solution for this machine's toolchain.
+ */
+export function needsFlashInfer(sol: Solution): boolean {
+  const declared = sol.spec.dependencies.map(dependencyName);
+  if (declared.includes("flashinfer") || declared.includes("flashinfer-python")) return true;
+  return sol.sources.some((s) => s.path.endsWith(".py") && FLASHINFER_IMPORT.test(s.content));
 }
 
 /** Selected solutions with their definitions, sorted by (definition, name). */

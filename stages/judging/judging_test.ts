@@ -14,21 +14,23 @@ import { REPO_ROOT } from "../../pipeline/paths.ts";
 import { Solution, type Trace } from "../../pipeline/schema/trace.ts";
 import { defineStage } from "../../pipeline/stage.ts";
 import { Store } from "../../pipeline/store.ts";
-import { discoverToolchain } from "../../pipeline/toolchain.ts";
+import { discoverToolchain, type Toolchain } from "../../pipeline/toolchain.ts";
 import {
   formatJsonl,
   formatSolution,
   solutionPath,
   workloadsPath,
 } from "../../pipeline/traceset.ts";
-import { assert, assertEquals } from "../../tests/assert.ts";
+import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 import { compileStage } from "./compile.ts";
 import { timeStage } from "./time.ts";
 import {
   closeSharedSessions,
+  dependencyName,
   idleSharedSessions,
   mapWithSessions,
   mergeUpstream,
+  notRunnableHere,
   prestartSharedSessions,
 } from "./common.ts";
 import { verifyStage, workloadsFor } from "./verify.ts";
@@ -40,6 +42,8 @@ if (skip) {
     "skipping the judging end-to-end test: no Python with torch (apt-get install python3-torch)",
   );
 }
+
+const FAKE_TC: Toolchain = { os: "linux", arch: "x86_64", deno: "test", gpus: [] };
 
 const DEF = "rmsnorm_h128";
 const defText = readFileSync(join(REPO_ROOT, "data/definitions/rmsnorm", `${DEF}.json`), "utf8");
@@ -189,6 +193,37 @@ Deno.test({
         timing.details.candidate.samples_ms.length >= 5,
     );
   },
+});
+
+Deno.test("a solution needing flashinfer is not runnable without it, however it says so", () => {
+  const withDeps = (dependencies: string[], body = HONEST) =>
+    Solution.parse({ ...sol("s", body), spec: { ...sol("s", body).spec, dependencies } });
+  const cpu = { ...FAKE_TC, python: { path: "python3", version: "3", torch: "2" } };
+  const h100 = {
+    index: 0,
+    name: "H100",
+    uuid: "GPU-0",
+    driver: "580",
+    computeCapability: "9.0",
+    memoryMiB: 81559,
+  };
+  const gpu: Toolchain = { ...cpu, gpus: [h100] };
+  const reason = /toolchain unavailable: the flashinfer package is not installed here/;
+  for (const deps of [["flashinfer"], ["flashinfer >= 0.2.8"], ["FlashInfer_Python==0.3"]]) {
+    assertMatch(notRunnableHere(withDeps(deps), gpu, "verify") ?? "", reason, deps[0]);
+  }
+  // Imported without being declared.
+  const imports = withDeps([], `import torch\nfrom flashinfer.norm import rmsnorm\n${HONEST}`);
+  assertMatch(notRunnableHere(imports, gpu, "compile") ?? "", reason);
+  // Installed: runnable. Unrelated names and mentions do not count.
+  const installed: Toolchain = { ...gpu, python: { ...gpu.python!, flashinfer: "0.2.8" } };
+  assertEquals(notRunnableHere(withDeps(["flashinfer>=0.2.8"]), installed, "time"), null);
+  assertEquals(notRunnableHere(withDeps(["flashinfer_bench", "torch"]), gpu, "verify"), null);
+  assertEquals(
+    notRunnableHere(withDeps([], `# unlike flashinfer\n${HONEST}`), gpu, "verify"),
+    null,
+  );
+  assertEquals(dependencyName("Triton[all] ~= 3.6"), "triton");
 });
 
 Deno.test("the workloads judged do not depend on the order of the upstream run index", () => {
