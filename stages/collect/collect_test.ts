@@ -2,6 +2,7 @@ import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256File } from "../../pipeline/hash.ts";
+import { DuckDBInstance } from "@duckdb/node-api";
 import { EngineConfig, EngineConfigError, kvCapacityPages } from "./engine.ts";
 import { deriveShape, loadModelConfig, ModelConfigError } from "./model.ts";
 import { simulate } from "./simulate.ts";
@@ -163,25 +164,31 @@ Deno.test("prefix reuse from Mooncake hash_ids reduces processed tokens by exact
   assertEquals(r.iterations.hasPrefix.some((x) => x === 1), true);
 });
 
+/** Plans the collect stage for one trace × model × engine and runs its single cell. */
+async function runCollectCell(params: CollectParams) {
+  const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
+  const [cell] = await collectStage.plan(ctx);
+  const outDir = mkdtempSync("/tmp/tp-collect-");
+  let summary: Record<string, number> = {};
+  await collectStage.run!({
+    plan: cell,
+    key: "k",
+    outDir,
+    log: () => {},
+    setSummary: (s) => (summary = s as never),
+    signal: new AbortController().signal,
+  }, ctx);
+  return { outDir, summary };
+}
+
 Deno.test("collect writes Parquet deterministically (equal digests on two runs)", async () => {
   const params = CollectParams.parse({
     traces: [{ name: "azure-conv", limit: 150 }],
     models: [{ name: "Qwen/Qwen3-30B-A3B" }],
   });
-  const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
-  const [cell] = await collectStage.plan(ctx);
   const digests: string[] = [];
   for (let k = 0; k < 2; k++) {
-    const outDir = mkdtempSync("/tmp/tp-collect-");
-    let summary: Record<string, number> = {};
-    await collectStage.run!({
-      plan: cell,
-      key: "k",
-      outDir,
-      log: () => {},
-      setSummary: (s) => (summary = s as never),
-      signal: new AbortController().signal,
-    }, ctx);
+    const { outDir, summary } = await runCollectCell(params);
     assert(summary.events > summary.iterations);
     digests.push(
       ["events.parquet", "iterations.parquet", "requests.parquet", "sites.parquet"].map((f) =>
@@ -190,4 +197,30 @@ Deno.test("collect writes Parquet deterministically (equal digests on two runs)"
     );
   }
   assertEquals(digests[0], digests[1]);
+});
+
+Deno.test("no call is emitted with zero rows: an extend step where no sequence samples has no sampling call", async () => {
+  const params = CollectParams.parse({
+    traces: [{ name: "azure-conv", limit: 150 }],
+    models: [{ name: "meta-llama/Llama-3.1-8B" }],
+    // Small chunks: long prompts take several extend steps, most of which finish no sequence.
+    engines: [{ name: "small-chunks", chunkedPrefillSize: 256 }],
+  });
+  const { outDir } = await runCollectCell(params);
+  const db = await DuckDBInstance.create(":memory:");
+  const con = await db.connect();
+  const count = async (sql: string) => Number((await con.runAndReadAll(sql)).getRows()[0][0]);
+  const f = (name: string) => `'${join(outDir, name)}'`;
+  // The trace has such steps (chunked prefill that finishes no sequence), so the check can fail.
+  const silentSteps = await count(
+    `SELECT count(*) FROM ${f("iterations.parquet")} WHERE seqs = 0 AND tokens > 0`,
+  );
+  assert(silentSteps > 0, "the trace has iterations in which no sequence samples");
+  assertEquals(await count(`SELECT count(*) FROM ${f("events.parquet")} WHERE m <= 0`), 0);
+  const sampling = await count(
+    `SELECT count(*) FROM ${f("events.parquet")} e JOIN ${f("sites.parquet")} s USING (site_idx)
+     WHERE s.op_type = 'sampling'`,
+  );
+  assert(sampling > 0, "sampling calls are still emitted where sequences sample");
+  con.closeSync();
 });

@@ -147,6 +147,9 @@ export async function writeEventParquet(
     }
         ))::REAL AS est_us
       FROM iterations i JOIN sites s ON (${runs})
+      -- A site with no rows is not launched: an extend iteration in which no sequence finishes its
+      -- prefill samples nothing (no lm_head, no sampling call).
+      WHERE (${rows}) > 0
       ORDER BY i.iter, s.site_idx
     ) TO ${sqlStr(`${dir}/events.parquet`)} (FORMAT parquet, COMPRESSION zstd)`);
     await con.run(`COPY (SELECT site_idx::SMALLINT AS site_idx, site, op_type, run_when, row_kind,

@@ -511,6 +511,7 @@ export function simulate(
     for (const s of model.plan) {
       if (!siteRuns(s, decode, hasPrefix === 1)) continue;
       const rows = siteRows(s, model, tokens, seqs);
+      if (rows === 0) continue; // not launched (see events.ts)
       dur += s.mult * siteCostUs(s, eng, { rows, qk, kvTokens, expertsActive: active });
     }
     opts.onIteration?.(iter, decode, entries);

@@ -251,9 +251,33 @@ export function checkConstraints(
 /** Problems found in one workload (constraint failures, shape/dtype/range errors), plus unsupported. */
 export interface WorkloadCheck {
   problems: string[];
+  /**
+   * The problems flashinfer-bench tolerates when it runs the workload (an input missing from the
+   * workload is drawn at random, an extra axis is ignored, a causal-incompatible layout still
+   * runs): a subset of `problems`.
+   */
+  tolerated: string[];
   unsupported: string[];
   constraints: ConstraintResult[];
 }
+
+const CAUSAL_ONLY = "causal prefill needs";
+
+/**
+ * Splits a check's problems into the causal-layout ones (some official prefill captures hold more
+ * queries than keys; their blobs are otherwise valid and kernels still run) and the rest, which
+ * make the workload impossible to materialise or run.
+ */
+export function splitProblems(chk: WorkloadCheck): { causal: string[]; blocking: string[] } {
+  return {
+    causal: chk.problems.filter((p) => p.includes(CAUSAL_ONLY)),
+    blocking: chk.problems.filter((p) => !p.includes(CAUSAL_ONLY)),
+  };
+}
+
+/** The problems that keep a workload from being run at all (see `WorkloadCheck.tolerated`). */
+export const runBlockers = (chk: WorkloadCheck): string[] =>
+  chk.problems.filter((p) => !chk.tolerated.includes(p));
 
 /**
  * Checks a workload against its definition: var axes exactly, every input present, blobs exist
@@ -263,6 +287,7 @@ export interface WorkloadCheck {
  */
 export function checkWorkload(def: Definition, w: Workload, root: string): WorkloadCheck {
   const problems: string[] = [];
+  const tolerated: string[] = [];
   const env: Record<string, number | TensorValue> = {};
   const axes: Record<string, number> = {};
   for (const [name, ax] of Object.entries(def.axes)) {
@@ -273,6 +298,7 @@ export function checkWorkload(def: Definition, w: Workload, root: string): Workl
   for (const k of Object.keys(w.axes)) {
     if (!(k in def.axes) || def.axes[k].type === "const") {
       problems.push(`axis "${k}" is not a var axis of the definition`);
+      tolerated.push(problems[problems.length - 1]);
     }
   }
   Object.assign(env, axes);
@@ -281,6 +307,7 @@ export function checkWorkload(def: Definition, w: Workload, root: string): Workl
     const inp = w.inputs[name];
     if (!inp) {
       problems.push(`input "${name}" missing`);
+      tolerated.push(problems[problems.length - 1]);
       continue;
     }
     if (spec.shape === null) {
@@ -361,10 +388,11 @@ export function checkWorkload(def: Definition, w: Workload, root: string): Workl
         kv = kv * ps - (last ? ps - last[i] : 0);
       }
       if (q > kv) {
-        problems.push(`request ${i}: ${q} queries but ${kv} keys (causal prefill needs qo <= kv)`);
+        problems.push(`request ${i}: ${q} queries but ${kv} keys (${CAUSAL_ONLY} qo <= kv)`);
+        tolerated.push(problems[problems.length - 1]);
         break;
       }
     }
   }
-  return { problems, unsupported, constraints };
+  return { problems, tolerated, unsupported, constraints };
 }

@@ -17,7 +17,7 @@ import type { Definition, Workload } from "../../pipeline/schema/trace.ts";
 import { listFiles, parseJsonl } from "../../pipeline/traceset.ts";
 import { formatDiagnostic } from "../../pipeline/diagnostics.ts";
 import { rng } from "../collect/traces.ts";
-import { checkWorkload } from "./constraints.ts";
+import { checkWorkload, splitProblems } from "./constraints.ts";
 
 /** Summary of a repair. */
 export interface RepairSummary {
@@ -214,8 +214,7 @@ export function repairOfficial(
           provenance.push({ definition: defName, uuid: w.uuid, blob: path, status: "synthesized" });
         }
         const chk = checkWorkload(def, w, out);
-        const causal = chk.problems.filter((p) => p.includes("causal prefill needs"));
-        const other = chk.problems.filter((p) => !p.includes("causal prefill needs"));
+        const { causal, blocking: other } = splitProblems(chk);
         if (causal.length) summary.causalIncompatible.push(`${defName} ${w.uuid}`);
         if (other.length) summary.unrepairable.push(`${defName} ${w.uuid}: ${other.join("; ")}`);
         for (const u of chk.unsupported) unsupported.add(`${defName}: ${u}`);

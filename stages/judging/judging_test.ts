@@ -226,30 +226,75 @@ Deno.test("a solution needing flashinfer is not runnable without it, however it 
   assertEquals(dependencyName("Triton[all] ~= 3.6"), "triton");
 });
 
-Deno.test("the workloads judged do not depend on the order of the upstream run index", () => {
-  const frag = (uuid: string) => {
-    const dir = mkdtempSync(join(tmpdir(), "tp-frag-"));
-    const rel = workloadsPath("rmsnorm", DEF);
-    mkdirSync(join(dir, rel, ".."), { recursive: true });
-    const w = { axes: { batch_size: 4 }, inputs: {}, uuid };
-    writeFileSync(
-      join(dir, rel),
-      formatJsonl([{ definition: DEF, workload: w, solution: null, evaluation: null }]),
-    );
-    return dir;
-  };
+/** A fragment holding workloads of DEF (rmsnorm_h128) with the given axes, inputs random (none if bare). */
+function workloadFragment(
+  workloads: Array<{ uuid: string; axes: Record<string, number>; bare?: boolean }>,
+) {
+  const dir = mkdtempSync(join(tmpdir(), "tp-frag-"));
+  const rel = workloadsPath("rmsnorm", DEF);
+  mkdirSync(join(dir, rel, ".."), { recursive: true });
+  const random = { type: "random" as const };
+  const all: Record<string, typeof random> = { hidden_states: random, weight: random };
+  writeFileSync(
+    join(dir, rel),
+    formatJsonl(workloads.map(({ uuid, axes, bare }) => ({
+      definition: DEF,
+      workload: { axes, inputs: bare ? {} : all, uuid },
+      solution: null,
+      evaluation: null,
+    }))),
+  );
+  return dir;
+}
+
+function definitionsCell() {
   const defDir = mkdtempSync(join(tmpdir(), "tp-frag-"));
   mkdirSync(join(defDir, "definitions/rmsnorm"), { recursive: true });
   writeFileSync(join(defDir, `definitions/rmsnorm/${DEF}.json`), defText);
-  const cell = (id: string, dir: string) => ({ id, key: id, digest: id, dir, summary: null });
-  const defs = [cell("definitions", defDir)];
-  const a = cell("extract/a", frag("wl-a"));
-  const b = cell("extract/b", frag("wl-b"));
-  const first = (extract: ReturnType<typeof cell>[]) =>
+  return fragmentCell("definitions", defDir);
+}
+
+const fragmentCell = (id: string, dir: string) => ({ id, key: id, digest: id, dir, summary: null });
+
+Deno.test("the workloads judged do not depend on the order of the upstream run index", () => {
+  const defs = [definitionsCell()];
+  const a = fragmentCell(
+    "extract/a",
+    workloadFragment([{ uuid: "wl-a", axes: { batch_size: 4 } }]),
+  );
+  const b = fragmentCell(
+    "extract/b",
+    workloadFragment([{ uuid: "wl-b", axes: { batch_size: 4 } }]),
+  );
+  const first = (extract: ReturnType<typeof fragmentCell>[]) =>
     workloadsFor(mergeUpstream({ definitions: defs, extract }, ["definitions", "extract"]), DEF, 1)
       .map((w) => w.workload.uuid);
   assertEquals(first([a, b]), ["wl-a"]);
   assertEquals(first([b, a]), ["wl-a"]);
+});
+
+Deno.test("a workload that breaks its definition is skipped and named, not judged", () => {
+  const extract = [
+    fragmentCell(
+      "extract/a",
+      workloadFragment([
+        { uuid: "wl-bad-axis", axes: { hidden_size: 4 } },
+        // Inputs left out are drawn at random, as flashinfer-bench does: not a reason to skip.
+        { uuid: "wl-good-1", axes: { batch_size: 2 }, bare: true },
+        { uuid: "wl-good-2", axes: { batch_size: 3 } },
+        { uuid: "wl-good-3", axes: { batch_size: 5 } },
+      ]),
+    ),
+  ];
+  const merged = mergeUpstream({ definitions: [definitionsCell()], extract }, [
+    "definitions",
+    "extract",
+  ]);
+  const skipped: string[] = [];
+  const chosen = workloadsFor(merged, DEF, 2, skipped).map((w) => w.workload.uuid);
+  assertEquals(chosen, ["wl-good-1", "wl-good-2"], "the next valid workloads take its place");
+  assertEquals(skipped.length, 1);
+  assertMatch(skipped[0], /^rmsnorm_h128 wl-bad-axis: .*batch_size/);
 });
 
 Deno.test({

@@ -13,6 +13,7 @@ import { type CellJob, type CellPlan, type CellResult, defineStage } from "../..
 import { hardwareFacts } from "../../pipeline/toolchain.ts";
 import { writeFileAtomic } from "../../pipeline/traceset.ts";
 import { type HarnessCell, toEvaluation } from "../harness/client.ts";
+import { checkWorkload, runBlockers } from "../extract/constraints.ts";
 import type { CompileSummary } from "./compile.ts";
 import {
   describeJobPhases,
@@ -67,14 +68,28 @@ interface Payload {
   compileDir: string;
 }
 
-/** The workloads a judging stage evaluates for a definition. */
+/**
+ * The workloads a judging stage evaluates for a definition: the first `max` (all when 0) that can
+ * be run. A workload whose axes, blobs or index tensors break the definition (two official ones
+ * declare zero pages yet index pages) would fail every solution alike; it is skipped and named in
+ * `skipped` instead of being blamed on them. What flashinfer-bench tolerates (a missing input is
+ * drawn at random) does not skip it.
+ */
 export function workloadsFor(
   merged: ReturnType<typeof mergeUpstream>,
   def: string,
   max: number,
+  skipped: string[] = [],
 ): RootedWorkload[] {
-  const all = merged.workloads.get(def) ?? [];
-  return max > 0 ? all.slice(0, max) : all;
+  const definition = merged.definitions.get(def);
+  const out: RootedWorkload[] = [];
+  for (const w of merged.workloads.get(def) ?? []) {
+    if (max > 0 && out.length >= max) break;
+    const blocking = definition ? runBlockers(checkWorkload(definition, w.workload, w.root)) : [];
+    if (blocking.length) skipped.push(`${def} ${w.workload.uuid}: ${blocking.join("; ")}`);
+    else out.push(w);
+  }
+  return out;
 }
 
 /** The stage. */
@@ -104,6 +119,7 @@ export const verifyStage = defineStage<VerifyParams>({
       (ctx.upstream.compile ?? []).map((c) => [c.id, c]),
     );
     const plans: CellPlan[] = [];
+    const chosen = new Map<string, RootedWorkload[]>();
     for (const { solution, definition } of selectSolutions(merged, ctx.params)) {
       const comp = compiled.get(`${definition.name}/${solution.name}`);
       const compSummary = comp?.summary as CompileSummary | undefined;
@@ -117,7 +133,15 @@ export const verifyStage = defineStage<VerifyParams>({
       ) {
         notRunnable = `compile: ${compSummary.outcome}: ${compSummary.reason ?? ""}`.trim();
       }
-      for (const w of workloadsFor(merged, definition.name, ctx.params.max_workloads)) {
+      if (!chosen.has(definition.name)) {
+        const skipped: string[] = [];
+        chosen.set(
+          definition.name,
+          workloadsFor(merged, definition.name, ctx.params.max_workloads, skipped),
+        );
+        for (const s of skipped) ctx.log(`[verify] workload skipped, not judgeable: ${s}`);
+      }
+      for (const w of chosen.get(definition.name)!) {
         plans.push({
           id: `${definition.name}/${solution.name}/${w.workload.uuid}`,
           params: {
