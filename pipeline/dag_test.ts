@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertRejects } from "../tests/assert.ts";
 import { type AnyStage, dryPlan, runPipeline, type StageReport } from "./dag.ts";
 import { REPO_ROOT } from "./paths.ts";
-import { importStore, Store, StoreLockedError } from "./store.ts";
+import { importStore, mergeRuns, type RunIndex, Store, StoreLockedError } from "./store.ts";
 import { FAKE_TOOLCHAIN, letters, shout } from "./testdata/engine_stages.ts";
 
 const STAGES = [letters, shout] as AnyStage[];
@@ -239,6 +239,38 @@ Deno.test("import merges another store's cells and unites run indexes by cell id
     here.lastResults("shout")!.map((c) => readFileSync(join(c.dir, "value.txt"), "utf8")),
     ["X!", "Y!"],
   );
+});
+
+Deno.test("merging runs drops what the older run says of a cell the newer one planned under another key", () => {
+  const index = (
+    finishedAt: string,
+    docs: Record<string, string>,
+    parts: Partial<Pick<RunIndex, "cells" | "notRunnable" | "failed">>,
+  ): RunIndex => ({
+    stage: "verify",
+    finishedAt,
+    cells: [],
+    notRunnable: [],
+    failed: [],
+    keyDocuments: Object.fromEntries(Object.entries(docs).map(([id, code]) => [id, { code }])),
+    ...parts,
+  });
+  const older = index("2026-01-01", { x: "v1", y: "v1", z: "v1", w: "v1" }, {
+    cells: [{ id: "x", key: "kx1" }, { id: "y", key: "ky1" }, { id: "w", key: "kw1" }],
+    failed: [{ id: "z", error: "boom" }],
+  });
+  // The newer run planned x, y and z under new code: x is not runnable there, y and z were
+  // interrupted (no verdict); it planned w under the same key and never reached it.
+  const newer = index("2026-01-02", { x: "v2", y: "v2", z: "v2", w: "v1" }, {
+    notRunnable: [{ id: "x", reason: "toolchain unavailable" }],
+  });
+  const merged = mergeRuns(older, newer);
+  assertEquals(merged.cells, [{ id: "w", key: "kw1" }], "only the still-valid cell is kept");
+  assertEquals(merged.notRunnable, [{ id: "x", reason: "toolchain unavailable" }]);
+  assertEquals(merged.failed, [], "a stale failure is dropped too");
+  // Runs of the same code (a resumed or sharded run) still add up.
+  const shard = index("2026-01-03", { v: "v1" }, { cells: [{ id: "v", key: "kv1" }] });
+  assertEquals(mergeRuns(older, shard).cells.map((c) => c.id), ["v", "w", "x", "y"]);
 });
 
 Deno.test("prewarm: each stage the run includes starts with its params and the GPUs found; others do not", async () => {

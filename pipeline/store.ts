@@ -26,7 +26,7 @@ import {
 } from "node:fs";
 import { hostname } from "node:os";
 import { join, relative } from "node:path";
-import { sha256 } from "./hash.ts";
+import { digestJson, sha256 } from "./hash.ts";
 import type { CellResult } from "./stage.ts";
 import { writeFileAtomic } from "./traceset.ts";
 
@@ -319,10 +319,17 @@ export function importStore(from: Store, into: Store): { cells: number; stages: 
   return { cells: copied, stages };
 }
 
-/** Union of two run indexes of one stage, by cell id; `b` wins where both have an id. */
+/**
+ * Union of two run indexes of one stage, by cell id; `b` wins where both have an id. What `a` says
+ * of an id that `b` planned under a different key (changed code, inputs or toolchain) is stale and
+ * dropped, even where `b` left that id without a result (not runnable there, or interrupted).
+ */
 export function mergeRuns(a: RunIndex, b: RunIndex): RunIndex {
+  const stale = (id: string) =>
+    id in b.keyDocuments && id in a.keyDocuments &&
+    digestJson(a.keyDocuments[id]) !== digestJson(b.keyDocuments[id]);
   const byId = <T extends { id: string }>(xs: T[], ys: T[]) => {
-    const m = new Map(xs.map((x) => [x.id, x]));
+    const m = new Map(xs.filter((x) => !stale(x.id)).map((x) => [x.id, x]));
     for (const y of ys) m.set(y.id, y);
     return [...m.values()].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   };
