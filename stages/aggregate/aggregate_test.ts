@@ -251,8 +251,9 @@ Deno.test("torch fallback where FlashInfer is absent is said in the caption", as
   }
 });
 
-Deno.test("the caption says 'none' only for evaluated definitions without a baseline", async () => {
-  // The fixture plus a definition (op type silu) that has a solution but was never evaluated.
+Deno.test("solutions never evaluated count nowhere: not in the baseline caption, not in fast_p", async () => {
+  // The fixture plus a definition (op type silu) that has a solution but was never evaluated, and
+  // a gemm solution by carol that never ran (not runnable on the judging machine, say).
   const data = mkdtempSync(join(tmpdir(), "agg-data-"));
   const out = mkdtempSync(join(tmpdir(), "agg-"));
   try {
@@ -270,6 +271,16 @@ Deno.test("the caption says 'none' only for evaluated definitions without a base
       join(data, "solutions/alice/silu/silu_h8/alice_silu.json"),
       JSON.stringify({ ...sol, name: "alice_silu", definition: "silu_h8" }),
     );
+    mkdirSync(join(data, "solutions/carol/gemm/gemm_n4_k4"), { recursive: true });
+    writeFileSync(
+      join(data, "solutions/carol/gemm/gemm_n4_k4/carol_cuda_gemm.json"),
+      JSON.stringify({
+        ...sol,
+        name: "carol_cuda_gemm",
+        author: "carol",
+        definition: "gemm_n4_k4",
+      }),
+    );
     // Baselines for gemm only: rmsnorm was evaluated without one.
     const params = AggregateParams.parse({
       baselines: {
@@ -283,6 +294,12 @@ Deno.test("the caption says 'none' only for evaluated definitions without a base
       /gemm → cuBLAS \[1 def\.\]; rmsnorm → none \(no baseline solution; speedups undefined\) \[1 def\.\]\./,
     );
     assert(!md.includes("silu →"), "an unevaluated definition is not in the caption");
+    const fastP = readFileSync(join(out, "tables", "table_b_fast_p.csv"), "utf8");
+    assert(fastP.includes(",alice,"), "evaluated authors are there");
+    assert(
+      !fastP.includes(",carol,"),
+      "an author whose solution never ran is not counted as failing",
+    );
   } finally {
     rmSync(data, { recursive: true, force: true });
     rmSync(out, { recursive: true, force: true });

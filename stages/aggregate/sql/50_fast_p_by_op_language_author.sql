@@ -2,13 +2,15 @@
 -- language x author: the fraction of workloads that are correct AND faster than the baseline by
 -- more than p (speedup = baseline latency / best latency; operator '>' per the paper, '>=' as
 -- the web leaderboard if configured). The workloads counted are every workload of every
--- definition the (author, language) wrote a solution for, so a workload it never ran counts
--- as a failure; workloads without a baseline latency are left out of N and counted apart.
+-- definition the (author, language) was evaluated on, so a workload it never ran counts as a
+-- failure; workloads without a baseline latency are left out of N and counted apart. A solution
+-- with no run at all (not selected, or not runnable on the judging machine) is not counted.
 CREATE OR REPLACE VIEW fast_p_universe AS
 WITH comp AS (
   SELECT DISTINCT s.author, s.language, s.definition, d.panel, d.op_type
   FROM solutions s JOIN definitions d ON d.name = s.definition
   WHERE s.author NOT IN (SELECT author FROM baseline_rules)
+    AND s.name IN (SELECT solution FROM run_summary)
 )
 SELECT c.panel, c.op_type, c.language, c.author, w.definition, w.uuid,
   b.latency_ms AS baseline_ms, r.latency_ms, coalesce(r.correct, false) AS correct,
