@@ -9,7 +9,10 @@ store=${STORE:-$root/.tracepipe/store}
 keep=${1:-.}
 out=$root/.device
 mkdir -p "$out"
-[ -f "$out/deno.xz" ] || xz -T0 -6 -c "$root/node_modules/deno/deno" >"$out/deno.xz"
+# The x86 branch filter and preset 9e make the binary about 2 MB smaller than plain -6 (28.8 against
+# 30.7 MB for Deno 2.9.6), which counts where what travels to the GPU machine is capped; it takes a
+# minute, once.
+[ -f "$out/deno.xz" ] || xz -T1 --x86 --lzma2=preset=9e,dict=128MiB -c "$root/node_modules/deno/deno" >"$out/deno.xz"
 list=$(mktemp)
 cd "$store"
 for st in definitions extract generate; do
