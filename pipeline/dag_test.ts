@@ -5,7 +5,7 @@ import { assert, assertEquals, assertMatch, assertRejects } from "../tests/asser
 import { type AnyStage, dryPlan, runPipeline, type StageReport } from "./dag.ts";
 import { REPO_ROOT } from "./paths.ts";
 import { importStore, mergeRuns, type RunIndex, Store, StoreLockedError } from "./store.ts";
-import { FAKE_TOOLCHAIN, letters, shout } from "./testdata/engine_stages.ts";
+import { FAKE_GPU, FAKE_TOOLCHAIN, letters, shout } from "./testdata/engine_stages.ts";
 
 const STAGES = [letters, shout] as AnyStage[];
 
@@ -286,18 +286,10 @@ Deno.test("prewarm: each stage the run includes starts with its params and the G
       },
     }) as AnyStage;
   const stages = [watch(letters), watch(shout)];
-  const gpu = {
-    index: 0,
-    name: "H100",
-    uuid: "u",
-    driver: "d",
-    computeCapability: "9.0",
-    memoryMiB: 1,
-  };
   await run(freshStore(), { a: "x" }, {
     stages,
     from: "shout",
-    toolchain: { ...FAKE_TOOLCHAIN, gpus: [gpu] },
+    toolchain: { ...FAKE_TOOLCHAIN, gpus: [FAKE_GPU] },
   }).catch(() => {/* shout has no recorded letters run here: only the prewarm calls matter */});
   await Promise.all(pending);
   assertEquals(calls, [{ stage: "shout", params: { suffix: "!" }, gpus: 1 }]);

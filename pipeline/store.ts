@@ -325,11 +325,13 @@ export function importStore(from: Store, into: Store): { cells: number; stages: 
  * dropped, even where `b` left that id without a result (not runnable there, or interrupted).
  */
 export function mergeRuns(a: RunIndex, b: RunIndex): RunIndex {
-  const stale = (id: string) =>
-    id in b.keyDocuments && id in a.keyDocuments &&
-    digestJson(a.keyDocuments[id]) !== digestJson(b.keyDocuments[id]);
+  const stale = new Set(
+    Object.keys(b.keyDocuments).filter((id) =>
+      id in a.keyDocuments && digestJson(a.keyDocuments[id]) !== digestJson(b.keyDocuments[id])
+    ),
+  );
   const byId = <T extends { id: string }>(xs: T[], ys: T[]) => {
-    const m = new Map(xs.filter((x) => !stale(x.id)).map((x) => [x.id, x]));
+    const m = new Map(xs.filter((x) => !stale.has(x.id)).map((x) => [x.id, x]));
     for (const y of ys) m.set(y.id, y);
     return [...m.values()].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   };

@@ -8,10 +8,20 @@ import { join } from "node:path";
 import { z } from "zod";
 import { defineStage } from "../stage.ts";
 import { sha256 } from "../hash.ts";
-import type { Toolchain } from "../toolchain.ts";
+import type { Gpu, Toolchain } from "../toolchain.ts";
 
 /** A toolchain that needs no probing. */
 export const FAKE_TOOLCHAIN: Toolchain = { os: "linux", arch: "x86_64", deno: "test", gpus: [] };
+
+/** A GPU for tests that need one in the toolchain (nothing runs on it). */
+export const FAKE_GPU: Gpu = {
+  index: 0,
+  name: "H100",
+  uuid: "u",
+  driver: "d",
+  computeCapability: "9.0",
+  memoryMiB: 1,
+};
 
 const LettersParams = z.object({ items: z.record(z.string(), z.string()).default({ a: "x" }) });
 

@@ -223,4 +223,5 @@ Deno.test("no call is emitted with zero rows: an extend step where no sequence s
   );
   assert(sampling > 0, "sampling calls are still emitted where sequences sample");
   con.closeSync();
+  db.closeSync();
 });

@@ -288,6 +288,10 @@ export const runBlockers = (chk: WorkloadCheck): string[] =>
 export function checkWorkload(def: Definition, w: Workload, root: string): WorkloadCheck {
   const problems: string[] = [];
   const tolerated: string[] = [];
+  const tolerate = (problem: string) => {
+    problems.push(problem);
+    tolerated.push(problem);
+  };
   const env: Record<string, number | TensorValue> = {};
   const axes: Record<string, number> = {};
   for (const [name, ax] of Object.entries(def.axes)) {
@@ -297,8 +301,7 @@ export function checkWorkload(def: Definition, w: Workload, root: string): Workl
   }
   for (const k of Object.keys(w.axes)) {
     if (!(k in def.axes) || def.axes[k].type === "const") {
-      problems.push(`axis "${k}" is not a var axis of the definition`);
-      tolerated.push(problems[problems.length - 1]);
+      tolerate(`axis "${k}" is not a var axis of the definition`);
     }
   }
   Object.assign(env, axes);
@@ -306,8 +309,7 @@ export function checkWorkload(def: Definition, w: Workload, root: string): Workl
   for (const [name, spec] of Object.entries(def.inputs)) {
     const inp = w.inputs[name];
     if (!inp) {
-      problems.push(`input "${name}" missing`);
-      tolerated.push(problems[problems.length - 1]);
+      tolerate(`input "${name}" missing`);
       continue;
     }
     if (spec.shape === null) {
@@ -388,8 +390,7 @@ export function checkWorkload(def: Definition, w: Workload, root: string): Workl
         kv = kv * ps - (last ? ps - last[i] : 0);
       }
       if (q > kv) {
-        problems.push(`request ${i}: ${q} queries but ${kv} keys (${CAUSAL_ONLY} qo <= kv)`);
-        tolerated.push(problems[problems.length - 1]);
+        tolerate(`request ${i}: ${q} queries but ${kv} keys (${CAUSAL_ONLY} qo <= kv)`);
         break;
       }
     }

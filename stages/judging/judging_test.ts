@@ -22,6 +22,7 @@ import {
   workloadsPath,
 } from "../../pipeline/traceset.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
+import { FAKE_GPU, FAKE_TOOLCHAIN } from "../../pipeline/testdata/engine_stages.ts";
 import { compileStage } from "./compile.ts";
 import { timeStage } from "./time.ts";
 import {
@@ -42,8 +43,6 @@ if (skip) {
     "skipping the judging end-to-end test: no Python with torch (apt-get install python3-torch)",
   );
 }
-
-const FAKE_TC: Toolchain = { os: "linux", arch: "x86_64", deno: "test", gpus: [] };
 
 const DEF = "rmsnorm_h128";
 const defText = readFileSync(join(REPO_ROOT, "data/definitions/rmsnorm", `${DEF}.json`), "utf8");
@@ -196,18 +195,12 @@ Deno.test({
 });
 
 Deno.test("a solution needing flashinfer is not runnable without it, however it says so", () => {
-  const withDeps = (dependencies: string[], body = HONEST) =>
-    Solution.parse({ ...sol("s", body), spec: { ...sol("s", body).spec, dependencies } });
-  const cpu = { ...FAKE_TC, python: { path: "python3", version: "3", torch: "2" } };
-  const h100 = {
-    index: 0,
-    name: "H100",
-    uuid: "GPU-0",
-    driver: "580",
-    computeCapability: "9.0",
-    memoryMiB: 81559,
+  const withDeps = (dependencies: string[], body = HONEST) => {
+    const s = sol("s", body);
+    return Solution.parse({ ...s, spec: { ...s.spec, dependencies } });
   };
-  const gpu: Toolchain = { ...cpu, gpus: [h100] };
+  const python = { path: "python3", version: "3", torch: "2" };
+  const gpu: Toolchain = { ...FAKE_TOOLCHAIN, python, gpus: [FAKE_GPU] };
   const reason = /toolchain unavailable: the flashinfer package is not installed here/;
   for (const deps of [["flashinfer"], ["flashinfer >= 0.2.8"], ["FlashInfer_Python==0.3"]]) {
     assertMatch(notRunnableHere(withDeps(deps), gpu, "verify") ?? "", reason, deps[0]);
