@@ -4,14 +4,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { deepStrictEqual, ok } from "node:assert";
-
-function assert(cond: unknown, msg: string): void {
-  ok(cond, msg);
-}
-function assertEquals<T>(actual: T, expected: T, msg?: string): void {
-  deepStrictEqual(actual, expected, msg);
-}
+import { assert, assertEquals } from "../tests/assert.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DEFS_CANDIDATES = [

@@ -12,12 +12,12 @@ import {
   runPipeline,
   selectStages,
   type StageReport,
-} from "./dag.ts";
-import { formatDiagnostic } from "./diagnostics.ts";
-import { DEFAULT_STORE, REPO_ROOT } from "./paths.ts";
-import { importStore, Store, StoreLockedError } from "./store.ts";
-import { discoverToolchain, gpuArch, type Toolchain } from "./toolchain.ts";
-import { validatePath } from "./validate.ts";
+} from "./engine/dag.ts";
+import { formatDiagnostic } from "./engine/diagnostics.ts";
+import { DEFAULT_STORE, REPO_ROOT } from "./engine/paths.ts";
+import { importStore, Store, StoreLockedError } from "./engine/store.ts";
+import { discoverToolchain, gpuArch, type Toolchain } from "./engine/toolchain.ts";
+import { validatePath } from "./trace/validate.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
 
 const USAGE = `tracepipe: FlashInfer-Bench, reproduced as a content-addressed pipeline
@@ -194,18 +194,12 @@ async function reproduce(args: string[], storeDir: string): Promise<number> {
   }
 }
 
-/** Copies published outputs (the aggregate's report) into the repository after a run. */
+/** Lets every stage that ran publish what its latest cells hold (aggregate: reports/). */
 async function afterRun(stages: AnyStage[], store: Store): Promise<void> {
-  const aggregate = stages.find((s) => s.name === "aggregate" && s.module);
-  if (!aggregate) return;
-  const cells = store.lastResults("aggregate");
-  if (!cells?.length) return;
-  const mod = await import(aggregate.module) as {
-    publishReports?: (dir: string, to: string) => unknown;
-  };
-  if (mod.publishReports) {
-    await mod.publishReports(cells[0].dir, join(REPO_ROOT, "reports"));
-    console.log(`reports written to ${join(REPO_ROOT, "reports")}`);
+  for (const stage of stages) {
+    if (!stage.publish) continue;
+    const cells = store.lastResults(stage.name);
+    if (cells?.length) await stage.publish({ cells, root: REPO_ROOT, log: console.log });
   }
 }
 

@@ -2,9 +2,9 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
-import { REPO_ROOT } from "./paths.ts";
-import { jsonSchemas } from "./schema/export.ts";
-import { encodeSafetensors, intTensor } from "./safetensors.ts";
+import { REPO_ROOT } from "./engine/paths.ts";
+import { jsonSchemas } from "./trace/export_schema.ts";
+import { encodeSafetensors, intTensor } from "./trace/safetensors.ts";
 
 async function cli(...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {

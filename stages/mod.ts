@@ -1,14 +1,16 @@
 /**
- * The stage registry, in pipeline order. Stage modules load lazily, so a command that runs only
+ * The stage registry, in pipeline order, and the only place the DAG is declared: each entry names
+ * the stages whose finished cells its stage plans from. Stage modules load lazily, so a command that runs only
  * the GPU stages never loads DuckDB's native binding (which belongs to collect/extract/aggregate).
  */
-import type { AnyStage } from "../pipeline/dag.ts";
+import type { AnyStage } from "../pipeline/engine/dag.ts";
+import type { Stage } from "../pipeline/engine/stage.ts";
 
 /** A stage's place in the DAG and how to load it. */
 export interface StageEntry {
   name: string;
   upstream: string[];
-  load: () => Promise<AnyStage>;
+  load: () => Promise<Stage>;
 }
 
 /** Every stage, in the order they run. */
@@ -16,42 +18,42 @@ export const STAGES: StageEntry[] = [
   {
     name: "definitions",
     upstream: [],
-    load: async () => (await import("./definitions/stage.ts")).definitionsStage as AnyStage,
+    load: async () => (await import("./definitions/stage.ts")).definitionsStage as Stage,
   },
   {
     name: "collect",
     upstream: [],
-    load: async () => (await import("./collect/stage.ts")).collectStage as AnyStage,
+    load: async () => (await import("./collect/stage.ts")).collectStage as Stage,
   },
   {
     name: "extract",
     upstream: ["definitions", "collect"],
-    load: async () => (await import("./extract/stage.ts")).extractStage as AnyStage,
+    load: async () => (await import("./extract/stage.ts")).extractStage as Stage,
   },
   {
     name: "generate",
     upstream: ["definitions", "extract"],
-    load: async () => (await import("./generate/stage.ts")).generateStage as AnyStage,
+    load: async () => (await import("./generate/stage.ts")).generateStage as Stage,
   },
   {
     name: "compile",
     upstream: ["definitions", "generate"],
-    load: async () => (await import("./judging/compile.ts")).compileStage as AnyStage,
+    load: async () => (await import("./compile/stage.ts")).compileStage as Stage,
   },
   {
     name: "verify",
     upstream: ["definitions", "extract", "generate", "compile"],
-    load: async () => (await import("./judging/verify.ts")).verifyStage as AnyStage,
+    load: async () => (await import("./verify/stage.ts")).verifyStage as Stage,
   },
   {
     name: "time",
     upstream: ["definitions", "extract", "generate", "verify"],
-    load: async () => (await import("./judging/time.ts")).timeStage as AnyStage,
+    load: async () => (await import("./time/stage.ts")).timeStage as Stage,
   },
   {
     name: "aggregate",
     upstream: ["definitions", "extract", "generate", "compile", "verify", "time"],
-    load: async () => (await import("./aggregate/stage.ts")).aggregateStage as AnyStage,
+    load: async () => (await import("./aggregate/stage.ts")).aggregateStage as Stage,
   },
 ];
 
@@ -64,7 +66,7 @@ export const STAGE_NAMES = STAGES.map((s) => s.name);
  */
 export async function loadStages(load: Set<string> | "all"): Promise<AnyStage[]> {
   return await Promise.all(STAGES.map(async (e) => {
-    if (load === "all" || load.has(e.name)) return await e.load();
+    if (load === "all" || load.has(e.name)) return { ...await e.load(), upstream: e.upstream };
     return placeholder(e);
   }));
 }

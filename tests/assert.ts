@@ -1,5 +1,6 @@
 /**
- * Assertions for Deno tests, on top of node:assert/strict (no @std/assert here: JSR is not reachable).
+ * The one assertion module of every test, on top of node:assert/strict (no @std/assert here: JSR
+ * is not reachable).
  */
 import nodeAssert from "node:assert/strict";
 
@@ -13,8 +14,25 @@ export function assertEquals<T>(actual: T, expected: T, msg?: string): void {
   nodeAssert.deepStrictEqual(actual, expected, msg);
 }
 
-/** Fails unless `text` matches `re`. */
-export function assertMatch(text: string, re: RegExp, msg?: string): void {
+/** Deep, strict inequality. */
+export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
+  nodeAssert.notDeepStrictEqual(actual, expected, msg);
+}
+
+/** |actual - expected| <= tolerance. */
+export function assertAlmostEquals(actual: number, expected: number, tolerance: number): void {
+  if (!(Math.abs(actual - expected) <= tolerance)) {
+    throw new nodeAssert.AssertionError({
+      message: `${actual} is not within ${tolerance} of ${expected}`,
+    });
+  }
+}
+
+/** Fails unless `text` is a string matching `re`. */
+export function assertMatch(text: string | undefined, re: RegExp, msg?: string): void {
+  if (text === undefined) {
+    throw new nodeAssert.AssertionError({ message: msg ?? `expected a string matching ${re}` });
+  }
   nodeAssert.match(text, re, msg);
 }
 
@@ -29,10 +47,13 @@ export function assertThrows(f: () => unknown, re?: RegExp): Error {
   throw new nodeAssert.AssertionError({ message: "expected the function to throw" });
 }
 
-/** Fails unless the promise rejects with an error whose message matches `re`; returns the error. */
-export async function assertRejects(f: () => Promise<unknown>, re?: RegExp): Promise<Error> {
+/** Fails unless the promise (or the function's) rejects with a message matching `re`. */
+export async function assertRejects(
+  p: Promise<unknown> | (() => Promise<unknown>),
+  re?: RegExp,
+): Promise<Error> {
   try {
-    await f();
+    await (typeof p === "function" ? p() : p);
   } catch (e) {
     if (re) nodeAssert.match((e as Error).message, re);
     return e as Error;

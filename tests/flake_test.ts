@@ -5,8 +5,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
-import { REPO_ROOT } from "../pipeline/paths.ts";
-import { tryRun } from "../pipeline/toolchain.ts";
+import { REPO_ROOT } from "../pipeline/engine/paths.ts";
+import { tryRun } from "../pipeline/engine/toolchain.ts";
 
 const flake = join(REPO_ROOT, "flake.nix");
 const nixInstantiate = await tryRun("nix-instantiate", ["--version"]);

@@ -1,4 +1,4 @@
-"""Standalone GPU check + benchmark driver for tracepipe's kernels (until stages/harness exists).
+"""Standalone GPU check + benchmark driver for tracepipe's kernels (until pipeline/harness exists).
 
   python3 cuda/tools/kbench.py --defs DIR --out DIR [--ops rmsnorm,fused,decode,gemm] [--sweep]
 

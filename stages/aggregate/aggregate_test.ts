@@ -16,7 +16,7 @@
  *     alice_triton_rms        P 0.005   P 0.04
  *     bob_triton_rms          TO        P 0.01, RTE
  */
-import { assert, assertAlmostEquals, assertEquals, assertMatch } from "./test_assert.ts";
+import { assert, assertAlmostEquals, assertEquals, assertMatch } from "../../tests/assert.ts";
 import {
   cpSync,
   existsSync,

@@ -1,8 +1,8 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Solution, type Trace } from "../../pipeline/schema/trace.ts";
-import type { CellResult } from "../../pipeline/stage.ts";
+import { Solution, type Trace } from "../../pipeline/trace/schema.ts";
+import type { CellResult } from "../../pipeline/engine/stage.ts";
 import {
   formatDefinition,
   formatJsonl,
@@ -10,10 +10,12 @@ import {
   loadTraceSet,
   solutionPath,
   tracesPath,
-} from "../../pipeline/traceset.ts";
-import { REPO_ROOT } from "../../pipeline/paths.ts";
-import { assertEquals } from "../../tests/assert.ts";
+} from "../../pipeline/trace/traceset.ts";
+import { REPO_ROOT } from "../../pipeline/engine/paths.ts";
+import { assertEquals, assertMatch } from "../../tests/assert.ts";
 import { writeBestOfSweep } from "./stage.ts";
+import { bestOfSweepTraces, selectBestOfSweep } from "./best_of_sweep.ts";
+import type { SweepIndexEntry } from "../../pipeline/trace/sweep_index.ts";
 
 const DEF = loadTraceSet(join(REPO_ROOT, "data")).set.definitions.get("rmsnorm_h128")!;
 
@@ -93,4 +95,76 @@ Deno.test("best of sweep is recorded: the fastest point that passed everywhere, 
     knownDefinitions: new Map([[DEF.name, DEF]]),
   });
   assertEquals([...written.set.solutions.keys()], [`k__${DEF.name}__best`]);
+});
+
+Deno.test("best of sweep: lowest median over workloads among points that PASSED everywhere", () => {
+  const index: SweepIndexEntry[] = ["a", "b", "c"].map((p) => ({
+    solution: `k__d__P-${p}`,
+    kernel: "k",
+    definition: "d",
+    point: { P: p },
+  }));
+  const sol = (name: string): Solution => ({
+    name,
+    definition: "d",
+    author: "t",
+    spec: {
+      language: "python",
+      target_hardware: ["H100"],
+      entry_point: "m.py::run",
+      dependencies: [],
+      destination_passing_style: true,
+      binding: null,
+    },
+    sources: [{ path: "m.py", content: name }],
+  });
+  const solutions = new Map(index.map((e) => [e.solution, sol(e.solution)]));
+  const tr = (
+    s: string,
+    w: string,
+    lat: number,
+    status: "PASSED" | "INCORRECT_NUMERICAL" = "PASSED",
+  ): Trace => ({
+    definition: "d",
+    solution: s,
+    workload: { uuid: w, axes: {}, inputs: {} },
+    evaluation: {
+      status,
+      environment: { hardware: "H100", libs: {} },
+      timestamp: "t",
+      log: "",
+      correctness: { max_absolute_error: 0, max_relative_error: 0 },
+      performance: status === "PASSED"
+        ? { latency_ms: lat, reference_latency_ms: 1, speedup_factor: 1 / lat }
+        : null,
+    },
+  });
+  const traces = [
+    tr("k__d__P-a", "w1", 1.0),
+    tr("k__d__P-a", "w2", 3.0),
+    tr("k__d__P-a", "w3", 2.0), // median 2.0
+    tr("k__d__P-b", "w1", 0.5),
+    tr("k__d__P-b", "w2", 0.5),
+    tr("k__d__P-b", "w3", 9, "INCORRECT_NUMERICAL"), // fails w3
+    tr("k__d__P-c", "w1", 1.5),
+    tr("k__d__P-c", "w2", 1.6),
+    tr("k__d__P-c", "w3", 9.0), // median 1.6
+  ];
+  const [best] = selectBestOfSweep(traces, index, solutions);
+  assertEquals([best.chosen, best.medianLatencyMs, best.workloads], ["k__d__P-c", 1.6, 3]);
+  assertEquals(best.solution.name, "k__d__best");
+  assertEquals(best.solution.sources, solutions.get("k__d__P-c")!.sources);
+  assertMatch(
+    best.candidates.find((c) => c.solution === "k__d__P-b")?.reason,
+    /not PASSED on workload w3/,
+  );
+  assertEquals(bestOfSweepTraces(best, traces).map((t) => t.solution), [
+    "k__d__best",
+    "k__d__best",
+    "k__d__best",
+  ]);
+  assertEquals(
+    selectBestOfSweep(traces.filter((t) => t.solution === "k__d__P-b"), index, solutions),
+    [],
+  );
 });

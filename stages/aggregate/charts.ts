@@ -3,7 +3,7 @@
  * View.toSVG (no browser, no canvas). Layouts follow the paper: Fig. 5 (leaderboard curves),
  * Fig. 6 (fast_p grid, op × language) and Fig. 7 (correctness bars).
  */
-import * as vega from "vega";
+import { renderSvg } from "../../pipeline/lib/vega.ts";
 import * as vl from "vega-lite";
 import type { Row } from "./db.ts";
 import type { PaperFigures } from "./analysis.ts";
@@ -16,17 +16,6 @@ export interface Chart {
 }
 
 const FONT = { font: "Helvetica, Arial, sans-serif" };
-
-/** Renders a Vega-Lite spec to an SVG string. */
-export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
-  const compiled = vl.compile(spec).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: "none" });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
-}
 
 function emptyNote(title: string): vl.TopLevelSpec {
   return {

@@ -8,10 +8,15 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { DuckDBConnection } from "@duckdb/node-api";
-import type { Diagnostic } from "../../pipeline/diagnostics.ts";
-import type { Definition, Solution, Trace } from "../../pipeline/schema/trace.ts";
-import { isWorkloadTrace } from "../../pipeline/schema/trace.ts";
-import { listFiles, parseDefinition, parseJsonl, parseSolution } from "../../pipeline/traceset.ts";
+import type { Diagnostic } from "../../pipeline/engine/diagnostics.ts";
+import type { Definition, Solution, Trace } from "../../pipeline/trace/schema.ts";
+import { isWorkloadTrace } from "../../pipeline/trace/schema.ts";
+import {
+  listFiles,
+  parseDefinition,
+  parseJsonl,
+  parseSolution,
+} from "../../pipeline/trace/traceset.ts";
 import { all, appendRows, type ColType, runSqlFile, sqlString } from "./db.ts";
 import type { AggregateParams } from "./params.ts";
 import { workloadCost } from "./roofline.ts";

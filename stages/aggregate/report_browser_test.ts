@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { AggregateParams } from "./params.ts";
 import { runAggregate } from "./stage.ts";
-import { assert, assertEquals } from "./test_assert.ts";
+import { assert, assertEquals } from "../../tests/assert.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 const ROOT = new URL("../../", import.meta.url).pathname;

@@ -5,10 +5,10 @@
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { formatDiagnostic } from "../../pipeline/diagnostics.ts";
-import { digestJson } from "../../pipeline/hash.ts";
-import { type CellResult, defineStage, type PlanContext } from "../../pipeline/stage.ts";
-import type { Toolchain } from "../../pipeline/toolchain.ts";
+import { formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
+import { digestJson } from "../../pipeline/engine/hash.ts";
+import { type CellResult, defineStage, type PlanContext } from "../../pipeline/engine/stage.ts";
+import type { Toolchain } from "../../pipeline/engine/toolchain.ts";
 import { analyse, loadPaperFigures } from "./analysis.ts";
 import { buildCharts } from "./charts.ts";
 import { all, closeDb, openDb, sqlString } from "./db.ts";
@@ -16,20 +16,10 @@ import { type Fragment, loadDatabase } from "./load.ts";
 import { AggregateParams } from "./params.ts";
 import { renderReport, type TraceLink } from "./report.ts";
 import { toCsv, toMarkdown } from "./tables.ts";
-import { mergeFragments } from "../../pipeline/fragments.ts";
-import { formatSolution, solutionPath, writeFileAtomic } from "../../pipeline/traceset.ts";
-import { readSweepIndex } from "../generate/stage.ts";
-import { type BestOfSweep, selectBestOfSweep } from "../generate/sweep.ts";
-
-/** The upstream stages whose cells are read (any that hold TraceSet folders or provenance). */
-export const AGGREGATE_UPSTREAM = [
-  "definitions",
-  "extract",
-  "generate",
-  "compile",
-  "verify",
-  "time",
-];
+import { mergeFragments } from "../../pipeline/trace/fragments.ts";
+import { formatSolution, solutionPath, writeFileAtomic } from "../../pipeline/trace/traceset.ts";
+import { readSweepIndex } from "../../pipeline/trace/sweep_index.ts";
+import { type BestOfSweep, selectBestOfSweep } from "./best_of_sweep.ts";
 
 /** Inputs of one aggregate run, independent of the engine. */
 export interface AggregateInput {
@@ -56,8 +46,9 @@ export interface AggregateSummary {
 /** Turns upstream cells into fragments (every cell dir; empty ones simply contribute nothing). */
 export function fragmentsOf(upstream: Record<string, CellResult[]>): Fragment[] {
   const out: Fragment[] = [];
-  for (const stage of AGGREGATE_UPSTREAM) {
-    for (const c of upstream[stage] ?? []) {
+  // Every upstream stage the registry gives aggregate, in the registry's order.
+  for (const [stage, cells] of Object.entries(upstream)) {
+    for (const c of cells) {
       out.push({ stage, cellId: c.id, cellKey: c.key, dir: c.dir });
     }
   }
@@ -218,10 +209,14 @@ export const aggregateStage = defineStage<AggregateParams>({
   // deterministic; the DuckDB file's bytes and the report's timings are not (`--force aggregate`).
   policy: "pure",
   params: AggregateParams,
-  upstream: AGGREGATE_UPSTREAM,
   env: [],
   resource: "cpu",
   module: import.meta.url,
+  publish: ({ cells, root, log }) => {
+    if (!cells.length) return;
+    publishReports(cells[0].dir, join(root, "reports"));
+    log(`reports written to ${join(root, "reports")}`);
+  },
   codeFiles: [
     "stages/aggregate/sql/00_schema.sql",
     "stages/aggregate/sql/10_evaluations.sql",

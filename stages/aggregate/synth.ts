@@ -14,7 +14,7 @@ import type {
   Solution,
   Trace,
   Workload,
-} from "../../pipeline/schema/trace.ts";
+} from "../../pipeline/trace/schema.ts";
 import {
   definitionPath,
   formatDefinition,
@@ -24,7 +24,7 @@ import {
   solutionPath,
   tracesPath,
   workloadsPath,
-} from "../../pipeline/traceset.ts";
+} from "../../pipeline/trace/traceset.ts";
 
 /** Options of the generator. */
 export interface SynthOptions {

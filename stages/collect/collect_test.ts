@@ -1,11 +1,11 @@
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { sha256File } from "../../pipeline/hash.ts";
+import { sha256File } from "../../pipeline/engine/hash.ts";
 import { DuckDBInstance } from "@duckdb/node-api";
-import { EngineConfig, EngineConfigError, kvCapacityPages } from "./engine.ts";
-import { deriveShape, loadModelConfig, ModelConfigError } from "./model.ts";
-import { simulate } from "./simulate.ts";
+import { EngineConfig, EngineConfigError, kvCapacityPages } from "../../pipeline/serving/engine.ts";
+import { deriveShape, loadModelConfig, ModelConfigError } from "../../pipeline/serving/model.ts";
+import { simulate } from "../../pipeline/serving/simulate.ts";
 import { CollectParams, collectStage } from "./stage.ts";
 import {
   KNOWN_TRACES,
@@ -13,7 +13,7 @@ import {
   parseAzureCsv,
   parseMooncakeJsonl,
   TraceError,
-} from "./traces.ts";
+} from "../../pipeline/serving/traces.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MC = join(ROOT, "data/models/model-configs.json");

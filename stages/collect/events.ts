@@ -3,32 +3,19 @@
  * DuckDB. Events are expanded inside DuckDB (iterations × the model's call sites), so millions of
  * rows never cross the JS boundary one value at a time.
  */
+import { openDuckDB } from "../../pipeline/lib/duckdb.ts";
 import {
   BOOLEAN,
   DOUBLE,
   type DuckDBConnection,
   DuckDBDataChunk,
-  DuckDBInstance,
   type DuckDBType,
   INTEGER,
   VARCHAR,
 } from "@duckdb/node-api";
-import type { EngineConfig } from "./engine.ts";
-import type { ModelShape } from "./model.ts";
-import type { SimResult } from "./simulate.ts";
-
-/** Opens an in-memory DuckDB (2 threads: the CI machine's cores). */
-export async function openDuckDB(): Promise<{ con: DuckDBConnection; close: () => void }> {
-  const inst = await DuckDBInstance.create(":memory:", { threads: "2" });
-  const con = await inst.connect();
-  return {
-    con,
-    close: () => {
-      con.closeSync();
-      inst.closeSync();
-    },
-  };
-}
+import type { EngineConfig } from "../../pipeline/serving/engine.ts";
+import type { ModelShape } from "../../pipeline/serving/model.ts";
+import type { SimResult } from "../../pipeline/serving/simulate.ts";
 
 /** Appends columns (equal length) to an existing table in chunks of 2048 rows. */
 export async function appendColumns(

@@ -5,48 +5,23 @@
  * carried over for extract to merge.
  */
 import { cpSync, existsSync, writeFileSync } from "node:fs";
-import { basename, isAbsolute, join, resolve } from "node:path";
+import { basename, join } from "node:path";
 import { z } from "zod";
-import { sha256, sha256File } from "../../pipeline/hash.ts";
-import { type CellPlan, defineStage } from "../../pipeline/stage.ts";
-import { EngineConfig, kvCapacityPages } from "./engine.ts";
+import { sha256, sha256File } from "../../pipeline/engine/hash.ts";
+import { type CellPlan, defineStage } from "../../pipeline/engine/stage.ts";
+import { EngineConfig } from "../../pipeline/serving/engine.ts";
 import { writeEventParquet } from "./events.ts";
-import { deriveShape, loadModelConfig } from "./model.ts";
-import { simulate } from "./simulate.ts";
-import { KNOWN_TRACES, loadTrace, type TraceFormat } from "./traces.ts";
-import { listFiles, loadTraceSet } from "../../pipeline/traceset.ts";
-import { formatDiagnostic } from "../../pipeline/diagnostics.ts";
-
-/** A request trace: a known name (see KNOWN_TRACES) or an explicit path + format. */
-export const TraceSpec = z.object({
-  /** Known trace name (`azure-conv`, `azure-code`, `mooncake-conversation`, `mooncake-synthetic`, `sharegpt`). */
-  name: z.string().regex(/^[A-Za-z0-9._-]+$/),
-  /** Repo-relative (or absolute) file; defaults to the known trace's file. */
-  path: z.string().optional(),
-  format: z.enum(["azure-csv", "mooncake-jsonl", "length-stats-csv"]).optional(),
-  /** Keep only the first N requests (by arrival); default all. */
-  limit: z.number().int().positive().optional(),
-  /** Poisson arrival rate, requests/s, for traces without timestamps (ShareGPT); default 2. */
-  rate: z.number().positive().default(2),
-  /** Seed of the Poisson arrivals. */
-  seed: z.number().int().nonnegative().default(0),
-  /** Prefix-block size of hash_ids, tokens (Mooncake: 512). */
-  blockTokens: z.number().int().positive().optional(),
-});
-export type TraceSpec = z.infer<typeof TraceSpec>;
-
-/** A model and how it is deployed. */
-export const ModelSpec = z.object({
-  /** Key in the model-configs file, e.g. `meta-llama/Llama-3.1-8B`. */
-  name: z.string().min(1),
-  /** Tensor-parallel degree. */
-  tp: z.number().int().positive().default(1),
-  /** Expert-parallel degree (divides tp). */
-  ep: z.number().int().positive().default(1),
-  /** Overrides the engine's gpuMemoryGB for this model (DeepSeek-V3 needs H200-class GPUs). */
-  gpuMemoryGB: z.number().positive().optional(),
-});
-export type ModelSpec = z.infer<typeof ModelSpec>;
+import {
+  modelSlug,
+  ModelSpec,
+  resolvePath,
+  resolveTrace,
+  runSimulation,
+  type SimConfig,
+  TraceSpec,
+} from "../../pipeline/serving/run.ts";
+import { listFiles, loadTraceSet } from "../../pipeline/trace/traceset.ts";
+import { formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
 
 /** collect's params. */
 export const CollectParams = z.object({
@@ -68,73 +43,6 @@ export const CollectParams = z.object({
 });
 export type CollectParams = z.infer<typeof CollectParams>;
 
-/** A cell's resolved inputs, written to config.json so extract can replay the simulation. */
-export interface SimConfig {
-  trace: {
-    name: string;
-    path: string;
-    format: TraceFormat;
-    limit?: number;
-    rate: number;
-    seed: number;
-    blockTokens: number;
-  };
-  model: ModelSpec;
-  modelConfigs: string;
-  engine: EngineConfig;
-  seed: number;
-  expertSkew: number;
-}
-
-/** Slug of a model name for ids and file names: `meta-llama/Llama-3.1-8B` → `llama-3.1-8b`. */
-export const modelSlug = (name: string) =>
-  basename(name).toLowerCase().replace(/[^a-z0-9._-]/g, "-");
-
-const abs = (root: string, p: string) => (isAbsolute(p) ? p : resolve(root, p));
-
-/** Resolves a trace spec against the known traces. */
-export function resolveTrace(t: TraceSpec): SimConfig["trace"] {
-  const known = KNOWN_TRACES[t.name];
-  const path = t.path ?? known?.path;
-  const format = t.format ?? known?.format;
-  if (!path || !format) {
-    throw new Error(
-      `collect: trace "${t.name}" is not known (${
-        Object.keys(KNOWN_TRACES).join(", ")
-      }); give path and format`,
-    );
-  }
-  return {
-    name: t.name,
-    path,
-    format,
-    limit: t.limit,
-    rate: t.rate,
-    seed: t.seed,
-    blockTokens: t.blockTokens ?? known?.blockSize ?? 512,
-  };
-}
-
-/** Runs one simulation cell's simulation from its config (also used by extract's replay). */
-export function runSimulation(
-  root: string,
-  cfg: SimConfig,
-  onIteration?: Parameters<typeof simulate>[4]["onIteration"],
-) {
-  const reqs = loadTrace(abs(root, cfg.trace.path), cfg.trace.format, cfg.trace, cfg.trace.path);
-  const mc = loadModelConfig(abs(root, cfg.modelConfigs), cfg.model.name, cfg.modelConfigs);
-  const engine = { ...cfg.engine, gpuMemoryGB: cfg.model.gpuMemoryGB ?? cfg.engine.gpuMemoryGB };
-  const shape = deriveShape(cfg.model.name, mc, cfg.model, engine.pageSize);
-  const pool = kvCapacityPages(shape, engine);
-  const sim = simulate(reqs, shape, engine, pool, {
-    seed: cfg.seed,
-    expertSkew: cfg.expertSkew,
-    blockTokens: cfg.trace.blockTokens,
-    onIteration,
-  });
-  return { reqs, shape, engine, pool, sim };
-}
-
 /** The collect stage. */
 export const collectStage = defineStage<CollectParams>({
   name: "collect",
@@ -142,7 +50,6 @@ export const collectStage = defineStage<CollectParams>({
     "Replay request traces through an SGLang-like engine model; record kernel-call events (Parquet)",
   policy: "pure",
   params: CollectParams,
-  upstream: [],
   env: [],
   resource: "cpu",
   module: import.meta.url,
@@ -150,10 +57,10 @@ export const collectStage = defineStage<CollectParams>({
   plan(ctx) {
     const p = ctx.params;
     const cells: CellPlan[] = [];
-    const mcDigest = sha256File(abs(ctx.root, p.modelConfigs));
+    const mcDigest = sha256File(resolvePath(ctx.root, p.modelConfigs));
     for (const t of p.traces) {
       const trace = resolveTrace(t);
-      const traceDigest = sha256File(abs(ctx.root, trace.path));
+      const traceDigest = sha256File(resolvePath(ctx.root, trace.path));
       for (const model of p.models) {
         for (const engine of p.engines) {
           const cfg: SimConfig = {
@@ -174,7 +81,7 @@ export const collectStage = defineStage<CollectParams>({
       }
     }
     for (const d of p.dumps) {
-      const root = abs(ctx.root, d);
+      const root = resolvePath(ctx.root, d);
       cells.push({
         id: `dump/${basename(root).replace(/[^A-Za-z0-9._-]/g, "-")}`,
         params: { dump: d },

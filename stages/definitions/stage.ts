@@ -6,18 +6,18 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { pathDigest } from "../../pipeline/codegraph.ts";
-import { type Diagnostic, formatDiagnostic } from "../../pipeline/diagnostics.ts";
-import { checkDefinitionsSyntax } from "../../pipeline/schema/python_syntax.ts";
-import type { Definition } from "../../pipeline/schema/trace.ts";
-import { defineStage } from "../../pipeline/stage.ts";
-import { findPython } from "../../pipeline/toolchain.ts";
+import { pathDigest } from "../../pipeline/engine/codegraph.ts";
+import { type Diagnostic, formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
+import { checkDefinitionsSyntax } from "../../pipeline/trace/python_syntax.ts";
+import type { Definition } from "../../pipeline/trace/schema.ts";
+import { defineStage } from "../../pipeline/engine/stage.ts";
+import { findPython } from "../../pipeline/engine/toolchain.ts";
 import {
   definitionPath,
   formatDefinition,
   loadTraceSet,
   writeFileAtomic,
-} from "../../pipeline/traceset.ts";
+} from "../../pipeline/trace/traceset.ts";
 
 /** Params of the definitions stage. */
 export const DefinitionsParams = z.object({
@@ -90,7 +90,6 @@ export const definitionsStage = defineStage<DefinitionsParams>({
   description: "load and validate kernel definitions",
   policy: "pure",
   params: DefinitionsParams,
-  upstream: [],
   env: [],
   resource: "cpu",
   module: import.meta.url,

@@ -1,19 +1,19 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sha256File } from "../../pipeline/hash.ts";
-import { encodeSafetensors, intTensor } from "../../pipeline/safetensors.ts";
-import type { Definition, Workload } from "../../pipeline/schema/trace.ts";
-import type { CellResult } from "../../pipeline/stage.ts";
+import { sha256File } from "../../pipeline/engine/hash.ts";
+import { encodeSafetensors, intTensor } from "../../pipeline/trace/safetensors.ts";
+import type { Definition, Workload } from "../../pipeline/trace/schema.ts";
+import type { CellResult } from "../../pipeline/engine/stage.ts";
 import {
   blobPath,
   formatDefinition,
   listFiles,
   loadTraceSet,
   workloadsPath,
-} from "../../pipeline/traceset.ts";
+} from "../../pipeline/trace/traceset.ts";
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { CollectParams, collectStage } from "../collect/stage.ts";
-import { checkConstraints, checkWorkload, evaluate } from "./constraints.ts";
+import { checkConstraints, checkWorkload, evaluate } from "../../pipeline/trace/constraints.ts";
 import { repairOfficial } from "./repair.ts";
 import { extractModel } from "./stage.ts";
 

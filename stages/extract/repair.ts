@@ -6,18 +6,18 @@
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { sha256 } from "../../pipeline/hash.ts";
+import { sha256 } from "../../pipeline/engine/hash.ts";
 import {
   encodeSafetensors,
   intTensor,
   type RawTensor,
   TRACE_TO_SAFETENSORS,
-} from "../../pipeline/safetensors.ts";
-import type { Definition, Workload } from "../../pipeline/schema/trace.ts";
-import { listFiles, parseJsonl } from "../../pipeline/traceset.ts";
-import { formatDiagnostic } from "../../pipeline/diagnostics.ts";
-import { rng } from "../collect/traces.ts";
-import { checkWorkload, splitProblems } from "./constraints.ts";
+} from "../../pipeline/trace/safetensors.ts";
+import type { Definition, Workload } from "../../pipeline/trace/schema.ts";
+import { listFiles, parseJsonl } from "../../pipeline/trace/traceset.ts";
+import { formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
+import { rng } from "../../pipeline/lib/rng.ts";
+import { checkWorkload, splitProblems } from "../../pipeline/trace/constraints.ts";
 
 /** Summary of a repair. */
 export interface RepairSummary {

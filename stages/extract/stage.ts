@@ -8,21 +8,21 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
 import { z } from "zod";
-import { pathDigest } from "../../pipeline/codegraph.ts";
-import { sha256 } from "../../pipeline/hash.ts";
-import type { Definition, Workload } from "../../pipeline/schema/trace.ts";
-import { type CellPlan, type CellResult, defineStage } from "../../pipeline/stage.ts";
+import { pathDigest } from "../../pipeline/engine/codegraph.ts";
+import { sha256 } from "../../pipeline/engine/hash.ts";
+import type { Definition, Workload } from "../../pipeline/trace/schema.ts";
+import { type CellPlan, type CellResult, defineStage } from "../../pipeline/engine/stage.ts";
 import {
   formatJsonl,
   loadTraceSet,
   workloadsPath,
   writeFileAtomic,
-} from "../../pipeline/traceset.ts";
-import { renderSvg } from "../aggregate/charts.ts";
-import { openDuckDB } from "../collect/events.ts";
-import type { BatchEntry } from "../collect/simulate.ts";
-import { runSimulation, type SimConfig } from "../collect/stage.ts";
-import { checkWorkload } from "./constraints.ts";
+} from "../../pipeline/trace/traceset.ts";
+import { renderSvg } from "../../pipeline/lib/vega.ts";
+import { openDuckDB } from "../../pipeline/lib/duckdb.ts";
+import type { BatchEntry } from "../../pipeline/serving/simulate.ts";
+import { runSimulation, type SimConfig } from "../../pipeline/serving/run.ts";
+import { checkWorkload } from "../../pipeline/trace/constraints.ts";
 import {
   type Family,
   isAttention,
@@ -65,7 +65,6 @@ export const extractStage = defineStage<ExtractParams>({
     "Map events to definitions; pick representative workloads with index blobs; repair official workloads",
   policy: "pure",
   params: ExtractParams,
-  upstream: ["definitions", "collect"],
   env: [],
   resource: "cpu",
   module: import.meta.url,

@@ -3,17 +3,17 @@
  * simulator's page tables, scalars from the model, everything else random. UUIDs are derived from
  * the content, so equal workloads get equal ids on every run.
  */
-import { canonicalJson, sha256 } from "../../pipeline/hash.ts";
+import { canonicalJson, sha256 } from "../../pipeline/engine/hash.ts";
 import {
   encodeSafetensors,
   intTensor,
   type RawTensor,
   TRACE_TO_SAFETENSORS,
-} from "../../pipeline/safetensors.ts";
-import type { Definition, InputSpec, Workload } from "../../pipeline/schema/trace.ts";
-import { blobPath } from "../../pipeline/traceset.ts";
-import type { BatchEntry } from "../collect/simulate.ts";
-import { rng } from "../collect/traces.ts";
+} from "../../pipeline/trace/safetensors.ts";
+import type { Definition, InputSpec, Workload } from "../../pipeline/trace/schema.ts";
+import { blobPath } from "../../pipeline/trace/traceset.ts";
+import type { BatchEntry } from "../../pipeline/serving/simulate.ts";
+import { rng } from "../../pipeline/lib/rng.ts";
 
 /** A uuid-shaped string (version 5 layout) from a sha256 hex digest. */
 export function uuidFromDigest(hex: string): string {

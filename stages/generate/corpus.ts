@@ -6,15 +6,15 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { Diagnostic } from "../../pipeline/diagnostics.ts";
-import { fromZodError } from "../../pipeline/diagnostics.ts";
-import { Definition, isWorkloadTrace, Solution, Trace } from "../../pipeline/schema/trace.ts";
+import type { Diagnostic } from "../../pipeline/engine/diagnostics.ts";
+import { fromZodError } from "../../pipeline/engine/diagnostics.ts";
+import { Definition, isWorkloadTrace, Solution, Trace } from "../../pipeline/trace/schema.ts";
 import {
   emptyTraceSet,
   formatDefinition,
   listFiles,
   type TraceSet,
-} from "../../pipeline/traceset.ts";
+} from "../../pipeline/trace/traceset.ts";
 import { looksDraft, upgradeDefinition, upgradeSolution, upgradeTraceLine } from "./legacy.ts";
 import { checkSolutionSignature } from "./signature.ts";
 

@@ -1,9 +1,9 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadTraceSet } from "../../pipeline/traceset.ts";
+import { loadTraceSet } from "../../pipeline/trace/traceset.ts";
 import { importCorpus, type RunContext } from "./corpus.ts";
-import { assert, assertEquals, assertMatch } from "./test_util.ts";
+import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 function runContext(): RunContext {

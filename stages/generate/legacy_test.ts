@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch, assertNotEquals } from "./test_util.ts";
+import { assert, assertEquals, assertMatch, assertNotEquals } from "../../tests/assert.ts";
 import {
   deriveWorkloadUuid,
   rewriteDictReturns,

@@ -1,7 +1,7 @@
-import { assertEquals, assertMatch } from "./test_util.ts";
+import { assertEquals, assertMatch } from "../../tests/assert.ts";
 import { readFileSync } from "node:fs";
-import { listFiles, loadTraceSet, parseSolution } from "../../pipeline/traceset.ts";
-import type { Definition, Solution } from "../../pipeline/schema/trace.ts";
+import { listFiles, loadTraceSet, parseSolution } from "../../pipeline/trace/traceset.ts";
+import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
 import { checkSolutionSignature, findPythonSymbol, parseCppParams } from "./signature.ts";
 
 const root = new URL("../..", import.meta.url).pathname;

@@ -8,24 +8,23 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { z } from "zod";
-import { type Diagnostic, formatDiagnostic } from "../../pipeline/diagnostics.ts";
-import { digestJson, digestParts } from "../../pipeline/hash.ts";
-import type { Definition, Solution, Workload } from "../../pipeline/schema/trace.ts";
+import { type Diagnostic, formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
+import { digestJson, digestParts } from "../../pipeline/engine/hash.ts";
+import type { Definition, Workload } from "../../pipeline/trace/schema.ts";
 import {
   type CellJob,
   type CellPlan,
   defineStage,
   type PlanContext,
   type Stage,
-} from "../../pipeline/stage.ts";
+} from "../../pipeline/engine/stage.ts";
 import {
   emptyTraceSet,
-  formatSolution,
   listFiles,
   loadTraceSet,
   writeFileAtomic,
   writeTraceSet,
-} from "../../pipeline/traceset.ts";
+} from "../../pipeline/trace/traceset.ts";
 import { importCorpus, type RunContext } from "./corpus.ts";
 import {
   AGENT_LANGUAGES,
@@ -37,7 +36,8 @@ import {
 } from "./llm/agent.ts";
 import { type EndpointConfig, RecordingStore } from "./llm/client.ts";
 import { harnessEvaluate } from "./llm/harness_eval.ts";
-import { buildSweep, loadManifest, matchDefinitions, type SweepIndexEntry } from "./sweep.ts";
+import { buildSweep, loadManifest, matchDefinitions } from "./sweep.ts";
+import { SWEEP_INDEX_FILE, type SweepIndexEntry } from "../../pipeline/trace/sweep_index.ts";
 
 /** The corpora the default profile imports (copies of shared variants; see data/corpus/SOURCES.md). */
 export const DEFAULT_CORPORA = [
@@ -178,7 +178,6 @@ export function createGenerateStage(deps: GenerateDeps = {}): Stage<GeneratePara
       "Collect candidate solutions: corpus imports, kernel parameter sweeps, LLM agent campaigns",
     policy: "pure",
     params: GenerateParams as unknown as z.ZodType<GenerateParams>,
-    upstream: ["definitions", "extract"],
     // The endpoint and key are deliberately not declared: they must never enter a cell key.
     env: [],
     resource: "cpu",
@@ -395,7 +394,7 @@ export function createGenerateStage(deps: GenerateDeps = {}): Stage<GeneratePara
         }
         writeTraceSet(set, job.outDir);
         writeFileAtomic(
-          join(job.outDir, "sweep-index.json"),
+          join(job.outDir, SWEEP_INDEX_FILE),
           JSON.stringify(index, null, 2) + "\n",
         );
         writeReport(
@@ -495,12 +494,3 @@ export function createGenerateStage(deps: GenerateDeps = {}): Stage<GeneratePara
 
 /** The generate stage as the pipeline registers it. */
 export const generateStage: Stage<GenerateParams> = createGenerateStage();
-
-/** Reads a cell's sweep index (for the time/aggregate stages' best-of-sweep selection). */
-export function readSweepIndex(cellDir: string): SweepIndexEntry[] {
-  const p = join(cellDir, "sweep-index.json");
-  return existsSync(p) ? JSON.parse(readFileSync(p, "utf8")) : [];
-}
-
-/** Canonical text of a solution, re-exported for callers writing `__best` solutions. */
-export const formatGeneratedSolution = (s: Solution) => formatSolution(s);

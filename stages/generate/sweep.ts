@@ -3,15 +3,15 @@
  * manifest declaring its parameter space. Every (matching definition × sweep point) becomes one
  * Solution whose params file (`#define` lines for C/CUDA, assignments for Python/Triton) is
  * generated and added to the sources, so every language gets the same search effort.
- *
- * `selectBestOfSweep` picks, from traces, the point with the best median latency per
- * (kernel, definition) and emits it as `<kernel>__<definition>__best`.
+ * Each solution's place in the sweep is written to the cell's sweep index
+ * (pipeline/trace/sweep_index.ts), from which aggregate picks the best point.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { type Diagnostic, fromZodError } from "../../pipeline/diagnostics.ts";
-import { BuildSpec, type Definition, Solution, type Trace } from "../../pipeline/schema/trace.ts";
+import { type Diagnostic, fromZodError } from "../../pipeline/engine/diagnostics.ts";
+import { BuildSpec, type Definition, Solution } from "../../pipeline/trace/schema.ts";
+import type { SweepIndexEntry } from "../../pipeline/trace/sweep_index.ts";
 import { checkSolutionSignature } from "./signature.ts";
 
 /** A sweep parameter value. */
@@ -37,14 +37,6 @@ export const KernelManifest = z.object({
   description: z.string().optional(),
 });
 export type KernelManifest = z.infer<typeof KernelManifest>;
-
-/** Maps a sweep solution back to its kernel, definition and point (written as sweep-index.json). */
-export interface SweepIndexEntry {
-  solution: string;
-  kernel: string;
-  definition: string;
-  point: Record<string, ParamValue>;
-}
 
 /** Loads and validates a manifest; problems are diagnostics naming `label`. */
 export function loadManifest(
@@ -284,122 +276,4 @@ export function buildSweep(
     }
   }
   return { solutions, index, diagnostics };
-}
-
-/** The best point of one (kernel, definition) group, with the solution to record. */
-export interface BestOfSweep {
-  kernel: string;
-  definition: string;
-  /** Name of the chosen sweep-point solution. */
-  chosen: string;
-  point: Record<string, ParamValue>;
-  medianLatencyMs: number;
-  workloads: number;
-  /** The chosen solution renamed `<kernel>__<definition>__best` (same sources and spec). */
-  solution: Solution;
-  /** Every point: eligible when PASSED on every workload any point of the group was run on. */
-  candidates: Array<
-    { solution: string; eligible: boolean; medianLatencyMs: number | null; reason?: string }
-  >;
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
-
-/** Name of a group's best-of-sweep solution. */
-export const bestSolutionName = (kernel: string, definition: string) =>
-  `${kernel}__${definition}__best`;
-
-/**
- * Picks per (kernel, definition) the sweep point with the lowest median over workloads of its
- * per-workload latency (the median of its PASSED traces on that workload). A point is eligible
- * only if it PASSED every workload that any point of the group was run on; ties go to the
- * lexically smaller solution name. Groups with no eligible point are left out.
- */
-export function selectBestOfSweep(
-  traces: Trace[],
-  index: SweepIndexEntry[],
-  solutions: Map<string, Solution>,
-): BestOfSweep[] {
-  const entryOf = new Map(index.map((e) => [e.solution, e]));
-  const groups = new Map<string, SweepIndexEntry[]>();
-  for (const e of index) {
-    const k = `${e.kernel}\u0000${e.definition}`;
-    groups.set(k, [...(groups.get(k) ?? []), e]);
-  }
-  const bySolution = new Map<string, Trace[]>();
-  for (const t of traces) {
-    if (
-      t.solution && entryOf.has(t.solution) && t.definition === entryOf.get(t.solution)!.definition
-    ) {
-      bySolution.set(t.solution, [...(bySolution.get(t.solution) ?? []), t]);
-    }
-  }
-  const out: BestOfSweep[] = [];
-  for (
-    const entries of [...groups.values()].sort((a, b) => (a[0].solution < b[0].solution ? -1 : 1))
-  ) {
-    const workloads = new Set<string>();
-    for (const e of entries) {
-      for (const t of bySolution.get(e.solution) ?? []) workloads.add(t.workload.uuid);
-    }
-    if (workloads.size === 0) continue;
-    const candidates: BestOfSweep["candidates"] = [];
-    for (const e of entries) {
-      const per = new Map<string, Trace[]>();
-      for (const t of bySolution.get(e.solution) ?? []) {
-        per.set(t.workload.uuid, [...(per.get(t.workload.uuid) ?? []), t]);
-      }
-      let reason: string | undefined;
-      const lat: number[] = [];
-      for (const w of [...workloads].sort()) {
-        const ts = per.get(w) ?? [];
-        if (ts.length === 0) reason ??= `no trace on workload ${w}`;
-        else if (ts.some((t) => t.evaluation?.status !== "PASSED" || !t.evaluation.performance)) {
-          reason ??= `not PASSED on workload ${w}`;
-        } else lat.push(median(ts.map((t) => t.evaluation!.performance!.latency_ms)));
-      }
-      candidates.push(
-        reason
-          ? { solution: e.solution, eligible: false, medianLatencyMs: null, reason }
-          : { solution: e.solution, eligible: true, medianLatencyMs: median(lat) },
-      );
-    }
-    const eligible = candidates.filter((c) => c.eligible)
-      .sort((a, b) =>
-        a.medianLatencyMs! - b.medianLatencyMs! || (a.solution < b.solution ? -1 : 1)
-      );
-    if (eligible.length === 0) continue;
-    const best = eligible[0];
-    const entry = entryOf.get(best.solution)!;
-    const sol = solutions.get(best.solution);
-    if (!sol) continue;
-    const swept = Object.keys(entry.point).sort().map((n) => `${n}=${entry.point[n]}`).join(", ");
-    out.push({
-      kernel: entry.kernel,
-      definition: entry.definition,
-      chosen: best.solution,
-      point: entry.point,
-      medianLatencyMs: best.medianLatencyMs!,
-      workloads: workloads.size,
-      solution: {
-        ...sol,
-        name: bestSolutionName(entry.kernel, entry.definition),
-        description: `Best of sweep: ${best.solution} (${
-          swept || "no params"
-        }), median latency ${best.medianLatencyMs} ms over ${workloads.size} workload(s).`,
-      },
-      candidates,
-    });
-  }
-  return out;
-}
-
-/** The chosen point's traces relabelled as the `__best` solution (for reports; see docs/generate.md). */
-export function bestOfSweepTraces(best: BestOfSweep, traces: Trace[]): Trace[] {
-  return traces.filter((t) => t.solution === best.chosen && t.definition === best.definition)
-    .map((t) => ({ ...t, solution: best.solution.name }));
 }

@@ -16,9 +16,9 @@ import type {
   EvaluationStatus,
   Solution,
   Workload,
-} from "../../../pipeline/schema/trace.ts";
-import { Solution as SolutionSchema, solutionHash } from "../../../pipeline/schema/trace.ts";
-import { formatDefinition } from "../../../pipeline/traceset.ts";
+} from "../../../pipeline/trace/schema.ts";
+import { Solution as SolutionSchema, solutionHash } from "../../../pipeline/trace/schema.ts";
+import { formatDefinition } from "../../../pipeline/trace/traceset.ts";
 import { checkSolutionSignature } from "../signature.ts";
 import { chat, type ChatOptions, type ChatRequest, LlmError, RecordingStore } from "./client.ts";
 

@@ -10,8 +10,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { canonicalJson, sha256 } from "../../../pipeline/hash.ts";
-import { writeFileAtomic } from "../../../pipeline/traceset.ts";
+import { canonicalJson, sha256 } from "../../../pipeline/engine/hash.ts";
+import { writeFileAtomic } from "../../../pipeline/trace/traceset.ts";
 
 /** One chat message. */
 export interface ChatMessage {

@@ -1,16 +1,16 @@
 /**
- * The default `Evaluate` of the agent loop: runs the Python harness (stages/harness/PROTOCOL.md)
+ * The default `Evaluate` of the agent loop: runs the Python harness (pipeline/harness/PROTOCOL.md)
  * `verify` then, if PASSED, `time` on one workload, and turns the result into agent feedback.
  * Tests inject a fake instead; see agent.ts.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Definition, Solution, Workload } from "../../../pipeline/schema/trace.ts";
+import type { Definition, Solution, Workload } from "../../../pipeline/trace/schema.ts";
 import type { Evaluate, Feedback } from "./agent.ts";
 import { LlmError } from "./client.ts";
 
-const HARNESS = "stages/harness/tracepipe_harness.py";
+const HARNESS = "pipeline/harness/tracepipe_harness.py";
 
 /** Builds an evaluator that calls the harness under `root` with `python` (default: python3). */
 export function harnessEvaluate(

@@ -1,9 +1,9 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { listFiles, loadTraceSet } from "../../../pipeline/traceset.ts";
+import { listFiles, loadTraceSet } from "../../../pipeline/trace/traceset.ts";
 import { createGenerateStage } from "../stage.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../test_util.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../../tests/assert.ts";
 import { type Campaign, extractFiles, loadPrompts, runCampaign } from "./agent.ts";
 import { chat, type ChatRequest, type EndpointConfig, RecordingStore } from "./client.ts";
 import { fakeEvaluate, startFakeLlm } from "./fake_llm.ts";

@@ -1,0 +1,287 @@
+/**
+ * What compile, verify and time share: the merged view of their upstream fragments, which cells
+ * can run on this machine, the harness code they execute, and writing traces.
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { type MergedFragments, mergeFragments, type RootedWorkload } from "../trace/fragments.ts";
+import { REPO_ROOT } from "../engine/paths.ts";
+import { type Definition, type Solution, Trace, type Workload } from "../trace/schema.ts";
+import type { CellJob, CellResult } from "../engine/stage.ts";
+import type { Toolchain } from "../engine/toolchain.ts";
+import { formatJsonl, tracesPath, writeFileAtomic } from "../trace/traceset.ts";
+import { inferShape } from "../trace/validate.ts";
+import type { FiEvaluation, HarnessSession } from "./client.ts";
+import { evaluationToJson, SessionPool } from "./client.ts";
+
+/** The harness files the judging stages execute (their bytes enter every cell key). */
+export const HARNESS_CODE = [
+  ...readdirSync(join(REPO_ROOT, "pipeline", "harness"))
+    .filter((f) => f.endsWith(".py") && !f.startsWith("test_"))
+    .map((f) => `pipeline/harness/${f}`),
+  "pipeline/harness/include",
+].sort();
+
+/** Where the harness keeps builds and scratch space (git-ignored, machine-local, reusable). */
+export const HARNESS_WORK_DIR = join(REPO_ROOT, ".tracepipe", "harness");
+
+/** Params shared by the judging stages: which solutions take part. */
+export const SelectionParams = z.object({
+  /** Only solutions by these authors (empty: all). */
+  authors: z.array(z.string()).default([]),
+  /** Only these languages (empty: all). */
+  languages: z.array(z.string()).default([]),
+  /** Only definitions whose name matches this regular expression (empty: all). */
+  definition_regex: z.string().default(""),
+  /** Hard limit for one harness process, in seconds. */
+  harness_timeout_s: z.number().positive().default(3600),
+});
+export type SelectionParams = z.infer<typeof SelectionParams>;
+
+/** Whether this machine can run a GPU. */
+export const hasGpu = (tc: Toolchain) => tc.gpus.length > 0;
+
+/**
+ * Why a solution cannot be evaluated here, or null. On a CPU-only machine only Python solutions
+ * run (and CUDA/C++ sources still compile, as a check, in the compile stage).
+ */
+export function notRunnableHere(
+  sol: Solution,
+  tc: Toolchain,
+  stage: "compile" | "verify" | "time",
+): string | null {
+  if (!tc.python) {
+    return "no Python interpreter (install python3 with torch, or set TRACEPIPE_PYTHON)";
+  }
+  if (!tc.python.torch) return `no torch in ${tc.python.path}`;
+  if (needsFlashInfer(sol) && !tc.python.flashinfer) {
+    return "toolchain unavailable: the flashinfer package is not installed here";
+  }
+  if (hasGpu(tc)) return null;
+  const lang = sol.spec.language;
+  if (lang === "python") return null;
+  if ((lang === "cuda" || lang === "cpp") && stage === "compile") {
+    return tc.nvcc || lang === "cpp" ? null : "no nvcc on this machine";
+  }
+  return `${lang} solutions need a GPU; this machine has none`;
+}
+
+/**
+ * The distribution name of a dependency specifier, normalised (PEP 503): "FlashInfer_Python>=0.2"
+ * → "flashinfer-python". The corpora write versions and extras ("flashinfer >= 0.2.8").
+ */
+export function dependencyName(spec: string): string {
+  const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(spec);
+  return (m ? m[1] : spec.trim()).toLowerCase().replace(/[-_.]+/g, "-");
+}
+
+const FLASHINFER_IMPORT = /^\s*(?:import|from)\s+flashinfer\b/m;
+
+/**
+ * Whether a solution needs the flashinfer package: declared (under either distribution name) or
+ * imported by a Python source. Without it the cell is not runnable, rather than a COMPILE_ERROR
+ * that blames the solution for this machine's toolchain.
+ */
+export function needsFlashInfer(sol: Solution): boolean {
+  const declared = sol.spec.dependencies.map(dependencyName);
+  if (declared.includes("flashinfer") || declared.includes("flashinfer-python")) return true;
+  return sol.sources.some((s) => s.path.endsWith(".py") && FLASHINFER_IMPORT.test(s.content));
+}
+
+/** Selected solutions with their definitions, sorted by (definition, name). */
+export function selectSolutions(
+  merged: MergedFragments,
+  p: SelectionParams,
+): Array<{ solution: Solution; definition: Definition }> {
+  const re = p.definition_regex ? new RegExp(p.definition_regex) : null;
+  const out: Array<{ solution: Solution; definition: Definition }> = [];
+  for (const sol of merged.solutions.values()) {
+    const def = merged.definitions.get(sol.definition);
+    if (!def) continue;
+    if (re && !re.test(def.name)) continue;
+    if (p.authors.length && !p.authors.includes(sol.author)) continue;
+    if (p.languages.length && !p.languages.includes(sol.spec.language)) continue;
+    out.push({ solution: sol, definition: def });
+  }
+  return out.sort((a, b) =>
+    a.definition.name === b.definition.name
+      ? (a.solution.name < b.solution.name ? -1 : 1)
+      : (a.definition.name < b.definition.name ? -1 : 1)
+  );
+}
+
+/**
+ * Merges the fragments of the given upstream stages, in stage order and, within a stage, in cell-id order:
+ * never in run-index order, which `import` may change, since the first workloads of a definition are the
+ * ones judged (`max_workloads`) and the choice must not move between runs.
+ */
+export function mergeUpstream(
+  upstream: Record<string, CellResult[]>,
+  stages: string[],
+): MergedFragments {
+  return mergeFragments(
+    stages.flatMap((s) =>
+      [...(upstream[s] ?? [])].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    ),
+  );
+}
+
+/** Writes one trace into a cell's output as a TraceSet fragment (traces/<author>/<op>/<def>.jsonl). */
+export function writeTrace(
+  outDir: string,
+  def: Definition,
+  sol: Solution,
+  workload: Trace["workload"],
+  ev: FiEvaluation,
+): Trace {
+  const trace = Trace.parse({
+    definition: def.name,
+    workload,
+    solution: sol.name,
+    evaluation: evaluationToJson(ev),
+  });
+  writeFileAtomic(
+    join(outDir, tracesPath(sol.author, def.op_type, def.name)),
+    formatJsonl([trace]),
+  );
+  return trace;
+}
+
+/** The distinct solutions and workloads of a batch of (solution, workload) cells, first-seen order. */
+export function distinctSolutionsAndWorkloads(
+  cells: Array<{ solution: Solution; workload: RootedWorkload }>,
+): { solutions: Solution[]; workloads: Workload[] } {
+  return {
+    solutions: [...new Map(cells.map((c) => [c.solution.name, c.solution])).values()],
+    workloads: [
+      ...new Map(cells.map((c) => [c.workload.workload.uuid, c.workload.workload])).values(),
+    ],
+  };
+}
+
+/**
+ * Rough cost of judging a group of (solution, workload) cells of one definition: the input elements of its
+ * workloads times its solutions (used to order groups, never to decide anything).
+ */
+export function groupCost(group: CellJob[]): number {
+  const cells = group.map((j) =>
+    j.plan.payload as { definition: Definition; solution: Solution; workload: RootedWorkload }
+  );
+  const { solutions, workloads } = distinctSolutionsAndWorkloads(cells);
+  const def = cells[0].definition;
+  let elements = 0;
+  for (const w of workloads) {
+    for (const name of Object.keys(def.inputs)) {
+      try {
+        elements += (inferShape(def, name, w.axes) ?? [1]).reduce((x, y) => x * y, 1);
+      } catch { /* an axis without a value counts as nothing */ }
+    }
+  }
+  return elements * solutions.length;
+}
+
+/** Samples the sampling evaluator's TVD test draws per cell (2 rows x 500 000, flashinfer-bench's count). */
+const TVD_SAMPLES = 1_000_000;
+
+/**
+ * Rough cost of verifying a group: {@link groupCost}, plus, for a sampler with a non-empty batch, its TVD
+ * test, which reads the vocabulary (the largest constant axis) once per sample. A top-k mask keeps few
+ * tokens, and such a test usually stops at a tenth of its samples.
+ */
+export function verifyCost(group: CellJob[]): number {
+  const def = (group[0].plan.payload as { definition: Definition }).definition;
+  const base = groupCost(group);
+  if (def.op_type !== "sampling") return base;
+  const vocab = Object.values(def.axes).reduce(
+    (m, a) => Math.max(m, a.type === "const" ? a.value : 0),
+    0,
+  );
+  if (base < vocab) return base; // an empty batch: only the output shape is checked
+  return base + group.length * TVD_SAMPLES * vocab / (def.name.includes("top_k") ? 10 : 1);
+}
+
+/** Groups items by a key, keeping first-seen order. */
+export function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const it of items) m.set(key(it), [...(m.get(key(it)) ?? []), it]);
+  return m;
+}
+
+/** Runs async work over items with at most `n` at a time. */
+export async function mapLimit<T>(
+  items: T[],
+  n: number,
+  f: (t: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) await f(items[next++]);
+  }));
+}
+
+/**
+ * Serving harnesses shared by the judging stages of this process: one stage's judges serve the next (the
+ * time stage starts with a judge that verify warmed up). Idle ones never keep the process alive.
+ */
+const SHARED_SESSIONS = new SessionPool();
+
+/** How a stage shares the judging stages' serving harnesses (see {@link mapWithSessions}). */
+export interface SessionUse {
+  /** The stage the judges prestarted by {@link prestartSharedSessions} were for: they are its to close. */
+  claimsPrestarted?: boolean;
+  /** No other judge may sit idle beside this stage (a timing stage: their clock monitors poll the GPU). */
+  alone?: boolean;
+}
+
+let prestarted = 0; // judges started ahead for a later stage's lanes: stages before it keep them idle
+
+/**
+ * {@link mapLimit} with a serving harness per lane: each item gets a session of the shared pool (torch, the
+ * CUDA context and the fork server start once per lane, not once per item). Afterwards one idle judge is
+ * kept for the next stage (or the judges prestarted for a later stage) and the others are closed.
+ */
+export async function mapWithSessions<T>(
+  items: T[],
+  lanes: number,
+  f: (item: T, session: HarnessSession) => Promise<void>,
+  use: SessionUse = {},
+): Promise<void> {
+  if (use.alone) {
+    prestarted = 0;
+    await SHARED_SESSIONS.trim(lanes);
+  }
+  try {
+    await mapLimit(items, lanes, (item) => SHARED_SESSIONS.use((session) => f(item, session)));
+  } finally {
+    if (use.claimsPrestarted) prestarted = 0;
+    await SHARED_SESSIONS.trim(Math.max(1, prestarted));
+  }
+}
+
+/**
+ * Starts `n` serving harnesses for a judging stage ahead of its first job (its prewarm, while the pipeline
+ * probes its toolchain and plans): the seconds a judge takes to import torch and make its CUDA context then
+ * overlap that work instead of delaying the stage's first cells. The stage claims them with
+ * `claimsPrestarted`; a stage with `alone` closes them if it comes first.
+ */
+export function prestartSharedSessions(n: number): Promise<void> {
+  prestarted = n;
+  return SHARED_SESSIONS.prestart(n);
+}
+
+/** Serving harnesses of the judging stages idle now (tests). */
+export function idleSharedSessions(): number {
+  return SHARED_SESSIONS.idleCount;
+}
+
+/** Closes the judging stages' serving harnesses (tests call it; a CLI run just exits). */
+export function closeSharedSessions(): Promise<void> {
+  return SHARED_SESSIONS.close();
+}
+
+/** A harness job's phase times for a log line: ` [prepare 0.1s, cells 3.2s, …]`, or "" without them. */
+export function describeJobPhases(jobS: Record<string, number> | undefined): string {
+  if (!jobS || Object.keys(jobS).length === 0) return "";
+  return ` [${Object.entries(jobS).map(([k, v]) => `${k} ${v.toFixed(2)}s`).join(", ")}]`;
+}

@@ -1,0 +1,13 @@
+/** A seeded pseudo-random generator shared by every stage that samples. */
+
+/** mulberry32: a tiny seeded PRNG, so arrivals are reproducible on every platform. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

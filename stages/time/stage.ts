@@ -1,0 +1,226 @@
+/**
+ * The `time` stage: one cell per (solution, workload) that passed `verify`. The harness times the
+ * candidate, the definition's reference and the op's baseline interleaved in one run (L2 flushed,
+ * fresh inputs per call, statistics from raw samples). The cell writes the final PASSED trace,
+ * with `speedup_factor` against the reference as the format defines it, and keeps the raw samples
+ * and the speedup against the baseline in `timing.json`.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { type RootedWorkload, workloadDigest } from "../../pipeline/trace/fragments.ts";
+import { digestJson } from "../../pipeline/engine/hash.ts";
+import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
+import { type CellJob, type CellPlan, defineStage } from "../../pipeline/engine/stage.ts";
+import { hardwareFacts } from "../../pipeline/engine/toolchain.ts";
+import { writeFileAtomic } from "../../pipeline/trace/traceset.ts";
+import { type HarnessCell, toEvaluation } from "../../pipeline/harness/client.ts";
+import {
+  describeJobPhases,
+  distinctSolutionsAndWorkloads,
+  groupBy,
+  groupCost,
+  HARNESS_CODE,
+  HARNESS_WORK_DIR,
+  hasGpu,
+  mapWithSessions,
+  mergeUpstream,
+  notRunnableHere,
+  SelectionParams,
+  writeTrace,
+} from "../../pipeline/harness/judging.ts";
+import type { VerifySummary } from "../verify/stage.ts";
+
+/** Params of the time stage (the harness's timing protocol, PROTOCOL.md §1.1). */
+export const TimeParams = SelectionParams.extend({
+  rounds: z.number().int().positive().default(3),
+  warmup_calls: z.number().int().nonnegative().default(10),
+  min_samples: z.number().int().positive().default(30),
+  max_samples: z.number().int().positive().default(1000),
+  /** Per role (candidate, reference, baseline), summed over rounds. */
+  max_seconds: z.number().positive().default(10),
+  target_rel_stderr: z.number().positive().default(0.001),
+  input_sets: z.number().int().positive().default(8),
+  /** Fewer input sets (never under 2) when `input_sets` of them would exceed this many bytes. */
+  input_sets_max_bytes: z.number().int().nonnegative().default(256 * 1024 * 1024),
+  /**
+   * Wait for workers still creating their CUDA context before each measurement (the next candidate's
+   * worker starts while the current one is timed). Off by default: on the H100, contexts created back
+   * to back in another process did not move a measured median (docs/BENCHMARKS.md).
+   */
+  settle_workers: z.boolean().default(false),
+  /**
+   * The timing gate's hold, in microseconds (PROTOCOL.md §5): a kernel filling every SM holds the
+   * judge's stream while the call is submitted, so at most this much of the host's submission time stays
+   * out of each sample (the call's device time is measured, as flashinfer-bench's CUPTI timer does); 0
+   * times without the gate, host submission latency included.
+   */
+  gate_hold_us: z.number().nonnegative().default(100),
+  /**
+   * The stopping rule's target for a round whose calls mostly outlast the gate's hold (more than half of
+   * its samples so far): their time is host time, which moves between runs by more than a tighter
+   * within-run precision would buy (docs/BENCHMARKS.md), so they stop here instead of at
+   * `target_rel_stderr` (whichever is looser); 0 keeps `target_rel_stderr` for every round.
+   */
+  host_bound_rel_stderr: z.number().nonnegative().default(0.02),
+  /**
+   * Which baseline to time beside each candidate: the `baseline` author's runnable solution whose
+   * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
+   */
+  baseline_prefer: z.string().default("flashinfer"),
+});
+export type TimeParams = z.infer<typeof TimeParams>;
+
+interface Payload {
+  solution: Solution;
+  definition: Definition;
+  workload: RootedWorkload;
+  baseline: Solution | null;
+  verifyDir: string;
+}
+
+/**
+ * The baseline solution of a definition: author "baseline", runnable here, preferring names that
+ * contain `prefer` (FlashInfer's wrappers when FlashInfer is installed, else the torch ones).
+ */
+export function pickBaseline(
+  solutions: Iterable<Solution>,
+  def: string,
+  prefer: string,
+  runnable: (s: Solution) => boolean = () => true,
+): Solution | null {
+  const cands = [...solutions].filter((s) =>
+    s.definition === def && s.author === "baseline" && runnable(s)
+  )
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  return cands.find((s) => s.name.includes(prefer)) ?? cands[0] ?? null;
+}
+
+/** The stage. */
+export const timeStage = defineStage<TimeParams>({
+  name: "time",
+  description: "time every verified solution beside the reference and the baseline",
+  policy: "hardware",
+  params: TimeParams,
+  env: [],
+  resource: "gpu",
+  module: import.meta.url,
+  codeFiles: HARNESS_CODE,
+  toolchainFacts: hardwareFacts,
+  plan(ctx) {
+    const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
+    const plans: CellPlan[] = [];
+    const re = ctx.params.definition_regex ? new RegExp(ctx.params.definition_regex) : null;
+    for (const v of ctx.upstream.verify ?? []) {
+      const s = v.summary as VerifySummary | null;
+      if (!s || s.status !== "PASSED") continue;
+      const solution = merged.solutions.get(s.solution);
+      const definition = merged.definitions.get(s.definition);
+      const workload = (merged.workloads.get(s.definition) ?? []).find((w) =>
+        w.workload.uuid === s.workload
+      );
+      if (!solution || !definition || !workload) continue;
+      if (re && !re.test(definition.name)) continue;
+      if (ctx.params.authors.length && !ctx.params.authors.includes(solution.author)) continue;
+      if (ctx.params.languages.length && !ctx.params.languages.includes(solution.spec.language)) {
+        continue;
+      }
+      const baseline = pickBaseline(
+        merged.solutions.values(),
+        definition.name,
+        ctx.params.baseline_prefer,
+        (b) => notRunnableHere(b, ctx.toolchain, "time") === null,
+      );
+      const {
+        authors: _a,
+        languages: _l,
+        definition_regex: _d,
+        harness_timeout_s: _h,
+        baseline_prefer: _b,
+        ...timing
+      } = ctx.params;
+      plans.push({
+        id: v.id,
+        params: timing,
+        inputs: {
+          verify: v.digest,
+          workload: workloadDigest(workload),
+          baseline: baseline ? digestJson(baseline) : "none",
+        },
+        payload: { solution, definition, workload, baseline, verifyDir: v.dir } satisfies Payload,
+      });
+    }
+    return Promise.resolve(plans);
+  },
+  async runBatch(jobs, ctx, complete) {
+    const groups = groupBy(jobs, (j) => {
+      const p = j.plan.payload as Payload;
+      return `${p.definition.name}\u0000${p.workload.root}\u0000${p.baseline?.name ?? ""}`;
+    });
+    const {
+      authors: _a,
+      languages: _l,
+      definition_regex: _d,
+      harness_timeout_s,
+      baseline_prefer: _b,
+      ...timing
+    } = ctx.params;
+    // One timing process per GPU at a time, cheapest definitions first, so that a run cut short
+    // by a time limit has timed as many definitions as it could.
+    const order = [...groups.values()].sort((a, b) => groupCost(a) - groupCost(b));
+    await mapWithSessions(order, 1, async (group: CellJob[], session) => {
+      const first = group[0].plan.payload as Payload;
+      const { solutions, workloads } = distinctSolutionsAndWorkloads(
+        group.map((j) => j.plan.payload as Payload),
+      );
+      const t0 = performance.now();
+      const result = await session.run("time", {
+        protocol: 1,
+        device: "auto",
+        work_dir: HARNESS_WORK_DIR,
+        dataset_root: first.workload.root,
+        definition: first.definition,
+        solutions,
+        workloads,
+        ...(first.baseline ? { baseline: first.baseline } : {}),
+        config: { timing },
+      }, { timeoutMs: harness_timeout_s * 1000, signal: group[0].signal });
+      if (!result.ok) throw new Error(`harness time for ${first.definition.name}: ${result.error}`);
+      for (const job of group) {
+        const p = job.plan.payload as Payload;
+        const cell = result.results.find((r) =>
+          r.solution === p.solution.name && r.workload === p.workload.workload.uuid
+        );
+        if (!cell) {
+          job.log("the harness returned no result for this cell");
+          continue;
+        }
+        const verify = JSON.parse(
+          Deno.readTextFileSync(join(p.verifyDir, "verify.json")),
+        ) as HarnessCell;
+        writeFileAtomic(join(job.outDir, "timing.json"), JSON.stringify(cell, null, 2) + "\n");
+        const ev = toEvaluation(verify, cell);
+        if (ev) writeTrace(job.outDir, p.definition, p.solution, p.workload.workload, ev);
+        const details = (cell.details ?? {}) as Record<string, unknown>;
+        job.log(ev?.log ?? cell.reason ?? "");
+        job.setSummary({
+          definition: p.definition.name,
+          solution: p.solution.name,
+          workload: p.workload.workload.uuid,
+          outcome: cell.outcome,
+          status: ev?.status ?? null,
+          latency_ms: ev?.performance?.latency_ms ?? null,
+          speedup_vs_baseline: details.speedup_vs_baseline ?? null,
+          baseline: p.baseline?.name ?? null,
+        });
+        await complete(job);
+      }
+      ctx.log(
+        `${first.definition.name}: timed ${solutions.length} solutions x ${workloads.length} workloads in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        }s${describeJobPhases(result.job_s)}${
+          hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
+        }`,
+      );
+    }, { alone: true });
+  },
+});

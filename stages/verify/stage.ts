@@ -1,0 +1,268 @@
+/**
+ * The `verify` stage: one cell per (solution, workload). The harness judges a definition's
+ * solutions on its workloads in one process (candidates in their own worker processes), with
+ * flashinfer-bench's rules and the extra rigor of PROTOCOL.md §5. A failure becomes the final
+ * FlashInfer trace of that cell; a pass waits for `time` to add its performance.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { type RootedWorkload, workloadDigest } from "../../pipeline/trace/fragments.ts";
+import { digestJson } from "../../pipeline/engine/hash.ts";
+import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
+import {
+  type CellJob,
+  type CellPlan,
+  type CellResult,
+  defineStage,
+} from "../../pipeline/engine/stage.ts";
+import { hardwareFacts } from "../../pipeline/engine/toolchain.ts";
+import { writeFileAtomic } from "../../pipeline/trace/traceset.ts";
+import { type HarnessCell, toEvaluation } from "../../pipeline/harness/client.ts";
+import { checkWorkload, runBlockers } from "../../pipeline/trace/constraints.ts";
+import type { CompileSummary } from "../compile/stage.ts";
+import {
+  describeJobPhases,
+  distinctSolutionsAndWorkloads,
+  groupBy,
+  HARNESS_CODE,
+  HARNESS_WORK_DIR,
+  hasGpu,
+  mapWithSessions,
+  mergeUpstream,
+  notRunnableHere,
+  prestartSharedSessions,
+  SelectionParams,
+  selectSolutions,
+  verifyCost,
+  writeTrace,
+} from "../../pipeline/harness/judging.ts";
+
+/** Params of the verify stage. */
+export const VerifyParams = SelectionParams.extend({
+  /** Workloads per definition, in the order extract ranked them (0: all). */
+  max_workloads: z.number().int().nonnegative().default(8),
+  /** Trials per workload, each with fresh inputs from seeds the candidate never sees. */
+  num_trials: z.number().int().positive().default(3),
+  rtol: z.number().positive().default(1e-2),
+  atol: z.number().positive().default(1e-2),
+  /** Per (solution, workload) wall-clock limit, in seconds. */
+  timeout_s: z.number().positive().default(300),
+  /**
+   * Judging processes at once. Checking correctness does not need the GPU to itself, so several
+   * definitions are judged side by side (timing, in `time`, never is).
+   */
+  parallel_processes: z.number().int().positive().default(4),
+});
+export type VerifyParams = z.infer<typeof VerifyParams>;
+
+/** What a verify cell publishes downstream. */
+export interface VerifySummary {
+  definition: string;
+  solution: string;
+  workload: string;
+  outcome: string;
+  status: string | null;
+  reason: string | null;
+}
+
+interface Payload {
+  solution: Solution;
+  definition: Definition;
+  workload: RootedWorkload;
+  compile: CompileSummary;
+  compileDir: string;
+}
+
+/**
+ * The workloads a judging stage evaluates for a definition: the first `max` (all when 0) that can
+ * be run. A workload whose axes, blobs or index tensors break the definition (two official ones
+ * declare zero pages yet index pages) would fail every solution alike; it is skipped and named in
+ * `skipped` instead of being blamed on them. What flashinfer-bench tolerates (a missing input is
+ * drawn at random) does not skip it.
+ */
+export function workloadsFor(
+  merged: ReturnType<typeof mergeUpstream>,
+  def: string,
+  max: number,
+  skipped: string[] = [],
+): RootedWorkload[] {
+  const definition = merged.definitions.get(def);
+  const out: RootedWorkload[] = [];
+  for (const w of merged.workloads.get(def) ?? []) {
+    if (max > 0 && out.length >= max) break;
+    const blocking = definition ? runBlockers(checkWorkload(definition, w.workload, w.root)) : [];
+    if (blocking.length) skipped.push(`${def} ${w.workload.uuid}: ${blocking.join("; ")}`);
+    else out.push(w);
+  }
+  return out;
+}
+
+/** The stage. */
+export const verifyStage = defineStage<VerifyParams>({
+  name: "verify",
+  description:
+    "check every solution against the reference on real workloads, in isolated processes",
+  policy: "hardware",
+  params: VerifyParams,
+  env: [],
+  resource: "gpu",
+  module: import.meta.url,
+  codeFiles: HARNESS_CODE,
+  toolchainFacts: hardwareFacts,
+  prewarm(params, gpus) {
+    // On a GPU machine the lanes' judges start while the pipeline probes its toolchain and plans. Without a
+    // GPU nothing starts early: two lanes start quickly there, and CI's runs are often all cached.
+    gpus.then((found) =>
+      found.length > 0 ? prestartSharedSessions(params.parallel_processes) : undefined
+    )
+      .catch(() => {/* the stage starts its judges itself, and reports what fails */});
+  },
+  plan(ctx) {
+    const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
+    const compiled = new Map<string, CellResult>(
+      (ctx.upstream.compile ?? []).map((c) => [c.id, c]),
+    );
+    const plans: CellPlan[] = [];
+    const chosen = new Map<string, RootedWorkload[]>();
+    for (const { solution, definition } of selectSolutions(merged, ctx.params)) {
+      const comp = compiled.get(`${definition.name}/${solution.name}`);
+      const compSummary = comp?.summary as CompileSummary | undefined;
+      let notRunnable = notRunnableHere(solution, ctx.toolchain, "verify");
+      if (!notRunnable && !comp) {
+        notRunnable = "not compiled here (its compile cell did not run or failed)";
+      }
+      if (
+        !notRunnable && compSummary &&
+        ["toolchain_unavailable", "not_runnable_here"].includes(compSummary.outcome)
+      ) {
+        notRunnable = `compile: ${compSummary.outcome}: ${compSummary.reason ?? ""}`.trim();
+      }
+      if (!chosen.has(definition.name)) {
+        const skipped: string[] = [];
+        chosen.set(
+          definition.name,
+          workloadsFor(merged, definition.name, ctx.params.max_workloads, skipped),
+        );
+        for (const s of skipped) ctx.log(`[verify] workload skipped, not judgeable: ${s}`);
+      }
+      for (const w of chosen.get(definition.name)!) {
+        plans.push({
+          id: `${definition.name}/${solution.name}/${w.workload.uuid}`,
+          params: {
+            num_trials: ctx.params.num_trials,
+            rtol: ctx.params.rtol,
+            atol: ctx.params.atol,
+            timeout_s: ctx.params.timeout_s,
+          },
+          inputs: {
+            solution: digestJson(solution),
+            definition: digestJson(definition),
+            workload: workloadDigest(w),
+            compile: comp?.digest ?? "none",
+          },
+          notRunnable: notRunnable ?? undefined,
+          payload: {
+            solution,
+            definition,
+            workload: w,
+            compile: compSummary!,
+            compileDir: comp?.dir ?? "",
+          } satisfies Payload,
+        });
+      }
+    }
+    return Promise.resolve(plans);
+  },
+  async runBatch(jobs, ctx, complete) {
+    const finish = async (job: CellJob, cell: HarnessCell) => {
+      const { solution, definition, workload } = job.plan.payload as Payload;
+      writeFileAtomic(join(job.outDir, "verify.json"), JSON.stringify(cell, null, 2) + "\n");
+      const ev = toEvaluation(cell, undefined, true);
+      if (ev && ev.status !== "PASSED") {
+        writeTrace(job.outDir, definition, solution, workload.workload, ev);
+      }
+      job.log(ev?.log ?? cell.reason ?? "");
+      job.setSummary(
+        {
+          definition: definition.name,
+          solution: solution.name,
+          workload: workload.workload.uuid,
+          outcome: cell.outcome,
+          status: ev?.status ?? null,
+          reason: cell.reason ?? null,
+        } satisfies VerifySummary,
+      );
+      await complete(job);
+    };
+
+    // A solution that did not build fails every workload with its compiler message, no harness needed.
+    const runnable: CellJob[] = [];
+    for (const job of jobs) {
+      const p = job.plan.payload as Payload;
+      if (p.compile?.outcome !== "compile_error") {
+        runnable.push(job);
+        continue;
+      }
+      const compileCell = JSON.parse(
+        Deno.readTextFileSync(join(p.compileDir, "compile.json")),
+      ) as HarnessCell;
+      await finish(job, {
+        ...compileCell,
+        workload: p.workload.workload.uuid,
+        outcome: "evaluated",
+      });
+    }
+
+    // One harness job per solution (its workloads share its worker), and per cell for a sampler, whose every
+    // cell runs the TVD test: costly work spreads over the lanes instead of queueing in one.
+    const groups = groupBy(runnable, (j) => {
+      const p = j.plan.payload as Payload;
+      const cell = p.definition.op_type === "sampling" ? p.workload.workload.uuid : "";
+      return `${p.definition.name}\u0000${p.workload.root}\u0000${p.solution.name}\u0000${cell}`;
+    });
+    const parallel = hasGpu(ctx.toolchain)
+      ? ctx.params.parallel_processes
+      : Math.min(2, ctx.params.parallel_processes);
+    // Costliest jobs first: lanes that finish early then pick up the cheap ones, instead of one lane
+    // working through a big job alone at the end.
+    const order = [...groups.values()].sort((a, b) => verifyCost(b) - verifyCost(a));
+    await mapWithSessions(order, parallel, async (group, session) => {
+      const first = group[0].plan.payload as Payload;
+      const { solutions, workloads } = distinctSolutionsAndWorkloads(
+        group.map((j) => j.plan.payload as Payload),
+      );
+      const t0 = performance.now();
+      const result = await session.run("verify", {
+        protocol: 1,
+        device: "auto",
+        work_dir: HARNESS_WORK_DIR,
+        dataset_root: first.workload.root,
+        definition: first.definition,
+        solutions,
+        workloads,
+        config: {
+          num_trials: ctx.params.num_trials,
+          rtol: ctx.params.rtol,
+          atol: ctx.params.atol,
+          timeout_s: ctx.params.timeout_s,
+        },
+      }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
+      if (!result.ok) {
+        throw new Error(`harness verify for ${first.definition.name}: ${result.error}`);
+      }
+      for (const job of group) {
+        const p = job.plan.payload as Payload;
+        const cell = result.results.find((r) =>
+          r.solution === p.solution.name && r.workload === p.workload.workload.uuid
+        );
+        if (cell) await finish(job, cell);
+        else job.log("the harness returned no result for this cell");
+      }
+      ctx.log(
+        `${first.definition.name}: ${solutions[0].name}: ${workloads.length} workloads in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        }s${describeJobPhases(result.job_s)}`,
+      );
+    }, { claimsPrestarted: true });
+  },
+});
