@@ -7,17 +7,22 @@ import { isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
   type AnyStage,
+  DEFAULT_STORE,
+  discoverToolchain,
   dryPlan,
+  formatDiagnostic,
+  gpuArch,
+  importStore,
   PipelineError,
+  REPO_ROOT,
   runPipeline,
   selectStages,
   type StageReport,
-} from "./engine/dag.ts";
-import { formatDiagnostic } from "./engine/diagnostics.ts";
-import { DEFAULT_STORE, REPO_ROOT } from "./engine/paths.ts";
-import { importStore, Store, StoreLockedError } from "./engine/store.ts";
-import { discoverToolchain, gpuArch, type Toolchain } from "./engine/toolchain.ts";
-import { validatePath } from "./trace/validate.ts";
+  Store,
+  StoreLockedError,
+  type Toolchain,
+} from "./engine/mod.ts";
+import { validatePath } from "./trace/mod.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
 
 const USAGE = `tracepipe: FlashInfer-Bench, reproduced as a content-addressed pipeline

@@ -1,10 +1,9 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
-import { REPO_ROOT } from "./engine/paths.ts";
-import { jsonSchemas } from "./trace/export_schema.ts";
-import { encodeSafetensors, intTensor } from "./trace/safetensors.ts";
+import { REPO_ROOT } from "./engine/mod.ts";
+import { encodeSafetensors, intTensor, jsonSchemas } from "./trace/mod.ts";
 
 async function cli(...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -153,18 +152,32 @@ Deno.test("validate: a TraceSet checks workloads against definitions and blobs",
       wl("u1", 2, "blob/ok.safetensors"),
       wl("u2", 3, "blob/ok.safetensors"),
       wl("u3", 2, "blob/none.safetensors"),
+      wl("u4", 2, "../../../../etc/passwd"),
+      wl("u5", 2, "/etc/passwd"),
+      wl("u6", 2, "blob/outside.safetensors"),
     ].join("\n") + "\n",
   );
+  // A link inside the TraceSet that leads outside it is refused like a `..` path.
+  const outside = mkdtempSync(join(tmpdir(), "tp-outside-"));
+  writeFileSync(
+    join(outside, "x.safetensors"),
+    encodeSafetensors({ idx: intTensor("I32", [0, 1]) }),
+  );
+  symlinkSync(join(outside, "x.safetensors"), join(root, "blob/outside.safetensors"));
   const { code, text } = await cli("validate", root);
   assertEquals(code, 2, text);
   assertMatch(
     text,
-    /g\.jsonl:2: \$\.workload\.inputs\.idx: blob shape \[2\] but the definition and axes give \[3\]/,
+    /g\.jsonl:2: \$\.workload\.inputs\.idx: input "idx": blob shape \[2\] != expected \[3\]/,
   );
   assertMatch(
     text,
-    /g\.jsonl:3: \$\.workload\.inputs\.idx\.path: blob file "blob\/none\.safetensors" does not exist/,
+    /g\.jsonl:3: \$\.workload\.inputs\.idx\.path: blob blob\/none\.safetensors does not exist/,
   );
+  assertMatch(text, /g\.jsonl:4: \$\.workload\.inputs\.idx\.path: .*leaves the TraceSet/);
+  assertMatch(text, /g\.jsonl:5: \$\.workload\.inputs\.idx\.path: .*is absolute/);
+  assertMatch(text, /g\.jsonl:6: \$\.workload\.inputs\.idx\.path: .*link leading outside/);
+  assert(!/root:x:0:0/.test(text), "the contents of /etc/passwd were read");
   assert(!/g\.jsonl:1:/.test(text), text);
 });
 

@@ -3,8 +3,7 @@
  * the stages whose finished cells its stage plans from. Stage modules load lazily, so a command that runs only
  * the GPU stages never loads DuckDB's native binding (which belongs to collect/extract/aggregate).
  */
-import type { AnyStage } from "../pipeline/engine/dag.ts";
-import type { Stage } from "../pipeline/engine/stage.ts";
+import type { AnyStage, Stage } from "../pipeline/engine/mod.ts";
 
 /** A stage's place in the DAG and how to load it. */
 export interface StageEntry {
@@ -18,42 +17,42 @@ export const STAGES: StageEntry[] = [
   {
     name: "definitions",
     upstream: [],
-    load: async () => (await import("./definitions/stage.ts")).definitionsStage as Stage,
+    load: async () => (await import("./definitions/mod.ts")).definitionsStage as Stage,
   },
   {
     name: "collect",
     upstream: [],
-    load: async () => (await import("./collect/stage.ts")).collectStage as Stage,
+    load: async () => (await import("./collect/mod.ts")).collectStage as Stage,
   },
   {
     name: "extract",
     upstream: ["definitions", "collect"],
-    load: async () => (await import("./extract/stage.ts")).extractStage as Stage,
+    load: async () => (await import("./extract/mod.ts")).extractStage as Stage,
   },
   {
     name: "generate",
     upstream: ["definitions", "extract"],
-    load: async () => (await import("./generate/stage.ts")).generateStage as Stage,
+    load: async () => (await import("./generate/mod.ts")).generateStage as Stage,
   },
   {
     name: "compile",
     upstream: ["definitions", "generate"],
-    load: async () => (await import("./compile/stage.ts")).compileStage as Stage,
+    load: async () => (await import("./compile/mod.ts")).compileStage as Stage,
   },
   {
     name: "verify",
     upstream: ["definitions", "extract", "generate", "compile"],
-    load: async () => (await import("./verify/stage.ts")).verifyStage as Stage,
+    load: async () => (await import("./verify/mod.ts")).verifyStage as Stage,
   },
   {
     name: "time",
     upstream: ["definitions", "extract", "generate", "verify"],
-    load: async () => (await import("./time/stage.ts")).timeStage as Stage,
+    load: async () => (await import("./time/mod.ts")).timeStage as Stage,
   },
   {
     name: "aggregate",
     upstream: ["definitions", "extract", "generate", "compile", "verify", "time"],
-    load: async () => (await import("./aggregate/stage.ts")).aggregateStage as Stage,
+    load: async () => (await import("./aggregate/mod.ts")).aggregateStage as Stage,
   },
 ];
 

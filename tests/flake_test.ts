@@ -5,8 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
-import { REPO_ROOT } from "../pipeline/engine/paths.ts";
-import { tryRun } from "../pipeline/engine/toolchain.ts";
+import { REPO_ROOT, tryRun } from "../pipeline/engine/mod.ts";
 
 const flake = join(REPO_ROOT, "flake.nix");
 const nixInstantiate = await tryRun("nix-instantiate", ["--version"]);

@@ -8,23 +8,30 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { type AnyStage, runPipeline } from "../pipeline/engine/dag.ts";
-import { mergeFragments } from "../pipeline/trace/fragments.ts";
-import { REPO_ROOT } from "../pipeline/engine/paths.ts";
-import { Solution, type Trace } from "../pipeline/trace/schema.ts";
-import { defineStage } from "../pipeline/engine/stage.ts";
-import { Store } from "../pipeline/engine/store.ts";
-import { discoverToolchain, type Toolchain } from "../pipeline/engine/toolchain.ts";
+import {
+  type AnyStage,
+  defineStage,
+  discoverToolchain,
+  REPO_ROOT,
+  runPipeline,
+  type Stage,
+  Store,
+  type Toolchain,
+} from "../pipeline/engine/mod.ts";
+import { FAKE_GPU, FAKE_TOOLCHAIN } from "../pipeline/engine/testdata/engine_stages.ts";
 import {
   formatJsonl,
   formatSolution,
+  mergeFragments,
+  Solution,
   solutionPath,
+  type Trace,
   workloadsPath,
-} from "../pipeline/trace/traceset.ts";
+} from "../pipeline/trace/mod.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { FAKE_GPU, FAKE_TOOLCHAIN } from "../pipeline/engine/testdata/engine_stages.ts";
-import { compileStage } from "../stages/compile/stage.ts";
-import { timeStage } from "../stages/time/stage.ts";
+import { compileStage } from "../stages/compile/mod.ts";
+import { timeStage } from "../stages/time/mod.ts";
+import { STAGES } from "../stages/mod.ts";
 import {
   closeSharedSessions,
   dependencyName,
@@ -33,8 +40,8 @@ import {
   mergeUpstream,
   notRunnableHere,
   prestartSharedSessions,
-} from "../pipeline/harness/judging.ts";
-import { verifyStage, workloadsFor } from "../stages/verify/stage.ts";
+} from "../pipeline/harness/mod.ts";
+import { verifyStage, workloadsFor } from "../stages/verify/mod.ts";
 
 const tc = await discoverToolchain();
 const skip = !tc.python?.torch;
@@ -75,6 +82,12 @@ const SOLUTIONS = [
   sol("cheat_modifies_input", `${HONEST}    hidden_states.zero_()\n`),
   sol("cuda_kernel", "// never built on a CPU machine\nvoid run() {}\n", "cuda"),
 ];
+
+/** A stage module in its place in the DAG, with the upstream the registry gives it. */
+const registered = (stage: Stage<unknown>): AnyStage => ({
+  ...stage,
+  upstream: STAGES.find((e) => e.name === stage.name)!.upstream,
+});
 
 /** A stage standing in for an upstream one: writes a fixed TraceSet fragment. */
 function fixedStage(name: string, files: Record<string, string>): AnyStage {
@@ -125,9 +138,9 @@ Deno.test({
         "generate",
         Object.fromEntries(SOLUTIONS.map((s) => [solutionPath(s, "rmsnorm"), formatSolution(s)])),
       ),
-      compileStage as AnyStage,
-      verifyStage as AnyStage,
-      timeStage as AnyStage,
+      registered(compileStage),
+      registered(verifyStage),
+      registered(timeStage),
     ];
     const store = new Store(mkdtempSync(join(tmpdir(), "tp-judge-")));
     const { reports } = await runPipeline({

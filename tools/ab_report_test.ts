@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../pipeline/engine/paths.ts";
+import { REPO_ROOT } from "../pipeline/engine/mod.ts";
 import { assertMatch } from "../tests/assert.ts";
 
 const SECOND_RUN_MARK = 268435457;

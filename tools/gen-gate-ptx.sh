@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the PTX of the timing gate embedded in pipeline/harness/th_gate.py from
+# Regenerates the PTX of the timing gate embedded in pipeline/harness/judge/th_gate.py from
 # pipeline/harness/gate/gate.cu (needs nvcc). The PTX is generated for compute_75 and its header lowered
 # to PTX ISA 7.0 / sm_70: the kernel uses nothing newer (globaltimer, volatile loads, membar.sys,
 # bar.sync), so any driver since CUDA 11.0 can load it. A test checks that the embedded PTX was made
@@ -11,7 +11,7 @@ src=$root/pipeline/harness/gate/gate.cu
 ptx=$("$nvcc" -ptx -arch=compute_75 "$src" -o - |
   sed -e 's/^\.version .*/.version 7.0/' -e 's/^\.target .*/.target sm_70/' | grep -v '^// Compiler Build ID')
 sha=$(sha256sum "$src" | cut -d' ' -f1)
-python3 - "$root/pipeline/harness/th_gate.py" "$sha" "$ptx" <<'PY'
+python3 - "$root/pipeline/harness/judge/th_gate.py" "$sha" "$ptx" <<'PY'
 import re, sys
 path, sha, ptx = sys.argv[1], sys.argv[2], sys.argv[3]
 src = open(path).read()

@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "pipeline", "harness"))
+sys.path.insert(0, os.path.join(ROOT, "pipeline", "harness", "tests"))  # th_run: runs pipeline/harness/judge
 import th_run  # noqa: E402  (no torch import: this file must run anywhere python3 does)
 
 

@@ -6,8 +6,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../pipeline/engine/paths.ts";
-import { discoverToolchain } from "../pipeline/engine/toolchain.ts";
+import { discoverToolchain, REPO_ROOT } from "../pipeline/engine/mod.ts";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
 
 const tc = await discoverToolchain();

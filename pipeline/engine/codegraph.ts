@@ -5,7 +5,8 @@
  *
  * The import graph is read with a small scanner for static `import`/`export … from` and
  * `import("…")` with literal specifiers, which is all this codebase uses; it needs no
- * subprocess, so planning stays fast. Type-only imports are not followed (they are erased).
+ * subprocess, so planning stays fast. Type-only imports are not followed (they are erased), and
+ * through a folder's face only the modules behind the imported names are.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -13,13 +14,55 @@ import { fromFileUrl } from "./paths.ts";
 import { digestParts, sha256 } from "./hash.ts";
 
 const SPECIFIER =
-  /(?:import|export)\s*(type\s+)?(?:[^'"`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+  /(?:import|export)\s*(type\s+)?(?:([^'"`;]*?)\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 
-/** Every local module reachable from `entry` (absolute paths, sorted) and the bare specifiers used. */
+/** One re-export line of a face: `export { a, b as c } from "./x.ts";` (or `export type {…}`). */
+const REEXPORT = /^export\s*(type\s+)?\{([^}]*)\}\s*from\s*["']([^"']+)["']\s*;?$/;
+
+/**
+ * A face (`mod.ts`) made only of named re-exports, as exported name → the module it comes from
+ * (null for a type-only name); undefined when the file is anything more than that.
+ */
+function faceExports(file: string, src: string): Map<string, string | null> | undefined {
+  const body = src.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
+  const statements = body.split(";").map((t) => t.replace(/\s+/g, " ").trim()).filter(Boolean);
+  const out = new Map<string, string | null>();
+  for (const st of statements) {
+    const m = REEXPORT.exec(st);
+    if (!m) return undefined;
+    const from = resolve(dirname(file), m[3]);
+    for (const item of m[2].split(",").map((t) => t.trim()).filter(Boolean)) {
+      const typeOnly = Boolean(m[1]) || item.startsWith("type ");
+      const name = item.replace(/^type\s+/, "").split(/\s+as\s+/).pop()!.trim();
+      out.set(name, typeOnly ? null : from);
+    }
+  }
+  return out;
+}
+
+/** The value names a statement's clause binds (`{ a, type B, c as d }`), or null for any other. */
+function namedValues(clause: string | undefined): string[] | null {
+  const m = clause && /^\s*\{([^}]*)\}\s*$/.exec(clause);
+  if (!m) return null;
+  return m[1].split(",").map((t) => t.trim()).filter((t) => t && !t.startsWith("type "))
+    .map((t) => t.split(/\s+as\s+/)[0].trim());
+}
+
+/**
+ * Every local module reachable from `entry` (absolute paths, sorted) and the bare specifiers used.
+ * Through a face (a module of named re-exports only, such as a folder's `mod.ts`) only the modules
+ * behind the names imported are followed, so importing one helper from a folder's face ties a
+ * stage's key to that helper, not to the whole folder.
+ */
 export function moduleGraph(entry: string): { files: string[]; packages: string[] } {
   const seen = new Set<string>();
   const packages = new Set<string>();
   const stack = [resolve(entry)];
+  const faces = new Map<string, Map<string, string | null> | undefined>();
+  const faceOf = (file: string) => {
+    if (!faces.has(file)) faces.set(file, faceExports(file, readFileSync(file, "utf8")));
+    return faces.get(file);
+  };
   while (stack.length) {
     const file = stack.pop()!;
     if (seen.has(file)) continue;
@@ -29,10 +72,21 @@ export function moduleGraph(entry: string): { files: string[]; packages: string[
       // `import type`/`export type` are erased before running: what they name cannot change what
       // the stage does, and following them would tie a stage's cells to unrelated modules.
       if (m[1]) continue;
-      const spec = m[2] ?? m[3];
+      const spec = m[3] ?? m[4];
       if (spec.startsWith("./") || spec.startsWith("../")) {
         const target = resolve(dirname(file), spec);
-        if (existsSync(target)) stack.push(target);
+        if (!existsSync(target)) continue;
+        const names = m[4] ? null : namedValues(m[2]);
+        const face = names ? faceOf(target) : undefined;
+        if (!face || !names!.every((n) => face.has(n))) {
+          stack.push(target);
+          continue;
+        }
+        seen.add(target); // the face's own bytes count; its other modules do not
+        for (const n of names!) {
+          const from = face.get(n);
+          if (from) stack.push(from);
+        }
       } else if (!spec.startsWith("node:")) {
         packages.add(spec);
       }

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
-import { type AnyStage, dryPlan, runPipeline, type StageReport } from "./dag.ts";
+import { type AnyStage, runPipeline, type StageReport } from "./dag.ts";
+import { dryPlan } from "./status.ts";
 import { REPO_ROOT } from "./paths.ts";
 import { importStore, mergeRuns, type RunIndex, Store, StoreLockedError } from "./store.ts";
 import { FAKE_GPU, FAKE_TOOLCHAIN, letters, shout } from "./testdata/engine_stages.ts";

@@ -28,7 +28,7 @@ import { hostname } from "node:os";
 import { join, relative } from "node:path";
 import { digestJson, sha256 } from "./hash.ts";
 import type { CellResult } from "./stage.ts";
-import { writeFileAtomic } from "../trace/traceset.ts";
+import { writeFileAtomic } from "./files.ts";
 
 /** One output file of a cell. */
 export interface ManifestEntry {

@@ -4,6 +4,7 @@
  * bounded in time and never throws: a missing tool is recorded as absent.
  */
 import { realpathSync } from "node:fs";
+import { findPython } from "../lib/mod.ts";
 import { sha256File } from "./hash.ts";
 
 /** A discovered program: where it is, its version line, and a digest of its binary. */
@@ -81,19 +82,6 @@ function digestOf(path: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The Python interpreter the harness uses: TRACEPIPE_PYTHON, else one that imports torch. */
-export async function findPython(): Promise<string | null> {
-  const explicit = Deno.env.get("TRACEPIPE_PYTHON");
-  if (explicit) return explicit;
-  // find_spec locates torch without importing it (an import costs about a second).
-  const hasTorch =
-    "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('torch') else 1)";
-  for (const cand of ["/usr/bin/python3", "python3"]) {
-    if (await tryRun(cand, ["-c", hasTorch], 30_000) !== null) return cand;
-  }
-  return which("python3");
 }
 
 async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {

@@ -1,9 +1,11 @@
 /**
  * Deno client of the Python evaluation harness (pipeline/harness/PROTOCOL.md).
  *
- * Writes the job file, runs `tracepipe_harness.py` detached in its own process group (killed as a group on
- * timeout or abort), validates the result with zod and turns results into FlashInfer Evaluation objects.
+ * Writes the job file, runs the judge (`python3 pipeline/harness/judge`) detached in its own process
+ * group (killed as a group on timeout or abort), validates the result with zod and turns results into
+ * FlashInfer Evaluation objects.
  */
+import { findPython } from "../lib/mod.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -14,10 +16,10 @@ import {
   Evaluation as TraceEvaluationSchema,
   FloatOrSpecial,
   STATUSES,
-} from "../trace/schema.ts";
+} from "../trace/mod.ts";
 
-/** The harness entry script, next to this module. */
-export const HARNESS_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "tracepipe_harness.py");
+/** The harness entry: the judge folder next to this module (Python runs its `__main__.py`). */
+export const HARNESS_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), "judge");
 
 /** The 7 statuses of the FlashInfer Trace format (re-exported from the schema). */
 export { STATUSES };
@@ -108,7 +110,7 @@ export interface FiEvaluation {
 
 /** Options of one harness run. */
 export interface RunOptions {
-  /** Interpreter; default: see {@link choosePython}. */
+  /** Interpreter; default: pipeline/lib/python.ts's choice. */
   python?: string;
   /** Hard wall-clock limit for the whole harness process group, in ms. */
   timeoutMs?: number;
@@ -124,26 +126,6 @@ export class HarnessError extends Error {
     super(message);
     this.name = "HarnessError";
   }
-}
-
-let cachedPython: string | undefined;
-
-/** TRACEPIPE_PYTHON, else /usr/bin/python3 if it imports torch, else python3. */
-export async function choosePython(): Promise<string> {
-  const env = Deno.env.get("TRACEPIPE_PYTHON");
-  if (env) return env;
-  if (cachedPython) return cachedPython;
-  try {
-    const out = await new Deno.Command("/usr/bin/python3", {
-      args: ["-c", "import torch"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    cachedPython = out.success ? "/usr/bin/python3" : "python3";
-  } catch {
-    cachedPython = "python3";
-  }
-  return cachedPython;
 }
 
 /** Result of {@link runGroup}. */
@@ -232,7 +214,7 @@ export async function runHarness(
       writeFileSync(jobPath, JSON.stringify(job));
       args.push("--job", jobPath);
     }
-    const py = opts.python ?? await choosePython();
+    const py = opts.python ?? (await findPython() ?? "python3");
     const r = await runGroup(py, args, {
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
@@ -281,10 +263,10 @@ export interface SessionRunOptions {
 const STDERR_TAIL = 64 * 1024;
 
 /**
- * A serving harness (`tracepipe_harness.py serve`, PROTOCOL.md §6): one judge process that answers jobs one
- * after another, so torch, the CUDA context and the fork server are started once, not once per job. The
- * process runs in its own group; a timeout or abort kills the group and the session is dead afterwards
- * (`alive` false): start a new one.
+ * A serving harness (`python3 pipeline/harness/judge serve`, PROTOCOL.md §7): one judge process that
+ * answers jobs one after another, so torch, the CUDA context and the fork server are started once, not
+ * once per job. The process runs in its own group; a timeout or abort kills the group and the session
+ * is dead afterwards (`alive` false): start a new one.
  */
 export class HarnessSession {
   #child: Deno.ChildProcess;
@@ -315,7 +297,7 @@ export class HarnessSession {
 
   /** Starts a serving harness (it is ready for jobs at once; the first one waits for its start-up). */
   static async start(opts: { python?: string; env?: Record<string, string> } = {}) {
-    const py = opts.python ?? await choosePython();
+    const py = opts.python ?? (await findPython() ?? "python3");
     const child = new Deno.Command(py, {
       args: [HARNESS_SCRIPT, "serve"],
       stdin: "piped",

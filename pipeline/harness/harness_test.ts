@@ -51,7 +51,8 @@ Deno.test({
   async fn() {
     const r = await runGroup(
       PY,
-      [join(HERE, "test_harness.py"), "--device", "cpu", "--jobs", "2"],
+      // tests/test_harness.py runs every part of the suite (test_units.py, test_judging.py).
+      [join(HERE, "tests", "test_harness.py"), "--device", "cpu", "--jobs", "2"],
       {
         timeoutMs: 600_000,
         env: { PYTHONUNBUFFERED: "1" },

@@ -2,26 +2,35 @@
  * What compile, verify and time share: the merged view of their upstream fragments, which cells
  * can run on this machine, the harness code they execute, and writing traces.
  */
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { type MergedFragments, mergeFragments, type RootedWorkload } from "../trace/fragments.ts";
-import { REPO_ROOT } from "../engine/paths.ts";
-import { type Definition, type Solution, Trace, type Workload } from "../trace/schema.ts";
-import type { CellJob, CellResult } from "../engine/stage.ts";
-import type { Toolchain } from "../engine/toolchain.ts";
-import { formatJsonl, tracesPath, writeFileAtomic } from "../trace/traceset.ts";
-import { inferShape } from "../trace/validate.ts";
+import {
+  type Definition,
+  formatJsonl,
+  inferShape,
+  type MergedFragments,
+  mergeFragments,
+  type RootedWorkload,
+  type Solution,
+  Trace,
+  tracesPath,
+  type Workload,
+} from "../trace/mod.ts";
+import {
+  type CellJob,
+  type CellResult,
+  REPO_ROOT,
+  type Toolchain,
+  writeFileAtomic,
+} from "../engine/mod.ts";
 import type { FiEvaluation, HarnessSession } from "./client.ts";
 import { evaluationToJson, SessionPool } from "./client.ts";
 
-/** The harness files the judging stages execute (their bytes enter every cell key). */
-export const HARNESS_CODE = [
-  ...readdirSync(join(REPO_ROOT, "pipeline", "harness"))
-    .filter((f) => f.endsWith(".py") && !f.startsWith("test_"))
-    .map((f) => `pipeline/harness/${f}`),
-  "pipeline/harness/include",
-].sort();
+/**
+ * The harness files the judging stages execute (their bytes enter every cell key): the C ABI header
+ * and the judge folder. Its tests and test runners (pipeline/harness/tests) are not among them.
+ */
+export const HARNESS_CODE = ["pipeline/harness/include", "pipeline/harness/judge"];
 
 /** Where the harness keeps builds and scratch space (git-ignored, machine-local, reusable). */
 export const HARNESS_WORK_DIR = join(REPO_ROOT, ".tracepipe", "harness");
@@ -284,4 +293,22 @@ export function closeSharedSessions(): Promise<void> {
 export function describeJobPhases(jobS: Record<string, number> | undefined): string {
   if (!jobS || Object.keys(jobS).length === 0) return "";
   return ` [${Object.entries(jobS).map(([k, v]) => `${k} ${v.toFixed(2)}s`).join(", ")}]`;
+}
+
+/** What a compile cell publishes downstream. */
+export interface CompileSummary {
+  solution: string;
+  definition: string;
+  outcome: "built" | "compile_error" | "toolchain_unavailable" | "not_runnable_here";
+  reason: string | null;
+}
+
+/** What a verify cell publishes downstream. */
+export interface VerifySummary {
+  definition: string;
+  solution: string;
+  workload: string;
+  outcome: string;
+  status: string | null;
+  reason: string | null;
 }

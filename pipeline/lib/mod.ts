@@ -1,12 +1,11 @@
 /**
- * Small helpers with no domain, which any stage, the harness client or the engine may import:
- * a seeded random generator, DuckDB, Vega-Lite rendering and the choice of Python interpreter.
- * Nothing here knows FlashInfer, a stage or the store.
+ * Small helpers with no domain, which the engine, the harness client and any stage may import:
+ * a seeded random generator and the one choice of Python interpreter. Nothing here knows
+ * FlashInfer, a stage or the store.
  *
- * A stage imports the file it needs (`pipeline/lib/rng.ts`), not this face, so that its cell keys
- * digest only that file: the face exists to list what the folder offers.
+ * Two more helpers are entry points of their own, imported by file, because a face is loaded
+ * whole at run time and they load heavy packages: `duckdb.ts` (DuckDB's native binding) and
+ * `vega.ts` (Vega-Lite rendering). So the GPU stages, which import this face, never load DuckDB.
  */
-export { rng } from "./rng.ts";
-export { openDuckDB } from "./duckdb.ts";
-export { renderSvg } from "./vega.ts";
 export { findPython } from "./python.ts";
+export { rng } from "./rng.ts";

@@ -4,8 +4,8 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { REPO_ROOT } from "../engine/paths.ts";
-import { writeFileAtomic } from "./traceset.ts";
+import { REPO_ROOT } from "../engine/mod.ts";
+import { writeFileAtomic } from "../engine/mod.ts";
 import { Definition, Evaluation, InputSpec, Solution, Trace, Workload } from "./schema.ts";
 
 /** The exported objects, by file stem. */

@@ -5,10 +5,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Diagnostic } from "../engine/diagnostics.ts";
-import { digestJson, sha256File } from "../engine/hash.ts";
+import { type CellResult, type Diagnostic, digestJson, sha256File } from "../engine/mod.ts";
 import type { Definition, Solution, Trace, Workload } from "./schema.ts";
-import type { CellResult } from "../engine/stage.ts";
 import { loadTraceSet } from "./traceset.ts";
 
 /** A workload with the fragment root its safetensors paths are relative to. */

@@ -11,17 +11,10 @@
  * contents, duplicates and dangling references are reported as diagnostics while the rest loads.
  * The writers are canonical: the same objects always produce the same bytes.
  */
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from "node:fs";
-import { basename, dirname, join, relative, sep } from "node:path";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { basename, join, relative, sep } from "node:path";
 import type { z } from "zod";
-import { type Diagnostic, fromZodError } from "../engine/diagnostics.ts";
+import { type Diagnostic, fromZodError, writeFileAtomic } from "../engine/mod.ts";
 import {
   type Correctness,
   Definition,
@@ -188,14 +181,6 @@ export const formatTraceLine = (t: Trace) => JSON.stringify(traceDoc(t));
 export const formatJsonl = (traces: Trace[]) =>
   traces.map((t) => formatTraceLine(t) + "\n").join("");
 
-/** Writes a file atomically (temp file + rename), creating parent folders. */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
-
 /**
  * Writes a whole TraceSet under `root` in the canonical layout. Workloads and traces of one file
  * keep their order; blobs are not touched.
@@ -326,210 +311,244 @@ export function loadTraceSet(
   root: string,
   opts: LoadOptions = {},
 ): { set: TraceSet; diagnostics: Diagnostic[] } {
-  const set = emptyTraceSet(root);
-  const diags: Diagnostic[] = [];
-  const rel = (p: string) => relative(root, p);
-  const err = (file: string, path: string, message: string, line?: number) =>
-    diags.push({ level: "error", file, line, path, message });
-  const parts = (p: string) => rel(p).split(sep);
-  const read = (p: string) => {
-    try {
-      return readFileSync(p, "utf8");
-    } catch (e) {
-      err(rel(p), "$", `cannot read: ${(e as Error).message}`);
-      return null;
-    }
-  };
+  const loader = new TraceSetLoader(root, opts);
+  // Definitions first, then solutions: later folders are checked against what earlier ones held.
+  loader.loadDefinitions();
+  loader.loadSolutions();
+  loader.loadWorkloads();
+  loader.loadTraces();
+  return { set: loader.set, diagnostics: loader.diagnostics };
+}
 
-  for (const file of listFiles(join(root, "definitions"), ".json")) {
-    const text = read(file);
-    if (text === null) continue;
-    const p = parseDefinition(text, rel(file));
-    if (!p.ok) {
-      diags.push(...p.diagnostics);
-      continue;
-    }
-    const def = p.value;
-    const segs = parts(file);
-    if (basename(file, ".json") !== def.name) {
-      err(rel(file), "$.name", `name "${def.name}" does not match the file name`);
-    }
-    if (segs.length === 3 && segs[1] !== def.op_type) {
-      err(
-        rel(file),
-        "$.op_type",
-        `op_type "${def.op_type}" but the file is in folder "${segs[1]}"`,
-      );
-    }
-    if (set.definitions.has(def.name)) {
-      err(
-        rel(file),
-        "$.name",
-        `duplicate definition "${def.name}" (also in ${set.files.get(`definition:${def.name}`)})`,
-      );
-      continue;
-    }
-    set.definitions.set(def.name, def);
-    set.files.set(`definition:${def.name}`, rel(file));
+/** The state of one `loadTraceSet`: the set being filled and the diagnostics, in file order. */
+class TraceSetLoader {
+  readonly set: TraceSet;
+  readonly diagnostics: Diagnostic[] = [];
+
+  constructor(private readonly root: string, private readonly opts: LoadOptions) {
+    this.set = emptyTraceSet(root);
   }
 
-  const lookup = (name: string) => set.definitions.get(name) ?? opts.knownDefinitions?.get(name);
-  for (const file of listFiles(join(root, "solutions"), ".json")) {
-    const text = read(file);
-    if (text === null) continue;
-    const p = parseSolution(text, rel(file));
-    if (!p.ok) {
-      diags.push(...p.diagnostics);
-      continue;
+  /** Loads definitions/: each must match its file name and op_type folder, names unique. */
+  loadDefinitions(): void {
+    for (const file of listFiles(join(this.root, "definitions"), ".json")) {
+      const text = this.read(file);
+      if (text === null) continue;
+      const p = parseDefinition(text, this.rel(file));
+      if (!p.ok) {
+        this.diagnostics.push(...p.diagnostics);
+        continue;
+      }
+      this.addDefinition(file, p.value);
     }
-    const sol = p.value;
-    const segs = parts(file);
+  }
+
+  private addDefinition(file: string, def: Definition): void {
+    const rel = this.rel(file);
+    const segs = this.parts(file);
+    if (basename(file, ".json") !== def.name) {
+      this.err(rel, "$.name", `name "${def.name}" does not match the file name`);
+    }
+    if (segs.length === 3 && segs[1] !== def.op_type) {
+      this.err(rel, "$.op_type", `op_type "${def.op_type}" but the file is in folder "${segs[1]}"`);
+    }
+    if (this.set.definitions.has(def.name)) {
+      const other = this.set.files.get(`definition:${def.name}`);
+      this.err(rel, "$.name", `duplicate definition "${def.name}" (also in ${other})`);
+      return;
+    }
+    this.set.definitions.set(def.name, def);
+    this.set.files.set(`definition:${def.name}`, rel);
+  }
+
+  /** Loads solutions/: each must match its folders and name a definition of this set. */
+  loadSolutions(): void {
+    for (const file of listFiles(join(this.root, "solutions"), ".json")) {
+      const text = this.read(file);
+      if (text === null) continue;
+      const p = parseSolution(text, this.rel(file));
+      if (!p.ok) {
+        this.diagnostics.push(...p.diagnostics);
+        continue;
+      }
+      this.addSolution(file, p.value);
+    }
+  }
+
+  private addSolution(file: string, sol: Solution): void {
+    const rel = this.rel(file);
     if (basename(file, ".json") !== sol.name) {
-      err(rel(file), "$.name", `name "${sol.name}" does not match the file name`);
+      this.err(rel, "$.name", `name "${sol.name}" does not match the file name`);
     }
-    if (segs.length === 5) {
-      if (segs[1] !== sol.author) {
-        err(rel(file), "$.author", `author "${sol.author}" but the folder is "${segs[1]}"`);
-      }
-      if (segs[3] !== sol.definition) {
-        err(
-          rel(file),
-          "$.definition",
-          `definition "${sol.definition}" but the folder is "${segs[3]}"`,
-        );
-      }
-      const def = lookup(sol.definition);
-      if (def && segs[2] !== def.op_type) {
-        err(rel(file), "$.definition", `op_type "${def.op_type}" but the folder is "${segs[2]}"`);
-      }
-    }
-    if (!set.definitions.has(sol.definition)) {
-      err(
-        rel(file),
+    this.checkSolutionFolders(file, sol);
+    if (!this.set.definitions.has(sol.definition)) {
+      this.err(
+        rel,
         "$.definition",
         `definition "${sol.definition}" does not exist in this TraceSet`,
       );
     }
-    if (set.solutions.has(sol.name)) {
-      err(
-        rel(file),
-        "$.name",
-        `duplicate solution "${sol.name}" (also in ${set.files.get(`solution:${sol.name}`)})`,
-      );
-      continue;
+    if (this.set.solutions.has(sol.name)) {
+      const other = this.set.files.get(`solution:${sol.name}`);
+      this.err(rel, "$.name", `duplicate solution "${sol.name}" (also in ${other})`);
+      return;
     }
-    set.solutions.set(sol.name, sol);
-    set.files.set(`solution:${sol.name}`, rel(file));
+    this.set.solutions.set(sol.name, sol);
+    this.set.files.set(`solution:${sol.name}`, rel);
   }
 
-  const checkFolder = (file: string, line: number, t: Trace, opIndex: number) => {
-    const segs = parts(file);
-    const def = lookup(t.definition);
-    if (!def) {
-      err(
-        rel(file),
+  /** solutions/<author>/<op_type>/<definition>/<solution>.json: each folder must agree. */
+  private checkSolutionFolders(file: string, sol: Solution): void {
+    const segs = this.parts(file);
+    if (segs.length !== 5) return; // a depth-agnostic layout has no folders to check
+    const rel = this.rel(file);
+    if (segs[1] !== sol.author) {
+      this.err(rel, "$.author", `author "${sol.author}" but the folder is "${segs[1]}"`);
+    }
+    if (segs[3] !== sol.definition) {
+      this.err(
+        rel,
         "$.definition",
-        `definition "${t.definition}" does not exist in this TraceSet`,
-        line,
+        `definition "${sol.definition}" but the folder is "${segs[3]}"`,
       );
+    }
+    const def = this.lookup(sol.definition);
+    if (def && segs[2] !== def.op_type) {
+      this.err(rel, "$.definition", `op_type "${def.op_type}" but the folder is "${segs[2]}"`);
+    }
+  }
+
+  /** Loads workloads/: workload-only traces of known definitions, uuids unique per definition. */
+  loadWorkloads(): void {
+    const seenUuids = new Map<string, Set<string>>();
+    for (const file of listFiles(join(this.root, "workloads"), ".jsonl")) {
+      for (const [line, t] of this.readTraces(file)) {
+        if (!isWorkloadTrace(t)) {
+          this.err(
+            this.rel(file),
+            "$.solution",
+            "a workloads file may only hold workload traces (solution and evaluation null)",
+            line,
+          );
+          continue;
+        }
+        if (!this.checkTraceFolder(file, line, t, 1)) continue;
+        const uuids = seenUuids.get(t.definition) ?? new Set();
+        if (uuids.has(t.workload.uuid)) {
+          const message = `duplicate workload uuid "${t.workload.uuid}"`;
+          this.err(this.rel(file), "$.workload.uuid", message, line);
+          continue;
+        }
+        uuids.add(t.workload.uuid);
+        seenUuids.set(t.definition, uuids);
+        const wls = this.set.workloads.get(t.definition) ?? [];
+        this.set.workloads.set(t.definition, [...wls, t.workload]);
+        if (this.opts.checkBlobs) this.checkBlobsExist(file, line, t.workload);
+      }
+    }
+  }
+
+  private checkBlobsExist(file: string, line: number, w: Workload): void {
+    for (const [name, inp] of Object.entries(w.inputs)) {
+      if (inp.type === "safetensors" && !existsSync(join(this.root, inp.path))) {
+        const message = `blob file "${inp.path}" does not exist`;
+        this.err(this.rel(file), `$.workload.inputs.${name}.path`, message, line);
+      }
+    }
+  }
+
+  /** Loads traces/: evaluated traces of known definitions and solutions, in author folders. */
+  loadTraces(): void {
+    for (const file of listFiles(join(this.root, "traces"), ".jsonl")) {
+      for (const [line, t] of this.readTraces(file)) {
+        if (isWorkloadTrace(t) || t.solution === null || t.evaluation === null) {
+          this.err(
+            this.rel(file),
+            "$.evaluation",
+            "a traces file needs traces with both a solution and an evaluation",
+            line,
+          );
+          continue;
+        }
+        if (!this.checkTraceFolder(file, line, t, 2)) continue;
+        if (!this.checkTraceSolution(file, line, t.solution)) continue;
+        this.set.traces.push(t);
+      }
+    }
+  }
+
+  /** The trace's solution must exist; traces/<author>/... must be its author's folder. */
+  private checkTraceSolution(file: string, line: number, solution: string): boolean {
+    const sol = this.set.solutions.get(solution) ?? this.opts.knownSolutions?.get(solution);
+    if (!sol) {
+      const message = `solution "${solution}" does not exist in this TraceSet`;
+      this.err(this.rel(file), "$.solution", message, line);
+      return false;
+    }
+    const segs = this.parts(file);
+    if (segs.length === 4 && segs[1] !== sol.author) {
+      const message = `solution author "${sol.author}" but the folder is "${segs[1]}"`;
+      this.err(this.rel(file), "$.solution", message, line);
+    }
+    return true;
+  }
+
+  /**
+   * Checks a trace line against its file: the definition must exist (false when not, and the
+   * trace is dropped), be the file's name, and its op_type the folder at `opIndex`.
+   */
+  private checkTraceFolder(file: string, line: number, t: Trace, opIndex: number): boolean {
+    const rel = this.rel(file);
+    const def = this.lookup(t.definition);
+    if (!def) {
+      const message = `definition "${t.definition}" does not exist in this TraceSet`;
+      this.err(rel, "$.definition", message, line);
       return false;
     }
     if (basename(file, ".jsonl") !== t.definition) {
-      err(
-        rel(file),
-        "$.definition",
-        `definition "${t.definition}" does not match the file name`,
-        line,
-      );
+      const message = `definition "${t.definition}" does not match the file name`;
+      this.err(rel, "$.definition", message, line);
     }
+    const segs = this.parts(file);
     if (segs.length === opIndex + 2 && segs[opIndex] !== def.op_type) {
-      err(
-        rel(file),
-        "$.definition",
-        `op_type "${def.op_type}" but the file is in folder "${segs[opIndex]}"`,
-        line,
-      );
+      const message = `op_type "${def.op_type}" but the file is in folder "${segs[opIndex]}"`;
+      this.err(rel, "$.definition", message, line);
     }
     return true;
-  };
+  }
 
-  const seenUuids = new Map<string, Set<string>>();
-  for (const file of listFiles(join(root, "workloads"), ".jsonl")) {
-    const text = read(file);
-    if (text === null) continue;
-    const { traces, diagnostics } = parseJsonl(text, rel(file));
-    diags.push(...diagnostics);
-    for (const [line, t] of traces) {
-      if (!isWorkloadTrace(t)) {
-        err(
-          rel(file),
-          "$.solution",
-          "a workloads file may only hold workload traces (solution and evaluation null)",
-          line,
-        );
-        continue;
-      }
-      if (!checkFolder(file, line, t, 1)) continue;
-      const uuids = seenUuids.get(t.definition) ?? new Set();
-      if (uuids.has(t.workload.uuid)) {
-        err(rel(file), "$.workload.uuid", `duplicate workload uuid "${t.workload.uuid}"`, line);
-        continue;
-      }
-      uuids.add(t.workload.uuid);
-      seenUuids.set(t.definition, uuids);
-      set.workloads.set(t.definition, [...(set.workloads.get(t.definition) ?? []), t.workload]);
-      if (opts.checkBlobs) {
-        for (const [name, inp] of Object.entries(t.workload.inputs)) {
-          if (inp.type === "safetensors" && !existsSync(join(root, inp.path))) {
-            err(
-              rel(file),
-              `$.workload.inputs.${name}.path`,
-              `blob file "${inp.path}" does not exist`,
-              line,
-            );
-          }
-        }
-      }
+  /** A JSONL file's parsed traces with their line numbers; bad lines become diagnostics. */
+  private readTraces(file: string): Array<[number, Trace]> {
+    const text = this.read(file);
+    if (text === null) return [];
+    const { traces, diagnostics } = parseJsonl(text, this.rel(file));
+    this.diagnostics.push(...diagnostics);
+    return traces;
+  }
+
+  /** A definition of this set, or one known from outside it (see `LoadOptions`). */
+  private lookup(name: string): Definition | undefined {
+    return this.set.definitions.get(name) ?? this.opts.knownDefinitions?.get(name);
+  }
+
+  private read(p: string): string | null {
+    try {
+      return readFileSync(p, "utf8");
+    } catch (e) {
+      this.err(this.rel(p), "$", `cannot read: ${(e as Error).message}`);
+      return null;
     }
   }
 
-  for (const file of listFiles(join(root, "traces"), ".jsonl")) {
-    const text = read(file);
-    if (text === null) continue;
-    const { traces, diagnostics } = parseJsonl(text, rel(file));
-    diags.push(...diagnostics);
-    for (const [line, t] of traces) {
-      if (isWorkloadTrace(t) || t.solution === null || t.evaluation === null) {
-        err(
-          rel(file),
-          "$.evaluation",
-          "a traces file needs traces with both a solution and an evaluation",
-          line,
-        );
-        continue;
-      }
-      if (!checkFolder(file, line, t, 2)) continue;
-      const sol = set.solutions.get(t.solution) ?? opts.knownSolutions?.get(t.solution);
-      if (!sol) {
-        err(
-          rel(file),
-          "$.solution",
-          `solution "${t.solution}" does not exist in this TraceSet`,
-          line,
-        );
-        continue;
-      }
-      const segs = parts(file);
-      if (segs.length === 4 && segs[1] !== sol.author) {
-        err(
-          rel(file),
-          "$.solution",
-          `solution author "${sol.author}" but the folder is "${segs[1]}"`,
-          line,
-        );
-      }
-      set.traces.push(t);
-    }
+  private err(file: string, path: string, message: string, line?: number): void {
+    this.diagnostics.push({ level: "error", file, line, path, message });
   }
-  return { set, diagnostics: diags };
+
+  private rel(p: string): string {
+    return relative(this.root, p);
+  }
+
+  private parts(p: string): string[] {
+    return this.rel(p).split(sep);
+  }
 }

@@ -2,8 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
-import { formatDiagnostic } from "../engine/diagnostics.ts";
-import { REPO_ROOT } from "../engine/paths.ts";
+import { formatDiagnostic, REPO_ROOT } from "../engine/mod.ts";
 import { listFiles, loadTraceSet, writeTraceSet } from "./traceset.ts";
 
 /** The shared data folder beside the checkout (README: tests may read ../shared/data/flashinfer-trace). */

@@ -80,14 +80,64 @@ async function q(conn: DuckDBConnection, sql: string): Promise<{ columns: string
   return { columns: await columnsOf(conn, sql), rows: await all(conn, sql) };
 }
 
+/** What every table builder shares: the connection, the settings and the paper's values. */
+interface TableContext {
+  conn: DuckDBConnection;
+  params: AggregateParams;
+  paper: PaperFigures;
+  counts: Record<string, number>;
+  /** Our author -> the paper's model key. */
+  a2m: Map<string, string>;
+  /** Appends the baseline caption, which every table but the diagnostics carries. */
+  cap: (s: string) => string;
+  /** The differences to the paper's setup, noted under each "beside the paper" table. */
+  gaps: string[];
+}
+
 /** Runs every view and builds the tables. */
 export async function analyse(
   conn: DuckDBConnection,
   params: AggregateParams,
   paper: PaperFigures,
 ): Promise<Analysis> {
+  const counts = await countRows(conn);
+  const hardware = await hardwareOf(conn);
+  const baselineCaption = await describeBaselines(conn);
+  const authors = (await all(conn, "SELECT DISTINCT author FROM solutions ORDER BY 1")).map((r) =>
+    String(r.author)
+  );
+  const a2m = mapAuthors(authors, paper, params.authorAliases);
+  const ctx: TableContext = {
+    conn,
+    params,
+    paper,
+    counts,
+    a2m,
+    cap: (s: string) => `${s} ${baselineCaption}`,
+    gaps: gapNotes(counts, hardware, authors, a2m, baselineCaption),
+  };
+  // The order of the tables is the order of the report.
+  const a = await correctnessTables(ctx);
+  const b = await fastPTables(ctx);
+  const c = await leaderboardTables(ctx);
+  const winCurve = await winCurveTable(ctx);
+  const tables = [...a.tables, ...b.tables, ...c, winCurve, ...await detailTables(ctx)];
+  return {
+    tables,
+    baselineCaption,
+    counts,
+    hardware,
+    fastP: b.rows,
+    winCurve: winCurve.rows,
+    correctness: a.rows.filter((r) => !r.is_baseline_author),
+    authorToModel: a2m,
+  };
+}
+
+/** Row counts of the raw tables and views, for the report's summary and the captions. */
+async function countRows(conn: DuckDBConnection): Promise<Record<string, number>> {
   const num = async (sql: string) => Number((await all(conn, sql))[0]?.n ?? 0);
-  const counts: Record<string, number> = {
+  return {
     definitions: await num("SELECT count(*) AS n FROM definitions"),
     definitions_with_workloads: await num(
       "SELECT count(DISTINCT definition) AS n FROM all_workloads",
@@ -103,11 +153,18 @@ export async function analyse(
     diagnostics: await num("SELECT count(*) AS n FROM diagnostics"),
     win_groups: await num("SELECT count(*) AS n FROM win_groups"),
   };
-  const hardware =
-    (await all(conn, "SELECT DISTINCT hardware FROM traces WHERE hardware IS NOT NULL ORDER BY 1"))
-      .map((r) => String(r.hardware));
+}
 
-  // Baseline caption: which baseline each op type used, and whether it was a fallback.
+/** The GPUs the traces were measured on. */
+async function hardwareOf(conn: DuckDBConnection): Promise<string[]> {
+  return (await all(
+    conn,
+    "SELECT DISTINCT hardware FROM traces WHERE hardware IS NOT NULL ORDER BY 1",
+  )).map((r) => String(r.hardware));
+}
+
+/** The baseline caption: which baseline each op type used, and whether it was a fallback. */
+async function describeBaselines(conn: DuckDBConnection): Promise<string> {
   const bl = await all(conn, "SELECT * FROM baseline_by_op_type");
   // Only definitions that were evaluated: a corpus brings solutions for many definitions no run
   // selected, and "no baseline" for those would contradict the op type's real baseline.
@@ -126,36 +183,53 @@ export async function analyse(
       `${r.op_type} → none (no baseline solution; speedups undefined) [${r.n_definitions} def.]`,
     );
   }
-  const baselineCaption = parts.length
+  return parts.length
     ? `Baseline: ${
       parts.join("; ")
     }. Paper: FlashInfer for every op type, torch.matmul (cuBLAS) for GEMM.`
     : "Baseline: none found (no solutions). Paper: FlashInfer for every op type, torch.matmul (cuBLAS) for GEMM.";
+}
 
-  const authors = (await all(conn, "SELECT DISTINCT author FROM solutions ORDER BY 1")).map((r) =>
-    String(r.author)
-  );
-  const a2m = mapAuthors(authors, paper, params.authorAliases);
-  const tables: Table[] = [];
-  const cap = (s: string) => `${s} ${baselineCaption}`;
-
-  // Table A.
-  const ta = await q(conn, "SELECT * FROM correctness_rate_by_language_author");
-  tables.push({
+/** Table A (correctness by language × author) and Table A beside the paper; rows feed Fig. 7. */
+async function correctnessTables(ctx: TableContext): Promise<{ tables: Table[]; rows: Row[] }> {
+  const ta = await q(ctx.conn, "SELECT * FROM correctness_rate_by_language_author");
+  const ours: Table = {
     id: "table_a_correctness_by_language_author",
     title: "Table A: correctness rate by language × author (Fig. 7)",
-    caption: cap(
+    caption: ctx.cap(
       "Share of evaluated (solution, workload) cells that PASSED; a cell passes only if every run of it passed. " +
         "Baseline authors are listed for reference.",
     ),
     ...ta,
-  });
+  };
+  const besidePaper: Table = {
+    id: "table_a_vs_paper",
+    title: "Table A beside the paper",
+    caption: ctx.cap("Correctness % per language, the paper's Fig. 7 bar labels next to ours."),
+    columns: ["who", "source", "cuda_pct", "triton_pct"],
+    rows: correctnessBesidePaper(ta.rows, ctx.paper, ctx.a2m),
+    notes: [
+      ...ctx.gaps,
+      "Denominator: ours counts (solution, workload) cells; the paper does not state its denominator (paper.md §5).",
+    ],
+  };
+  return { tables: [ours, besidePaper], rows: ta.rows };
+}
+
+/** Each paper model's Fig. 7 values followed by our authors mapped to it; then our unmapped authors. */
+function correctnessBesidePaper(rows: Row[], paper: PaperFigures, a2m: Map<string, string>): Row[] {
   const ourA = new Map<string, Record<string, number>>();
-  for (const r of ta.rows) {
+  for (const r of rows) {
     const m = ourA.get(r.author as string) ?? {};
     m[r.language as string] = r.correctness_pct as number;
     ourA.set(r.author as string, m);
   }
+  const ourRow = (a: string, v: Record<string, number>): Row => ({
+    who: a,
+    source: "ours",
+    cuda_pct: v.cuda ?? null,
+    triton_pct: v.triton ?? null,
+  });
   const aRows: Row[] = [];
   for (const [model, v] of Object.entries(paper.table_a_correctness_by_language.values)) {
     aRows.push({
@@ -165,51 +239,53 @@ export async function analyse(
       triton_pct: v.triton ?? null,
     });
     for (const [a, m] of a2m) {
-      if (m === model && ourA.has(a)) {
-        aRows.push({
-          who: a,
-          source: "ours",
-          cuda_pct: ourA.get(a)!.cuda ?? null,
-          triton_pct: ourA.get(a)!.triton ?? null,
-        });
-      }
+      if (m === model && ourA.has(a)) aRows.push(ourRow(a, ourA.get(a)!));
     }
   }
   for (const [a, v] of ourA) {
-    if (!a2m.has(a)) {
-      aRows.push({
-        who: a,
-        source: "ours",
-        cuda_pct: v.cuda ?? null,
-        triton_pct: v.triton ?? null,
-      });
-    }
+    if (!a2m.has(a)) aRows.push(ourRow(a, v));
   }
-  const gaps = gapNotes(counts, hardware, authors, a2m, baselineCaption);
-  tables.push({
-    id: "table_a_vs_paper",
-    title: "Table A beside the paper",
-    caption: cap("Correctness % per language, the paper's Fig. 7 bar labels next to ours."),
-    columns: ["who", "source", "cuda_pct", "triton_pct"],
-    rows: aRows,
-    notes: [
-      ...gaps,
-      "Denominator: ours counts (solution, workload) cells; the paper does not state its denominator (paper.md §5).",
-    ],
-  });
+  return aRows;
+}
 
-  // Table B.
-  const tb = await q(conn, "SELECT * FROM fast_p_by_op_language_author");
-  tables.push({
+/** Table B (fast_p per panel × language × author) and Table B beside the paper; rows feed Fig. 6. */
+async function fastPTables(ctx: TableContext): Promise<{ tables: Table[]; rows: Row[] }> {
+  const tb = await q(ctx.conn, "SELECT * FROM fast_p_by_op_language_author");
+  const ours: Table = {
     id: "table_b_fast_p",
     title: "Table B: fast_p per panel × language × author (Fig. 6)",
-    caption: cap(
-      `fast_p = (1/N)·#{workloads correct and baseline/best latency ${params.fastPOperator} p}; N = every workload of ` +
+    caption: ctx.cap(
+      `fast_p = (1/N)·#{workloads correct and baseline/best latency ${ctx.params.fastPOperator} p}; N = every workload of ` +
         "the definitions the (author, language) wrote solutions for, minus those without a baseline latency " +
         "(n_without_baseline); a workload never run counts as not fast.",
     ),
     ...tb,
-  });
+  };
+  const { rows, ps } = fastPBesidePaper(tb.rows, ctx.paper, ctx.a2m);
+  const besidePaper: Table = {
+    id: "table_b_vs_paper",
+    title: "Table B beside the paper (GEMM, GQA paged decode, RMSNorm panels)",
+    caption: ctx.cap(
+      `fast_p at the paper's p values; ours for every author with solutions in the panel (${
+        Object.values(PAPER_PANEL_NAMES).join(", ")
+      }); n = our workloads per curve (the paper's GQA decode panel pools 96).`,
+    ),
+    columns: ["panel", "language", "who", "source", "n", ...ps],
+    rows,
+    notes: ctx.gaps,
+  };
+  return { tables: [ours, besidePaper], rows: tb.rows };
+}
+
+/**
+ * Per paper panel and language: each paper model's Fig. 6 curve followed by our authors mapped to
+ * it, then our unmapped authors of that panel and language; ps = every p the paper gives, sorted.
+ */
+function fastPBesidePaper(
+  rows: Row[],
+  paper: PaperFigures,
+  a2m: Map<string, string>,
+): { rows: Row[]; ps: string[] } {
   const bRows: Row[] = [];
   const pCols = new Set<string>();
   for (const [panel, langs] of Object.entries(paper.table_b_fast_p.values)) {
@@ -225,43 +301,30 @@ export async function analyse(
           ...curve,
         });
         for (const [a, m] of a2m) {
-          if (m === model) bRows.push(ourCurve(tb.rows, panel, lang, a, Object.keys(curve)));
+          if (m === model) bRows.push(ourCurve(rows, panel, lang, a, Object.keys(curve)));
         }
       }
       const ours = new Set(
-        tb.rows.filter((r) => r.panel === panel && r.language === lang).map((r) =>
-          String(r.author)
-        ),
+        rows.filter((r) => r.panel === panel && r.language === lang).map((r) => String(r.author)),
       );
+      // An unmapped author is shown at the p values of the panel's first paper curve.
+      const ps = Object.keys(Object.values(models)[0] ?? {});
       for (const a of [...ours].sort()) {
-        if (!a2m.has(a)) {
-          bRows.push(
-            ourCurve(tb.rows, panel, lang, a, Object.keys(Object.values(models)[0] ?? {})),
-          );
-        }
+        if (!a2m.has(a)) bRows.push(ourCurve(rows, panel, lang, a, ps));
       }
     }
   }
-  const pList = [...pCols].sort((a, b) => Number(a) - Number(b));
-  tables.push({
-    id: "table_b_vs_paper",
-    title: "Table B beside the paper (GEMM, GQA paged decode, RMSNorm panels)",
-    caption: cap(
-      `fast_p at the paper's p values; ours for every author with solutions in the panel (${
-        Object.values(PAPER_PANEL_NAMES).join(", ")
-      }); n = our workloads per curve (the paper's GQA decode panel pools 96).`,
-    ),
-    columns: ["panel", "language", "who", "source", "n", ...pList],
-    rows: bRows,
-    notes: gaps,
-  });
+  return { rows: bRows, ps: [...pCols].sort((a, b) => Number(a) - Number(b)) };
+}
 
-  // Table C.
-  const tc = await q(conn, "SELECT * FROM win_at_p_leaderboard");
-  tables.push({
+/** Table C (the win@p leaderboard) and Table C beside the paper. */
+async function leaderboardTables(ctx: TableContext): Promise<Table[]> {
+  const { params, counts, paper } = ctx;
+  const tc = await q(ctx.conn, "SELECT * FROM win_at_p_leaderboard");
+  const ours: Table = {
     id: "table_c_win_at_p_leaderboard",
     title: `Table C: win@${params.winP} leaderboard (Fig. 5)`,
-    caption: cap(
+    caption: ctx.cap(
       `flashinfer-bench semantics (win_at_p.py): per (definition, workload) group, each author's minimum-latency ` +
         `PASSED run; r = reference/author latency; win = #(r > ${params.winP}) / groups attempted (failed runs lose); ` +
         `"% evaluated" = groups attempted / ${counts.win_groups} groups; groups without a baseline use ` +
@@ -270,24 +333,21 @@ export async function analyse(
         }.`,
     ),
     ...tc,
-  });
-  const cRows: Row[] = [];
-  for (const r of paper.table_c_leaderboard.rows) {
-    cRows.push({
-      rank: r.rank,
-      who: r.author,
-      source: "paper (Fig. 5, B200)",
-      win_pct: r["fast_0.95"],
-      pct_evaluated: r.pct_evaluated,
-      correctness_pct: r.overall_correctness,
-      n_workloads: paper.table_c_leaderboard.n_workloads,
-    });
-  }
+  };
+  const cRows: Row[] = paper.table_c_leaderboard.rows.map((r) => ({
+    rank: r.rank,
+    who: r.author,
+    source: "paper (Fig. 5, B200)",
+    win_pct: r["fast_0.95"],
+    pct_evaluated: r.pct_evaluated,
+    correctness_pct: r.overall_correctness,
+    n_workloads: paper.table_c_leaderboard.n_workloads,
+  }));
   for (const r of tc.rows) {
     cRows.push({
       rank: r.rank,
-      who: a2m.has(r.author as string)
-        ? `${r.author} (= ${a2m.get(r.author as string)})`
+      who: ctx.a2m.has(r.author as string)
+        ? `${r.author} (= ${ctx.a2m.get(r.author as string)})`
         : r.author,
       source: "ours",
       win_pct: r.win_pct,
@@ -296,10 +356,10 @@ export async function analyse(
       n_workloads: counts.win_groups,
     });
   }
-  tables.push({
+  const besidePaper: Table = {
     id: "table_c_vs_paper",
     title: "Table C beside the paper",
-    caption: cap(
+    caption: ctx.cap(
       `win@${params.winP}: the paper's leaderboard screenshot (n = 660 workloads) next to ours.`,
     ),
     columns: [
@@ -313,93 +373,93 @@ export async function analyse(
     ],
     rows: cRows,
     notes: [
-      ...gaps,
+      ...ctx.gaps,
       "The paper's correctness column comes from secondary summaries (data/paper-figures.json); ours is passed cells / cells.",
     ],
-  });
+  };
+  return [ours, besidePaper];
+}
 
-  const winCurve = await q(conn, "SELECT * FROM win_at_p_curve");
-  tables.push({
+/** The win@p curves (Fig. 5); its rows also feed the chart. */
+async function winCurveTable(ctx: TableContext): Promise<Table> {
+  return {
     id: "win_at_p_curve",
     title: "win@p curves (Fig. 5)",
-    caption: cap(`win@p on a ${params.winGridStep} grid, strict '>' (exact at each grid point).`),
-    ...winCurve,
-  });
-
-  const st = await all(conn, "SELECT * FROM status_taxonomy");
-  const stWide = pivot(st, ["author", "language"], "status", "n_runs");
-  tables.push({
-    id: "status_taxonomy",
-    title: "Status taxonomy (runs per status, author × language)",
-    caption: cap("Every evaluation run counted once by its status."),
-    ...stWide,
-  });
-  tables.push({
-    id: "compile_error_taxonomy",
-    title: "Compile-error taxonomy",
-    caption: cap("COMPILE_ERROR runs sorted by the first matching log pattern (sql/70_*.sql)."),
-    ...(await q(conn, "SELECT * FROM compile_error_taxonomy")),
-  });
-  tables.push({
-    id: "roofline_by_author_language_op",
-    title: "Percentage of roofline, summary",
-    caption: cap(
-      `Roofline = max(FLOPs / ${params.tflops} TFLOP/s, bytes / ${params.bandwidthTBs} TB/s) (H100 ceilings measured in ` +
-        "shared/research/h100-baselines.md); % = roofline time / measured latency; passed cells only.",
+    caption: ctx.cap(
+      `win@p on a ${ctx.params.winGridStep} grid, strict '>' (exact at each grid point).`,
     ),
-    ...(await q(conn, "SELECT * FROM roofline_by_author_language_op")),
-  });
-  tables.push({
-    id: "roofline_per_cell",
-    title: "Percentage of roofline per cell",
-    caption: cap(
-      "One row per passed (solution, workload) cell; model says how FLOPs were counted.",
-    ),
-    ...(await q(conn, "SELECT * FROM roofline_per_cell")),
-  });
-  tables.push({
-    id: "definition_summary",
-    title: "Per-definition summary",
-    caption: cap(
-      "Workloads, solutions, runs and correctness per definition; top author = most workloads with r > 1.",
-    ),
-    ...(await q(conn, "SELECT * FROM definition_summary")),
-  });
-  tables.push({
-    id: "best_run_per_author_workload",
-    title: "Best run per author per workload",
-    caption: cap(
-      "Minimum-latency PASSED run per author per (definition, workload); latency empty = attempted, none passed.",
-    ),
-    ...(await q(
-      conn,
-      "SELECT * FROM best_run_per_author_workload ORDER BY definition, uuid, author",
-    )),
-  });
-  tables.push({
-    id: "baseline_choice",
-    title: "Baseline per definition",
-    caption: cap("The first configured baseline rule matching a solution of the definition."),
-    ...(await q(conn, "SELECT * FROM baseline_choice ORDER BY definition")),
-  });
-  tables.push({
-    id: "diagnostics",
-    title: "Input diagnostics",
-    caption:
-      "Every line or file that could not be used, with the file, line, JSON path and reason.",
-    ...(await q(conn, "SELECT * FROM diagnostics ORDER BY file, line")),
-  });
-
-  return {
-    tables,
-    baselineCaption,
-    counts,
-    hardware,
-    fastP: tb.rows,
-    winCurve: winCurve.rows,
-    correctness: ta.rows.filter((r) => !r.is_baseline_author),
-    authorToModel: a2m,
+    ...(await q(ctx.conn, "SELECT * FROM win_at_p_curve")),
   };
+}
+
+/** The tables with no paper counterpart: taxonomies, roofline, per-definition detail, inputs. */
+async function detailTables(ctx: TableContext): Promise<Table[]> {
+  const { conn, params, cap } = ctx;
+  const st = await all(conn, "SELECT * FROM status_taxonomy");
+  return [
+    {
+      id: "status_taxonomy",
+      title: "Status taxonomy (runs per status, author × language)",
+      caption: cap("Every evaluation run counted once by its status."),
+      ...pivot(st, ["author", "language"], "status", "n_runs"),
+    },
+    {
+      id: "compile_error_taxonomy",
+      title: "Compile-error taxonomy",
+      caption: cap("COMPILE_ERROR runs sorted by the first matching log pattern (sql/70_*.sql)."),
+      ...(await q(conn, "SELECT * FROM compile_error_taxonomy")),
+    },
+    {
+      id: "roofline_by_author_language_op",
+      title: "Percentage of roofline, summary",
+      caption: cap(
+        `Roofline = max(FLOPs / ${params.tflops} TFLOP/s, bytes / ${params.bandwidthTBs} TB/s) (H100 ceilings measured in ` +
+          "shared/research/h100-baselines.md); % = roofline time / measured latency; passed cells only.",
+      ),
+      ...(await q(conn, "SELECT * FROM roofline_by_author_language_op")),
+    },
+    {
+      id: "roofline_per_cell",
+      title: "Percentage of roofline per cell",
+      caption: cap(
+        "One row per passed (solution, workload) cell; model says how FLOPs were counted.",
+      ),
+      ...(await q(conn, "SELECT * FROM roofline_per_cell")),
+    },
+    {
+      id: "definition_summary",
+      title: "Per-definition summary",
+      caption: cap(
+        "Workloads, solutions, runs and correctness per definition; top author = most workloads with r > 1.",
+      ),
+      ...(await q(conn, "SELECT * FROM definition_summary")),
+    },
+    {
+      id: "best_run_per_author_workload",
+      title: "Best run per author per workload",
+      caption: cap(
+        "Minimum-latency PASSED run per author per (definition, workload); latency empty = attempted, none passed.",
+      ),
+      ...(await q(
+        conn,
+        "SELECT * FROM best_run_per_author_workload ORDER BY definition, uuid, author",
+      )),
+    },
+    {
+      id: "baseline_choice",
+      title: "Baseline per definition",
+      caption: cap("The first configured baseline rule matching a solution of the definition."),
+      ...(await q(conn, "SELECT * FROM baseline_choice ORDER BY definition")),
+    },
+    {
+      id: "diagnostics",
+      title: "Input diagnostics",
+      // No baseline caption: the diagnostics are about the inputs, not the measurements.
+      caption:
+        "Every line or file that could not be used, with the file, line, JSON path and reason.",
+      ...(await q(conn, "SELECT * FROM diagnostics ORDER BY file, line")),
+    },
+  ];
 }
 
 function ourCurve(rows: Row[], panel: string, lang: string, author: string, ps: string[]): Row {

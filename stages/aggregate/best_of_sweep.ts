@@ -2,8 +2,7 @@
  * Best of sweep: from traces, the sweep point with the best median latency per (kernel,
  * definition), emitted as `<kernel>__<definition>__best` (see docs/generate.md).
  */
-import type { Solution, Trace } from "../../pipeline/trace/schema.ts";
-import type { ParamValue, SweepIndexEntry } from "../../pipeline/trace/sweep_index.ts";
+import type { ParamValue, Solution, SweepIndexEntry, Trace } from "../../pipeline/trace/mod.ts";
 
 /** The best point of one (kernel, definition) group, with the solution to record. */
 export interface BestOfSweep {

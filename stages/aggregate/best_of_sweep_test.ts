@@ -1,21 +1,21 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Solution, type Trace } from "../../pipeline/trace/schema.ts";
-import type { CellResult } from "../../pipeline/engine/stage.ts";
 import {
   formatDefinition,
   formatJsonl,
   formatSolution,
   loadTraceSet,
+  Solution,
   solutionPath,
+  type SweepIndexEntry,
+  type Trace,
   tracesPath,
-} from "../../pipeline/trace/traceset.ts";
-import { REPO_ROOT } from "../../pipeline/engine/paths.ts";
+} from "../../pipeline/trace/mod.ts";
+import { type CellResult, REPO_ROOT } from "../../pipeline/engine/mod.ts";
 import { assertEquals, assertMatch } from "../../tests/assert.ts";
 import { writeBestOfSweep } from "./stage.ts";
 import { bestOfSweepTraces, selectBestOfSweep } from "./best_of_sweep.ts";
-import type { SweepIndexEntry } from "../../pipeline/trace/sweep_index.ts";
 
 const DEF = loadTraceSet(join(REPO_ROOT, "data")).set.definitions.get("rmsnorm_h128")!;
 

@@ -3,31 +3,35 @@
  * workloads (small) go through the project's TS parsers; traces (up to millions of lines) are read
  * by DuckDB's read_ndjson straight from the JSONL files. A file DuckDB rejects, or whose rows fail
  * the checks the analysis relies on, is re-read by the TS parser, which names the file and line of
- * every bad line and keeps the good ones; the rest of the run goes on.
+ * every bad line and keeps the good ones; the rest of the run goes on (load_traces.ts).
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { DuckDBConnection } from "@duckdb/node-api";
-import type { Diagnostic } from "../../pipeline/engine/diagnostics.ts";
-import type { Definition, Solution, Trace } from "../../pipeline/trace/schema.ts";
-import { isWorkloadTrace } from "../../pipeline/trace/schema.ts";
+import type { Diagnostic } from "../../pipeline/engine/mod.ts";
 import {
+  type Definition,
+  isWorkloadTrace,
   listFiles,
   parseDefinition,
   parseJsonl,
   parseSolution,
-} from "../../pipeline/trace/traceset.ts";
+  type Solution,
+} from "../../pipeline/trace/mod.ts";
 import { all, appendRows, type ColType, runSqlFile, sqlString } from "./db.ts";
+import { displayName, type Fragment, readOrDiagnose } from "./fragment.ts";
+import {
+  countTraces,
+  loadTraceFiles,
+  loadTracesViaDuckdb,
+  reloadTracesViaJs,
+  type TraceFile,
+} from "./load_traces.ts";
 import type { AggregateParams } from "./params.ts";
 import { workloadCost } from "./roofline.ts";
 
-/** One upstream cell directory to read. */
-export interface Fragment {
-  stage: string;
-  cellId: string;
-  cellKey: string;
-  dir: string;
-}
+// The fragment type and file naming live in fragment.ts; this module stays their door.
+export { displayName, type Fragment } from "./fragment.ts";
 
 /** Counts and diagnostics of a load. */
 export interface LoadResult {
@@ -48,57 +52,6 @@ const SQL_DIR = new URL("./sql/", import.meta.url).pathname;
 export function viewFiles(): string[] {
   return listFiles(SQL_DIR, ".sql").filter((f) => !f.endsWith("00_schema.sql"));
 }
-
-/** Name under which a fragment's file appears in diagnostics and the report. */
-export const displayName = (f: Fragment, abs: string) =>
-  `${f.stage}/${f.cellId}/${relative(f.dir, abs)}`;
-
-const TRACE_COLUMNS =
-  `{definition: 'VARCHAR', solution: 'VARCHAR', workload: 'STRUCT(uuid VARCHAR)', ` +
-  `evaluation: 'STRUCT(status VARCHAR, environment STRUCT(hardware VARCHAR), timestamp VARCHAR, ` +
-  `log VARCHAR, correctness STRUCT(max_relative_error DOUBLE, max_absolute_error DOUBLE), ` +
-  `performance STRUCT(latency_ms DOUBLE, reference_latency_ms DOUBLE, speedup_factor DOUBLE))'}`;
-
-const TRACE_TYPES: ColType[] = [
-  "VARCHAR",
-  "INTEGER",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "DOUBLE",
-  "DOUBLE",
-  "DOUBLE",
-  "DOUBLE",
-  "DOUBLE",
-  "VARCHAR",
-];
-
-function traceInsertSql(paths: string[]): string {
-  const list = `[${paths.map(sqlString).join(", ")}]`;
-  return `INSERT INTO traces
-    SELECT f.file, NULL, r.definition, r.solution, r.workload.uuid,
-      r.evaluation.status, r.evaluation.environment.hardware, r.evaluation.timestamp, r.evaluation.log,
-      r.evaluation.correctness.max_relative_error, r.evaluation.correctness.max_absolute_error,
-      r.evaluation.performance.latency_ms, r.evaluation.performance.reference_latency_ms,
-      r.evaluation.performance.speedup_factor, 'duckdb'
-    FROM read_ndjson(${list}, filename = true, format = 'newline_delimited', columns = ${TRACE_COLUMNS}) r
-    JOIN trace_files f ON f.path = r.filename`;
-}
-
-/** Rows the analysis cannot use; their files are re-read by the TS parser for line numbers. */
-const SUSPECT_FILES_SQL = `SELECT DISTINCT t.file FROM traces t
-  LEFT JOIN solutions s ON s.name = t.solution
-  LEFT JOIN definitions d ON d.name = t.definition
-  WHERE t.definition IS NULL OR t.solution IS NULL OR t.uuid IS NULL OR t.status IS NULL
-    OR t.hardware IS NULL OR t.timestamp IS NULL
-    OR t.status NOT IN (SELECT status FROM status_order)
-    OR (t.status = 'PASSED' AND t.latency_ms IS NULL)
-    OR (t.status <> 'PASSED' AND t.latency_ms IS NOT NULL)
-    OR s.name IS NULL OR d.name IS NULL OR s.definition <> t.definition`;
 
 function panelOf(def: Definition, params: AggregateParams): string {
   for (const r of params.panels) {
@@ -121,133 +74,208 @@ export async function loadDatabase(
   log: (msg: string) => void,
 ): Promise<LoadResult> {
   const timings: Record<string, number> = {};
-  const diags: Diagnostic[] = [];
-  let t0 = performance.now();
-  const lap = (name: string) => {
-    const now = performance.now();
-    timings[name] = (now - t0) / 1000;
-    t0 = now;
-    log(`  ${name}: ${timings[name].toFixed(2)} s`);
-  };
+  const lap = lapTimer(timings, log);
   // Row order of the raw tables carries no meaning (every view orders its output), and dropping
   // it lets DuckDB insert and copy in parallel.
   await conn.run("SET preserve_insertion_order = false");
   await runSqlFile(conn, join(SQL_DIR, "00_schema.sql"));
 
-  // Definitions, solutions and workloads: merged across fragments, first occurrence wins.
-  const defs = new Map<string, Definition>();
-  const defRows: unknown[][] = [];
-  const sols = new Map<string, Solution>();
-  const solRows: unknown[][] = [];
-  const wlRows: unknown[][] = [];
-  const wlSeen = new Set<string>();
-  const costRows: unknown[][] = [];
-  const read = (f: Fragment, p: string): string | null => {
-    try {
-      return readFileSync(p, "utf8");
-    } catch (e) {
-      diags.push({
-        level: "error",
-        file: displayName(f, p),
-        path: "$",
-        message: `cannot read: ${(e as Error).message}`,
-      });
-      return null;
-    }
+  const cat = await loadCatalogue(conn, fragments, params);
+  lap(
+    `definitions, solutions, workloads (${cat.defs.size}, ${cat.sols.size}, ${cat.wlRows.length})`,
+  );
+  await loadProvenance(conn, fragments);
+  await loadSettings(conn, params);
+  await loadPGrid(conn, cat, params);
+
+  const files = await loadTraceFiles(conn, fragments);
+  const jsFiles = await loadTracesViaDuckdb(conn, files, log);
+  const viaDuck = files.length ? await countTraces(conn) : 0;
+  lap(`traces via read_ndjson (${viaDuck} rows from ${files.length - jsFiles.size} files)`);
+  let viaJs = 0;
+  if (jsFiles.size > 0) {
+    const js = await reloadTracesViaJs(conn, files, jsFiles, viaDuck, cat);
+    viaJs = js.rows;
+    lap(
+      `traces via the TS parser (${viaJs} rows from ${jsFiles.size} files; ${js.deleted} DuckDB rows replaced)`,
+    );
+  }
+
+  await addOrphanWorkloadCosts(conn, files, jsFiles, cat);
+  await appendRows(
+    conn,
+    "workload_cost",
+    ["VARCHAR", "VARCHAR", "DOUBLE", "DOUBLE", "VARCHAR"],
+    cat.costRows,
+  );
+  await appendRows(
+    conn,
+    "diagnostics",
+    ["VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "VARCHAR"],
+    cat.diags.map((d) => [d.level, d.file, d.line ?? null, d.path, d.message]),
+  );
+  await createViews(conn);
+  lap("workload costs, diagnostics, views");
+  const total = await countTraces(conn);
+  return {
+    definitions: cat.defs.size,
+    workloads: cat.wlRows.length,
+    solutions: cat.sols.size,
+    traces: total,
+    traceFiles: files.length,
+    tracesViaDuckdb: total - viaJs,
+    tracesViaJs: viaJs,
+    diagnostics: cat.diags,
+    timings,
   };
+}
+
+/** Records the seconds since the previous lap (or since its creation) under each name, and logs them. */
+function lapTimer(timings: Record<string, number>, log: (msg: string) => void) {
+  let t0 = performance.now();
+  return (name: string) => {
+    const now = performance.now();
+    timings[name] = (now - t0) / 1000;
+    t0 = now;
+    log(`  ${name}: ${timings[name].toFixed(2)} s`);
+  };
+}
+
+/**
+ * What the TS parsers read from the fragments (definitions, solutions, workloads), merged across
+ * fragments with the first occurrence winning, plus the rows still to append at the end: workload
+ * costs (the orphan workloads' come later) and every diagnostic of the load.
+ */
+interface Catalogue {
+  defs: Map<string, Definition>;
+  sols: Map<string, Solution>;
+  defRows: unknown[][];
+  solRows: unknown[][];
+  wlRows: unknown[][];
+  /** definition NUL uuid of every workload row, for the first-occurrence rule. */
+  wlSeen: Set<string>;
+  costRows: unknown[][];
+  diags: Diagnostic[];
+}
+
+/** Reads the definitions, solutions and workloads of every fragment and appends their tables. */
+async function loadCatalogue(
+  conn: DuckDBConnection,
+  fragments: Fragment[],
+  params: AggregateParams,
+): Promise<Catalogue> {
+  const cat: Catalogue = {
+    defs: new Map(),
+    sols: new Map(),
+    defRows: [],
+    solRows: [],
+    wlRows: [],
+    wlSeen: new Set(),
+    costRows: [],
+    diags: [],
+  };
+  // Every fragment's definitions first: a solution or workload may refer to a definition that
+  // another fragment brings. Solutions and workloads then go fragment by fragment, which keeps
+  // the order of the diagnostics.
+  for (const f of fragments) readDefinitions(f, params, cat);
   for (const f of fragments) {
-    for (const p of listFiles(join(f.dir, "definitions"), ".json")) {
-      const text = read(f, p);
-      if (text === null) continue;
-      const r = parseDefinition(text, displayName(f, p));
-      if (!r.ok) {
-        diags.push(...r.diagnostics);
-        continue;
-      }
-      if (defs.has(r.value.name)) continue;
-      defs.set(r.value.name, r.value);
-      defRows.push([
-        r.value.name,
-        r.value.op_type,
-        panelOf(r.value, params),
-        displayName(f, p),
-        text,
-      ]);
-    }
+    readSolutions(f, cat);
+    readWorkloads(f, cat);
   }
-  for (const f of fragments) {
-    for (const p of listFiles(join(f.dir, "solutions"), ".json")) {
-      const text = read(f, p);
-      if (text === null) continue;
-      const r = parseSolution(text, displayName(f, p));
-      if (!r.ok) {
-        diags.push(...r.diagnostics);
-        continue;
-      }
-      const s = r.value;
-      if (!defs.has(s.definition)) {
-        diags.push({
-          level: "warning",
-          file: displayName(f, p),
-          path: "$.definition",
-          message: `definition "${s.definition}" not found; solution "${s.name}" ignored`,
-        });
-        continue;
-      }
-      if (sols.has(s.name)) continue;
-      sols.set(s.name, s);
-      solRows.push([s.name, s.definition, s.author, s.spec.language, displayName(f, p)]);
-    }
-    for (const p of listFiles(join(f.dir, "workloads"), ".jsonl")) {
-      const text = read(f, p);
-      if (text === null) continue;
-      const name = displayName(f, p);
-      const { traces, diagnostics } = parseJsonl(text, name);
-      diags.push(...diagnostics);
-      for (const [line, t] of traces) {
-        const def = defs.get(t.definition);
-        if (!isWorkloadTrace(t) || !def) {
-          diags.push({
-            level: "error",
-            file: name,
-            line,
-            path: def ? "$.solution" : "$.definition",
-            message: def
-              ? "a workloads file may only hold workload traces"
-              : `definition "${t.definition}" not found`,
-          });
-          continue;
-        }
-        const k = `${t.definition}\u0000${t.workload.uuid}`;
-        if (wlSeen.has(k)) continue;
-        wlSeen.add(k);
-        wlRows.push([t.definition, t.workload.uuid, JSON.stringify(t.workload.axes), name, line]);
-        const c = workloadCost(def, t.workload.axes);
-        costRows.push([t.definition, t.workload.uuid, c.flops, c.bytes, c.model]);
-      }
-    }
-  }
-  await appendRows(
-    conn,
-    "definitions",
-    ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"],
-    defRows,
-  );
-  await appendRows(
-    conn,
-    "solutions",
-    ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"],
-    solRows,
-  );
+  const text5: ColType[] = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"];
+  await appendRows(conn, "definitions", text5, cat.defRows);
+  await appendRows(conn, "solutions", text5, cat.solRows);
   await appendRows(
     conn,
     "workloads",
     ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "INTEGER"],
-    wlRows,
+    cat.wlRows,
   );
-  lap(`definitions, solutions, workloads (${defs.size}, ${sols.size}, ${wlRows.length})`);
+  return cat;
+}
 
-  // Provenance: the engine's per-cell record, kept verbatim (JSON text) for the report.
+/** One fragment's definitions/*.json. */
+function readDefinitions(f: Fragment, params: AggregateParams, cat: Catalogue): void {
+  for (const p of listFiles(join(f.dir, "definitions"), ".json")) {
+    const text = readOrDiagnose(f, p, cat.diags);
+    if (text === null) continue;
+    const r = parseDefinition(text, displayName(f, p));
+    if (!r.ok) {
+      cat.diags.push(...r.diagnostics);
+      continue;
+    }
+    if (cat.defs.has(r.value.name)) continue;
+    cat.defs.set(r.value.name, r.value);
+    cat.defRows.push([
+      r.value.name,
+      r.value.op_type,
+      panelOf(r.value, params),
+      displayName(f, p),
+      text,
+    ]);
+  }
+}
+
+/** One fragment's solutions/**.json; a solution of an unknown definition is reported and skipped. */
+function readSolutions(f: Fragment, cat: Catalogue): void {
+  for (const p of listFiles(join(f.dir, "solutions"), ".json")) {
+    const text = readOrDiagnose(f, p, cat.diags);
+    if (text === null) continue;
+    const r = parseSolution(text, displayName(f, p));
+    if (!r.ok) {
+      cat.diags.push(...r.diagnostics);
+      continue;
+    }
+    const s = r.value;
+    if (!cat.defs.has(s.definition)) {
+      cat.diags.push({
+        level: "warning",
+        file: displayName(f, p),
+        path: "$.definition",
+        message: `definition "${s.definition}" not found; solution "${s.name}" ignored`,
+      });
+      continue;
+    }
+    if (cat.sols.has(s.name)) continue;
+    cat.sols.set(s.name, s);
+    cat.solRows.push([s.name, s.definition, s.author, s.spec.language, displayName(f, p)]);
+  }
+}
+
+/** One fragment's workloads/*.jsonl, with each new workload's cost. */
+function readWorkloads(f: Fragment, cat: Catalogue): void {
+  for (const p of listFiles(join(f.dir, "workloads"), ".jsonl")) {
+    const text = readOrDiagnose(f, p, cat.diags);
+    if (text === null) continue;
+    const name = displayName(f, p);
+    const { traces, diagnostics } = parseJsonl(text, name);
+    cat.diags.push(...diagnostics);
+    for (const [line, t] of traces) {
+      const def = cat.defs.get(t.definition);
+      if (!isWorkloadTrace(t) || !def) {
+        cat.diags.push({
+          level: "error",
+          file: name,
+          line,
+          path: def ? "$.solution" : "$.definition",
+          message: def
+            ? "a workloads file may only hold workload traces"
+            : `definition "${t.definition}" not found`,
+        });
+        continue;
+      }
+      const k = `${t.definition}\u0000${t.workload.uuid}`;
+      if (cat.wlSeen.has(k)) continue;
+      cat.wlSeen.add(k);
+      cat.wlRows.push([t.definition, t.workload.uuid, JSON.stringify(t.workload.axes), name, line]);
+      const c = workloadCost(def, t.workload.axes);
+      cat.costRows.push([t.definition, t.workload.uuid, c.flops, c.bytes, c.model]);
+    }
+  }
+}
+
+/** Provenance: the engine's per-cell record, kept verbatim (JSON text) for the report. */
+async function loadProvenance(conn: DuckDBConnection, fragments: Fragment[]): Promise<void> {
   const provRows: unknown[][] = [];
   for (const f of fragments) {
     const p = join(f.dir, "provenance.json");
@@ -261,8 +289,10 @@ export async function loadDatabase(
     ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"],
     provRows,
   );
+}
 
-  // Settings, baseline rules, p grids.
+/** The parameters the views read: the settings row and the baseline rules, in their order. */
+async function loadSettings(conn: DuckDBConnection, params: AggregateParams): Promise<void> {
   await appendRows(conn, "settings", [
     "VARCHAR",
     "DOUBLE",
@@ -292,106 +322,63 @@ export async function loadDatabase(
     "VARCHAR",
     "VARCHAR",
   ], ruleRows);
-  const panels = new Set(defRows.map((r) => r[2] as string));
+}
+
+/** The fast_p grid of each panel; its maximum comes from the panel, else its op type, else "*". */
+async function loadPGrid(
+  conn: DuckDBConnection,
+  cat: Catalogue,
+  params: AggregateParams,
+): Promise<void> {
+  const panels = new Set(cat.defRows.map((r) => r[2] as string));
   const gridRows: unknown[][] = [];
   for (const panel of [...panels].sort()) {
-    const op = [...defs.values()].find((d) => panelOf(d, params) === panel)?.op_type ?? panel;
+    const op = [...cat.defs.values()].find((d) => panelOf(d, params) === panel)?.op_type ?? panel;
     const max = params.pGridMax[panel] ?? params.pGridMax[op] ?? params.pGridMax["*"] ?? 1.5;
     for (const p of pGrid(params.pGridStep, max)) gridRows.push([panel, p]);
   }
   await appendRows(conn, "p_grid", ["VARCHAR", "DOUBLE"], gridRows);
+}
 
-  // Traces.
-  const files: Array<{ frag: Fragment; path: string; name: string; bytes: number }> = [];
-  for (const f of fragments) {
-    for (const p of listFiles(join(f.dir, "traces"), ".jsonl")) {
-      files.push({ frag: f, path: p, name: displayName(f, p), bytes: statSync(p).size });
-    }
-  }
-  await appendRows(
-    conn,
-    "trace_files",
-    ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "VARCHAR"],
-    files.map((x) => [x.name, x.path, x.bytes, null, firstEnvironment(x.path)]),
-  );
-  const jsFiles = new Set<string>();
-  if (files.length > 0) {
-    try {
-      await conn.run(traceInsertSql(files.map((x) => x.path)));
-    } catch (e) {
-      // Some file has a line DuckDB cannot read: read file by file, and give the bad ones to TS.
-      log(`  read_ndjson over all files failed (${firstLine(e)}); retrying file by file`);
-      await conn.run("DELETE FROM traces");
-      for (const x of files) {
-        try {
-          await conn.run(traceInsertSql([x.path]));
-        } catch {
-          jsFiles.add(x.name);
-        }
-      }
-    }
-    for (const r of await all(conn, SUSPECT_FILES_SQL)) jsFiles.add(r.file as string);
-  }
-  const viaDuck = files.length
-    ? Number((await all(conn, "SELECT count(*) AS n FROM traces"))[0].n)
-    : 0;
-  lap(`traces via read_ndjson (${viaDuck} rows from ${files.length - jsFiles.size} files)`);
-
-  let viaJs = 0;
-  if (jsFiles.size > 0) {
-    await conn.run(`DELETE FROM traces WHERE file IN (${[...jsFiles].map(sqlString).join(", ")})`);
-    const deleted = viaDuck - Number((await all(conn, "SELECT count(*) AS n FROM traces"))[0].n);
-    for (const x of files.filter((x) => jsFiles.has(x.name))) {
-      const text = read(x.frag, x.path);
-      if (text === null) continue;
-      const rows = jsTraceRows(text, x.name, defs, sols, diags);
-      viaJs += await appendRows(conn, "traces", TRACE_TYPES, rows);
-    }
-    lap(
-      `traces via the TS parser (${viaJs} rows from ${jsFiles.size} files; ${deleted} DuckDB rows replaced)`,
-    );
-  }
-
-  // Workloads seen only in traces (no workloads file) still need axes for their cost: one more
-  // read_ndjson pass, made only when there are such workloads.
+/**
+ * Workloads seen only in traces (no workloads file) still need axes for their cost: one more
+ * read_ndjson pass, made only when there are such workloads. Adds their costs to cat.costRows.
+ */
+async function addOrphanWorkloadCosts(
+  conn: DuckDBConnection,
+  files: TraceFile[],
+  jsFiles: Set<string>,
+  cat: Catalogue,
+): Promise<void> {
   const orphans = await all(
     conn,
     `SELECT DISTINCT definition, uuid FROM traces t
      WHERE NOT EXISTS (SELECT 1 FROM workloads w WHERE w.definition = t.definition AND w.uuid = t.uuid)`,
   );
-  if (orphans.length > 0 && files.length > 0) {
-    const okFiles = files.filter((x) => !jsFiles.has(x.name)).map((x) => x.path);
-    const axesRows = okFiles.length === 0 ? [] : await all(
-      conn,
-      `SELECT definition, workload.uuid AS uuid, CAST(any_value(workload.axes) AS VARCHAR) AS axes
-       FROM read_ndjson([${okFiles.map(sqlString).join(", ")}], format = 'newline_delimited',
-         columns = {definition: 'VARCHAR', workload: 'STRUCT(uuid VARCHAR, axes JSON)'})
-       GROUP BY ALL`,
-    );
-    const want = new Set(orphans.map((r) => `${r.definition}\u0000${r.uuid}`));
-    for (const r of axesRows) {
-      const def = defs.get(r.definition as string);
-      if (!def || !want.has(`${r.definition}\u0000${r.uuid}`)) continue;
-      let axes: Record<string, number> = {};
-      try {
-        axes = JSON.parse(String(r.axes ?? "{}"));
-      } catch { /* left empty: the cost becomes unknown */ }
-      const c = workloadCost(def, axes);
-      costRows.push([r.definition, r.uuid, c.flops, c.bytes, c.model]);
-    }
+  if (orphans.length === 0 || files.length === 0) return;
+  const okFiles = files.filter((x) => !jsFiles.has(x.name)).map((x) => x.path);
+  const axesRows = okFiles.length === 0 ? [] : await all(
+    conn,
+    `SELECT definition, workload.uuid AS uuid, CAST(any_value(workload.axes) AS VARCHAR) AS axes
+     FROM read_ndjson([${okFiles.map(sqlString).join(", ")}], format = 'newline_delimited',
+       columns = {definition: 'VARCHAR', workload: 'STRUCT(uuid VARCHAR, axes JSON)'})
+     GROUP BY ALL`,
+  );
+  const want = new Set(orphans.map((r) => `${r.definition}\u0000${r.uuid}`));
+  for (const r of axesRows) {
+    const def = cat.defs.get(r.definition as string);
+    if (!def || !want.has(`${r.definition}\u0000${r.uuid}`)) continue;
+    let axes: Record<string, number> = {};
+    try {
+      axes = JSON.parse(String(r.axes ?? "{}"));
+    } catch { /* left empty: the cost becomes unknown */ }
+    const c = workloadCost(def, axes);
+    cat.costRows.push([r.definition, r.uuid, c.flops, c.bytes, c.model]);
   }
-  await appendRows(
-    conn,
-    "workload_cost",
-    ["VARCHAR", "VARCHAR", "DOUBLE", "DOUBLE", "VARCHAR"],
-    costRows,
-  );
-  await appendRows(
-    conn,
-    "diagnostics",
-    ["VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "VARCHAR"],
-    diags.map((d) => [d.level, d.file, d.line ?? null, d.path, d.message]),
-  );
+}
+
+/** Runs the analysis views' .sql files in order; an error names the file. */
+async function createViews(conn: DuckDBConnection): Promise<void> {
   for (const f of viewFiles()) {
     try {
       await runSqlFile(conn, f);
@@ -399,96 +386,4 @@ export async function loadDatabase(
       throw new Error(`${relative(SQL_DIR, f)}: ${(e as Error).message}`);
     }
   }
-  lap("workload costs, diagnostics, views");
-  const total = Number((await all(conn, "SELECT count(*) AS n FROM traces"))[0].n);
-  return {
-    definitions: defs.size,
-    workloads: wlRows.length,
-    solutions: sols.size,
-    traces: total,
-    traceFiles: files.length,
-    tracesViaDuckdb: total - viaJs,
-    tracesViaJs: viaJs,
-    diagnostics: diags,
-    timings,
-  };
-}
-
-/** The evaluation environment of a traces file's first line (hardware and libs), or null. */
-function firstEnvironment(path: string): string | null {
-  try {
-    const fd = openSync(path, "r");
-    const buf = new Uint8Array(64 * 1024);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    closeSync(fd);
-    const text = new TextDecoder().decode(buf.subarray(0, n));
-    const nl = text.indexOf("\n");
-    const env = JSON.parse(nl >= 0 ? text.slice(0, nl) : text)?.evaluation?.environment;
-    return env ? JSON.stringify(env) : null;
-  } catch {
-    return null;
-  }
-}
-
-const firstLine = (e: unknown) => String((e as Error).message ?? e).split("\n")[0].slice(0, 200);
-
-/** Parses one traces file with the TS parser; every rejected line becomes a diagnostic. */
-function jsTraceRows(
-  text: string,
-  file: string,
-  defs: Map<string, Definition>,
-  sols: Map<string, Solution>,
-  diags: Diagnostic[],
-): unknown[][] {
-  const { traces, diagnostics } = parseJsonl(text, file);
-  diags.push(...diagnostics);
-  const rows: unknown[][] = [];
-  const bad = (line: number, path: string, message: string) =>
-    diags.push({ level: "error", file, line, path, message });
-  for (const [line, t] of traces as Array<[number, Trace]>) {
-    const ev = t.evaluation;
-    if (t.solution === null || ev === null) {
-      bad(
-        line,
-        "$.evaluation",
-        "a traces file needs traces with both a solution and an evaluation",
-      );
-      continue;
-    }
-    if (!defs.has(t.definition)) {
-      bad(line, "$.definition", `definition "${t.definition}" not found`);
-      continue;
-    }
-    const sol = sols.get(t.solution);
-    if (!sol) {
-      bad(line, "$.solution", `solution "${t.solution}" not found`);
-      continue;
-    }
-    if (sol.definition !== t.definition) {
-      bad(
-        line,
-        "$.solution",
-        `solution "${t.solution}" is for "${sol.definition}", not "${t.definition}"`,
-      );
-      continue;
-    }
-    rows.push([
-      file,
-      line,
-      t.definition,
-      t.solution,
-      t.workload.uuid,
-      ev.status,
-      ev.environment.hardware,
-      ev.timestamp,
-      ev.log,
-      ev.correctness?.max_relative_error ?? null,
-      ev.correctness?.max_absolute_error ?? null,
-      ev.performance?.latency_ms ?? null,
-      ev.performance?.reference_latency_ms ?? null,
-      ev.performance?.speedup_factor ?? null,
-      "js",
-    ]);
-  }
-  return rows;
 }

@@ -5,7 +5,7 @@
  * GEMM 2MNK and GQA decode 4·H_q·d·(kv tokens), the paper's appendix formulas; any other op type
  * is treated as memory-bound (FLOPs 0), which is stated in the model column.
  */
-import type { Definition, DType } from "../../pipeline/trace/schema.ts";
+import type { Definition, DType } from "../../pipeline/trace/mod.ts";
 
 const DTYPE_BYTES: Record<DType, number> = {
   float32: 4,

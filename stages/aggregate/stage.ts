@@ -5,10 +5,15 @@
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
-import { digestJson } from "../../pipeline/engine/hash.ts";
-import { type CellResult, defineStage, type PlanContext } from "../../pipeline/engine/stage.ts";
-import type { Toolchain } from "../../pipeline/engine/toolchain.ts";
+import {
+  type CellResult,
+  defineStage,
+  digestJson,
+  formatDiagnostic,
+  type PlanContext,
+  type Toolchain,
+  writeFileAtomic,
+} from "../../pipeline/engine/mod.ts";
 import { analyse, loadPaperFigures } from "./analysis.ts";
 import { buildCharts } from "./charts.ts";
 import { all, closeDb, openDb, sqlString } from "./db.ts";
@@ -16,9 +21,12 @@ import { type Fragment, loadDatabase } from "./load.ts";
 import { AggregateParams } from "./params.ts";
 import { renderReport, type TraceLink } from "./report.ts";
 import { toCsv, toMarkdown } from "./tables.ts";
-import { mergeFragments } from "../../pipeline/trace/fragments.ts";
-import { formatSolution, solutionPath, writeFileAtomic } from "../../pipeline/trace/traceset.ts";
-import { readSweepIndex } from "../../pipeline/trace/sweep_index.ts";
+import {
+  formatSolution,
+  mergeFragments,
+  readSweepIndex,
+  solutionPath,
+} from "../../pipeline/trace/mod.ts";
 import { type BestOfSweep, selectBestOfSweep } from "./best_of_sweep.ts";
 
 /** Inputs of one aggregate run, independent of the engine. */

@@ -8,23 +8,21 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type {
-  Definition,
-  EvaluationStatus,
-  Solution,
-  Trace,
-  Workload,
-} from "../../pipeline/trace/schema.ts";
 import {
+  type Definition,
   definitionPath,
+  type EvaluationStatus,
   formatDefinition,
   formatJsonl,
   formatSolution,
   formatTraceLine,
+  type Solution,
   solutionPath,
+  type Trace,
   tracesPath,
+  type Workload,
   workloadsPath,
-} from "../../pipeline/trace/traceset.ts";
+} from "../../pipeline/trace/mod.ts";
 
 /** Options of the generator. */
 export interface SynthOptions {

@@ -1,19 +1,23 @@
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { sha256File } from "../../pipeline/engine/hash.ts";
+import { sha256File } from "../../pipeline/engine/mod.ts";
 import { DuckDBInstance } from "@duckdb/node-api";
-import { EngineConfig, EngineConfigError, kvCapacityPages } from "../../pipeline/serving/engine.ts";
-import { deriveShape, loadModelConfig, ModelConfigError } from "../../pipeline/serving/model.ts";
-import { simulate } from "../../pipeline/serving/simulate.ts";
-import { CollectParams, collectStage } from "./stage.ts";
 import {
+  deriveShape,
+  EngineConfig,
+  EngineConfigError,
   KNOWN_TRACES,
+  kvCapacityPages,
+  loadModelConfig,
   loadTrace,
+  ModelConfigError,
   parseAzureCsv,
   parseMooncakeJsonl,
+  simulate,
   TraceError,
-} from "../../pipeline/serving/traces.ts";
+} from "../../pipeline/serving/mod.ts";
+import { CollectParams, collectStage } from "./stage.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MC = join(ROOT, "data/models/model-configs.json");

@@ -13,9 +13,7 @@ import {
   INTEGER,
   VARCHAR,
 } from "@duckdb/node-api";
-import type { EngineConfig } from "../../pipeline/serving/engine.ts";
-import type { ModelShape } from "../../pipeline/serving/model.ts";
-import type { SimResult } from "../../pipeline/serving/simulate.ts";
+import type { EngineConfig, ModelShape, SimResult } from "../../pipeline/serving/mod.ts";
 
 /** Appends columns (equal length) to an existing table in chunks of 2048 rows. */
 export async function appendColumns(

@@ -7,11 +7,15 @@
 import { cpSync, existsSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { z } from "zod";
-import { sha256, sha256File } from "../../pipeline/engine/hash.ts";
-import { type CellPlan, defineStage } from "../../pipeline/engine/stage.ts";
-import { EngineConfig } from "../../pipeline/serving/engine.ts";
-import { writeEventParquet } from "./events.ts";
 import {
+  type CellPlan,
+  defineStage,
+  formatDiagnostic,
+  sha256,
+  sha256File,
+} from "../../pipeline/engine/mod.ts";
+import {
+  EngineConfig,
   modelSlug,
   ModelSpec,
   resolvePath,
@@ -19,9 +23,9 @@ import {
   runSimulation,
   type SimConfig,
   TraceSpec,
-} from "../../pipeline/serving/run.ts";
-import { listFiles, loadTraceSet } from "../../pipeline/trace/traceset.ts";
-import { formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
+} from "../../pipeline/serving/mod.ts";
+import { writeEventParquet } from "./events.ts";
+import { listFiles, loadTraceSet } from "../../pipeline/trace/mod.ts";
 
 /** collect's params. */
 export const CollectParams = z.object({

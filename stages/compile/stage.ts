@@ -6,12 +6,17 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { digestJson } from "../../pipeline/engine/hash.ts";
-import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
-import { type CellJob, type CellPlan, defineStage } from "../../pipeline/engine/stage.ts";
-import { compileFacts } from "../../pipeline/engine/toolchain.ts";
-import { writeFileAtomic } from "../../pipeline/trace/traceset.ts";
 import {
+  type CellJob,
+  type CellPlan,
+  compileFacts,
+  defineStage,
+  digestJson,
+} from "../../pipeline/engine/mod.ts";
+import { type Definition, type Solution } from "../../pipeline/trace/mod.ts";
+import { writeFileAtomic } from "../../pipeline/engine/mod.ts";
+import {
+  type CompileSummary,
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
@@ -20,7 +25,7 @@ import {
   notRunnableHere,
   SelectionParams,
   selectSolutions,
-} from "../../pipeline/harness/judging.ts";
+} from "../../pipeline/harness/mod.ts";
 
 /** Params of the compile stage. */
 export const CompileParams = SelectionParams.extend({
@@ -32,14 +37,6 @@ export const CompileParams = SelectionParams.extend({
   parallel_builds: z.number().int().nonnegative().default(0),
 });
 export type CompileParams = z.infer<typeof CompileParams>;
-
-/** What a compile cell publishes downstream. */
-export interface CompileSummary {
-  solution: string;
-  definition: string;
-  outcome: "built" | "compile_error" | "toolchain_unavailable" | "not_runnable_here";
-  reason: string | null;
-}
 
 interface Payload {
   solution: Solution;

@@ -6,18 +6,21 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { pathDigest } from "../../pipeline/engine/codegraph.ts";
-import { type Diagnostic, formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
-import { checkDefinitionsSyntax } from "../../pipeline/trace/python_syntax.ts";
-import type { Definition } from "../../pipeline/trace/schema.ts";
-import { defineStage } from "../../pipeline/engine/stage.ts";
-import { findPython } from "../../pipeline/engine/toolchain.ts";
 import {
+  defineStage,
+  type Diagnostic,
+  formatDiagnostic,
+  pathDigest,
+  writeFileAtomic,
+} from "../../pipeline/engine/mod.ts";
+import { findPython } from "../../pipeline/lib/mod.ts";
+import {
+  checkDefinitionsSyntax,
+  type Definition,
   definitionPath,
   formatDefinition,
   loadTraceSet,
-  writeFileAtomic,
-} from "../../pipeline/trace/traceset.ts";
+} from "../../pipeline/trace/mod.ts";
 
 /** Params of the definitions stage. */
 export const DefinitionsParams = z.object({

@@ -1,19 +1,22 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { sha256File } from "../../pipeline/engine/hash.ts";
-import { encodeSafetensors, intTensor } from "../../pipeline/trace/safetensors.ts";
-import type { Definition, Workload } from "../../pipeline/trace/schema.ts";
-import type { CellResult } from "../../pipeline/engine/stage.ts";
+import { type CellResult, sha256File } from "../../pipeline/engine/mod.ts";
 import {
   blobPath,
+  checkConstraints,
+  checkWorkload,
+  type Definition,
+  encodeSafetensors,
+  evaluate,
   formatDefinition,
+  intTensor,
   listFiles,
   loadTraceSet,
+  type Workload,
   workloadsPath,
-} from "../../pipeline/trace/traceset.ts";
+} from "../../pipeline/trace/mod.ts";
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
-import { CollectParams, collectStage } from "../collect/stage.ts";
-import { checkConstraints, checkWorkload, evaluate } from "../../pipeline/trace/constraints.ts";
+import { CollectParams, collectStage } from "../collect/mod.ts";
 import { repairOfficial } from "./repair.ts";
 import { extractModel } from "./stage.ts";
 

@@ -3,7 +3,7 @@
  * definition name) and by equal constant axes. Also names the definition a site would need when
  * none matches, so the definition set can grow.
  */
-import type { Definition } from "../../pipeline/trace/schema.ts";
+import type { Definition } from "../../pipeline/trace/mod.ts";
 
 /** A kernel family: the op type plus, for attention and norms, the variant. */
 export type Family =

@@ -6,18 +6,20 @@
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { sha256 } from "../../pipeline/engine/hash.ts";
+import { formatDiagnostic, sha256 } from "../../pipeline/engine/mod.ts";
 import {
+  checkWorkload,
+  type Definition,
   encodeSafetensors,
   intTensor,
+  listFiles,
+  parseJsonl,
   type RawTensor,
+  splitProblems,
   TRACE_TO_SAFETENSORS,
-} from "../../pipeline/trace/safetensors.ts";
-import type { Definition, Workload } from "../../pipeline/trace/schema.ts";
-import { listFiles, parseJsonl } from "../../pipeline/trace/traceset.ts";
-import { formatDiagnostic } from "../../pipeline/engine/diagnostics.ts";
-import { rng } from "../../pipeline/lib/rng.ts";
-import { checkWorkload, splitProblems } from "../../pipeline/trace/constraints.ts";
+  type Workload,
+} from "../../pipeline/trace/mod.ts";
+import { rng } from "../../pipeline/lib/mod.ts";
 
 /** Summary of a repair. */
 export interface RepairSummary {

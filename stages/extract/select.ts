@@ -6,7 +6,7 @@
  * cumulative weight (a mix of frequency share and time share), then farthest-point filling in
  * log-axis space when heavy shapes absorbed several draws.
  */
-import { rng } from "../../pipeline/lib/rng.ts";
+import { rng } from "../../pipeline/lib/mod.ts";
 
 /** One deduplicated shape. `key` holds the performance-relevant axes in sort order. */
 export interface Candidate {

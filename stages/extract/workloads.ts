@@ -3,17 +3,19 @@
  * simulator's page tables, scalars from the model, everything else random. UUIDs are derived from
  * the content, so equal workloads get equal ids on every run.
  */
-import { canonicalJson, sha256 } from "../../pipeline/engine/hash.ts";
+import { canonicalJson, sha256 } from "../../pipeline/engine/mod.ts";
 import {
+  blobPath,
+  type Definition,
   encodeSafetensors,
+  type InputSpec,
   intTensor,
   type RawTensor,
   TRACE_TO_SAFETENSORS,
-} from "../../pipeline/trace/safetensors.ts";
-import type { Definition, InputSpec, Workload } from "../../pipeline/trace/schema.ts";
-import { blobPath } from "../../pipeline/trace/traceset.ts";
-import type { BatchEntry } from "../../pipeline/serving/simulate.ts";
-import { rng } from "../../pipeline/lib/rng.ts";
+  type Workload,
+} from "../../pipeline/trace/mod.ts";
+import type { BatchEntry } from "../../pipeline/serving/mod.ts";
+import { rng } from "../../pipeline/lib/mod.ts";
 
 /** A uuid-shaped string (version 5 layout) from a sha256 hex digest. */
 export function uuidFromDigest(hex: string): string {

@@ -6,15 +6,17 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { Diagnostic } from "../../pipeline/engine/diagnostics.ts";
-import { fromZodError } from "../../pipeline/engine/diagnostics.ts";
-import { Definition, isWorkloadTrace, Solution, Trace } from "../../pipeline/trace/schema.ts";
+import { type Diagnostic, fromZodError } from "../../pipeline/engine/mod.ts";
 import {
+  Definition,
   emptyTraceSet,
   formatDefinition,
+  isWorkloadTrace,
   listFiles,
+  Solution,
+  Trace,
   type TraceSet,
-} from "../../pipeline/trace/traceset.ts";
+} from "../../pipeline/trace/mod.ts";
 import { looksDraft, upgradeDefinition, upgradeSolution, upgradeTraceLine } from "./legacy.ts";
 import { checkSolutionSignature } from "./signature.ts";
 
@@ -71,14 +73,35 @@ function readJson(path: string, file: string, diags: Diagnostic[]): unknown {
  * the user gave it), so messages name files the user can open.
  */
 export function importCorpus(dir: string, run: RunContext, label = dir): CorpusImport {
-  const diags: Diagnostic[] = [];
-  const upgrades: UpgradeNote[] = [];
-  const at = (p: string) => join(label, relative(dir, p));
-  const err = (file: string, path: string, message: string, line?: number) =>
-    diags.push({ level: "error", file, line, path, message });
-  const warn = (file: string, path: string, message: string, line?: number) =>
-    diags.push({ level: "warning", file, line, path, message });
-  const counts = {
+  const imp = new CorpusImporter(dir, run, label);
+  if (!existsSync(dir)) {
+    imp.err(label, "$", "corpus directory does not exist");
+    return imp.result("current");
+  }
+  const defFiles = listFiles(join(dir, "definitions"), ".json");
+  const solFiles = listFiles(join(dir, "solutions"), ".json");
+  const rawDefs = defFiles.map((f) => [f, readJson(f, imp.at(f), imp.diags)] as const);
+  const rawSols = solFiles.map((f) => [f, readJson(f, imp.at(f), imp.diags)] as const);
+  // One draft-looking file marks the whole corpus as draft: solutions are upgraded accordingly.
+  const draft = [...rawDefs, ...rawSols].some(([, raw]) => looksDraft(raw));
+  imp.importDefinitions(rawDefs);
+  imp.importSolutions(rawSols, draft);
+  // Draft files are named *.workload.jsonl; any .jsonl under workloads/ is read.
+  for (const f of listFiles(join(dir, "workloads"), ".jsonl")) imp.importWorkloadFile(f);
+  imp.countForeignTraces();
+  return imp.result(draft ? "2025-08-draft" : "current");
+}
+
+type RawFile = readonly [path: string, raw: unknown];
+
+/**
+ * The state of one import as it goes: what is kept so far (`out`, `blobs`), the diagnostics and
+ * the counts. Every problem is a diagnostic and the offending object is left out.
+ */
+class CorpusImporter {
+  readonly diags: Diagnostic[] = [];
+  readonly upgrades: UpgradeNote[] = [];
+  readonly counts: CorpusImport["counts"] = {
     definitions: 0,
     solutions: 0,
     rejectedSolutions: 0,
@@ -86,199 +109,245 @@ export function importCorpus(dir: string, run: RunContext, label = dir): CorpusI
     skippedWorkloads: 0,
     foreignTraces: 0,
   };
-  const out = emptyTraceSet(dir);
-  const blobs = new Set<string>();
+  readonly out: TraceSet;
+  readonly blobs = new Set<string>();
+  /** The corpus's own definitions that were imported (not those the run already had). */
+  readonly own = new Map<string, Definition>();
 
-  if (!existsSync(dir)) {
-    err(label, "$", "corpus directory does not exist");
-    return { set: out, blobs: [], diagnostics: diags, upgrades, format: "current", counts };
+  constructor(readonly dir: string, readonly run: RunContext, readonly label: string) {
+    this.out = emptyTraceSet(dir);
   }
 
-  const defFiles = listFiles(join(dir, "definitions"), ".json");
-  const solFiles = listFiles(join(dir, "solutions"), ".json");
-  const rawDefs = defFiles.map((f) => [f, readJson(f, at(f), diags)] as const);
-  const rawSols = solFiles.map((f) => [f, readJson(f, at(f), diags)] as const);
-  const draft = [...rawDefs, ...rawSols].some(([, raw]) => looksDraft(raw));
-  const format = draft ? "2025-08-draft" : "current";
-
-  // Definitions: the corpus's own, unless the run already has one of that name.
-  const own = new Map<string, Definition>();
-  for (const [f, raw] of rawDefs) {
-    if (raw === undefined) continue;
-    const up = upgradeDefinition(raw);
-    if (!up.ok) {
-      err(at(f), "$", `cannot upgrade: ${up.reason}`);
-      continue;
-    }
-    if (up.changes.length) upgrades.push({ file: at(f), changes: up.changes });
-    const p = Definition.safeParse(up.value);
-    if (!p.success) {
-      diags.push(...fromZodError(p.error, at(f)));
-      continue;
-    }
-    const def = p.data;
-    if (own.has(def.name)) {
-      err(
-        at(f),
-        "$.name",
-        `duplicate definition "${def.name}" in this corpus; the first one is kept`,
-      );
-      continue;
-    }
-    const existing = run.definitions.get(def.name);
-    if (existing && formatDefinition(existing) !== formatDefinition(def)) {
-      warn(
-        at(f),
-        "$",
-        `definition "${def.name}" differs from the run's definition of that name; the run's definition is used`,
-      );
-      continue;
-    }
-    own.set(def.name, def);
-    out.definitions.set(def.name, def); // the corpus's own definitions join the run
-    counts.definitions++;
+  /** The name diagnostics give to a file of the corpus. */
+  at(p: string): string {
+    return join(this.label, relative(this.dir, p));
   }
-  const lookup = (name: string) => run.definitions.get(name) ?? own.get(name);
-  const use = (name: string) => {
-    const def = lookup(name)!;
-    out.definitions.set(name, def);
+
+  err(file: string, path: string, message: string, line?: number) {
+    this.diags.push({ level: "error", file, line, path, message });
+  }
+
+  warn(file: string, path: string, message: string, line?: number) {
+    this.diags.push({ level: "warning", file, line, path, message });
+  }
+
+  /** A definition by name: the run's wins over the corpus's own. */
+  lookup(name: string): Definition | undefined {
+    return this.run.definitions.get(name) ?? this.own.get(name);
+  }
+
+  /** Adds a definition an imported object uses to the output, so the fragment is self-contained. */
+  use(name: string): Definition {
+    const def = this.lookup(name)!;
+    this.out.definitions.set(name, def);
     return def;
-  };
+  }
 
-  // Solutions.
-  for (const [f, raw] of rawSols) {
-    if (raw === undefined) continue;
+  result(format: CorpusImport["format"]): CorpusImport {
+    return {
+      set: this.out,
+      blobs: [...this.blobs].sort(),
+      diagnostics: this.diags,
+      upgrades: this.upgrades,
+      format,
+      counts: this.counts,
+    };
+  }
+
+  /** The corpus's own definitions, unless the run already has one of that name. */
+  importDefinitions(rawDefs: RawFile[]) {
+    for (const [f, raw] of rawDefs) {
+      if (raw === undefined) continue;
+      const up = upgradeDefinition(raw);
+      if (!up.ok) {
+        this.err(this.at(f), "$", `cannot upgrade: ${up.reason}`);
+        continue;
+      }
+      if (up.changes.length) this.upgrades.push({ file: this.at(f), changes: up.changes });
+      const p = Definition.safeParse(up.value);
+      if (!p.success) {
+        this.diags.push(...fromZodError(p.error, this.at(f)));
+        continue;
+      }
+      const def = p.data;
+      if (this.own.has(def.name)) {
+        this.err(
+          this.at(f),
+          "$.name",
+          `duplicate definition "${def.name}" in this corpus; the first one is kept`,
+        );
+        continue;
+      }
+      const existing = this.run.definitions.get(def.name);
+      if (existing && formatDefinition(existing) !== formatDefinition(def)) {
+        this.warn(
+          this.at(f),
+          "$",
+          `definition "${def.name}" differs from the run's definition of that name; the run's definition is used`,
+        );
+        continue;
+      }
+      this.own.set(def.name, def);
+      this.out.definitions.set(def.name, def); // the corpus's own definitions join the run
+      this.counts.definitions++;
+    }
+  }
+
+  importSolutions(rawSols: RawFile[], draft: boolean) {
+    for (const [f, raw] of rawSols) {
+      if (raw === undefined) continue;
+      const accepted = this.acceptSolution(this.at(f), raw, draft);
+      if (!accepted) {
+        this.counts.rejectedSolutions++;
+        continue;
+      }
+      this.use(accepted.def.name);
+      this.out.solutions.set(accepted.sol.name, accepted.sol);
+      this.counts.solutions++;
+    }
+  }
+
+  /** The upgraded, parsed and signature-checked solution, or undefined after a diagnostic. */
+  private acceptSolution(
+    file: string,
+    raw: unknown,
+    draft: boolean,
+  ): { sol: Solution; def: Definition } | undefined {
     const defName = (raw as { definition?: unknown })?.definition;
-    const def = typeof defName === "string" ? lookup(defName) : undefined;
+    const def = typeof defName === "string" ? this.lookup(defName) : undefined;
+    // The upgrade needs the definition's output names to rewrite a draft entry point.
     const up = upgradeSolution(raw, draft, def ? Object.keys(def.outputs) : undefined);
     if (!up.ok) {
-      err(at(f), "$.spec.entry_point", `cannot upgrade: ${up.reason}`);
-      counts.rejectedSolutions++;
-      continue;
+      this.err(file, "$.spec.entry_point", `cannot upgrade: ${up.reason}`);
+      return undefined;
     }
-    if (up.changes.length) upgrades.push({ file: at(f), changes: up.changes });
+    if (up.changes.length) this.upgrades.push({ file, changes: up.changes });
     const p = Solution.safeParse(up.value);
     if (!p.success) {
-      diags.push(...fromZodError(p.error, at(f)));
-      counts.rejectedSolutions++;
-      continue;
+      this.diags.push(...fromZodError(p.error, file));
+      return undefined;
     }
     const sol = p.data;
     if (!def) {
-      err(
-        at(f),
+      this.err(
+        file,
         "$.definition",
         `definition "${sol.definition}" is neither in this corpus nor in the run`,
       );
-      counts.rejectedSolutions++;
-      continue;
+      return undefined;
     }
-    if (out.solutions.has(sol.name)) {
-      err(at(f), "$.name", `duplicate solution name "${sol.name}"; the first one is kept`);
-      counts.rejectedSolutions++;
-      continue;
+    if (this.out.solutions.has(sol.name)) {
+      this.err(file, "$.name", `duplicate solution name "${sol.name}"; the first one is kept`);
+      return undefined;
     }
     const check = checkSolutionSignature(sol, def);
-    for (const w of check.warnings) warn(at(f), "$.spec.entry_point", w);
+    for (const w of check.warnings) this.warn(file, "$.spec.entry_point", w);
     if (check.errors.length > 0) {
-      for (const e of check.errors) err(at(f), "$.spec.entry_point", e);
-      counts.rejectedSolutions++;
-      continue;
+      for (const e of check.errors) this.err(file, "$.spec.entry_point", e);
+      return undefined;
     }
-    use(def.name);
-    out.solutions.set(sol.name, sol);
-    counts.solutions++;
+    return { sol, def };
   }
 
-  // Workloads (draft files are named *.workload.jsonl; any .jsonl under workloads/ is read).
-  for (const f of listFiles(join(dir, "workloads"), ".jsonl")) {
+  /**
+   * Imports one workloads file, line by line. Workloads of unknown definitions are reported once
+   * per definition, with their count, rather than once per line.
+   */
+  importWorkloadFile(f: string) {
     const seen = new Map<string, number>();
     const unknown = new Map<string, number>();
     readFileSync(f, "utf8").split("\n").forEach((text, i) => {
       if (!text.trim()) return;
-      const line = i + 1;
-      let raw: unknown;
-      try {
-        raw = JSON.parse(text);
-      } catch (e) {
-        err(at(f), "$", `malformed JSON: ${(e as Error).message}`, line);
-        counts.skippedWorkloads++;
+      const t = this.acceptWorkload(f, text, i + 1, seen, unknown);
+      if (!t) {
+        this.counts.skippedWorkloads++;
         return;
-      }
-      const up = upgradeTraceLine(raw, seen);
-      if (!up.ok) {
-        err(at(f), "$", `cannot upgrade: ${up.reason}`, line);
-        counts.skippedWorkloads++;
-        return;
-      }
-      const p = Trace.safeParse(up.value);
-      if (!p.success) {
-        diags.push(...fromZodError(p.error, at(f), line));
-        counts.skippedWorkloads++;
-        return;
-      }
-      const t = p.data;
-      if (!isWorkloadTrace(t)) {
-        err(at(f), "$.evaluation", "a workloads file may only hold workload traces", line);
-        counts.skippedWorkloads++;
-        return;
-      }
-      if (!lookup(t.definition)) {
-        unknown.set(t.definition, (unknown.get(t.definition) ?? 0) + 1);
-        counts.skippedWorkloads++;
-        return;
-      }
-      if (run.workloadUuids.get(t.definition)?.has(t.workload.uuid)) {
-        counts.skippedWorkloads++; // the run has it already
-        return;
-      }
-      const list = out.workloads.get(t.definition) ?? [];
-      if (list.some((w) => w.uuid === t.workload.uuid)) {
-        err(at(f), "$.workload.uuid", `duplicate workload uuid "${t.workload.uuid}"`, line);
-        counts.skippedWorkloads++;
-        return;
-      }
-      for (const [name, inp] of Object.entries(t.workload.inputs)) {
-        if (inp.type !== "safetensors") continue;
-        if (inp.path.split(/[\\/]/).includes("..") || inp.path.startsWith("/")) {
-          err(
-            at(f),
-            `$.workload.inputs.${name}.path`,
-            `blob path "${inp.path}" leaves the corpus`,
-            line,
-          );
-          counts.skippedWorkloads++;
-          return;
-        }
-        if (!existsSync(join(dir, inp.path))) {
-          err(
-            at(f),
-            `$.workload.inputs.${name}.path`,
-            `blob file "${inp.path}" does not exist`,
-            line,
-          );
-          counts.skippedWorkloads++;
-          return;
-        }
       }
       for (const inp of Object.values(t.workload.inputs)) {
-        if (inp.type === "safetensors") blobs.add(inp.path.replace(/^\.\//, ""));
+        if (inp.type === "safetensors") this.blobs.add(inp.path.replace(/^\.\//, ""));
       }
-      use(t.definition);
-      out.workloads.set(t.definition, [...list, t.workload]);
-      counts.workloads++;
+      this.use(t.definition);
+      const list = this.out.workloads.get(t.definition) ?? [];
+      this.out.workloads.set(t.definition, [...list, t.workload]);
+      this.counts.workloads++;
     });
     for (const [name, n] of unknown) {
-      err(
-        at(f),
+      this.err(
+        this.at(f),
         "$.definition",
         `${n} workload(s) for definition "${name}", which is neither in this corpus nor in the run, skipped`,
       );
     }
   }
 
-  for (const f of listFiles(join(dir, "traces"), ".jsonl")) {
-    counts.foreignTraces += readFileSync(f, "utf8").split("\n").filter((l) => l.trim()).length;
+  /**
+   * The workload trace on `line` of `f`, or undefined when it is skipped (with a diagnostic,
+   * unless the run has it already or its definition is unknown, which `unknown` counts).
+   */
+  private acceptWorkload(
+    f: string,
+    text: string,
+    line: number,
+    seen: Map<string, number>,
+    unknown: Map<string, number>,
+  ): Trace | undefined {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      this.err(this.at(f), "$", `malformed JSON: ${(e as Error).message}`, line);
+      return undefined;
+    }
+    const up = upgradeTraceLine(raw, seen);
+    if (!up.ok) {
+      this.err(this.at(f), "$", `cannot upgrade: ${up.reason}`, line);
+      return undefined;
+    }
+    const p = Trace.safeParse(up.value);
+    if (!p.success) {
+      this.diags.push(...fromZodError(p.error, this.at(f), line));
+      return undefined;
+    }
+    const t = p.data;
+    if (!isWorkloadTrace(t)) {
+      this.err(this.at(f), "$.evaluation", "a workloads file may only hold workload traces", line);
+      return undefined;
+    }
+    if (!this.lookup(t.definition)) {
+      unknown.set(t.definition, (unknown.get(t.definition) ?? 0) + 1);
+      return undefined;
+    }
+    if (this.run.workloadUuids.get(t.definition)?.has(t.workload.uuid)) return undefined;
+    const list = this.out.workloads.get(t.definition) ?? [];
+    if (list.some((w) => w.uuid === t.workload.uuid)) {
+      this.err(this.at(f), "$.workload.uuid", `duplicate workload uuid "${t.workload.uuid}"`, line);
+      return undefined;
+    }
+    return this.blobsPresent(f, t, line) ? t : undefined;
   }
-  return { set: out, blobs: [...blobs].sort(), diagnostics: diags, upgrades, format, counts };
+
+  /** Whether every blob the workload references is a file inside the corpus (else a diagnostic). */
+  private blobsPresent(f: string, t: Trace, line: number): boolean {
+    for (const [name, inp] of Object.entries(t.workload.inputs)) {
+      if (inp.type !== "safetensors") continue;
+      const path = `$.workload.inputs.${name}.path`;
+      if (inp.path.split(/[\\/]/).includes("..") || inp.path.startsWith("/")) {
+        this.err(this.at(f), path, `blob path "${inp.path}" leaves the corpus`, line);
+        return false;
+      }
+      if (!existsSync(join(this.dir, inp.path))) {
+        this.err(this.at(f), path, `blob file "${inp.path}" does not exist`, line);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Evaluated traces are counted, not imported: they were timed on foreign hardware. */
+  countForeignTraces() {
+    for (const f of listFiles(join(this.dir, "traces"), ".jsonl")) {
+      this.counts.foreignTraces += readFileSync(f, "utf8").split("\n").filter((l) => l.trim())
+        .length;
+    }
+  }
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadTraceSet } from "../../pipeline/trace/traceset.ts";
+import { loadTraceSet } from "../../pipeline/trace/mod.ts";
 import { importCorpus, type RunContext } from "./corpus.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 

@@ -18,7 +18,7 @@
  * | evaluation.environment.device           | `hardware`; `log_file` dropped                |
  */
 import { createHash } from "node:crypto";
-import { canonicalJson } from "../../pipeline/engine/hash.ts";
+import { canonicalJson } from "../../pipeline/engine/mod.ts";
 import { splitTopLevel } from "./signature.ts";
 
 /** Result of upgrading one object. */

@@ -13,7 +13,7 @@
  * static approximation: a symbol bound dynamically (e.g. `run = make()`) is accepted without a
  * signature check, as flashinfer-bench skips the check when `inspect.signature` fails.
  */
-import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
+import type { Definition, Solution } from "../../pipeline/trace/mod.ts";
 
 /** Outcome of checking one solution: errors reject it, warnings are reported only. */
 export interface SignatureReport {

@@ -1,7 +1,12 @@
 import { assertEquals, assertMatch } from "../../tests/assert.ts";
 import { readFileSync } from "node:fs";
-import { listFiles, loadTraceSet, parseSolution } from "../../pipeline/trace/traceset.ts";
-import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
+import {
+  type Definition,
+  listFiles,
+  loadTraceSet,
+  parseSolution,
+  type Solution,
+} from "../../pipeline/trace/mod.ts";
 import { checkSolutionSignature, findPythonSymbol, parseCppParams } from "./signature.ts";
 
 const root = new URL("../..", import.meta.url).pathname;

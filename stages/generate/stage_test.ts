@@ -1,10 +1,9 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { CellPlan, PlanContext } from "../../pipeline/engine/stage.ts";
-import { loadTraceSet } from "../../pipeline/trace/traceset.ts";
+import type { CellPlan, PlanContext } from "../../pipeline/engine/mod.ts";
+import { loadTraceSet, readSweepIndex } from "../../pipeline/trace/mod.ts";
 import { createGenerateStage, GenerateParams } from "./stage.ts";
-import { readSweepIndex } from "../../pipeline/trace/sweep_index.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 
 const root = new URL("../..", import.meta.url).pathname;

@@ -9,9 +9,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { type Diagnostic, fromZodError } from "../../pipeline/engine/diagnostics.ts";
-import { BuildSpec, type Definition, Solution } from "../../pipeline/trace/schema.ts";
-import type { SweepIndexEntry } from "../../pipeline/trace/sweep_index.ts";
+import { type Diagnostic, fromZodError } from "../../pipeline/engine/mod.ts";
+import {
+  BuildSpec,
+  type Definition,
+  Solution,
+  type SweepIndexEntry,
+} from "../../pipeline/trace/mod.ts";
 import { checkSolutionSignature } from "./signature.ts";
 
 /** A sweep parameter value. */

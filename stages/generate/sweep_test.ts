@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadTraceSet } from "../../pipeline/trace/traceset.ts";
+import { loadTraceSet } from "../../pipeline/trace/mod.ts";
 import { buildSweep, loadManifest, matchDefinitions } from "./sweep.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 

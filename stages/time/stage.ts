@@ -7,13 +7,20 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { type RootedWorkload, workloadDigest } from "../../pipeline/trace/fragments.ts";
-import { digestJson } from "../../pipeline/engine/hash.ts";
-import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
-import { type CellJob, type CellPlan, defineStage } from "../../pipeline/engine/stage.ts";
-import { hardwareFacts } from "../../pipeline/engine/toolchain.ts";
-import { writeFileAtomic } from "../../pipeline/trace/traceset.ts";
-import { type HarnessCell, toEvaluation } from "../../pipeline/harness/client.ts";
+import {
+  type Definition,
+  type RootedWorkload,
+  type Solution,
+  workloadDigest,
+} from "../../pipeline/trace/mod.ts";
+import {
+  type CellJob,
+  type CellPlan,
+  defineStage,
+  digestJson,
+  hardwareFacts,
+  writeFileAtomic,
+} from "../../pipeline/engine/mod.ts";
 import {
   describeJobPhases,
   distinctSolutionsAndWorkloads,
@@ -21,14 +28,16 @@ import {
   groupCost,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
+  type HarnessCell,
   hasGpu,
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
   SelectionParams,
+  toEvaluation,
+  type VerifySummary,
   writeTrace,
-} from "../../pipeline/harness/judging.ts";
-import type { VerifySummary } from "../verify/stage.ts";
+} from "../../pipeline/harness/mod.ts";
 
 /** Params of the time stage (the harness's timing protocol, PROTOCOL.md §1.1). */
 export const TimeParams = SelectionParams.extend({

@@ -6,26 +6,31 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { type RootedWorkload, workloadDigest } from "../../pipeline/trace/fragments.ts";
-import { digestJson } from "../../pipeline/engine/hash.ts";
-import type { Definition, Solution } from "../../pipeline/trace/schema.ts";
+import {
+  checkWorkload,
+  type Definition,
+  type RootedWorkload,
+  runBlockers,
+  type Solution,
+  workloadDigest,
+} from "../../pipeline/trace/mod.ts";
 import {
   type CellJob,
   type CellPlan,
   type CellResult,
   defineStage,
-} from "../../pipeline/engine/stage.ts";
-import { hardwareFacts } from "../../pipeline/engine/toolchain.ts";
-import { writeFileAtomic } from "../../pipeline/trace/traceset.ts";
-import { type HarnessCell, toEvaluation } from "../../pipeline/harness/client.ts";
-import { checkWorkload, runBlockers } from "../../pipeline/trace/constraints.ts";
-import type { CompileSummary } from "../compile/stage.ts";
+  digestJson,
+  hardwareFacts,
+  writeFileAtomic,
+} from "../../pipeline/engine/mod.ts";
 import {
+  type CompileSummary,
   describeJobPhases,
   distinctSolutionsAndWorkloads,
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
+  type HarnessCell,
   hasGpu,
   mapWithSessions,
   mergeUpstream,
@@ -33,9 +38,11 @@ import {
   prestartSharedSessions,
   SelectionParams,
   selectSolutions,
+  toEvaluation,
   verifyCost,
+  type VerifySummary,
   writeTrace,
-} from "../../pipeline/harness/judging.ts";
+} from "../../pipeline/harness/mod.ts";
 
 /** Params of the verify stage. */
 export const VerifyParams = SelectionParams.extend({
@@ -54,16 +61,6 @@ export const VerifyParams = SelectionParams.extend({
   parallel_processes: z.number().int().positive().default(4),
 });
 export type VerifyParams = z.infer<typeof VerifyParams>;
-
-/** What a verify cell publishes downstream. */
-export interface VerifySummary {
-  definition: string;
-  solution: string;
-  workload: string;
-  outcome: string;
-  status: string | null;
-  reason: string | null;
-}
 
 interface Payload {
   solution: Solution;

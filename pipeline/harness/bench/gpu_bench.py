@@ -18,7 +18,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.dirname(HERE)
-sys.path.insert(0, HARNESS)
+sys.path.insert(0, os.path.join(HARNESS, "tests"))  # th_run: runs the judge (pipeline/harness/judge)
 sys.path.insert(0, os.path.join(HARNESS, "cheaters"))
 
 import torch  # noqa: E402

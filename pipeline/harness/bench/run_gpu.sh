@@ -7,13 +7,13 @@ PARTS=${2:-probe,fidelity,cheaters,builds}
 export PYTHONUNBUFFERED=1
 H=pipeline/harness
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
-if [[ $PARTS == *probe* ]]; then python3 $H/tracepipe_harness.py probe --out "$OUT/probe.json"; fi
+if [[ $PARTS == *probe* ]]; then python3 $H/judge probe --out "$OUT/probe.json"; fi
 if [[ $PARTS == *fidelity* ]]; then
   timeout ${T_FID:-200} python3 $H/bench/gpu_bench.py --part fidelity --out "$OUT" > "$OUT/fidelity.log" 2>&1
   cut -c1-400 "$OUT/fidelity.log" | tail -12
 fi
 if [[ $PARTS == *cheaters* ]]; then
-  timeout ${T_CHEAT:-240} python3 $H/test_harness.py --device cuda --skip compile --jobs 8 --report "$OUT/cheaters_gpu.json" > "$OUT/cheaters.log" 2>&1
+  timeout ${T_CHEAT:-240} python3 $H/tests/test_harness.py --device cuda --skip compile --jobs 8 --report "$OUT/cheaters_gpu.json" > "$OUT/cheaters.log" 2>&1
   grep -v "^ok" "$OUT/cheaters.log" | tail -15
 fi
 if [[ $PARTS == *builds* ]]; then

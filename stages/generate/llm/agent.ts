@@ -11,14 +11,15 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type {
-  Definition,
-  EvaluationStatus,
-  Solution,
-  Workload,
-} from "../../../pipeline/trace/schema.ts";
-import { Solution as SolutionSchema, solutionHash } from "../../../pipeline/trace/schema.ts";
-import { formatDefinition } from "../../../pipeline/trace/traceset.ts";
+import {
+  type Definition,
+  type EvaluationStatus,
+  formatDefinition,
+  type Solution,
+  Solution as SolutionSchema,
+  solutionHash,
+  type Workload,
+} from "../../../pipeline/trace/mod.ts";
 import { checkSolutionSignature } from "../signature.ts";
 import { chat, type ChatOptions, type ChatRequest, LlmError, RecordingStore } from "./client.ts";
 
@@ -191,22 +192,7 @@ export async function runCampaign(
   evaluate: Evaluate | null,
   opts: ChatOptions & { store: RecordingStore; logLimit?: number },
 ): Promise<CampaignResult> {
-  const def = c.definition;
-  const inputs = Object.keys(def.inputs).join(", ");
-  const outputs = Object.keys(def.outputs).join(", ");
-  const base = {
-    language: c.language,
-    hardware: c.hardware,
-    definition_name: def.name,
-    definition_json: formatDefinition(def).trimEnd(),
-    input_names: inputs,
-    output_names: outputs,
-    rounds: String(c.rounds),
-  };
-  const langRules = render(prompts[`language-${c.language}`], base, `language-${c.language}`)
-    .trimEnd();
-  const vars = { ...base, language_rules: langRules };
-  const author = modelSlug(c.model);
+  const vars = promptVars(c, prompts);
   const result: CampaignResult = {
     best: null,
     bestFeedback: null,
@@ -215,129 +201,197 @@ export async function runCampaign(
     tokens: { prompt: 0, completion: 0 },
     costUsd: 0,
   };
-  let last: { sol: Solution | null; fb: Feedback; files: string } | null = null;
   let userPrompt = render(prompts.generate, vars, "generate");
-
   for (let round = 1; round <= c.rounds; round++) {
-    const b = c.budget;
-    if (
-      (b.maxTokens !== undefined &&
-        result.tokens.prompt + result.tokens.completion >= b.maxTokens) ||
-      (b.maxCostUsd !== undefined && result.costUsd >= b.maxCostUsd)
-    ) {
+    if (budgetReached(c.budget, result)) {
       result.stopped = "budget";
       opts.log(
-        `llm: ${def.name}/${c.language}/${c.model}: budget reached after ${
+        `llm: ${c.definition.name}/${c.language}/${c.model}: budget reached after ${
           round - 1
         } round(s); stopping`,
       );
       break;
     }
-    const req: ChatRequest = {
-      model: c.model,
-      messages: [{ role: "system", content: prompts.system.trimEnd() }, {
-        role: "user",
-        content: userPrompt,
-      }],
-      ...c.sampling,
-    };
-    const { response } = await chat(req, opts);
-    result.tokens.prompt += response.usage.prompt_tokens;
-    result.tokens.completion += response.usage.completion_tokens;
-    result.costUsd += (response.usage.prompt_tokens * b.inputUsdPerMTok +
-      response.usage.completion_tokens * b.outputUsdPerMTok) / 1e6;
-
-    const name = `${author}_${def.name}_${c.language}_r${round}`;
-    const files = extractFiles(response.content, c.language);
-    let sol: Solution | null = null;
-    let fb: Feedback;
-    if (files.length === 0) {
-      fb = {
-        status: "COMPILE_ERROR",
-        log:
-          'no source files found in the answer: put every file in a <file path="...">...</file> block',
-      };
-    } else {
-      const parsed = SolutionSchema.safeParse({
-        name,
-        definition: def.name,
-        author,
-        description:
-          `LLM agent (${c.model}), round ${round} of ${c.rounds}, ${c.language} for ${c.hardware}.`,
-        spec: specFor(c.language, c.hardware),
-        sources: files,
-      });
-      if (!parsed.success) {
-        fb = {
-          status: "COMPILE_ERROR",
-          log: `the answer is not a valid solution: ${
-            parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")
-          }`,
-        };
-      } else {
-        sol = parsed.data;
-        const sig = checkSolutionSignature(sol, def);
-        fb = sig.errors.length
-          ? { status: "COMPILE_ERROR", log: `signature check failed: ${sig.errors.join("; ")}` }
-          : await evaluateRecorded(sol, c, evaluate, opts);
-      }
-    }
-    result.rounds.push({
-      round,
-      solution: sol?.name ?? null,
-      status: files.length === 0 ? "NO_CODE" : fb.status,
-      speedup_factor: fb.speedup_factor ?? null,
-      latency_ms: fb.latency_ms ?? null,
-      prompt_tokens: response.usage.prompt_tokens,
-      completion_tokens: response.usage.completion_tokens,
-      request: RecordingStore.key("chat", req),
-    });
-    opts.log(
-      `llm: ${def.name}/${c.language}/${c.model}: round ${round}: ${fb.status}${
-        fb.speedup_factor ? ` speedup ${fb.speedup_factor}` : ""
-      }`,
-    );
-    if (
-      sol && fb.status === "PASSED" &&
-      (result.bestFeedback === null ||
-        (fb.speedup_factor ?? 0) > (result.bestFeedback.speedup_factor ?? 0))
-    ) {
-      result.best = sol;
-      result.bestFeedback = fb;
-    }
-    last = {
-      sol,
-      fb,
-      files: sol
-        ? codeBlock(sol)
-        : files.length
-        ? files.map((f) => `<file path="${f.path}">\n${f.content}</file>`).join("\n\n")
-        : "(no code was extracted from the previous answer)",
-    };
+    const shown = await runRound(c, prompts, userPrompt, round, result, evaluate, opts);
     if (round < c.rounds) {
-      const shown = result.best && result.bestFeedback
-        ? { fb: result.bestFeedback, files: codeBlock(result.best) }
-        : last;
-      const passed = shown.fb.status === "PASSED";
-      userPrompt = render(prompts.optimize, {
-        ...vars,
-        code: shown.files,
-        round: String(round),
-        status: shown.fb.status,
-        max_absolute_error: fmt(shown.fb.max_absolute_error),
-        max_relative_error: fmt(shown.fb.max_relative_error),
-        latency_ms: fmt(shown.fb.latency_ms),
-        reference_latency_ms: fmt(shown.fb.reference_latency_ms),
-        speedup: fmt(shown.fb.speedup_factor),
-        workload_axes: JSON.stringify(c.workload.axes),
-        log: shown.fb.log.slice(0, opts.logLimit ?? 4000) || "(empty)",
-        instruction: passed
-          ? "The implementation is correct. Make it faster while keeping it correct."
-          : "The implementation is not correct. Fix the errors first; keep it fast.",
-      }, "optimize");
+      userPrompt = optimizePrompt(prompts, vars, shown, round, c, opts.logLimit ?? 4000);
     }
   }
   return result;
+}
+
+/** The placeholders every prompt of the campaign shares. */
+function promptVars(c: Campaign, prompts: Prompts): Record<string, string> {
+  const def = c.definition;
+  const base = {
+    language: c.language,
+    hardware: c.hardware,
+    definition_name: def.name,
+    definition_json: formatDefinition(def).trimEnd(),
+    input_names: Object.keys(def.inputs).join(", "),
+    output_names: Object.keys(def.outputs).join(", "),
+    rounds: String(c.rounds),
+  };
+  const langRules = render(prompts[`language-${c.language}`], base, `language-${c.language}`)
+    .trimEnd();
+  return { ...base, language_rules: langRules };
+}
+
+/** Checked before each request, so a campaign stops once it has spent its tokens or money. */
+function budgetReached(b: Budget, result: CampaignResult): boolean {
+  return (b.maxTokens !== undefined &&
+    result.tokens.prompt + result.tokens.completion >= b.maxTokens) ||
+    (b.maxCostUsd !== undefined && result.costUsd >= b.maxCostUsd);
+}
+
+/** A result and the code it came from, as the next round's prompt shows it. */
+interface Shown {
+  fb: Feedback;
+  files: string;
+}
+
+/**
+ * One round: asks for a solution, evaluates it, logs the round and keeps it if it is the best
+ * so far. Returns what the next prompt shows: the best PASSED solution so far, else this round's.
+ */
+async function runRound(
+  c: Campaign,
+  prompts: Prompts,
+  userPrompt: string,
+  round: number,
+  result: CampaignResult,
+  evaluate: Evaluate | null,
+  opts: ChatOptions & { store: RecordingStore },
+): Promise<Shown> {
+  const req: ChatRequest = {
+    model: c.model,
+    messages: [{ role: "system", content: prompts.system.trimEnd() }, {
+      role: "user",
+      content: userPrompt,
+    }],
+    ...c.sampling,
+  };
+  const { response } = await chat(req, opts);
+  const usage = response.usage;
+  result.tokens.prompt += usage.prompt_tokens;
+  result.tokens.completion += usage.completion_tokens;
+  result.costUsd += (usage.prompt_tokens * c.budget.inputUsdPerMTok +
+    usage.completion_tokens * c.budget.outputUsdPerMTok) / 1e6;
+
+  const files = extractFiles(response.content, c.language);
+  const { sol, fb } = await judgeAnswer(files, round, c, evaluate, opts);
+  result.rounds.push({
+    round,
+    solution: sol?.name ?? null,
+    status: files.length === 0 ? "NO_CODE" : fb.status,
+    speedup_factor: fb.speedup_factor ?? null,
+    latency_ms: fb.latency_ms ?? null,
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+    request: RecordingStore.key("chat", req),
+  });
+  opts.log(
+    `llm: ${c.definition.name}/${c.language}/${c.model}: round ${round}: ${fb.status}${
+      fb.speedup_factor ? ` speedup ${fb.speedup_factor}` : ""
+    }`,
+  );
+  if (
+    sol && fb.status === "PASSED" &&
+    (result.bestFeedback === null ||
+      (fb.speedup_factor ?? 0) > (result.bestFeedback.speedup_factor ?? 0))
+  ) {
+    result.best = sol;
+    result.bestFeedback = fb;
+  }
+  if (result.best && result.bestFeedback) {
+    return { fb: result.bestFeedback, files: codeBlock(result.best) };
+  }
+  return {
+    fb,
+    files: sol
+      ? codeBlock(sol)
+      : files.length
+      ? files.map((f) => `<file path="${f.path}">\n${f.content}</file>`).join("\n\n")
+      : "(no code was extracted from the previous answer)",
+  };
+}
+
+/**
+ * Packages the answer's files as a solution and evaluates it. What cannot be packaged or fails
+ * the signature check is a COMPILE_ERROR with the reason, so the next round can fix it.
+ */
+async function judgeAnswer(
+  files: Array<{ path: string; content: string }>,
+  round: number,
+  c: Campaign,
+  evaluate: Evaluate | null,
+  opts: { store: RecordingStore },
+): Promise<{ sol: Solution | null; fb: Feedback }> {
+  if (files.length === 0) {
+    return {
+      sol: null,
+      fb: {
+        status: "COMPILE_ERROR",
+        log:
+          'no source files found in the answer: put every file in a <file path="...">...</file> block',
+      },
+    };
+  }
+  const author = modelSlug(c.model);
+  const parsed = SolutionSchema.safeParse({
+    name: `${author}_${c.definition.name}_${c.language}_r${round}`,
+    definition: c.definition.name,
+    author,
+    description:
+      `LLM agent (${c.model}), round ${round} of ${c.rounds}, ${c.language} for ${c.hardware}.`,
+    spec: specFor(c.language, c.hardware),
+    sources: files,
+  });
+  if (!parsed.success) {
+    return {
+      sol: null,
+      fb: {
+        status: "COMPILE_ERROR",
+        log: `the answer is not a valid solution: ${
+          parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")
+        }`,
+      },
+    };
+  }
+  const sol = parsed.data;
+  const sig = checkSolutionSignature(sol, c.definition);
+  const fb: Feedback = sig.errors.length
+    ? { status: "COMPILE_ERROR", log: `signature check failed: ${sig.errors.join("; ")}` }
+    : await evaluateRecorded(sol, c, evaluate, opts);
+  return { sol, fb };
+}
+
+/** The next round's request: the shown result's feedback and code, and what to do about it. */
+function optimizePrompt(
+  prompts: Prompts,
+  vars: Record<string, string>,
+  shown: Shown,
+  round: number,
+  c: Campaign,
+  logLimit: number,
+): string {
+  const passed = shown.fb.status === "PASSED";
+  return render(prompts.optimize, {
+    ...vars,
+    code: shown.files,
+    round: String(round),
+    status: shown.fb.status,
+    max_absolute_error: fmt(shown.fb.max_absolute_error),
+    max_relative_error: fmt(shown.fb.max_relative_error),
+    latency_ms: fmt(shown.fb.latency_ms),
+    reference_latency_ms: fmt(shown.fb.reference_latency_ms),
+    speedup: fmt(shown.fb.speedup_factor),
+    workload_axes: JSON.stringify(c.workload.axes),
+    log: shown.fb.log.slice(0, logLimit) || "(empty)",
+    instruction: passed
+      ? "The implementation is correct. Make it faster while keeping it correct."
+      : "The implementation is not correct. Fix the errors first; keep it fast.",
+  }, "optimize");
 }
 
 /** Evaluates through the recording store: a recorded evaluation is reused, a new one recorded. */

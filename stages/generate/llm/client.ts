@@ -10,8 +10,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { canonicalJson, sha256 } from "../../../pipeline/engine/hash.ts";
-import { writeFileAtomic } from "../../../pipeline/trace/traceset.ts";
+import { canonicalJson, sha256, writeFileAtomic } from "../../../pipeline/engine/mod.ts";
 
 /** One chat message. */
 export interface ChatMessage {

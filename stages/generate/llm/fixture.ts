@@ -5,8 +5,7 @@
  * with `deno run --allow-all stages/generate/llm/record_fixture.ts`.
  */
 import { join } from "node:path";
-import type { PlanContext } from "../../../pipeline/engine/stage.ts";
-import type { Toolchain } from "../../../pipeline/engine/toolchain.ts";
+import type { PlanContext, Toolchain } from "../../../pipeline/engine/mod.ts";
 import { GenerateParams } from "../stage.ts";
 
 /** Folder of the fixture's inputs and expected output, relative to the repository root. */

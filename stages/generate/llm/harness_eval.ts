@@ -6,11 +6,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Definition, Solution, Workload } from "../../../pipeline/trace/schema.ts";
+import type { Definition, Solution, Workload } from "../../../pipeline/trace/mod.ts";
 import type { Evaluate, Feedback } from "./agent.ts";
 import { LlmError } from "./client.ts";
 
-const HARNESS = "pipeline/harness/tracepipe_harness.py";
+const HARNESS = "pipeline/harness/judge";
 
 /** Builds an evaluator that calls the harness under `root` with `python` (default: python3). */
 export function harnessEvaluate(

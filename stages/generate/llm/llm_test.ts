@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { listFiles, loadTraceSet } from "../../../pipeline/trace/traceset.ts";
+import { listFiles, loadTraceSet } from "../../../pipeline/trace/mod.ts";
 import { createGenerateStage } from "../stage.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../../tests/assert.ts";
 import { type Campaign, extractFiles, loadPrompts, runCampaign } from "./agent.ts";

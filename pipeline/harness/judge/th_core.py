@@ -1,6 +1,6 @@
 """Shared, trusted helpers of the tracepipe harness: dtypes, tensor files, inputs, comparison.
 
-Imported by the judge (tracepipe_harness.py) and by the worker (th_worker.py) before any candidate code
+Imported by the judge (judge/__main__.py and its modules) and by the worker (th_worker.py) before any candidate code
 is loaded. Works with torch 1.13 (CPU) and torch 2.x (CUDA).
 """
 

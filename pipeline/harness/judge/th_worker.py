@@ -69,6 +69,20 @@ def timers_intact():
     return bad
 
 
+def _gate_report(req, gate, gate_note, opened, prep, host_bound):
+    """What a timing round tells the judge of its gate: the hold, how the measured samples' gates opened, the
+    harness's prep time per call, whether the round was host-bound, and why there was no gate."""
+    gate_rep = {"hold_us": req.get("gate_hold_us") or 0, "on": gate is not None,
+                "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
+    if prep:
+        gate_rep["prep_ms"] = [p / 1e6 for p in prep]
+    if host_bound:
+        gate_rep["host_bound"] = True
+    if gate is None:
+        gate_rep["reason"] = gate_note
+    return gate_rep
+
+
 class Worker:
     def __init__(self, reply_fd):
         self.reply = os.fdopen(reply_fd, "w", buffering=1)
@@ -457,14 +471,7 @@ class Worker:
             return {"ok": False, "kind": "rigor", "error": "; ".join(problems), "rigor": problems}
         if req.get("out"):
             C.save_tensors(req["out"], {f"o{i}": o for i, o in enumerate(last[3])})
-        gate_rep = {"hold_us": req.get("gate_hold_us") or 0, "on": gate is not None,
-                    "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
-        if prep:
-            gate_rep["prep_ms"] = [p / 1e6 for p in prep]
-        if host_bound:
-            gate_rep["host_bound"] = True
-        if gate is None:
-            gate_rep["reason"] = gate_note
+        gate_rep = _gate_report(req, gate, gate_note, opened, prep, host_bound)
         return {"ok": True, "samples_ms": samples, "host_ms": host, "tail_ms": tails, "warmup": warm,
                 "last_call": last[0], "last_set": last[1], "next_call": state["n"], "gate": gate_rep}
 

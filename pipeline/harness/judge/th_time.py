@@ -1,0 +1,291 @@
+"""The time command: every (solution, workload) cell timed in rounds against the reference and the
+baseline, each in its own worker, then rechecked by the definition's evaluator (th_evaluators.py)."""
+
+import math
+import os
+import secrets
+import statistics
+import time
+
+import torch
+
+import th_core as C
+from th_candidate import Candidate, ReferenceFailed, candidates, not_run_result, read_outputs, write_inputs
+from th_compile import prepare
+from th_core import JobError
+from th_env import clocks
+from th_evaluators import evaluator_for
+from th_handle import settle_workers
+from th_timing import (TIMING_DEFAULTS, add_gate_report, charge_async_work, input_set_count, peak_bandwidth, tstats,
+                       warm_gpu, workload_bytes)
+
+
+_LAST_TIMED = [float("-inf")]  # when this judge's last timing job ended
+WARM_FOR_S = 3.0  # idle for less than this, the GPU is taken to be at its working clocks (each cell logs them)
+
+
+def cmd_time(ctx):
+    sols = ctx.job.get("solutions") or []
+    wls = ctx.job.get("workloads") or []
+    base_sol = ctx.job.get("baseline")
+    all_sols = sols + ([base_sol] if base_sol else [])
+    phase = ctx.job_phase
+    builds = prepare(ctx, all_sols)
+    phase("prepare")
+    tcfg = dict(TIMING_DEFAULTS)
+    tcfg.update(ctx.cfg.get("timing") or {})
+    if ctx.device == "cuda" and not tcfg["flush_bytes"]:
+        # Twice the L2, as flashinfer-bench's cold-L2 timing does (nvbench: once): what a call finds in L2
+        # then comes from its own fresh inputs only. The flush is device time in every sample's set-up.
+        l2 = ctx.info.get("l2_bytes") or (50 << 20)
+        tcfg["flush_bytes"] = -(-2 * l2 // (1 << 20)) << 20
+    if ctx.device != "cuda":
+        tcfg["flush_bytes"] = None
+    ref = Candidate(ctx, None, None, role="reference")
+    noop = Candidate(ctx, None, None, role="noop")
+    base = None
+    if base_sol:
+        bb = builds[base_sol["name"]]
+        if bb["outcome"] == "built":
+            base = Candidate(ctx, base_sol, bb)
+    for c in (ref, noop, base):  # their CUDA contexts are made while the GPU warms up
+        if c:
+            c.prestart()
+    phase("start_workers")
+    # A serving judge whose previous timing job ended moments ago finds the GPU at its working clocks.
+    if ctx.device == "cuda" and tcfg.get("gpu_warmup_ms") and time.monotonic() - _LAST_TIMED[0] > WARM_FOR_S:
+        warm_gpu(float(tcfg["gpu_warmup_ms"]))
+        phase("gpu_warmup")
+    results = []
+    try:
+        for sol, cand in candidates(ctx, sols, builds, wls):
+            phase("start_workers")
+            if isinstance(cand, list):
+                results += cand
+                continue
+            try:
+                for wl in wls:
+                    try:
+                        results.append(time_one(ctx, tcfg, cand, ref, base, noop, sol, wl))
+                    except JobError as e:
+                        results.append(not_run_result(sol["name"], wl, "input_error", str(e)))
+                    except ReferenceFailed as e:
+                        results.append(not_run_result(sol["name"], wl, "reference_error", str(e)))
+                    phase("cells")
+            finally:
+                cand.close()
+                phase("close_workers")
+    finally:
+        for c in (ref, noop, base):
+            if c:
+                c.close()
+        phase("close_workers")
+        _LAST_TIMED[0] = time.monotonic()
+    return results
+
+
+def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
+    """One (solution, workload) cell timed: input sets, rounds over the roles (_measure), the no-op's overhead,
+    the charge for async work, the post-timing recheck by the definition's evaluator, then the verdict."""
+    axes = C.axis_values(ctx.defn, wl)
+    blobs = C.load_blobs(ctx.defn, wl, axes, ctx.job.get("dataset_root"))
+    details = {"rigor": []}
+    err = cand.ensure()
+    if err:
+        log_t = err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
+        cand.worker.kill()
+        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+                "evaluation": ctx.evaluation(err[0], log_t), "details": details}
+    details["startup_s"] = cand.startup_s
+    t_phase = time.monotonic()
+    phases = details["phase_s"] = {}
+    k = input_set_count(ctx, tcfg, axes)
+    details["input_sets"] = k
+    set_paths, sets, scalars = [], [], None
+    for i in range(k):
+        inputs = C.gen_inputs(ctx.defn, wl, axes, ctx.device, secrets.randbits(62), blobs)
+        p = os.path.join(ctx.scratch, f"tset_{i}.safetensors")
+        scalars = write_inputs(p, inputs)
+        set_paths.append(p)
+        sets.append(inputs)
+    phases["inputs"] = round(time.monotonic() - t_phase, 4)
+    pidx = C.perturbable(ctx.defn, wl) if tcfg["perturb_inputs"] else []
+    pseed = secrets.randbits(40) if pidx else None
+    base_req = {"op": "time", "sets": set_paths, "sets_id": secrets.token_hex(8), "scalars": scalars, "axes": axes,
+                "perturb_idx": pidx,
+                "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"], "gate_hold_us": tcfg["gate_hold_us"]}
+    cache = tcfg.setdefault("_shared", {}).setdefault(wl.get("uuid"), {})
+    roles = [("candidate", cand)]
+    if tcfg["time_reference"] and "reference" not in cache:
+        roles.insert(0, ("reference", ref))
+    if base and "baseline" not in cache:
+        roles.append(("baseline", base))
+    m, failed = _measure(ctx, tcfg, roles, base_req, details, sol, wl)
+    if failed:
+        return failed
+    samples, round_samples = m["samples"], m["round_samples"]
+    if tcfg["reuse_reference"]:
+        # Reference and baseline are timed once per workload (interleaved with the first candidate) and
+        # their samples reused for the other candidates of the job: same inputs, same process, same GPU.
+        for role in ("reference", "baseline"):
+            if role in samples and samples[role]:
+                cache[role] = (samples[role], round_samples[role])
+            elif role in cache:
+                samples[role], round_samples[role] = cache[role]
+                details.setdefault("reused", []).append(role)
+    _noop_overhead(ctx, noop, base_req, cache, details)
+    t_phase = time.monotonic()
+    # The candidate's per-sample host times, in sample order (what its `host_submit_median_ms` is taken over).
+    cand_host_ms = (m["host_times"].get("candidate") or {}).get("host_submit_median_ms")
+    charge_async_work(details, samples, m["tails"], cache.get("overhead_tails_ms"), cand_host_ms,
+                      float(tcfg["gate_hold_us"] or 0) / 1000 if ctx.device == "cuda" else 0.0)
+    # Post-timing recheck: the last timed output must match the reference on that exact input.
+    last_cand = m["last_cand"]
+    n_out = len(ctx.defn["outputs"])
+    outs, _ = read_outputs(os.path.join(ctx.scratch, "tout_candidate.safetensors"), n_out, ctx.device)
+    x = [v.clone() if isinstance(v, torch.Tensor) else v for v in sets[last_cand["last_set"]]]
+    if pseed is not None:
+        C.apply_perturb(x, pidx, C.perturb_scale(pseed, last_cand["last_call"]))
+    recheck = evaluator_for(ctx.defn).recheck(ctx, outs, x)
+    st, a, r, ratio, msg = recheck
+    phases["recheck"] = round(time.monotonic() - t_phase, 4)
+    details["recheck"] = {"status": st or "PASSED", "max_absolute_error": a, "max_relative_error": r,
+                          "message": msg}
+    return _cell_result(ctx, tcfg, cand, sol, wl, axes, details, samples, round_samples, recheck)
+
+
+def _measure(ctx, tcfg, roles, base_req, details, sol, wl):
+    """The timing rounds: each role (reference, candidate, baseline) times a share of the samples per round,
+    who goes first rotating. Returns (measurement, None), or (None, the cell's result) when the candidate
+    failed."""
+    phases = details["phase_s"]
+    rounds = int(tcfg["rounds"])
+    per = {k2: max(1, int(math.ceil(tcfg[k2] / rounds))) for k2 in ("min_samples", "max_samples")}
+    samples = {r: [] for r, _ in roles}
+    host_times = {}  # per role: the host's submission times and the harness's prep times, over the rounds
+    tails = {r: [] for r, _ in roles}
+    round_samples = {r: [] for r, _ in roles}
+    offsets = {r: 0 for r, _ in roles}
+    deadline = time.monotonic() + ctx.timeout
+    if ctx.device == "cuda" and tcfg["settle_workers"]:
+        # Workers still creating their CUDA contexts (the next candidate's, blank ones) may overlap the
+        # measurement unless asked: contexts created back to back in another process did not move the median
+        # of a 1 MiB or a 64 MiB copy on the H100 (BENCHMARKS.md), so by default they do.
+        t_phase = time.monotonic()
+        settle_workers(ctx.startup_timeout)
+        phases["settle"] = round(time.monotonic() - t_phase, 4)
+    details["clocks"] = {"before": clocks(reset=True) if ctx.device == "cuda" else None}
+    last_cand = None
+    warmed = set()
+    for rnd in range(rounds):
+        order = roles[rnd % len(roles):] + roles[:rnd % len(roles)]  # rotate who goes first
+        for role, c in order:
+            e = c.ensure()
+            if e:
+                if role == "candidate":
+                    return None, failed_time(ctx, sol, wl, e[0], e[1], details, c)
+                details[f"{role}_error"] = e[1]
+                continue
+            # A role's first round warms it up in full; later rounds find its code loaded and the GPU busy,
+            # and only need the few calls that bring its caches back after the other roles ran.
+            full = role not in warmed
+            warmed.add(role)
+            req = dict(base_req, sync_before_end=tcfg["sync_before_end"],
+                       warmup_calls=tcfg["warmup_calls"] if full else min(3, tcfg["warmup_calls"]),
+                       warmup_ms=tcfg["warmup_ms"] if full else tcfg["warmup_ms"] / 5,
+                       min_samples=per["min_samples"], max_samples=per["max_samples"],
+                       max_seconds=tcfg["max_seconds"] / rounds, target_rel_stderr=tcfg["target_rel_stderr"],
+                       host_bound_rel_stderr=tcfg["host_bound_rel_stderr"],
+                       call_offset=offsets[role], binding=role)
+            req["out"] = os.path.join(ctx.scratch, f"tout_{role}.safetensors")
+            left = max(5.0, deadline - time.monotonic()) if role == "candidate" else ctx.timeout
+            t_role = time.monotonic()
+            rep, er = c.call(req, left)
+            phases[role] = round(phases.get(role, 0.0) + time.monotonic() - t_role, 4)
+            if er:
+                if role == "candidate":
+                    details["rigor"] += (rep or {}).get("rigor") or (["timeout"] if er[0] == "TIMEOUT" else [])
+                    return None, failed_time(ctx, sol, wl, er[0], er[1], details, c)
+                details[f"{role}_error"] = er[1]
+                continue
+            offsets[role] = rep["next_call"]
+            add_gate_report(details, role, rep, host_times)
+            samples[role] += rep["samples_ms"]
+            tails[role] += rep.get("tail_ms") or []
+            round_samples[role].append(rep["samples_ms"])
+            if role == "candidate":
+                last_cand = rep
+    details["clocks"]["after"] = clocks() if ctx.device == "cuda" else None
+    return {"samples": samples, "host_times": host_times, "tails": tails, "round_samples": round_samples,
+            "last_cand": last_cand}, None
+
+
+def _noop_overhead(ctx, noop, base_req, cache, details):
+    """Empty-call floor: the fixed cost of the measurement itself (sync + event round trip), measured once per
+    workload with the no-op binding; its tails are the honest tails charge_async_work compares with."""
+    t_phase = time.monotonic()
+    e = noop.ensure() if "overhead_ms" not in cache else True
+    if e is True:
+        details["overhead_ms"] = cache["overhead_ms"]
+    elif not e:
+        rep, er = noop.call(dict(base_req, op="time", perturb_idx=[], warmup_calls=5, warmup_ms=5, min_samples=30,
+                                 max_samples=200, max_seconds=2, target_rel_stderr=0.01, call_offset=0,
+                                 binding="noop"), ctx.timeout)
+        if not er:
+            details["overhead_ms"] = cache["overhead_ms"] = statistics.median(rep["samples_ms"])
+            cache["overhead_tails_ms"] = rep.get("tail_ms") or [0.0]
+    details["phase_s"]["noop"] = round(time.monotonic() - t_phase, 4)
+
+
+def _cell_result(ctx, tcfg, cand, sol, wl, axes, details, samples, round_samples, recheck):
+    """The timed cell's result: statistics per role, speedups, the roofline floor, and the verdict (the
+    recheck's failure, a time below the floor, or PASSED with the candidate's latency)."""
+    st, a, r, ratio, msg = recheck
+    stats = {role: dict(tstats(samples[role]), samples_ms=samples[role], rounds=round_samples[role])
+             for role in samples}
+    details.update(stats)
+    cmed = stats["candidate"]["median_ms"]
+    rmed = stats.get("reference", {}).get("median_ms")
+    bmed = stats.get("baseline", {}).get("median_ms")
+    oh = details.get("overhead_ms", 0.0) if tcfg["subtract_overhead"] else 0.0
+    lat = max(cmed - oh, 1e-9)
+    rlat = max(rmed - oh, 1e-9) if rmed else None
+    details["speedup_vs_reference"] = rlat / lat if rlat else None
+    details["speedup_vs_baseline"] = (max(bmed - oh, 1e-9) / lat) if bmed else None
+    bw = peak_bandwidth(ctx, tcfg)
+    floor = workload_bytes(ctx, axes, floor=True) / (bw * 1e9) * 1e3 if bw else None
+    details["floor_ms"] = floor
+    details["peak_bandwidth_gbps"] = bw
+    wlog = cand.worker.log_text(ctx.log_limit)
+    if st:
+        details["rigor"].append("post_timing_recheck_failed")
+        corr = {"max_relative_error": r if r is not None else math.inf,
+                "max_absolute_error": a if a is not None else math.inf, "extra": None}
+        status = st if st == "INCORRECT_NUMERICAL" else st
+        ev = ctx.evaluation(status, f"post-timing recheck failed: {msg}\n{wlog}",
+                            corr if status == "INCORRECT_NUMERICAL" else None)
+        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+                "evaluation": ev, "details": details}
+    if floor is not None and cmed < floor * float(tcfg["floor_factor"]):
+        details["rigor"].append("below_roofline_floor")
+        ev = ctx.evaluation("RUNTIME_ERROR", f"timing rejected: median {cmed:.6f} ms is below the roofline floor "
+                            f"{floor:.6f} ms ({bw} GB/s)\n{wlog}")
+        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+                "evaluation": ev, "details": details}
+    if details["speedup_vs_baseline"] and details["speedup_vs_baseline"] > 10:
+        details["flags"] = ["speedup_vs_baseline_over_10x"]
+    perf = {"latency_ms": lat, "reference_latency_ms": rlat or 0.0,
+            "speedup_factor": (rlat / lat) if rlat else 0.0}
+    corr = {"max_relative_error": r, "max_absolute_error": a,
+            "extra": {"matched_ratio": ratio} if ctx.tol["record_ratio"] else None}
+    ev = ctx.evaluation("PASSED", wlog, corr, perf)
+    return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+            "evaluation": ev, "details": details}
+
+
+def failed_time(ctx, sol, wl, status, msg, details, c):
+    wlog = c.worker.log_text(ctx.log_limit) if c.worker else ""
+    if c.worker:
+        c.worker.kill()
+    return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
+            "evaluation": ctx.evaluation(status, f"{msg}\n{wlog}"), "details": details}

@@ -1,0 +1,36 @@
+/**
+ * The harness: the Python judge (judge/, protocol in PROTOCOL.md) and its Deno side, which the
+ * judging stages (compile, verify, time) share: the client that runs judges in their own process
+ * groups (client.ts), and the selection, scheduling and trace writing of judging cells
+ * (judging.ts).
+ */
+export {
+  type FiEvaluation,
+  HarnessCell,
+  HarnessError,
+  HarnessSession,
+  SessionPool,
+  toEvaluation,
+} from "./client.ts";
+export {
+  closeSharedSessions,
+  type CompileSummary,
+  dependencyName,
+  describeJobPhases,
+  distinctSolutionsAndWorkloads,
+  groupBy,
+  groupCost,
+  HARNESS_CODE,
+  HARNESS_WORK_DIR,
+  hasGpu,
+  idleSharedSessions,
+  mapWithSessions,
+  mergeUpstream,
+  notRunnableHere,
+  prestartSharedSessions,
+  SelectionParams,
+  selectSolutions,
+  verifyCost,
+  type VerifySummary,
+  writeTrace,
+} from "./judging.ts";

@@ -1,0 +1,31 @@
+/** The upstream cell directories the aggregate reads, and how their files are named and read. */
+import { readFileSync } from "node:fs";
+import { relative } from "node:path";
+import type { Diagnostic } from "../../pipeline/engine/mod.ts";
+
+/** One upstream cell directory to read. */
+export interface Fragment {
+  stage: string;
+  cellId: string;
+  cellKey: string;
+  dir: string;
+}
+
+/** Name under which a fragment's file appears in diagnostics and the report. */
+export const displayName = (f: Fragment, abs: string) =>
+  `${f.stage}/${f.cellId}/${relative(f.dir, abs)}`;
+
+/** A file's text, or null with an error diagnostic when it cannot be read. */
+export function readOrDiagnose(f: Fragment, p: string, diags: Diagnostic[]): string | null {
+  try {
+    return readFileSync(p, "utf8");
+  } catch (e) {
+    diags.push({
+      level: "error",
+      file: displayName(f, p),
+      path: "$",
+      message: `cannot read: ${(e as Error).message}`,
+    });
+    return null;
+  }
+}
