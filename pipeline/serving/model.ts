@@ -140,6 +140,68 @@ export function deriveShape(
   dep: Deployment,
   pageSize: number,
 ): ModelShape {
+  const d = rankDims(name, cfg, dep);
+  const { tp, H, L, V, E } = d;
+  const b = new PlanBuilder(d.wb);
+  let params = 2 * V * H / tp; // embedding + lm_head, vocab-parallel
+  // Layer 0's input norm has no residual to add; every later norm (and the final one) is fused.
+  b.norm("input_layernorm.first", H, 1, false);
+  b.norm("layernorm.fused", H, 2 * L, true);
+  const attn = cfg.mla
+    ? mlaAttention(b, cfg, cfg.mla, d, pageSize)
+    : gqaAttention(b, cfg, d, pageSize);
+  params += attn.params;
+  if (d.denseLayers > 0) params += denseMlp(b, cfg, d);
+  if (d.moeLayers > 0) params += moeBlock(b, cfg, d);
+  samplingSites(b, d);
+  const embedBytes = 2 * V * H / tp * BF16;
+  const weightBytes = embedBytes + (params - 2 * V * H / tp) * d.wb;
+  return {
+    name,
+    attention: attn.attention,
+    layers: L,
+    denseLayers: d.denseLayers,
+    moeLayers: d.moeLayers,
+    hidden: H,
+    vocab: V,
+    qHeads: d.qHeads,
+    kvHeads: d.kvHeads,
+    headDim: d.headDim,
+    kvBytesPerToken: attn.kvBytesPerToken,
+    weightBytes,
+    experts: E,
+    localExperts: E ? E / d.ep : 0,
+    topK: d.topK,
+    moeIntermediate: d.Imoe,
+    smScale: attn.smScale,
+    eps: cfg.rms_norm_eps,
+    routedScalingFactor: cfg.routed_scaling_factor ?? 1,
+    plan: b.plan,
+  };
+}
+
+/** A model's dimensions as one rank of its deployment sees them. */
+interface RankDims {
+  tp: number;
+  ep: number;
+  H: number;
+  L: number;
+  V: number;
+  /** Routed experts (0 for a dense model). */
+  E: number;
+  topK: number;
+  denseLayers: number;
+  moeLayers: number;
+  Imoe: number;
+  qHeads: number;
+  headDim: number;
+  kvHeads: number;
+  /** Weight bytes per parameter. */
+  wb: number;
+}
+
+/** Checks the deployment against the config and derives the per-rank dimensions. */
+function rankDims(name: string, cfg: ModelConfig, dep: Deployment): RankDims {
   const { tp, ep } = dep;
   const bad = (msg: string) => {
     throw new ModelConfigError(`model "${name}": ${msg}`);
@@ -150,7 +212,6 @@ export function deriveShape(
   if (tp % ep !== 0) bad(`ep=${ep} must divide tp=${tp} (experts are sharded over the TP group)`);
   const H = cfg.hidden_size;
   const L = cfg.num_hidden_layers;
-  const V = cfg.vocab_size;
   const E = cfg.n_routed_experts ?? cfg.num_experts ?? 0;
   const topK = E
     ? (cfg.num_experts_per_tok ?? bad("MoE model without num_experts_per_tok")) as number
@@ -158,16 +219,38 @@ export function deriveShape(
   if (E && !cfg.moe_intermediate_size) bad("MoE model without moe_intermediate_size");
   if (E && E % ep !== 0) bad(`ep=${ep} does not divide the ${E} experts`);
   const denseLayers = E ? (cfg.first_k_dense_replace ?? 0) : L;
-  const moeLayers = L - denseLayers;
-  const Imoe = cfg.moe_intermediate_size ?? 0;
-  const qHeads = cfg.num_attention_heads / tp;
-  const headDim = cfg.head_dim ?? H / cfg.num_attention_heads;
-  const kvHeads = Math.max(1, cfg.num_key_value_heads / tp);
   const fp8 = cfg.quantization_config?.quant_method === "fp8";
-  const wb = fp8 ? 1 : BF16;
-  const plan: PlanSite[] = [];
-  const site = (s: Partial<PlanSite> & Pick<PlanSite, "site" | "opType" | "mult" | "consts">) =>
-    plan.push({
+  return {
+    tp,
+    ep,
+    H,
+    L,
+    V: cfg.vocab_size,
+    E,
+    topK,
+    denseLayers,
+    moeLayers: L - denseLayers,
+    Imoe: cfg.moe_intermediate_size ?? 0,
+    qHeads: cfg.num_attention_heads / tp,
+    headDim: cfg.head_dim ?? H / cfg.num_attention_heads,
+    kvHeads: Math.max(1, cfg.num_key_value_heads / tp),
+    wb: fp8 ? 1 : BF16,
+  };
+}
+
+/** A site's fields before the defaults (any iteration, one row per token, zero cost) fill in. */
+type SiteSpec = Partial<PlanSite> & Pick<PlanSite, "site" | "opType" | "mult" | "consts">;
+
+/** Collects a forward pass's call sites in launch order, with the roofline of common kinds. */
+class PlanBuilder {
+  readonly plan: PlanSite[] = [];
+
+  /** `wb`: bytes per weight of the model's (possibly quantized) GEMMs. */
+  constructor(private readonly wb: number) {}
+
+  /** Adds a site. */
+  site(s: SiteSpec): void {
+    this.plan.push({
       when: "any",
       rows: "tokens",
       fRow: 0,
@@ -178,15 +261,11 @@ export function deriveShape(
       bExp: 0,
       ...s,
     });
-  const gemm = (
-    s: string,
-    N: number,
-    K: number,
-    mult: number,
-    extra: Partial<PlanSite> = {},
-    w = wb,
-  ) =>
-    site({
+  }
+
+  /** Adds a GEMM of an N×K weight (`w` bytes per weight) applied to every row. */
+  gemm(s: string, N: number, K: number, mult: number, extra: Partial<PlanSite> = {}, w = this.wb) {
+    this.site({
       site: s,
       opType: "gemm",
       mult,
@@ -196,8 +275,11 @@ export function deriveShape(
       bRow: (N + K) * BF16,
       ...extra,
     });
-  const norm = (s: string, hidden: number, mult: number, fused: boolean, rows: Rows = "tokens") =>
-    site({
+  }
+
+  /** Adds an RMSNorm, fused with the residual add or not. */
+  norm(s: string, hidden: number, mult: number, fused: boolean, rows: Rows = "tokens") {
+    this.site({
       site: s,
       opType: fused ? "fused_add_rmsnorm" : "rmsnorm",
       mult,
@@ -206,181 +288,192 @@ export function deriveShape(
       b0: hidden * BF16,
       bRow: hidden * BF16 * (fused ? 4 : 2),
     });
+  }
+}
 
-  let params = 2 * V * H / tp; // embedding + lm_head, vocab-parallel
-  let attention: "gqa" | "mla" = "gqa";
-  let kvBytesPerToken: number;
-  let smScale: number;
-  // Layer 0's input norm has no residual to add; every later norm (and the final one) is fused.
-  norm("input_layernorm.first", H, 1, false);
-  norm("layernorm.fused", H, 2 * L, true);
-  if (cfg.mla) {
-    attention = "mla";
-    const m = cfg.mla;
-    const qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
-    kvBytesPerToken = L * (m.kv_lora_rank + m.qk_rope_head_dim) * BF16;
-    // DeepSeek's YaRN scaling multiplies the softmax scale by mscale^2 (mscale = 0.1 ln(factor) + 1).
-    const rs = cfg.rope_scaling as
-      | { type?: string; factor?: number; mscale_all_dim?: number }
-      | undefined;
-    let mscale = 1;
-    if (rs && rs.type === "yarn" && rs.factor && rs.mscale_all_dim) {
-      mscale = 0.1 * rs.mscale_all_dim * Math.log(rs.factor) + 1;
-    }
-    smScale = (mscale * mscale) / Math.sqrt(qk);
-    const aDim = m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim;
-    gemm("attn.fused_qkv_a_proj", aDim, H, L);
-    norm("attn.q_a_layernorm", m.q_lora_rank, L, false);
-    norm("attn.kv_a_layernorm", m.kv_lora_rank, L, false);
-    gemm("attn.q_b_proj", qHeads * qk, m.q_lora_rank, L);
-    // The up-projection of K/V runs as a GEMM only on the (non-absorbed) extend path; decode
-    // absorbs it into batched matmuls, which have no definition family.
-    gemm("attn.kv_b_proj", qHeads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, L, {
-      when: "extend",
-    });
-    gemm("attn.o_proj", H, qHeads * m.v_head_dim, L);
-    const ckv = m.kv_lora_rank, kpe = m.qk_rope_head_dim;
-    const kvTok = (ckv + kpe) * BF16;
-    // Paged MLA: the same kernel shape serves decode and prefill over the paged cache.
-    for (
-      const [name, when] of [["attn.mla_decode", "decode"], [
-        "attn.mla_prefill_paged",
-        "extend_paged",
-      ]] as const
-    ) {
-      site({
-        site: name,
-        opType: "mla_paged",
-        when,
-        mult: L,
-        consts: { num_qo_heads: qHeads, head_dim_ckv: ckv, head_dim_kpe: kpe, page_size: pageSize },
-        fAttn: 2 * qHeads * (ckv + kpe + ckv),
-        bRow: qHeads * (ckv + kpe + ckv) * BF16,
-        bKv: kvTok,
-      });
-    }
-    site({
-      site: "attn.mla_prefill_ragged",
-      opType: "mla_ragged",
-      when: "extend_ragged",
+/** What the attention block adds to the shape: its kind, KV size, softmax scale and parameters. */
+interface AttentionPart {
+  attention: "gqa" | "mla";
+  kvBytesPerToken: number;
+  smScale: number;
+  /** Attention parameters per rank, all layers. */
+  params: number;
+}
+
+/** Multi-head latent attention (DeepSeek): low-rank projections over a compressed KV cache. */
+function mlaAttention(
+  b: PlanBuilder,
+  cfg: ModelConfig,
+  m: NonNullable<ModelConfig["mla"]>,
+  d: RankDims,
+  pageSize: number,
+): AttentionPart {
+  const { tp, H, L, qHeads } = d;
+  const qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+  const kvBytesPerToken = L * (m.kv_lora_rank + m.qk_rope_head_dim) * BF16;
+  const smScale = mlaSmScale(cfg, qk);
+  const aDim = m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim;
+  b.gemm("attn.fused_qkv_a_proj", aDim, H, L);
+  b.norm("attn.q_a_layernorm", m.q_lora_rank, L, false);
+  b.norm("attn.kv_a_layernorm", m.kv_lora_rank, L, false);
+  b.gemm("attn.q_b_proj", qHeads * qk, m.q_lora_rank, L);
+  // The up-projection of K/V runs as a GEMM only on the (non-absorbed) extend path; decode
+  // absorbs it into batched matmuls, which have no definition family.
+  b.gemm("attn.kv_b_proj", qHeads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, L, {
+    when: "extend",
+  });
+  b.gemm("attn.o_proj", H, qHeads * m.v_head_dim, L);
+  const ckv = m.kv_lora_rank, kpe = m.qk_rope_head_dim;
+  const kvTok = (ckv + kpe) * BF16;
+  // Paged MLA: the same kernel shape serves decode and prefill over the paged cache.
+  for (
+    const [site, when] of [["attn.mla_decode", "decode"], [
+      "attn.mla_prefill_paged",
+      "extend_paged",
+    ]] as const
+  ) {
+    b.site({
+      site,
+      opType: "mla_paged",
+      when,
       mult: L,
-      consts: { num_qo_heads: qHeads, num_kv_heads: qHeads, qk_dim: qk, vo_dim: m.v_head_dim },
-      fAttn: 2 * qHeads * (qk + m.v_head_dim),
-      bRow: qHeads * (2 * qk + 2 * m.v_head_dim) * BF16,
-    });
-    params += L * (H * aDim + m.q_lora_rank * cfg.num_attention_heads * qk / tp +
-      m.kv_lora_rank * cfg.num_attention_heads * (m.qk_nope_head_dim + m.v_head_dim) / tp +
-      cfg.num_attention_heads * m.v_head_dim * H / tp);
-  } else {
-    kvBytesPerToken = 2 * L * kvHeads * headDim * BF16;
-    smScale = 1 / Math.sqrt(headDim);
-    gemm("attn.qkv_proj", (qHeads + 2 * kvHeads) * headDim, H, L);
-    if (cfg.architecture.startsWith("Qwen3")) {
-      // Qwen3's QK-norm: an RMSNorm over head_dim for every query and key head.
-      norm("attn.q_norm", headDim, L, false, "tokens_x_qheads");
-      norm("attn.k_norm", headDim, L, false, "tokens_x_kvheads");
-    }
-    const consts = { num_qo_heads: qHeads, num_kv_heads: kvHeads, head_dim: headDim };
-    const f = 4 * qHeads * headDim;
-    const kvTok = 2 * kvHeads * headDim * BF16;
-    site({
-      site: "attn.gqa_decode",
-      opType: "gqa_paged",
-      when: "decode",
-      mult: L,
-      consts: { ...consts, page_size: pageSize },
-      fAttn: f,
-      bRow: 2 * qHeads * headDim * BF16,
+      consts: { num_qo_heads: qHeads, head_dim_ckv: ckv, head_dim_kpe: kpe, page_size: pageSize },
+      fAttn: 2 * qHeads * (ckv + kpe + ckv),
+      bRow: qHeads * (ckv + kpe + ckv) * BF16,
       bKv: kvTok,
     });
-    site({
-      site: "attn.gqa_prefill_paged",
-      opType: "gqa_paged",
-      when: "extend_paged",
-      mult: L,
-      consts: { ...consts, page_size: pageSize },
-      fAttn: f,
-      bRow: 2 * qHeads * headDim * BF16,
-      bKv: kvTok,
-    });
-    site({
-      site: "attn.gqa_prefill_ragged",
-      opType: "gqa_ragged",
-      when: "extend_ragged",
-      mult: L,
-      consts,
-      fAttn: f,
-      bRow: 2 * qHeads * headDim * BF16 + kvTok,
-    });
-    gemm("attn.o_proj", H, qHeads * headDim, L);
-    params += L * (H * (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * headDim / tp +
-      cfg.num_attention_heads * headDim * H / tp);
   }
-  if (denseLayers > 0) {
-    const I = cfg.intermediate_size;
-    gemm("mlp.gate_up_proj", 2 * I / tp, H, denseLayers);
-    gemm("mlp.down_proj", H, I / tp, denseLayers);
-    params += denseLayers * 3 * H * I / tp;
+  b.site({
+    site: "attn.mla_prefill_ragged",
+    opType: "mla_ragged",
+    when: "extend_ragged",
+    mult: L,
+    consts: { num_qo_heads: qHeads, num_kv_heads: qHeads, qk_dim: qk, vo_dim: m.v_head_dim },
+    fAttn: 2 * qHeads * (qk + m.v_head_dim),
+    bRow: qHeads * (2 * qk + 2 * m.v_head_dim) * BF16,
+  });
+  const params = L * (H * aDim + m.q_lora_rank * cfg.num_attention_heads * qk / tp +
+    m.kv_lora_rank * cfg.num_attention_heads * (m.qk_nope_head_dim + m.v_head_dim) / tp +
+    cfg.num_attention_heads * m.v_head_dim * H / tp);
+  return { attention: "mla", kvBytesPerToken, smScale, params };
+}
+
+/** MLA's softmax scale over the `qk`-dim query/key heads. */
+function mlaSmScale(cfg: ModelConfig, qk: number): number {
+  // DeepSeek's YaRN scaling multiplies the softmax scale by mscale^2 (mscale = 0.1 ln(factor) + 1).
+  const rs = cfg.rope_scaling as
+    | { type?: string; factor?: number; mscale_all_dim?: number }
+    | undefined;
+  let mscale = 1;
+  if (rs && rs.type === "yarn" && rs.factor && rs.mscale_all_dim) {
+    mscale = 0.1 * rs.mscale_all_dim * Math.log(rs.factor) + 1;
   }
-  if (moeLayers > 0) {
-    const localExperts = E / ep;
-    // The router runs replicated in bf16 on every rank.
-    gemm("moe.router", E, H, moeLayers, {}, BF16);
-    const perExpert = 3 * H * Imoe * wb;
-    site({
-      site: "moe.experts",
-      opType: "moe",
-      mult: moeLayers,
-      consts: {
-        num_experts: E,
-        num_local_experts: localExperts,
-        hidden_size: H,
-        intermediate_size: Imoe,
-        top_k: topK,
-      },
-      fRow: 2 * 3 * H * Imoe * topK / ep,
-      bRow: 4 * H * BF16,
-      bExp: perExpert * (ep === 1 ? 1 / tp : 1),
-    });
-    const shared = cfg.n_shared_experts ?? 0;
-    if (shared > 0) {
-      gemm("moe.shared_gate_up_proj", 2 * shared * Imoe / tp, H, moeLayers);
-      gemm("moe.shared_down_proj", H, shared * Imoe / tp, moeLayers);
-    }
-    params += moeLayers * (E * H + E * 3 * H * Imoe / tp + shared * 3 * H * Imoe / tp);
+  return (mscale * mscale) / Math.sqrt(qk);
+}
+
+/** Grouped-query attention with a per-head KV cache (Llama, Qwen, gpt-oss). */
+function gqaAttention(
+  b: PlanBuilder,
+  cfg: ModelConfig,
+  d: RankDims,
+  pageSize: number,
+): AttentionPart {
+  const { tp, H, L, qHeads, kvHeads, headDim } = d;
+  const kvBytesPerToken = 2 * L * kvHeads * headDim * BF16;
+  const smScale = 1 / Math.sqrt(headDim);
+  b.gemm("attn.qkv_proj", (qHeads + 2 * kvHeads) * headDim, H, L);
+  if (cfg.architecture.startsWith("Qwen3")) {
+    // Qwen3's QK-norm: an RMSNorm over head_dim for every query and key head.
+    b.norm("attn.q_norm", headDim, L, false, "tokens_x_qheads");
+    b.norm("attn.k_norm", headDim, L, false, "tokens_x_kvheads");
   }
+  const consts = { num_qo_heads: qHeads, num_kv_heads: kvHeads, head_dim: headDim };
+  const f = 4 * qHeads * headDim;
+  const kvTok = 2 * kvHeads * headDim * BF16;
+  b.site({
+    site: "attn.gqa_decode",
+    opType: "gqa_paged",
+    when: "decode",
+    mult: L,
+    consts: { ...consts, page_size: pageSize },
+    fAttn: f,
+    bRow: 2 * qHeads * headDim * BF16,
+    bKv: kvTok,
+  });
+  b.site({
+    site: "attn.gqa_prefill_paged",
+    opType: "gqa_paged",
+    when: "extend_paged",
+    mult: L,
+    consts: { ...consts, page_size: pageSize },
+    fAttn: f,
+    bRow: 2 * qHeads * headDim * BF16,
+    bKv: kvTok,
+  });
+  b.site({
+    site: "attn.gqa_prefill_ragged",
+    opType: "gqa_ragged",
+    when: "extend_ragged",
+    mult: L,
+    consts,
+    fAttn: f,
+    bRow: 2 * qHeads * headDim * BF16 + kvTok,
+  });
+  b.gemm("attn.o_proj", H, qHeads * headDim, L);
+  const params = L * (H * (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * headDim / tp +
+    cfg.num_attention_heads * headDim * H / tp);
+  return { attention: "gqa", kvBytesPerToken, smScale, params };
+}
+
+/** The dense layers' MLP; returns its parameters per rank. */
+function denseMlp(b: PlanBuilder, cfg: ModelConfig, d: RankDims): number {
+  const { tp, H, denseLayers } = d;
+  const I = cfg.intermediate_size;
+  b.gemm("mlp.gate_up_proj", 2 * I / tp, H, denseLayers);
+  b.gemm("mlp.down_proj", H, I / tp, denseLayers);
+  return denseLayers * 3 * H * I / tp;
+}
+
+/** The MoE layers' router, routed experts and shared experts; returns their parameters per rank. */
+function moeBlock(b: PlanBuilder, cfg: ModelConfig, d: RankDims): number {
+  const { tp, ep, H, E, Imoe, topK, moeLayers } = d;
+  const localExperts = E / ep;
+  // The router runs replicated in bf16 on every rank.
+  b.gemm("moe.router", E, H, moeLayers, {}, BF16);
+  const perExpert = 3 * H * Imoe * d.wb;
+  b.site({
+    site: "moe.experts",
+    opType: "moe",
+    mult: moeLayers,
+    consts: {
+      num_experts: E,
+      num_local_experts: localExperts,
+      hidden_size: H,
+      intermediate_size: Imoe,
+      top_k: topK,
+    },
+    fRow: 2 * 3 * H * Imoe * topK / ep,
+    bRow: 4 * H * BF16,
+    bExp: perExpert * (ep === 1 ? 1 / tp : 1),
+  });
+  const shared = cfg.n_shared_experts ?? 0;
+  if (shared > 0) {
+    b.gemm("moe.shared_gate_up_proj", 2 * shared * Imoe / tp, H, moeLayers);
+    b.gemm("moe.shared_down_proj", H, shared * Imoe / tp, moeLayers);
+  }
+  return moeLayers * (E * H + E * 3 * H * Imoe / tp + shared * 3 * H * Imoe / tp);
+}
+
+/** The logits GEMM and the sampler, once per iteration. */
+function samplingSites(b: PlanBuilder, d: RankDims): void {
   // Logits only for the last token of each sequence that samples this iteration.
-  gemm("lm_head", V / tp, H, 1, { rows: "seqs" }, BF16);
-  site({
+  b.gemm("lm_head", d.V / d.tp, d.H, 1, { rows: "seqs" }, BF16);
+  b.site({
     site: "sampling",
     opType: "sampling",
     mult: 1,
     rows: "seqs",
-    consts: { vocab_size: V },
-    bRow: V * 4 * 2,
+    consts: { vocab_size: d.V },
+    bRow: d.V * 4 * 2,
   });
-  const embedBytes = 2 * V * H / tp * BF16;
-  const weightBytes = embedBytes + (params - 2 * V * H / tp) * wb;
-  return {
-    name,
-    attention,
-    layers: L,
-    denseLayers,
-    moeLayers,
-    hidden: H,
-    vocab: V,
-    qHeads,
-    kvHeads,
-    headDim,
-    kvBytesPerToken,
-    weightBytes,
-    experts: E,
-    localExperts: E ? E / ep : 0,
-    topK,
-    moeIntermediate: Imoe,
-    smScale,
-    eps: cfg.rms_norm_eps,
-    routedScalingFactor: cfg.routed_scaling_factor ?? 1,
-    plan,
-  };
 }

@@ -7,12 +7,18 @@
  * kernels would see are known at every iteration. Extend and decode batches alternate as in
  * SGLang without mixed chunking: an iteration is an extend batch if any request can be admitted or
  * continued, otherwise a decode batch. The clock advances by a roofline estimate of the
- * iteration's kernels; it orders events and is not a performance prediction.
+ * iteration's kernels; it orders events and is not a performance prediction. The KV allocator and
+ * prefix cache are in kv_cache.ts, the MoE routing model in routing.ts, the clock in
+ * iteration_cost.ts; this file holds the scheduling.
  */
 import type { EngineConfig } from "./engine.ts";
-import type { ModelShape, PlanSite } from "./model.ts";
-import { rng } from "../lib/rng.ts";
+import { type CacheBlock, PagePool, PrefixCache } from "./kv_cache.ts";
+import { batchTotals, iterationUs } from "./iteration_cost.ts";
+import type { ModelShape } from "./model.ts";
+import { RoutingModel } from "./routing.ts";
 import type { Request } from "./traces.ts";
+
+export { siteCostUs, siteRows, siteRuns } from "./iteration_cost.ts";
 
 /** One request's part in one iteration: new tokens, KV length before/after, and its page table. */
 export interface BatchEntry {
@@ -94,14 +100,6 @@ export interface SimOptions {
   onIteration?: (iter: number, decode: boolean, entries: BatchEntry[]) => void;
 }
 
-interface CacheBlock {
-  hash: number;
-  parent: number | null;
-  pages: number[];
-  refs: number;
-  children: number;
-}
-
 interface ReqState {
   r: Request;
   out: RequestOutcome;
@@ -115,47 +113,6 @@ interface ReqState {
   inserted: boolean;
 }
 
-/** The iteration's cost in µs from the roofline of every call site (documented, ordering only). */
-export function siteCostUs(
-  s: PlanSite,
-  eng: EngineConfig,
-  x: { rows: number; qk: number; kvTokens: number; expertsActive: number },
-): number {
-  const flops = s.fRow * x.rows + s.fAttn * x.qk;
-  const bytes = s.b0 + s.bRow * x.rows + s.bKv * x.kvTokens + s.bExp * x.expertsActive;
-  return eng.launchUs + Math.max(flops / (eng.peakTflops * 1e6), bytes / (eng.hbmGBps * 1e3));
-}
-
-/** Whether a site runs in an iteration of this kind. */
-export function siteRuns(s: PlanSite, decode: boolean, hasPrefix: boolean): boolean {
-  switch (s.when) {
-    case "any":
-      return true;
-    case "decode":
-      return decode;
-    case "extend":
-      return !decode;
-    case "extend_ragged":
-      return !decode && !hasPrefix;
-    case "extend_paged":
-      return !decode && hasPrefix;
-  }
-}
-
-/** The leading dimension of a site in an iteration. */
-export function siteRows(s: PlanSite, m: ModelShape, tokens: number, seqs: number): number {
-  switch (s.rows) {
-    case "tokens":
-      return tokens;
-    case "seqs":
-      return seqs;
-    case "tokens_x_qheads":
-      return tokens * m.qHeads;
-    case "tokens_x_kvheads":
-      return tokens * m.kvHeads;
-  }
-}
-
 /** Runs the simulation. Deterministic for equal inputs. */
 export function simulate(
   requests: Request[],
@@ -164,82 +121,384 @@ export function simulate(
   poolPages: number,
   opts: SimOptions,
 ): SimResult {
-  const ps = eng.pageSize;
-  const pagesFor = (tokens: number) => Math.ceil(tokens / ps);
-  const cacheOn = eng.prefixCaching && opts.blockTokens % ps === 0;
-  const pagesPerBlock = opts.blockTokens / ps;
+  return new Scheduler(requests, model, eng, poolPages, opts).run();
+}
 
-  // FIFO free list of page ids (SGLang allocates from the head and returns freed pages at the tail).
-  const free = new Int32Array(poolPages);
-  for (let i = 0; i < poolPages; i++) free[i] = i;
-  let head = 0, count = poolPages;
-  const alloc = (n: number, into: number[]) => {
-    if (n > count) throw new Error(`internal: allocating ${n} pages with ${count} free`);
-    for (let i = 0; i < n; i++) {
-      into.push(free[head]);
-      head = head + 1 === poolPages ? 0 : head + 1;
-    }
-    count -= n;
-  };
-  const release = (pages: ArrayLike<number>, from: number) => {
-    for (let i = from; i < pages.length; i++) {
-      free[(head + count) % poolPages] = pages[i];
-      count++;
-    }
-  };
+/** The token budget and memory reserve of the extend batch being planned, and its requests. */
+interface ExtendPlan {
+  budget: number;
+  reservePages: number;
+  states: ReqState[];
+}
 
-  const cache = new Map<number, CacheBlock>(); // insertion order = LRU order
-  const touch = (b: CacheBlock) => {
-    cache.delete(b.hash);
-    cache.set(b.hash, b);
-  };
-  const evictable = () => {
-    let n = 0;
-    for (const b of cache.values()) if (b.refs === 0) n += b.pages.length;
-    return n;
-  };
-  const evict = (need: number) => {
-    // Evict unreferenced leaves in LRU order until `need` pages are free (or nothing is left).
-    let progress = true;
-    while (count < need && progress) {
-      progress = false;
-      for (const b of cache.values()) {
-        if (b.refs === 0 && b.children === 0) {
-          cache.delete(b.hash);
-          if (b.parent !== null) {
-            const p = cache.get(b.parent);
-            if (p) p.children--;
-          }
-          release(b.pages, 0);
-          progress = true;
-          if (count >= need) break;
-        }
+/** The scheduler's state over one simulation; `run` replays the whole trace once. */
+class Scheduler {
+  private readonly ps: number;
+  private readonly cacheOn: boolean;
+  private readonly pagesPerBlock: number;
+  private readonly poolTokens: number;
+  private readonly pool: PagePool;
+  private readonly cache: PrefixCache;
+  private readonly routing: RoutingModel;
+  private readonly outcomes: RequestOutcome[];
+  private readonly cols = emptyColumns();
+  /** The batch of the iteration being planned (reused; handed to `onIteration`). */
+  private readonly entries: BatchEntry[] = [];
+  private readonly waiting: ReqState[] = [];
+  private running: ReqState[] = [];
+  /** The one request whose prompt is being prefilled in chunks, if any. */
+  private chunked: ReqState | null = null;
+  /** Index of the next request to arrive. */
+  private next = 0;
+  /** Requests finished or rejected. */
+  private done = 0;
+  private t = 0;
+  private iter = 0;
+  private peakUsed = 0;
+  private peakDecode = 0;
+
+  constructor(
+    private readonly requests: Request[],
+    private readonly model: ModelShape,
+    private readonly eng: EngineConfig,
+    poolPages: number,
+    private readonly opts: SimOptions,
+  ) {
+    this.ps = eng.pageSize;
+    this.cacheOn = eng.prefixCaching && opts.blockTokens % this.ps === 0;
+    this.pagesPerBlock = opts.blockTokens / this.ps;
+    this.poolTokens = poolPages * this.ps;
+    this.pool = new PagePool(poolPages);
+    this.cache = new PrefixCache(this.pool);
+    this.outcomes = requests.map(newOutcome);
+    this.routing = new RoutingModel(model, opts.seed, opts.expertSkew);
+  }
+
+  /** Replays the trace until every request has finished or been rejected. */
+  run(): SimResult {
+    const n = this.requests.length;
+    while (this.done < n) {
+      this.admitArrivals();
+      if (!this.running.length && !this.waiting.length && !this.chunked) {
+        if (this.next >= n) break;
+        this.t = Math.max(this.t, this.requests[this.next].arrival * 1e6);
+        continue;
+      }
+      this.entries.length = 0;
+      let decode = false;
+      let retracted = 0;
+      let seqs = 0;
+      // An iteration is an extend batch if anything can be prefilled, otherwise a decode batch.
+      const extended = this.planExtend();
+      if (this.entries.length) seqs = this.sampleExtended(extended);
+      else if (this.running.length) {
+        decode = true;
+        retracted = this.retractForDecode();
+        seqs = this.planDecode();
+      }
+      if (!this.entries.length) {
+        // Nothing could run (the next request waits for memory that only arrivals can't free).
+        if (this.next >= n) throw new Error("internal: scheduler stalled");
+        this.t = Math.max(this.t, this.requests[this.next].arrival * 1e6);
+        continue;
+      }
+      const dur = this.recordIteration(decode, seqs, retracted);
+      this.t += dur;
+      this.iter++;
+      if (decode) this.finishDecode();
+      else this.stampExtendFinishes(extended);
+    }
+    return {
+      iterations: this.cols,
+      requests: this.outcomes,
+      poolPages: this.pool.size,
+      peakUsedPages: this.peakUsed,
+      peakDecodeBatch: this.peakDecode,
+      endUs: this.t,
+    };
+  }
+
+  /** Queues every request that has arrived by now, rejecting those that can never fit. */
+  private admitArrivals(): void {
+    const requests = this.requests;
+    while (this.next < requests.length && requests[this.next].arrival * 1e6 <= this.t) {
+      const r = requests[this.next++];
+      const st = newState(r, this.outcomes[r.id]);
+      if (r.prompt + r.output > this.poolTokens) {
+        // Like SGLang, a request that can never fit in the KV pool is rejected on arrival.
+        st.out.rejected = true;
+        this.done++;
+        continue;
+      }
+      this.waiting.push(st);
+    }
+  }
+
+  /**
+   * Plans an extend batch: first the chunked request's next chunk, then FCFS admission of waiting
+   * requests while the token budget, the running-request limit and KV memory allow. Fills
+   * `entries` and returns the requests extended.
+   */
+  private planExtend(): ReqState[] {
+    const eng = this.eng, waiting = this.waiting;
+    const plan: ExtendPlan = {
+      budget: Math.min(eng.chunkedPrefillSize, eng.maxPrefillTokens),
+      reservePages: this.decodeReservePages(),
+      states: [],
+    };
+    let nextChunked: ReqState | null = null;
+    const chunked = this.chunked;
+    if (chunked) {
+      if (this.tryExtend(chunked, plan)) {
+        if (chunked.kv < chunked.target) nextChunked = chunked;
+      } else nextChunked = chunked;
+    }
+    while (
+      waiting.length && plan.budget > 0 && !nextChunked &&
+      this.running.length + plan.states.length < eng.maxRunningRequests
+    ) {
+      const st = waiting[0];
+      this.lockCachedPrefix(st);
+      if (!this.tryExtend(st, plan)) {
+        // FCFS admission does not skip ahead: the head waits for the next iteration.
+        this.undoAdmission(st);
+        break;
+      }
+      waiting.shift();
+      if (st.kv < st.target) nextChunked = st;
+      plan.reservePages += Math.ceil((st.r.output * eng.newTokenRatio) / this.ps);
+    }
+    this.chunked = nextChunked;
+    return plan.states;
+  }
+
+  /** Pages kept back for the running requests' remaining output (SGLang's new-token ratio). */
+  private decodeReservePages(): number {
+    let reserve = 0;
+    for (const st of this.running) {
+      reserve += (st.r.output - st.out.generated) * this.eng.newTokenRatio;
+    }
+    return Math.ceil(reserve / this.ps);
+  }
+
+  /** Adds the request's next prompt chunk to the extend batch if budget and memory allow. */
+  private tryExtend(st: ReqState, plan: ExtendPlan): boolean {
+    const ps = this.ps, pool = this.pool;
+    const need = st.target - st.kv;
+    let q = Math.min(need, plan.budget);
+    if (q < need && q >= ps) q -= q % ps; // chunks end on a page boundary
+    if (q <= 0) return false;
+    const newPages = Math.ceil((st.kv + q) / ps) - st.pages.length;
+    const avail = pool.count + (this.cacheOn ? this.cache.evictable() : 0);
+    if (newPages + plan.reservePages > avail) return false;
+    if (newPages > pool.count) this.cache.evict(newPages);
+    const prefix = st.kv;
+    pool.alloc(newPages, st.pages);
+    st.kv += q;
+    st.out.extendTokens += q;
+    plan.budget -= q;
+    this.entries.push({ req: st.r.id, q, prefix, kv: st.kv, pages: st.pages });
+    plan.states.push(st);
+    return true;
+  }
+
+  /** Starts an admission: locks the longest chain of cached prefix blocks of the prompt. */
+  private lockCachedPrefix(st: ReqState): void {
+    st.out.admissions++;
+    st.kv = 0;
+    st.pages = [];
+    st.cachedPages = 0;
+    st.blocks = [];
+    st.inserted = false;
+    const hashIds = st.r.hashIds;
+    if (!this.cacheOn || !hashIds) return;
+    const blockTokens = this.opts.blockTokens;
+    // At least one prompt token is always computed, so the last block may stay uncached.
+    const maxBlocks = Math.floor((st.target - 1) / blockTokens);
+    for (let b = 0; b < Math.min(maxBlocks, hashIds.length); b++) {
+      const blk = this.cache.get(hashIds[b]);
+      if (!blk) break;
+      blk.refs++;
+      this.cache.touch(blk);
+      st.blocks.push(blk);
+      for (const p of blk.pages) st.pages.push(p);
+    }
+    st.cachedPages = st.pages.length;
+    st.kv = st.blocks.length * blockTokens;
+    st.out.hitTokens += st.kv;
+  }
+
+  /** Undoes `lockCachedPrefix` for a request that could not be admitted after all. */
+  private undoAdmission(st: ReqState): void {
+    for (const b of st.blocks) b.refs--;
+    st.out.hitTokens -= st.blocks.length * this.opts.blockTokens;
+    st.out.admissions--;
+    st.blocks = [];
+    st.pages = [];
+    st.cachedPages = 0;
+    st.kv = 0;
+  }
+
+  /**
+   * Samples the first token of every request whose prefill this batch completed; returns how
+   * many sample. A request finishing here gets its finish time after the clock moves.
+   */
+  private sampleExtended(extended: ReqState[]): number {
+    let seqs = 0;
+    for (const st of extended) {
+      if (st.kv < st.target) continue;
+      this.cachePrompt(st);
+      st.out.generated++;
+      seqs++;
+      if (st.out.firstTokenUs < 0) st.out.firstTokenUs = this.t;
+      if (st.out.generated >= st.r.output) {
+        this.releaseState(st);
+        this.done++;
+      } else this.running.push(st);
+    }
+    return seqs;
+  }
+
+  /** After its prefill, a request's full prompt blocks join the cache (locked while it runs). */
+  private cachePrompt(st: ReqState): void {
+    const hashIds = st.r.hashIds;
+    if (!this.cacheOn || !hashIds || st.inserted) return;
+    st.inserted = true;
+    const blockTokens = this.opts.blockTokens, ppb = this.pagesPerBlock;
+    const full = Math.min(Math.floor(st.r.prompt / blockTokens), hashIds.length);
+    for (let b = st.blocks.length; b < full; b++) {
+      const hash = hashIds[b];
+      if (this.cache.has(hash)) break; // another request cached it meanwhile; keep our own copy private
+      const parent = b > 0 ? hashIds[b - 1] : null;
+      const pages = st.pages.slice(b * ppb, (b + 1) * ppb);
+      const blk: CacheBlock = { hash, parent, pages, refs: 1, children: 0 };
+      this.cache.insert(blk);
+      st.blocks.push(blk);
+      st.cachedPages += ppb;
+    }
+  }
+
+  /** Unlocks the request's cache blocks and frees its private pages. */
+  private releaseState(st: ReqState): void {
+    for (const b of st.blocks) b.refs--;
+    this.pool.release(st.pages, st.cachedPages);
+    st.pages = [];
+    st.blocks = [];
+    st.cachedPages = 0;
+  }
+
+  /**
+   * Every running request writes one more KV entry in a decode step: evicts cache, then retracts
+   * requests, until the new pages fit. Returns the number retracted.
+   */
+  private retractForDecode(): number {
+    const ps = this.ps, pool = this.pool, running = this.running;
+    let need = 0;
+    for (const st of running) if (st.kv % ps === 0) need++;
+    if (need > pool.count) this.cache.evict(need);
+    let retracted = 0;
+    while (need > pool.count && running.length > 1) {
+      const victim = retractionVictim(running);
+      const st = running[victim];
+      running.splice(victim, 1);
+      if (st.kv % ps === 0) need--;
+      this.releaseState(st);
+      st.out.retractions++;
+      // Re-prefill prompt plus what it already generated, then decode the rest.
+      st.target = st.r.prompt + st.out.generated;
+      this.waiting.unshift(st);
+      retracted++;
+      this.cache.evict(need);
+    }
+    return retracted;
+  }
+
+  /** Fills `entries` with one decode token per running request; returns how many sample. */
+  private planDecode(): number {
+    for (const st of this.running) {
+      if (st.kv % this.ps === 0) this.pool.alloc(1, st.pages);
+      const prefix = st.kv;
+      st.kv++;
+      st.out.decodeSteps++;
+      this.entries.push({ req: st.r.id, q: 1, prefix, kv: st.kv, pages: st.pages });
+    }
+    this.peakDecode = Math.max(this.peakDecode, this.running.length);
+    return this.running.length;
+  }
+
+  /** Prices the planned iteration, reports it, and appends its row; returns its duration, µs. */
+  private recordIteration(decode: boolean, seqs: number, retracted: number): number {
+    const x = batchTotals(this.entries, this.ps);
+    const [active, maxPer] = this.routing.stats(x.tokens);
+    const dur = iterationUs(this.model, this.eng, decode, seqs, x, active);
+    this.opts.onIteration?.(this.iter, decode, this.entries);
+    const used = this.pool.size - this.pool.count;
+    this.peakUsed = Math.max(this.peakUsed, used);
+    appendRow(this.cols, {
+      iter: this.iter,
+      tStartUs: this.t,
+      durUs: dur,
+      decode: decode ? 1 : 0,
+      hasPrefix: decode ? 0 : x.hasPrefix,
+      tokens: x.tokens,
+      seqs,
+      batch: this.entries.length,
+      kvTokens: x.kvTokens,
+      kvPages: x.kvPages,
+      qk: x.qk,
+      maxKv: x.maxKv,
+      maxQ: x.maxQ,
+      usedPages: used,
+      running: this.running.length,
+      expertsActive: active,
+      maxPerExpert: maxPer,
+      retracted,
+    });
+    return dur;
+  }
+
+  /** After a decode step: every running request has its token; finished ones leave. */
+  private finishDecode(): void {
+    const still: ReqState[] = [];
+    for (const st of this.running) {
+      st.out.generated++;
+      if (st.out.generated >= st.r.output) {
+        st.out.finishUs = this.t;
+        this.releaseState(st);
+        this.done++;
+      } else still.push(st);
+    }
+    this.running = still;
+  }
+
+  /** After an extend batch: requests that finished with their first token get the finish time. */
+  private stampExtendFinishes(extended: ReqState[]): void {
+    for (const st of extended) {
+      if (st.kv >= st.target && st.out.generated >= st.r.output && st.out.finishUs < 0) {
+        st.out.finishUs = this.t;
       }
     }
-  };
+  }
+}
 
-  const outcomes: RequestOutcome[] = requests.map((r) => ({
-    id: r.id,
-    arrival: r.arrival,
-    prompt: r.prompt,
-    output: r.output,
-    generated: 0,
-    hitTokens: 0,
-    extendTokens: 0,
-    decodeSteps: 0,
-    admissions: 0,
-    retractions: 0,
-    firstTokenUs: -1,
-    finishUs: -1,
-    rejected: false,
-  }));
-  const poolTokens = poolPages * ps;
-  const waiting: ReqState[] = [];
-  let running: ReqState[] = [];
-  let chunked: ReqState | null = null;
-  let next = 0, done = 0;
-  let t = 0;
-  const cols: IterationColumns = {
+/** SGLang retracts the request with the fewest output tokens (longest prompt on ties). */
+function retractionVictim(running: ReqState[]): number {
+  let victim = 0;
+  for (let i = 1; i < running.length; i++) {
+    const a = running[i], b = running[victim];
+    if (
+      a.out.generated < b.out.generated ||
+      (a.out.generated === b.out.generated && a.r.prompt > b.r.prompt)
+    ) {
+      victim = i;
+    }
+  }
+  return victim;
+}
+
+/** Empty iteration columns. */
+function emptyColumns(): IterationColumns {
+  return {
     iter: [],
     tStartUs: [],
     durUs: [],
@@ -259,311 +518,42 @@ export function simulate(
     maxPerExpert: [],
     retracted: [],
   };
-  let peakUsed = 0, peakDecode = 0;
+}
 
-  // Routing model: expert popularity ∝ 1/rank^skew over a seeded permutation of the experts.
-  const rand = rng(opts.seed);
-  const E = model.experts;
-  const pop = new Float64Array(E);
-  if (E) {
-    const perm = Array.from({ length: E }, (_, i) => i);
-    for (let i = E - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [perm[i], perm[j]] = [perm[j], perm[i]];
-    }
-    let sum = 0;
-    for (let i = 0; i < E; i++) sum += pop[perm[i]] = 1 / Math.pow(i + 1, opts.expertSkew);
-    for (let i = 0; i < E; i++) pop[i] /= sum;
-  }
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  const routeStats = (tokens: number): [number, number] => {
-    if (!E) return [0, 0];
-    let active = 0, max = 0;
-    const draws = tokens * model.topK;
-    for (let e = 0; e < model.localExperts; e++) {
-      // Each token picks top_k distinct experts; an expert's count is ~Poisson(λ), capped at tokens.
-      const lam = draws * pop[e];
-      let c: number;
-      if (lam < 30) {
-        const L = Math.exp(-lam);
-        let k = 0, p = rand();
-        while (p > L) {
-          k++;
-          p *= rand();
-        }
-        c = k;
-      } else c = Math.round(lam + Math.sqrt(lam) * gauss());
-      c = Math.max(0, Math.min(tokens, c));
-      if (c > 0) active++;
-      if (c > max) max = c;
-    }
-    return [active, max];
-  };
+/** Appends one iteration's values to the columns. */
+function appendRow(cols: IterationColumns, row: Record<keyof IterationColumns, number>): void {
+  for (const k of Object.keys(cols) as Array<keyof IterationColumns>) cols[k].push(row[k]);
+}
 
-  const admitState = (st: ReqState) => {
-    st.out.admissions++;
-    st.kv = 0;
-    st.pages = [];
-    st.cachedPages = 0;
-    st.blocks = [];
-    st.inserted = false;
-    if (cacheOn && st.r.hashIds) {
-      // Longest chain of cached prefix blocks; at least one prompt token is always computed.
-      const maxBlocks = Math.floor((st.target - 1) / opts.blockTokens);
-      for (let b = 0; b < Math.min(maxBlocks, st.r.hashIds.length); b++) {
-        const blk = cache.get(st.r.hashIds[b]);
-        if (!blk) break;
-        blk.refs++;
-        touch(blk);
-        st.blocks.push(blk);
-        for (const p of blk.pages) st.pages.push(p);
-      }
-      st.cachedPages = st.pages.length;
-      st.kv = st.blocks.length * opts.blockTokens;
-      st.out.hitTokens += st.kv;
-    }
-  };
-  const cachePrompt = (st: ReqState) => {
-    // After its prefill, a request's full prompt blocks join the cache (locked while it runs).
-    if (!cacheOn || !st.r.hashIds || st.inserted) return;
-    st.inserted = true;
-    const full = Math.min(Math.floor(st.r.prompt / opts.blockTokens), st.r.hashIds.length);
-    for (let b = st.blocks.length; b < full; b++) {
-      const hash = st.r.hashIds[b];
-      if (cache.has(hash)) break; // another request cached it meanwhile; keep our own copy private
-      const parent = b > 0 ? st.r.hashIds[b - 1] : null;
-      const pages = st.pages.slice(b * pagesPerBlock, (b + 1) * pagesPerBlock);
-      const blk: CacheBlock = { hash, parent, pages, refs: 1, children: 0 };
-      if (parent !== null) {
-        const p = cache.get(parent);
-        if (p) p.children++;
-      }
-      cache.set(hash, blk);
-      st.blocks.push(blk);
-      st.cachedPages += pagesPerBlock;
-    }
-  };
-  const releaseState = (st: ReqState) => {
-    for (const b of st.blocks) b.refs--;
-    release(st.pages, st.cachedPages);
-    st.pages = [];
-    st.blocks = [];
-    st.cachedPages = 0;
-  };
-
-  let iter = 0;
-  const entries: BatchEntry[] = [];
-  while (done < requests.length) {
-    while (next < requests.length && requests[next].arrival * 1e6 <= t) {
-      const r = requests[next++];
-      const st: ReqState = {
-        r,
-        out: outcomes[r.id],
-        target: r.prompt,
-        kv: 0,
-        pages: [],
-        cachedPages: 0,
-        blocks: [],
-        inserted: false,
-      };
-      if (r.prompt + r.output > poolTokens) {
-        // Like SGLang, a request that can never fit in the KV pool is rejected on arrival.
-        st.out.rejected = true;
-        done++;
-        continue;
-      }
-      waiting.push(st);
-    }
-    if (!running.length && !waiting.length && !chunked) {
-      if (next >= requests.length) break;
-      t = Math.max(t, requests[next].arrival * 1e6);
-      continue;
-    }
-
-    entries.length = 0;
-    let decode = false;
-    let retractedNow = 0;
-    const batchStates: ReqState[] = [];
-    // ---- try an extend batch
-    let budget = Math.min(eng.chunkedPrefillSize, eng.maxPrefillTokens);
-    let reserve = 0;
-    for (const st of running) reserve += (st.r.output - st.out.generated) * eng.newTokenRatio;
-    let reservePages = Math.ceil(reserve / ps);
-    const tryExtend = (st: ReqState): boolean => {
-      const need = st.target - st.kv;
-      let q = Math.min(need, budget);
-      if (q < need && q >= ps) q -= q % ps; // chunks end on a page boundary
-      if (q <= 0) return false;
-      const newPages = pagesFor(st.kv + q) - st.pages.length;
-      const avail = count + (cacheOn ? evictable() : 0);
-      if (newPages + reservePages > avail) return false;
-      if (newPages > count) evict(newPages);
-      const prefix = st.kv;
-      alloc(newPages, st.pages);
-      st.kv += q;
-      st.out.extendTokens += q;
-      budget -= q;
-      entries.push({ req: st.r.id, q, prefix, kv: st.kv, pages: st.pages });
-      batchStates.push(st);
-      return true;
-    };
-    let nextChunked: ReqState | null = null;
-    if (chunked) {
-      if (tryExtend(chunked)) {
-        if (chunked.kv < chunked.target) nextChunked = chunked;
-      } else nextChunked = chunked;
-    }
-    while (
-      waiting.length && budget > 0 && !nextChunked &&
-      running.length + batchStates.length < eng.maxRunningRequests
-    ) {
-      const st = waiting[0];
-      admitState(st);
-      if (!tryExtend(st)) {
-        // Undo the prefix lock and stop: FCFS admission does not skip ahead.
-        for (const b of st.blocks) b.refs--;
-        st.out.hitTokens -= st.blocks.length * opts.blockTokens;
-        st.out.admissions--;
-        st.blocks = [];
-        st.pages = [];
-        st.cachedPages = 0;
-        st.kv = 0;
-        break;
-      }
-      waiting.shift();
-      if (st.kv < st.target) nextChunked = st;
-      reservePages += Math.ceil((st.r.output * eng.newTokenRatio) / ps);
-    }
-    chunked = nextChunked;
-
-    let seqs = 0;
-    if (entries.length) {
-      for (const st of batchStates) {
-        if (st.kv < st.target) continue;
-        cachePrompt(st);
-        st.out.generated++;
-        seqs++;
-        if (st.out.firstTokenUs < 0) st.out.firstTokenUs = t;
-        if (st.out.generated >= st.r.output) {
-          releaseState(st);
-          done++;
-        } else running.push(st);
-      }
-      // A request finishing in this iteration still gets its finish time after the clock moves.
-    } else if (running.length) {
-      decode = true;
-      // Every running request writes one more KV entry; retract until the new pages fit.
-      let need = 0;
-      for (const st of running) if (st.kv % ps === 0) need++;
-      if (need > count) evict(need);
-      while (need > count && running.length > 1) {
-        // SGLang retracts the request with the fewest output tokens (longest prompt on ties).
-        let victim = 0;
-        for (let i = 1; i < running.length; i++) {
-          const a = running[i], b = running[victim];
-          if (
-            a.out.generated < b.out.generated ||
-            (a.out.generated === b.out.generated && a.r.prompt > b.r.prompt)
-          ) {
-            victim = i;
-          }
-        }
-        const st = running[victim];
-        running.splice(victim, 1);
-        if (st.kv % ps === 0) need--;
-        releaseState(st);
-        st.out.retractions++;
-        // Re-prefill prompt plus what it already generated, then decode the rest.
-        st.target = st.r.prompt + st.out.generated;
-        waiting.unshift(st);
-        retractedNow++;
-        evict(need);
-      }
-      for (const st of running) {
-        if (st.kv % ps === 0) alloc(1, st.pages);
-        const prefix = st.kv;
-        st.kv++;
-        st.out.decodeSteps++;
-        entries.push({ req: st.r.id, q: 1, prefix, kv: st.kv, pages: st.pages });
-      }
-      seqs = running.length;
-      peakDecode = Math.max(peakDecode, running.length);
-    }
-    if (!entries.length) {
-      // Nothing could run (the next request waits for memory that only arrivals can't free).
-      if (next >= requests.length) throw new Error("internal: scheduler stalled");
-      t = Math.max(t, requests[next].arrival * 1e6);
-      continue;
-    }
-
-    let tokens = 0, kvTokens = 0, kvPages = 0, qk = 0, maxKv = 0, maxQ = 0, hasPrefix = 0;
-    for (const e of entries) {
-      tokens += e.q;
-      kvTokens += e.kv;
-      kvPages += pagesFor(e.kv);
-      // Causal attention: query i of the new tokens sees prefix + i + 1 keys.
-      qk += e.q * e.prefix + (e.q * (e.q + 1)) / 2;
-      if (e.kv > maxKv) maxKv = e.kv;
-      if (e.q > maxQ) maxQ = e.q;
-      if (e.prefix > 0) hasPrefix = 1;
-    }
-    const [active, maxPer] = routeStats(tokens);
-    let dur = eng.iterationOverheadUs;
-    for (const s of model.plan) {
-      if (!siteRuns(s, decode, hasPrefix === 1)) continue;
-      const rows = siteRows(s, model, tokens, seqs);
-      if (rows === 0) continue; // not launched (see events.ts)
-      dur += s.mult * siteCostUs(s, eng, { rows, qk, kvTokens, expertsActive: active });
-    }
-    opts.onIteration?.(iter, decode, entries);
-    const used = poolPages - count;
-    peakUsed = Math.max(peakUsed, used);
-    cols.iter.push(iter);
-    cols.tStartUs.push(t);
-    cols.durUs.push(dur);
-    cols.decode.push(decode ? 1 : 0);
-    cols.hasPrefix.push(decode ? 0 : hasPrefix);
-    cols.tokens.push(tokens);
-    cols.seqs.push(seqs);
-    cols.batch.push(entries.length);
-    cols.kvTokens.push(kvTokens);
-    cols.kvPages.push(kvPages);
-    cols.qk.push(qk);
-    cols.maxKv.push(maxKv);
-    cols.maxQ.push(maxQ);
-    cols.usedPages.push(used);
-    cols.running.push(running.length);
-    cols.expertsActive.push(active);
-    cols.maxPerExpert.push(maxPer);
-    cols.retracted.push(retractedNow);
-    t += dur;
-    iter++;
-
-    if (decode) {
-      const still: ReqState[] = [];
-      for (const st of running) {
-        st.out.generated++;
-        if (st.out.generated >= st.r.output) {
-          st.out.finishUs = t;
-          releaseState(st);
-          done++;
-        } else still.push(st);
-      }
-      running = still;
-    } else {
-      for (const st of batchStates) {
-        if (st.kv >= st.target && st.out.generated >= st.r.output && st.out.finishUs < 0) {
-          st.out.finishUs = t;
-        }
-      }
-    }
-  }
+/** A request's outcome before it arrives. */
+function newOutcome(r: Request): RequestOutcome {
   return {
-    iterations: cols,
-    requests: outcomes,
-    poolPages,
-    peakUsedPages: peakUsed,
-    peakDecodeBatch: peakDecode,
-    endUs: t,
+    id: r.id,
+    arrival: r.arrival,
+    prompt: r.prompt,
+    output: r.output,
+    generated: 0,
+    hitTokens: 0,
+    extendTokens: 0,
+    decodeSteps: 0,
+    admissions: 0,
+    retractions: 0,
+    firstTokenUs: -1,
+    finishUs: -1,
+    rejected: false,
+  };
+}
+
+/** A request's scheduler state on arrival: its whole prompt to prefill, nothing allocated. */
+function newState(r: Request, out: RequestOutcome): ReqState {
+  return {
+    r,
+    out,
+    target: r.prompt,
+    kv: 0,
+    pages: [],
+    cachedPages: 0,
+    blocks: [],
+    inserted: false,
   };
 }

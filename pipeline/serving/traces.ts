@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 
 /** One request of a serving trace. */
-import { rng } from "../lib/rng.ts";
+import { rng } from "../lib/mod.ts";
 
 export interface Request {
   /** 0-based position in the trace (after the optional limit). */
