@@ -1,18 +1,23 @@
 /**
  * The command line: reproduce, status, why, gc, validate, doctor.
- * Exit codes: 0 success; 1 some cells failed; 2 bad input or usage; 3 the store is locked.
+ * Exit codes: 0 success; 1 some cells failed; 2 bad input or usage; 3 the store is locked;
+ * 130/143 stopped by SIGINT/SIGTERM (finished cells kept).
  */
 import { existsSync, readFileSync } from "node:fs";
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
   type AnyStage,
   DEFAULT_STORE,
+  describeHolder,
   discoverToolchain,
   dryPlan,
+  exitCodeFor,
   formatDiagnostic,
   gpuArch,
   importStore,
+  type Interruption,
+  type LockHolder,
   PipelineError,
   REPO_ROOT,
   runPipeline,
@@ -20,10 +25,15 @@ import {
   type StageReport,
   Store,
   StoreLockedError,
+  superviseRun,
   type Toolchain,
+  unknownParamKey,
 } from "./engine/mod.ts";
+import { LOCK_CLOCKS_ENV } from "./harness/mod.ts";
 import { validatePath } from "./trace/mod.ts";
+import { REFRESH_USAGE, refreshCommand } from "./refresh/mod.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
+import { shardedRun, SLURM_USAGE, slurmCommand } from "./scale/mod.ts";
 
 const USAGE = `tracepipe: FlashInfer-Bench, reproduced as a content-addressed pipeline
 
@@ -40,14 +50,20 @@ commands:
     --set STAGE.KEY=VAL   override one param (VAL parsed as JSON when it parses)
     --corpus DIR          import a FlashInfer TraceSet's solutions (repeatable)
     --wait                wait for another run holding the store instead of refusing
+    --lock-clocks         lock the GPU clocks at their maximum while timing (nvidia-smi -lgc/-lmc,
+                            where permitted; each time cell records whether the lock held)
+    --shard I/N           run shard I (0 … N-1) of the judging stages' cells, stopping after them;
+                            \`tp import\` of the N stores gives one run's cells (see slurm)
   status                what would run now, stage by stage
   why [STAGE]           which field of which cell key changed since the last run
   gc [--max-size SIZE]  delete least-recently-used cells until the store fits (default 5G)
-     [--all]              may also delete cells of the latest runs
+     [--all] [--wait]     --all may also delete cells of the latest runs
   import STORE|TAR      merge another store's cells and runs into this one (e.g. a GPU machine's
-                          results packed by tools/gpu-run.sh); runs are united by cell id
+     [--wait]             results packed by tools/gpu-run.sh); runs are united by cell id
   validate PATH         check a definition/solution/JSONL/safetensors file or a whole TraceSet
   doctor                toolchains and GPUs found here, and what the pipeline can run here
+${REFRESH_USAGE}
+${SLURM_USAGE}
 
 common options: --store DIR (default .tracepipe/store)`;
 
@@ -98,7 +114,11 @@ export function loadProfile(
     const m = /^([a-z_]+)\.([A-Za-z0-9_.]+)=(.*)$/s.exec(s);
     if (!m) throw new UsageError(`--set: expected STAGE.KEY=VALUE, got "${s}"`);
     const [, stage, key, raw] = m;
-    if (!STAGE_NAMES.includes(stage)) throw new UsageError(`--set: unknown stage "${stage}"`);
+    if (!STAGE_NAMES.includes(stage)) {
+      throw new UsageError(
+        `--set ${stage}.${key}: unknown stage "${stage}" (stages: ${STAGE_NAMES.join(", ")})`,
+      );
+    }
     let value: unknown = raw;
     try {
       value = JSON.parse(raw);
@@ -117,7 +137,93 @@ export function loadProfile(
   return profile;
 }
 
-function printReports(reports: StageReport[], ms: number) {
+/** The `STAGE.KEY` of each `--set STAGE.KEY=VALUE` (what a bad value is blamed on). */
+export function setKeys(sets: string[]): string[] {
+  return sets.map((s) => s.slice(0, s.indexOf("=")));
+}
+
+/**
+ * Rejects a `--set` whose key is not a param of its stage (a typo would otherwise be dropped by
+ * the schema without a word), naming the keys that stage knows there.
+ */
+export function checkSetKeys(sets: string[], stages: AnyStage[]): void {
+  for (const full of setKeys(sets)) {
+    const [stageName, ...path] = full.split(".");
+    const stage = stages.find((s) => s.name === stageName);
+    if (!stage || stage.description === "(not loaded)") continue;
+    const bad = unknownParamKey(stage.params, path);
+    if (!bad) continue;
+    const where = [stageName, ...bad.at].join(".");
+    throw new UsageError(
+      `--set ${full}: ${where} has no param "${bad.key}"` +
+        (bad.known.length ? ` (known: ${bad.known.join(", ")})` : ""),
+    );
+  }
+}
+
+/** A path as the user should read it: relative to the working directory when inside it. */
+const shown = (p: string) => {
+  const r = relative(Deno.cwd(), resolve(p));
+  return r && !r.startsWith("..") && !isAbsolute(r) ? r : p;
+};
+
+/**
+ * The closing lines of a run: "nothing to do" only when no cell ran, failed or was interrupted;
+ * otherwise what ran, failed and was left unfinished.
+ */
+export function summarizeRun(reports: StageReport[], ms: number, stoppedAt?: string): string[] {
+  const sum = (f: (r: StageReport) => number) => reports.reduce((a, r) => a + f(r), 0);
+  const ran = sum((r) => r.ran);
+  const failed = sum((r) => r.failed.length);
+  const stopped = sum((r) => r.interrupted.length);
+  const nr = sum((r) => r.notRunnable.length);
+  const secs = (ms / 1000).toFixed(ran ? 1 : 2);
+  const lines: string[] = [];
+  if (ran === 0 && failed === 0 && stopped === 0 && !stoppedAt) {
+    lines.push(`nothing to do: every cell is up to date (${secs}s)`);
+  } else {
+    const parts = [`ran ${ran} cells`, ...(failed ? [`${failed} failed`] : [])];
+    lines.push(
+      `${parts.join(", ")} in ${secs}s${stoppedAt ? ` (interrupted in ${stoppedAt})` : ""}`,
+    );
+  }
+  if (stopped) {
+    lines.push(
+      `interrupted: ${stopped} cells were left unfinished (not failures, nothing recorded); ` +
+        "the next run picks them up",
+    );
+  } else if (stoppedAt) {
+    lines.push(`interrupted before ${stoppedAt} ran; the next run picks it up`);
+  }
+  if (nr) {
+    lines.push(
+      `${nr} cells cannot run on this machine (see "not runnable here" above; \`doctor\` says why)`,
+    );
+  }
+  return lines;
+}
+
+/** Takes the store lock; with `wait`, says whose run it waits for, at once and every 10 s. */
+function lockStore(
+  store: Store,
+  command: string,
+  wait: boolean,
+  guard?: Interruption,
+): Promise<() => void> {
+  let first = true;
+  const onWait = (h: LockHolder, waitedMs: number) => {
+    console.error(
+      first
+        ? `waiting for the store ${store.root}, held by ${describeHolder(h)} ` +
+          "(progress every 10 s; Ctrl-C gives up)"
+        : `still waiting after ${Math.round(waitedMs / 1000)} s for ${describeHolder(h)}`,
+    );
+    first = false;
+  };
+  return store.lock({ wait, command, onWait, signal: guard?.signal });
+}
+
+function printReports(reports: StageReport[], ms: number, stoppedAt?: string) {
   console.log("");
   console.log("stage         cells  cached  ran  failed  not-runnable  time");
   for (const r of reports) {
@@ -128,28 +234,11 @@ function printReports(reports: StageReport[], ms: number) {
         `${String(r.notRunnable.length).padStart(12)}  ${(r.ms / 1000).toFixed(1)}s${mode}`,
     );
   }
-  const ran = reports.reduce((a, r) => a + r.ran, 0);
-  const nr = reports.reduce((a, r) => a + r.notRunnable.length, 0);
-  const stopped = reports.reduce((a, r) => a + r.interrupted.length, 0);
-  console.log(
-    ran === 0
-      ? `\nnothing to do: every cell is up to date (${(ms / 1000).toFixed(2)}s)`
-      : `\nran ${ran} cells in ${(ms / 1000).toFixed(1)}s`,
-  );
-  if (stopped) {
-    console.log(
-      `interrupted: ${stopped} cells were left unfinished (not failures, nothing recorded); ` +
-        "the next run picks them up",
-    );
-  }
-  if (nr) {
-    console.log(
-      `${nr} cells cannot run on this machine (see "not runnable here" above; \`doctor\` says why)`,
-    );
-  }
+  console.log("");
+  for (const line of summarizeRun(reports, ms, stoppedAt)) console.log(line);
 }
 
-async function reproduce(args: string[], storeDir: string): Promise<number> {
+async function reproduce(args: string[], storeDir: string, command: string): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -162,6 +251,8 @@ async function reproduce(args: string[], storeDir: string): Promise<number> {
       set: { type: "string", multiple: true, default: [] },
       corpus: { type: "string", multiple: true, default: [] },
       wait: { type: "boolean", default: false },
+      "lock-clocks": { type: "boolean", default: false },
+      shard: { type: "string" },
       store: { type: "string" },
     },
     strict: true,
@@ -175,27 +266,49 @@ async function reproduce(args: string[], storeDir: string): Promise<number> {
   const profile = loadProfile(values.profile!, values.set!, values.corpus!);
   const t0 = performance.now();
   const stub = await loadStages(new Set());
-  const { run } = selectStages(stub, { from: values.from, to: values.to, only });
-  const stages = await loadStages(run);
-  const store = new Store(storeDir);
-  const release = await store.lock({ wait: values.wait });
+  const sharded = shardedRun(values.shard, STAGE_NAMES, { to: values.to, only });
+  const { run } = selectStages(stub, { from: values.from, to: sharded.to, only });
+  const setStages = setKeys(values.set!).map((k) => k.split(".")[0]);
+  const stages = await loadStages(new Set([...run, ...setStages]));
+  checkSetKeys(values.set!, stages);
+  // Read by the time stage (it enters time's keys only when set): lock the clocks while timing.
+  if (values["lock-clocks"]) Deno.env.set(LOCK_CLOCKS_ENV, "1");
+  // From here on a SIGINT or SIGTERM stops the run cleanly, and nothing the run starts outlives it.
+  const guard = superviseRun((l) => console.error(l));
   try {
-    const { reports, ok } = await runPipeline({
-      root: REPO_ROOT,
-      store,
-      stages,
-      rawParams: profile,
-      paramsSource: values.profile,
-      from: values.from,
-      to: values.to,
-      only,
-      force,
-    });
-    await afterRun(stages, store);
-    printReports(reports, performance.now() - t0);
-    return ok ? 0 : 1;
+    const store = new Store(storeDir);
+    const release = await lockStore(store, command, values.wait!, guard);
+    try {
+      const { reports, ok, stoppedAt } = await runPipeline({
+        root: REPO_ROOT,
+        store,
+        stages,
+        rawParams: profile,
+        paramsSource: shown(values.profile!),
+        paramOverrides: setKeys(values.set!),
+        from: values.from,
+        to: sharded.to,
+        only,
+        force,
+        signal: guard.signal,
+        cellFilter: sharded.cellFilter,
+      });
+      await afterRun(stages, store);
+      printReports(reports, performance.now() - t0, stoppedAt);
+      const sig = guard.stoppedBy();
+      return sig ? exitCodeFor(sig) : ok ? 0 : 1;
+    } finally {
+      release();
+    }
+  } catch (e) {
+    const sig = guard.stoppedBy();
+    if (sig && e instanceof StoreLockedError) {
+      console.error(`error: ${e.message}`);
+      return exitCodeFor(sig);
+    }
+    throw e;
   } finally {
-    release();
+    guard.dispose();
   }
 }
 
@@ -228,13 +341,15 @@ async function statusOrWhy(
   }
   const profile = loadProfile(values.profile!, values.set!, values.corpus!);
   const stages = await loadStages("all");
+  checkSetKeys(values.set!, stages);
   const store = new Store(storeDir);
   const plan = await dryPlan({
     root: REPO_ROOT,
     store,
     stages,
     rawParams: profile,
-    paramsSource: values.profile,
+    paramsSource: shown(values.profile!),
+    paramOverrides: setKeys(values.set!),
   });
   for (const s of plan) {
     if (cmd === "why" && target && s.stage !== target) continue;
@@ -264,6 +379,72 @@ async function statusOrWhy(
   return 0;
 }
 
+async function gc(args: string[], storeDir: string, command: string): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      "max-size": { type: "string", default: "5G" },
+      all: { type: "boolean", default: false },
+      wait: { type: "boolean", default: false },
+    },
+  });
+  const max = parseSize(values["max-size"]!);
+  const store = new Store(storeDir);
+  const release = await lockStore(store, command, values.wait!);
+  try {
+    const r = store.gc(max, values.all);
+    console.log(
+      `gc: removed ${r.removed} cells (${human(r.freedBytes)}); the store now holds ${
+        human(r.keptBytes)
+      }`,
+    );
+    if (r.overBytes > 0) {
+      console.log(
+        `gc: the target ${values["max-size"]} was not reached: the store is ${
+          human(r.overBytes)
+        } over it, because the ${r.latest.cells} cells of the latest runs ` +
+          `(${human(r.latest.bytes)}) are kept; \`gc --all\` may delete them too`,
+      );
+    }
+  } finally {
+    release();
+  }
+  return 0;
+}
+
+async function importCmd(args: string[], storeDir: string, command: string): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { wait: { type: "boolean", default: false } },
+    allowPositionals: true,
+  });
+  if (!positionals[0]) throw new UsageError("import: give a store folder or a .tar.xz of one");
+  let src = resolve(positionals[0]);
+  if (!existsSync(src)) throw new UsageError(`import: ${src} does not exist`);
+  if (src.endsWith(".tar.xz") || src.endsWith(".tar")) {
+    const dir = Deno.makeTempDirSync({ prefix: "tp-import-" });
+    const out = await new Deno.Command("tar", {
+      args: ["xf", src, "-C", dir],
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new UsageError(`import: cannot unpack ${src}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    src = dir;
+  }
+  const store = new Store(storeDir);
+  const release = await lockStore(store, command, values.wait!);
+  try {
+    const r = importStore(new Store(src), store);
+    console.log(
+      `imported ${r.cells} cells; merged the runs of ${r.stages.join(", ") || "no stage"}`,
+    );
+  } finally {
+    release();
+  }
+  return 0;
+}
+
 async function doctor(): Promise<number> {
   const tc: Toolchain = await discoverToolchain();
   const line = (k: string, v: string) => console.log(`${k.padEnd(10)} ${v}`);
@@ -279,6 +460,9 @@ async function doctor(): Promise<number> {
   );
   line("nvcc", tc.nvcc ? `${tc.nvcc.version} (${tc.nvcc.path})` : "absent");
   line("ptxas", tc.ptxas ? `${tc.ptxas.version}` : "absent");
+  for (const [k, t] of [["c++", tc.hostCompilers?.cxx], ["g++", tc.hostCompilers?.gxx]] as const) {
+    line(k, t ? `${t.version} (${t.path})` : "absent");
+  }
   if (tc.gpus.length) {
     for (const g of tc.gpus) {
       line(
@@ -318,67 +502,23 @@ async function doctor(): Promise<number> {
 /** Entry point; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  const command = `tp ${argv.join(" ")}`;
   const storeIdx = rest.indexOf("--store");
   const storeDir = storeIdx >= 0 ? resolve(rest[storeIdx + 1] ?? "") : DEFAULT_STORE;
   if (storeIdx >= 0) rest.splice(storeIdx, 2);
   try {
     switch (cmd) {
       case "reproduce":
-        return await reproduce(rest, storeDir);
+        return await reproduce(rest, storeDir, command);
       case "status":
       case "why":
         return await statusOrWhy(cmd, rest, storeDir);
-      case "gc": {
-        const { values } = parseArgs({
-          args: rest,
-          options: {
-            "max-size": { type: "string", default: "5G" },
-            all: { type: "boolean", default: false },
-          },
-        });
-        const store = new Store(storeDir);
-        const release = await store.lock();
-        try {
-          const r = store.gc(parseSize(values["max-size"]!), values.all);
-          console.log(
-            `gc: removed ${r.removed} cells (${human(r.freedBytes)}); the store now holds ${
-              human(r.keptBytes)
-            }`,
-          );
-        } finally {
-          release();
-        }
-        return 0;
-      }
-      case "import": {
-        if (!rest[0]) throw new UsageError("import: give a store folder or a .tar.xz of one");
-        let src = resolve(rest[0]);
-        if (!existsSync(src)) throw new UsageError(`import: ${src} does not exist`);
-        if (src.endsWith(".tar.xz") || src.endsWith(".tar")) {
-          const dir = Deno.makeTempDirSync({ prefix: "tp-import-" });
-          const out = await new Deno.Command("tar", {
-            args: ["xf", src, "-C", dir],
-            stderr: "piped",
-          }).output();
-          if (!out.success) {
-            throw new UsageError(
-              `import: cannot unpack ${src}: ${new TextDecoder().decode(out.stderr)}`,
-            );
-          }
-          src = dir;
-        }
-        const store = new Store(storeDir);
-        const release = await store.lock();
-        try {
-          const r = importStore(new Store(src), store);
-          console.log(
-            `imported ${r.cells} cells; merged the runs of ${r.stages.join(", ") || "no stage"}`,
-          );
-        } finally {
-          release();
-        }
-        return 0;
-      }
+      case "gc":
+        return await gc(rest, storeDir, command);
+      case "import":
+        return await importCmd(rest, storeDir, command);
+      case "slurm":
+        return await slurmCommand(rest, storeDir, STAGE_NAMES, command);
       case "validate": {
         if (!rest[0]) throw new UsageError("validate: give a file or a TraceSet folder");
         const { diagnostics, summary } = await validatePath(resolve(rest[0]));
@@ -393,6 +533,8 @@ export async function main(argv: string[]): Promise<number> {
       }
       case "doctor":
         return await doctor();
+      case "refresh":
+        return await refreshCommand(rest, storeDir, command);
       case undefined:
       case "help":
       case "--help":

@@ -6,14 +6,22 @@ import { REPO_ROOT } from "./engine/mod.ts";
 import { encodeSafetensors, intTensor, jsonSchemas } from "./trace/mod.ts";
 
 async function cli(...args: string[]) {
+  return await cliWith({}, ...args);
+}
+
+async function cliWith(env: Record<string, string>, ...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(REPO_ROOT, "pipeline/cli.ts"), ...args],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   return { code: out.code, text };
 }
+
+/** The bad-input fixtures (tests/fixtures/bad-input/). */
+const BAD_INPUT = join(REPO_ROOT, "tests", "fixtures", "bad-input");
 
 const GOOD_DEF = {
   name: "g",
@@ -57,7 +65,7 @@ const BAD: Array<[string, string, string | Uint8Array, RegExp]> = [
     "an unknown dtype",
     "d.json",
     JSON.stringify({ ...GOOD_DEF, inputs: { A: { shape: ["M"], dtype: "uint8" } } }),
-    /d\.json: \$\.inputs\.A\.dtype: Invalid option/,
+    /d\.json: \$\.inputs\.A\.dtype: Invalid option: expected one of .*; got "uint8"$/m,
   ],
   [
     "a missing axis",
@@ -93,6 +101,18 @@ const BAD: Array<[string, string, string | Uint8Array, RegExp]> = [
     /t\.jsonl:1: \$\.evaluation\.performance: status PASSED requires performance/,
   ],
   [
+    "bytes that are not UTF-8",
+    "w.jsonl",
+    readFileSync(join(BAD_INPUT, "non-utf8.jsonl")),
+    /w\.jsonl:2: \$: not valid UTF-8: byte 0xff at byte offset 135 \(line 2\): invalid start byte/,
+  ],
+  [
+    "terminal escapes and control bytes in a JSONL line",
+    "w.jsonl",
+    readFileSync(join(BAD_INPUT, "garbage.jsonl")),
+    /w\.jsonl:2: \$: malformed JSON: Unexpected token '\\x1b', "\\x1b\[2J\\x1b\]0;pw/,
+  ],
+  [
     "a truncated safetensors file",
     "b.safetensors",
     encodeSafetensors({ kv_indptr: intTensor("I32", [0, 1, 2]) }).subarray(0, 30),
@@ -108,8 +128,29 @@ for (const [what, file, content, expected] of BAD) {
     assertEquals(code, 2, text);
     assertMatch(text, expected);
     assert(!/\n\s+at /.test(text), `stack trace in:\n${text}`);
+    // Whatever the input held, the terminal gets printable lines only.
+    const raw = text.split("\n").filter((l) => /[\p{Cc}\u202e]/u.test(l));
+    assertEquals(raw, [], "raw control characters in the output");
   });
 }
+
+Deno.test("validate: an empty folder is an error (exit 2), not '0 errors'", async () => {
+  const { code, text } = await cli("validate", mkdtempSync(join(tmpdir(), "tp-empty-")));
+  assertEquals(code, 2, text);
+  assertMatch(text, /: \$: nothing to validate/);
+});
+
+Deno.test("validate: without Python, a solution's syntax error keeps the static message", async () => {
+  const set = join(BAD_INPUT, "traceset");
+  const { code, text } = await cliWith(
+    { TRACEPIPE_PYTHON: "/nonexistent/python3" },
+    "validate",
+    set,
+  );
+  assertEquals(code, 2, text);
+  assertMatch(text, /syntax\.json: \$\.spec\.entry_point: entry symbol "run" is not defined/);
+  assertMatch(text, /\(no Python: references checked for `def run` only, sources not parsed\)/);
+});
 
 Deno.test("validate: a good definition passes with exit code 0", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tp-good-"));

@@ -50,6 +50,11 @@ export const STAGES: StageEntry[] = [
     load: async () => (await import("./time/mod.ts")).timeStage as Stage,
   },
   {
+    name: "apply",
+    upstream: ["definitions", "generate", "verify", "time"],
+    load: async () => (await import("./apply/mod.ts")).applyStage as Stage,
+  },
+  {
     name: "aggregate",
     upstream: ["definitions", "extract", "generate", "compile", "verify", "time"],
     load: async () => (await import("./aggregate/mod.ts")).aggregateStage as Stage,

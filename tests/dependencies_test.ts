@@ -28,6 +28,25 @@ Deno.test("the rule catches each cross-stage import the tree had before the rest
   ) {
     assert(violation({ from: "pipeline/engine/store.ts", to }) !== null, to);
   }
+  // Scaling out is the application's business: the engine and the stages never import it, and
+  // the CLI goes through its face.
+  for (const from of ["pipeline/engine/dag.ts", "stages/verify/stage.ts"]) {
+    assert(violation({ from, to: "pipeline/scale/mod.ts" }) !== null, from);
+  }
+  assert(violation({ from: "pipeline/cli.ts", to: "pipeline/scale/shard.ts" }) !== null);
+  assertEquals(violation({ from: "pipeline/scale/slurm.ts", to: "stages/mod.ts" }), null);
+  // So is the nightly refresh: it may import faces and the registry; nothing below it imports it.
+  assertEquals(violation({ from: "pipeline/refresh/night.ts", to: "stages/mod.ts" }), null);
+  assertEquals(
+    violation({ from: "pipeline/refresh/night.ts", to: "pipeline/harness/mod.ts" }),
+    null,
+  );
+  for (
+    const from of ["pipeline/engine/dag.ts", "pipeline/trace/validate.ts", "stages/time/stage.ts"]
+  ) {
+    assert(violation({ from, to: "pipeline/refresh/mod.ts" }) !== null, from);
+  }
+  assert(violation({ from: "pipeline/cli.ts", to: "pipeline/refresh/night.ts" }) !== null);
   // Reaching past a face is caught; importing through it is not.
   assert(violation({ from: "stages/time/stage.ts", to: "pipeline/trace/traceset.ts" }) !== null);
   assertEquals(violation({ from: "stages/time/stage.ts", to: "pipeline/trace/mod.ts" }), null);

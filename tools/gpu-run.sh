@@ -6,17 +6,12 @@
 set -uo pipefail
 limit=${1:-480}
 shift || true
-mkdir -p /tmp/tpbin
-[ -x /tmp/tpbin/deno ] || xz -dc .device/deno.xz >/tmp/tpbin/deno
-chmod +x /tmp/tpbin/deno
+# Each bundle once per machine (a marker per bundle digest): a second invocation here must not unpack
+# the store bundles again over the run index the first one wrote.
+TP_BIN_DIR=/tmp/tpbin bash tools/gpu-unpack.sh || exit 1
 export PATH=/tmp/tpbin:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYTHON:-python3}
 # Triton's JIT cache travels with the builds: "warm builds" include the Triton kernels' compiled code
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/.tracepipe/harness/triton-cache}
-mkdir -p .tracepipe/store
-[ -f .tracepipe/store/.unpacked ] || { tar xJf .device/store.tar.xz -C .tracepipe/store && touch .tracepipe/store/.unpacked; }
-[ -f .device/gpu-store.tar.xz ] && tar xJf .device/gpu-store.tar.xz -C .tracepipe/store
-# torch-extension builds of an earlier call on another machine (content-hash directories: reused as is)
-[ -f .device/gpu-builds.tar.xz ] && mkdir -p .tracepipe/harness && tar xJf .device/gpu-builds.tar.xz -C .tracepipe/harness
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
 t0=$(date +%s)
 # A run index lists the cells of a stage's latest run only: keep the earlier invocations' cells (another

@@ -6,8 +6,15 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { codeDigest } from "./codegraph.ts";
-import { jsonPath } from "./diagnostics.ts";
 import { digestJson } from "./hash.ts";
+import { interruptOnSignals } from "./interrupt.ts";
+import {
+  ParamError,
+  paramProblem,
+  type ParamSources,
+  parseParams,
+  PipelineError,
+} from "./params.ts";
 import { type BuilderInfo, builderInfo } from "./provenance.ts";
 import type {
   CellJob,
@@ -16,7 +23,6 @@ import type {
   PipelineStage,
   PlanContext,
   Resource,
-  Stage,
 } from "./stage.ts";
 import type { Store } from "./store.ts";
 import { discoverToolchain, probeGpusOnce, type Toolchain } from "./toolchain.ts";
@@ -36,15 +42,37 @@ export interface PipelineOptions {
   rawParams: Record<string, unknown>;
   /** Where the params came from, for error messages. */
   paramsSource?: string;
+  /** The `STAGE.KEY` paths given by `--set`: a bad value there is blamed on the `--set`. */
+  paramOverrides?: string[];
+  /**
+   * Stops the run when aborted (the CLI's SIGINT/SIGTERM handler): finished cells are kept, the
+   * unfinished ones are reported as interrupted. Without it the run listens for SIGINT and SIGTERM
+   * itself while it lasts.
+   */
+  signal?: AbortSignal;
   from?: string;
   to?: string;
   only?: string[];
   /** true: re-run every selected cell; a list: re-run the cells of these stages. */
   force?: boolean | string[];
   limits?: Partial<Record<Resource, number>>;
+  /** Takes only some of each stage's cells (one shard of a run spread over machines). */
+  cellFilter?: CellFilter;
   toolchain?: Toolchain;
   log?: (line: string) => void;
   salt?: string;
+}
+
+/**
+ * Which planned cells a run takes. The others are neither run nor recorded in the stage's run
+ * index (not even as not runnable), so the run indexes of runs that split the cells between them
+ * unite, through `import`, into one run's.
+ */
+export interface CellFilter {
+  /** Names the share in the log, e.g. `shard 1/3`. */
+  label: string;
+  /** Whether this run takes the cell; it must depend only on the stage and the cell's id. */
+  admits(stage: string, cellId: string): boolean;
 }
 
 /** What happened to one stage. */
@@ -66,8 +94,13 @@ export interface StageReport {
   note?: string;
 }
 
-/** A user-facing configuration problem (bad params, unknown stage, missing upstream run). */
-export class PipelineError extends Error {}
+export { ParamError, parseParams, PipelineError };
+
+/** Where the params of a run came from. */
+export const paramSources = (opts: PipelineOptions): ParamSources => ({
+  file: opts.paramsSource,
+  overrides: opts.paramOverrides,
+});
 
 const nowIso = () => new Date().toISOString();
 
@@ -100,16 +133,6 @@ export function selectStages(
   return { run, last: lastNeeded };
 }
 
-/** Parses a stage's params, turning zod issues into one line naming the profile field. */
-export function parseParams<P>(stage: Stage<P>, raw: unknown, source = "profile"): P {
-  const r = stage.params.safeParse(raw ?? {});
-  if (r.success) return r.data;
-  const lines = r.error.issues.map((i) =>
-    `${source}: ${jsonPath([stage.name, ...i.path])}: ${i.message}`
-  );
-  throw new PipelineError(lines.join("\n"));
-}
-
 /** The canonical key document of a cell. */
 export function keyDocument(
   stage: AnyStage,
@@ -136,7 +159,8 @@ export function keyDocument(
   };
 }
 
-function stageEnv(stage: AnyStage): Record<string, string> {
+/** The values of the env vars a stage declares (unset ones are absent: they add nothing to a key). */
+export function stageEnv(stage: { env: string[] }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of stage.env) {
     const v = Deno.env.get(name);
@@ -178,7 +202,7 @@ export async function planStage(
   tc: Toolchain,
   builder: BuilderInfo,
 ): Promise<PlannedStage> {
-  const params = parseParams(stage, opts.rawParams[stage.name], opts.paramsSource);
+  const params = parseParams(stage, opts.rawParams[stage.name], paramSources(opts));
   const env = stageEnv(stage);
   const ctx: PlanContext<unknown> = {
     params,
@@ -188,7 +212,16 @@ export async function planStage(
     env,
     log: (m) => (opts.log ?? console.log)(`[${stage.name}] ${m}`),
   };
-  const plans = await stage.plan(ctx);
+  let plans: CellPlan[];
+  try {
+    plans = await stage.plan(ctx);
+  } catch (e) {
+    // A value the schema let through but the stage cannot use: one line naming its source.
+    if (e instanceof ParamError) {
+      throw new PipelineError(paramProblem(paramSources(opts), stage.name, e.path, e.message));
+    }
+    throw e;
+  }
   const ids = new Set<string>();
   for (const p of plans) {
     if (ids.has(p.id)) throw new PipelineError(`stage ${stage.name} planned cell "${p.id}" twice`);
@@ -210,7 +243,7 @@ function prewarmStages(opts: PipelineOptions, run: Set<string>): void {
     if (!stage.prewarm || !run.has(stage.name)) continue;
     let params: unknown;
     try {
-      params = parseParams(stage, opts.rawParams[stage.name], opts.paramsSource);
+      params = parseParams(stage, opts.rawParams[stage.name], paramSources(opts));
     } catch {
       continue; // planning the stage reports its bad params
     }
@@ -218,10 +251,26 @@ function prewarmStages(opts: PipelineOptions, run: Set<string>): void {
   }
 }
 
+/** What a run did. */
+export interface PipelineResult {
+  reports: StageReport[];
+  /** Every selected cell finished (none failed, the run was not interrupted). */
+  ok: boolean;
+  /** The stage at which an interruption stopped the run (later stages did not run). */
+  stoppedAt?: string;
+}
+
 /** Runs the pipeline. Never throws for a failing cell: failures are reported per cell. */
-export async function runPipeline(
-  opts: PipelineOptions,
-): Promise<{ reports: StageReport[]; ok: boolean }> {
+export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult> {
+  const own = opts.signal ? null : interruptOnSignals();
+  try {
+    return await runStages(opts, opts.signal ?? own!.signal);
+  } finally {
+    own?.dispose();
+  }
+}
+
+async function runStages(opts: PipelineOptions, signal: AbortSignal): Promise<PipelineResult> {
   const log = opts.log ?? console.log;
   const { run, last } = selectStages(opts.stages, opts);
   prewarmStages(opts, run);
@@ -234,110 +283,149 @@ export async function runPipeline(
   let ok = true;
   for (const [i, stage] of opts.stages.entries()) {
     if (i > last) break;
-    const t0 = performance.now();
     if (!run.has(stage.name) && !needed.has(stage.name)) continue;
+    if (!run.has(stage.name)) {
+      const report = reuseStage(stage, opts.store);
+      results[stage.name] = opts.store.lastResults(stage.name)!;
+      reports.push(report);
+      continue;
+    }
     const upstream: Record<string, CellResult[]> = {};
-    for (const u of run.has(stage.name) ? stage.upstream : []) {
+    for (const u of stage.upstream) {
       if (!results[u]) {
         throw new PipelineError(`stage ${stage.name} needs "${u}", which is not defined before it`);
       }
       upstream[u] = results[u];
     }
-    if (!run.has(stage.name)) {
-      const prev = opts.store.lastResults(stage.name);
-      if (prev === null) {
-        throw new PipelineError(
-          `stage ${stage.name} has no recorded run in ${opts.store.root}; run it first (without --from/--only)`,
-        );
-      }
-      results[stage.name] = prev;
-      reports.push({
-        stage: stage.name,
-        mode: "reused",
-        planned: prev.length,
-        hits: prev.length,
-        ran: 0,
-        failed: [],
-        interrupted: [],
-        notRunnable: [],
-        ms: performance.now() - t0,
-      });
-      continue;
+    if (signal.aborted) {
+      log(`[${stage.name}] interrupted before it started; it and later stages were not run`);
+      return { reports, ok: false, stoppedAt: stage.name };
     }
-    const planned = await planStage(stage, upstream, opts, tc, builder);
-    const forced = opts.force === true ||
-      (Array.isArray(opts.force) && opts.force.includes(stage.name));
-    const report: StageReport = {
-      stage: stage.name,
-      mode: "ran",
-      planned: planned.plans.length,
-      hits: 0,
-      ran: 0,
-      failed: [],
-      interrupted: [],
-      notRunnable: [],
-      ms: 0,
-    };
-    const finished = new Map<string, CellResult>();
-    const todo: CellPlan[] = [];
-    for (const p of planned.plans) {
-      if (p.notRunnable) {
-        report.notRunnable.push({ id: p.id, reason: p.notRunnable });
-        continue;
-      }
-      const hit = forced ? null : opts.store.get(stage.name, planned.keys.get(p.id)!.key);
-      if (hit) {
-        finished.set(p.id, hit);
-        report.hits++;
-      } else todo.push(p);
-    }
-    log(
-      `[${stage.name}] ${planned.plans.length} cells: ${report.hits} cached, ${todo.length} to run` +
-        (report.notRunnable.length ? `, ${report.notRunnable.length} not runnable here` : ""),
-    );
-    const interrupted = todo.length > 0 &&
-      await executeCells(planned, todo, opts, tc, builder, finished, report, log);
-    const ordered = planned.plans.map((p) => finished.get(p.id)).filter((c): c is CellResult =>
-      !!c
-    );
-    results[stage.name] = ordered.map(({ id, key, digest, dir, summary }) => ({
-      id,
-      key,
-      digest,
-      dir,
-      summary,
-    }));
-    opts.store.writeRun({
-      stage: stage.name,
-      finishedAt: nowIso(),
-      cells: ordered.map((c) => ({ id: c.id, key: c.key })),
-      notRunnable: report.notRunnable,
-      failed: report.failed,
-      keyDocuments: Object.fromEntries([...planned.keys].map(([id, k]) => [id, k.doc])),
-    });
-    report.ms = performance.now() - t0;
-    if (report.failed.length) ok = false;
-    reports.push(report);
-    for (const f of report.failed.slice(0, 10)) log(`[${stage.name}] FAILED ${f.id}: ${f.error}`);
-    if (report.failed.length > 10) {
-      log(`[${stage.name}] … and ${report.failed.length - 10} more failures`);
-    }
-    for (const n of report.notRunnable.slice(0, 3)) {
-      log(`[${stage.name}] not runnable here: ${n.id}: ${n.reason}`);
-    }
-    if (report.notRunnable.length > 3) {
-      log(`[${stage.name}] … ${report.notRunnable.length - 3} more cells not runnable here`);
-    }
-    if (interrupted) {
+    const t0 = performance.now();
+    const planned = takeShare(await planStage(stage, upstream, opts, tc, builder), opts, log);
+    const r = await runPlannedStage(planned, opts, tc, builder, signal);
+    r.report.ms = performance.now() - t0;
+    results[stage.name] = r.results;
+    reports.push(r.report);
+    if (r.report.failed.length) ok = false;
+    if (r.interrupted) {
       log(
-        `[${stage.name}] interrupted: ${report.ran} finished cells are kept; ` +
-          `${report.interrupted.length} unfinished cells were not recorded and run next time; ` +
+        `[${stage.name}] interrupted: ${r.report.ran} finished cells are kept; ` +
+          `${r.report.interrupted.length} unfinished cells were not recorded and run next time; ` +
           "later stages were not run",
       );
-      return { reports, ok: false };
+      return { reports, ok: false, stoppedAt: stage.name };
     }
   }
   return { reports, ok };
+}
+
+/** The planned cells `opts.cellFilter` admits, with their keys (all of them without a filter). */
+function takeShare(
+  planned: PlannedStage,
+  opts: PipelineOptions,
+  log: (line: string) => void,
+): PlannedStage {
+  const filter = opts.cellFilter;
+  const name = planned.stage.name;
+  const plans = filter ? planned.plans.filter((p) => filter.admits(name, p.id)) : planned.plans;
+  if (plans.length === planned.plans.length) return planned;
+  log(`[${name}] ${filter!.label}: ${plans.length} of ${planned.plans.length} cells`);
+  const keys = new Map(plans.map((p) => [p.id, planned.keys.get(p.id)!]));
+  return { ...planned, plans, keys };
+}
+
+/** A stage the run does not include, read from its last recorded run. */
+function reuseStage(stage: AnyStage, store: Store): StageReport {
+  const t0 = performance.now();
+  const prev = store.lastResults(stage.name);
+  if (prev === null) {
+    throw new PipelineError(
+      `stage ${stage.name} has no recorded run in ${store.root}; run it first (without --from/--only)`,
+    );
+  }
+  return {
+    stage: stage.name,
+    mode: "reused",
+    planned: prev.length,
+    hits: prev.length,
+    ran: 0,
+    failed: [],
+    interrupted: [],
+    notRunnable: [],
+    ms: performance.now() - t0,
+  };
+}
+
+/** Looks a planned stage's cells up in the store, runs the missing ones and records the run. */
+async function runPlannedStage(
+  planned: PlannedStage,
+  opts: PipelineOptions,
+  tc: Toolchain,
+  builder: BuilderInfo,
+  signal: AbortSignal,
+): Promise<{ report: StageReport; results: CellResult[]; interrupted: boolean }> {
+  const log = opts.log ?? console.log;
+  const { stage } = planned;
+  const forced = opts.force === true ||
+    (Array.isArray(opts.force) && opts.force.includes(stage.name));
+  const report: StageReport = {
+    stage: stage.name,
+    mode: "ran",
+    planned: planned.plans.length,
+    hits: 0,
+    ran: 0,
+    failed: [],
+    interrupted: [],
+    notRunnable: [],
+    ms: 0,
+  };
+  const finished = new Map<string, CellResult>();
+  const todo: CellPlan[] = [];
+  for (const p of planned.plans) {
+    if (p.notRunnable) {
+      report.notRunnable.push({ id: p.id, reason: p.notRunnable });
+      continue;
+    }
+    const hit = forced ? null : opts.store.get(stage.name, planned.keys.get(p.id)!.key);
+    if (hit) {
+      finished.set(p.id, hit);
+      report.hits++;
+    } else todo.push(p);
+  }
+  log(
+    `[${stage.name}] ${planned.plans.length} cells: ${report.hits} cached, ${todo.length} to run` +
+      (report.notRunnable.length ? `, ${report.notRunnable.length} not runnable here` : ""),
+  );
+  const interrupted = todo.length > 0 &&
+    await executeCells(planned, todo, opts, tc, builder, finished, report, signal);
+  const ordered = planned.plans.map((p) => finished.get(p.id)).filter((c): c is CellResult => !!c);
+  opts.store.writeRun({
+    stage: stage.name,
+    finishedAt: nowIso(),
+    cells: ordered.map((c) => ({ id: c.id, key: c.key })),
+    notRunnable: report.notRunnable,
+    failed: report.failed,
+    keyDocuments: Object.fromEntries([...planned.keys].map(([id, k]) => [id, k.doc])),
+  });
+  for (const f of report.failed.slice(0, 10)) log(`[${stage.name}] FAILED ${f.id}: ${f.error}`);
+  if (report.failed.length > 10) {
+    log(`[${stage.name}] … and ${report.failed.length - 10} more failures`);
+  }
+  for (const n of report.notRunnable.slice(0, 3)) {
+    log(`[${stage.name}] not runnable here: ${n.id}: ${n.reason}`);
+  }
+  if (report.notRunnable.length > 3) {
+    log(`[${stage.name}] … ${report.notRunnable.length - 3} more cells not runnable here`);
+  }
+  const results = ordered.map(({ id, key, digest, dir, summary }) => ({
+    id,
+    key,
+    digest,
+    dir,
+    summary,
+  }));
+  return { report, results, interrupted };
 }
 
 async function executeCells(
@@ -348,21 +436,15 @@ async function executeCells(
   builder: BuilderInfo,
   finished: Map<string, CellResult>,
   report: StageReport,
-  log: (l: string) => void,
+  signal: AbortSignal,
 ): Promise<boolean> {
+  const log = opts.log ?? console.log;
   const { stage, ctx } = planned;
-  const abort = new AbortController();
-  const onSignal = () => abort.abort();
-  // Ctrl-C or a `timeout`/scheduler SIGTERM stops the cells cleanly: harness process groups are
-  // killed, finished cells stay in the store, unfinished ones leave nothing behind.
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const s of signals) {
-    try {
-      Deno.addSignalListener(s, onSignal);
-    } catch { /* signals unsupported here */ }
-  }
+  // Ctrl-C or a `timeout`/scheduler SIGTERM (the run's signal) stops the cells cleanly: harness
+  // process groups are killed, finished cells stay in the store, unfinished ones leave nothing.
   const started = new Map<string, { t0: number; startedOn: string; tmp: string }>();
   const summaries = new Map<string, unknown>();
+  const facts = new Map<string, Record<string, unknown>>();
   const total = todo.length;
   let done = 0;
   let lastPrint = 0;
@@ -390,7 +472,8 @@ async function executeCells(
       outDir: join(tmp, "out"),
       log: (m) => writeFileSync(logPath, m.endsWith("\n") ? m : `${m}\n`, { flag: "a" }),
       setSummary: (s) => summaries.set(plan.id, s),
-      signal: abort.signal,
+      recordProvenance: (f) => facts.set(plan.id, { ...facts.get(plan.id), ...f }),
+      signal,
     };
   };
 
@@ -413,6 +496,7 @@ async function executeCells(
         builder,
         timings: { startedOn: s.startedOn, finishedOn: nowIso(), wallMs: performance.now() - s.t0 },
         logSha256: digestJson(new TextDecoder().decode(logText)),
+        ...(facts.has(job.plan.id) ? { stage: facts.get(job.plan.id) } : {}),
       },
     });
     finished.set(job.plan.id, res);
@@ -426,60 +510,52 @@ async function executeCells(
     const msg = e instanceof Error ? e.message : String(e);
     // Once interrupted, a cell's error is the interruption's (its harness was killed, or it never
     // started): blaming the cell would report hundreds of failures for one Ctrl-C.
-    if (abort.signal.aborted) report.interrupted.push(plan.id);
+    if (signal.aborted) report.interrupted.push(plan.id);
     else report.failed.push({ id: plan.id, error: msg.split("\n")[0] });
     done++;
     progress(done === total);
   };
 
-  try {
-    if (stage.runBatch) {
-      const byResource = new Map<Resource, CellJob[]>();
-      for (const p of todo) {
-        const r = p.resource ?? stage.resource;
-        byResource.set(r, [...(byResource.get(r) ?? []), makeJob(p)]);
-      }
-      await Promise.all([...byResource.values()].map(async (jobs) => {
-        try {
-          await stage.runBatch!(jobs, ctx, complete);
-        } catch (e) {
-          for (const j of jobs) if (!finished.has(j.plan.id)) fail(j.plan, e);
-          return;
-        }
-        for (const j of jobs) {
-          if (!finished.has(j.plan.id)) {
-            fail(j.plan, new Error("the batch ended without completing this cell"));
-          }
-        }
-      }));
-    } else if (stage.run) {
-      const limits = {
-        cpu: navigator.hardwareConcurrency || 2,
-        gpu: Math.max(1, tc.gpus.length),
-        ...opts.limits,
-      };
-      const pools = { cpu: new Pool(limits.cpu), gpu: new Pool(limits.gpu) };
-      await Promise.all(todo.map((p) =>
-        pools[p.resource ?? stage.resource].run(async () => {
-          if (abort.signal.aborted) return fail(p, new Error("interrupted"));
-          const job = makeJob(p);
-          try {
-            await stage.run!(job, ctx);
-          } catch (e) {
-            return fail(p, e);
-          }
-          await complete(job);
-        })
-      ));
-    } else {
-      throw new PipelineError(`stage ${stage.name} defines neither run nor runBatch`);
+  if (stage.runBatch) {
+    const byResource = new Map<Resource, CellJob[]>();
+    for (const p of todo) {
+      const r = p.resource ?? stage.resource;
+      byResource.set(r, [...(byResource.get(r) ?? []), makeJob(p)]);
     }
-  } finally {
-    for (const s of signals) {
+    await Promise.all([...byResource.values()].map(async (jobs) => {
       try {
-        Deno.removeSignalListener(s, onSignal);
-      } catch { /* unsupported */ }
-    }
+        await stage.runBatch!(jobs, ctx, complete);
+      } catch (e) {
+        for (const j of jobs) if (!finished.has(j.plan.id)) fail(j.plan, e);
+        return;
+      }
+      for (const j of jobs) {
+        if (!finished.has(j.plan.id)) {
+          fail(j.plan, new Error("the batch ended without completing this cell"));
+        }
+      }
+    }));
+  } else if (stage.run) {
+    const limits = {
+      cpu: navigator.hardwareConcurrency || 2,
+      gpu: Math.max(1, tc.gpus.length),
+      ...opts.limits,
+    };
+    const pools = { cpu: new Pool(limits.cpu), gpu: new Pool(limits.gpu) };
+    await Promise.all(todo.map((p) =>
+      pools[p.resource ?? stage.resource].run(async () => {
+        if (signal.aborted) return fail(p, new Error("interrupted"));
+        const job = makeJob(p);
+        try {
+          await stage.run!(job, ctx);
+        } catch (e) {
+          return fail(p, e);
+        }
+        await complete(job);
+      })
+    ));
+  } else {
+    throw new PipelineError(`stage ${stage.name} defines neither run nor runBatch`);
   }
-  return abort.signal.aborted;
+  return signal.aborted;
 }

@@ -7,12 +7,28 @@
 export { codeDigest, moduleGraph, pathDigest, treeDigest } from "./codegraph.ts";
 export {
   type AnyStage,
+  type CellFilter,
   keyDocument,
-  PipelineError,
+  type PipelineResult,
   runPipeline,
   selectStages,
   type StageReport,
 } from "./dag.ts";
+export {
+  exitCodeFor,
+  type Interruption,
+  interruptOnSignals,
+  STOP_SIGNALS,
+  superviseRun,
+} from "./interrupt.ts";
+export {
+  blameParam,
+  ParamError,
+  type ParamSources,
+  PipelineError,
+  unknownParamKey,
+} from "./params.ts";
+export { atProcessExit, RUN_MARKER, startReaper } from "./reaper.ts";
 export { type CellDiff, diffKeyDocuments, dryPlan, type StageStatus } from "./status.ts";
 export { type Diagnostic, formatDiagnostic, fromZodError, jsonPath } from "./diagnostics.ts";
 export { writeFileAtomic } from "./files.ts";
@@ -30,7 +46,16 @@ export {
   type Stage,
   type StagePolicy,
 } from "./stage.ts";
-export { importStore, Store, StoreLockedError } from "./store.ts";
+export {
+  describeHolder,
+  type GcResult,
+  importStore,
+  type LockHolder,
+  mergeRuns,
+  type RunIndex,
+  Store,
+  StoreLockedError,
+} from "./store.ts";
 export {
   compileFacts,
   discoverToolchain,

@@ -69,6 +69,12 @@ export interface CellJob {
   log: (msg: string) => void;
   /** Records a small JSON summary that downstream planners read without opening files. */
   setSummary: (summary: unknown) => void;
+  /**
+   * Adds facts about how the cell ran to its provenance record (`provenance.stage`), never to its
+   * key: say, whether the GPU clocks were locked. Optional: a stage tested without the engine may
+   * be given a job without it.
+   */
+  recordProvenance?: (facts: Record<string, unknown>) => void;
   signal: AbortSignal;
 }
 

@@ -64,6 +64,38 @@ export interface RunIndex {
 /** Raised when another live process holds the store lock. */
 export class StoreLockedError extends Error {}
 
+/** What the lock file records of the run holding it. */
+export interface LockHolder {
+  pid?: number;
+  host?: string;
+  startedAt?: string;
+  /** The command line of the holding run (`reproduce --from compile`). */
+  command?: string;
+}
+
+/** How {@link Store.lock} takes the lock. */
+export interface LockOptions {
+  /** Wait for a live holder instead of throwing. */
+  wait?: boolean;
+  pollMs?: number;
+  /** What this run is, recorded in the lock file for whoever waits for it. */
+  command?: string;
+  /** Called while waiting: once at once, then every `progressMs`. */
+  onWait?: (holder: LockHolder, waitedMs: number) => void;
+  progressMs?: number;
+  /** Stops waiting. */
+  signal?: AbortSignal;
+}
+
+/** `pid 123 on host, `tp reproduce`, started 2025-…`: who holds a lock. */
+export function describeHolder(h: LockHolder): string {
+  return [
+    `pid ${h.pid ?? "?"} on ${h.host ?? "?"}`,
+    ...(h.command ? [`\`${h.command}\``] : []),
+    `started ${h.startedAt ?? "at an unknown time"}`,
+  ].join(", ");
+}
+
 /** Lists every file under `dir` with its digest, sorted by path. */
 export function manifestOf(dir: string): ManifestEntry[] {
   const out: ManifestEntry[] = [];
@@ -101,16 +133,23 @@ export class Store {
 
   /**
    * Takes the store lock. A lock left by a dead process on this host is taken over; a live one
-   * makes this wait (when `wait`) or throw a StoreLockedError naming the holder.
+   * makes this wait (when `wait`) or throw a StoreLockedError naming the holder. While waiting,
+   * `onWait` hears who holds the lock at once and then every `progressMs` (default 10 s); an
+   * aborted `signal` stops the wait with a StoreLockedError.
    */
-  async lock(opts: { wait?: boolean; pollMs?: number } = {}): Promise<() => void> {
+  async lock(opts: LockOptions = {}): Promise<() => void> {
     mkdirSync(this.root, { recursive: true });
     const path = join(this.root, "lock");
-    const me = JSON.stringify({
-      pid: Deno.pid,
-      host: hostname(),
-      startedAt: new Date().toISOString(),
-    });
+    const me = JSON.stringify(
+      {
+        pid: Deno.pid,
+        host: hostname(),
+        startedAt: new Date().toISOString(),
+        ...(opts.command ? { command: opts.command } : {}),
+      } satisfies LockHolder,
+    );
+    const t0 = Date.now();
+    let told = -Infinity;
     while (true) {
       try {
         writeFileSync(path, me, { flag: "wx" });
@@ -120,26 +159,48 @@ export class Store {
           (e as { code?: string }).code !== "EEXIST" && !(e instanceof Deno.errors.AlreadyExists)
         ) throw e;
       }
-      let holder: { pid?: number; host?: string; startedAt?: string } = {};
+      let holder: LockHolder = {};
       try {
         holder = JSON.parse(readFileSync(path, "utf8"));
       } catch {
         /* being written right now, or garbage: treat as stale below only if still unreadable */
       }
-      const stale = holder.pid === undefined
-        ? Date.now() - statSync(path).mtimeMs > 5_000
-        : holder.host === hostname() && !pidAlive(holder.pid);
+      let stale: boolean;
+      try {
+        stale = holder.pid === undefined
+          ? Date.now() - statSync(path).mtimeMs > 5_000
+          : holder.host === hostname() && !pidAlive(holder.pid);
+      } catch {
+        continue; // released between our read and the stat: try again
+      }
       if (stale) {
         rmSync(path, { force: true });
         continue;
       }
       if (!opts.wait) {
         throw new StoreLockedError(
-          `the store ${this.root} is in use by another tracepipe run (pid ${holder.pid} on ${holder.host}, ` +
-            `started ${holder.startedAt}); wait for it to finish or pass --wait`,
+          `the store ${this.root} is in use by another tracepipe run (${
+            describeHolder(holder)
+          }); ` +
+            "wait for it to finish or pass --wait",
         );
       }
-      await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
+      if (opts.signal?.aborted) {
+        throw new StoreLockedError(
+          `stopped while waiting for the store ${this.root} (held by ${describeHolder(holder)})`,
+        );
+      }
+      const every = opts.progressMs ?? 10_000;
+      const waited = Date.now() - t0;
+      if (waited - told >= every) {
+        told = waited;
+        opts.onWait?.(holder, waited);
+      }
+      // Wake for the next progress report on time, not up to a poll later.
+      const untilReport = every - (Date.now() - t0 - told);
+      await new Promise((r) =>
+        setTimeout(r, Math.max(1, Math.min(opts.pollMs ?? 500, untilReport)))
+      );
     }
     // We hold the lock: anything in tmp/ belongs to a run that died.
     rmSync(join(this.root, "tmp"), { recursive: true, force: true });
@@ -149,6 +210,15 @@ export class Store {
         if (cur.pid === Deno.pid) rmSync(path, { force: true });
       } catch { /* already gone */ }
     };
+  }
+
+  /** The run holding the lock now, or null. */
+  lockHolder(): LockHolder | null {
+    try {
+      return JSON.parse(readFileSync(join(this.root, "lock"), "utf8"));
+    } catch {
+      return null;
+    }
   }
 
   /** A fresh directory in tmp/ for a cell to write into. */
@@ -251,12 +321,10 @@ export class Store {
 
   /**
    * Deletes least-recently-used cells until the store fits in `maxBytes`. Cells of each stage's
-   * latest run are kept unless `includeLatest`. Returns what was removed.
+   * latest run are kept unless `includeLatest`, so the target may stay out of reach: `overBytes`
+   * says by how much, and `latest` how much the kept latest-run cells hold.
    */
-  gc(
-    maxBytes: number,
-    includeLatest = false,
-  ): { removed: number; freedBytes: number; keptBytes: number } {
+  gc(maxBytes: number, includeLatest = false): GcResult {
     const entries = this.entries().sort((a, b) => a.usedMs - b.usedMs);
     const protectedKeys = new Set<string>();
     if (!includeLatest) {
@@ -276,8 +344,26 @@ export class Store {
       freed += e.bytes;
       removed++;
     }
-    return { removed, freedBytes: freed, keptBytes: total };
+    const latest = entries.filter((e) => protectedKeys.has(`${e.stage}/${e.key}`));
+    return {
+      removed,
+      freedBytes: freed,
+      keptBytes: total,
+      overBytes: Math.max(0, total - maxBytes),
+      latest: { cells: latest.length, bytes: latest.reduce((a, e) => a + e.bytes, 0) },
+    };
   }
+}
+
+/** What {@link Store.gc} did, and whether the target was reached. */
+export interface GcResult {
+  removed: number;
+  freedBytes: number;
+  keptBytes: number;
+  /** How far the store still is above the target (0: reached). */
+  overBytes: number;
+  /** The cells of the latest runs that gc kept (none counted with `includeLatest`). */
+  latest: { cells: number; bytes: number };
 }
 
 function duBytes(dir: string): number {

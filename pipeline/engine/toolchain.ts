@@ -33,6 +33,12 @@ export interface Toolchain {
   python?: Tool & { torch?: string; triton?: string; flashinfer?: string; cudaAvailable?: boolean };
   nvcc?: Tool;
   ptxas?: Tool;
+  /**
+   * The host C++ compilers that decide what native sources build (one g++ warns where another
+   * rejects): `cxx`, the `$CXX` or `c++` that torch's cpp_extension runs, and `gxx`, the `g++`
+   * that nvcc uses as its host compiler and the harness runs for C ABI and compile-check builds.
+   */
+  hostCompilers?: { cxx?: Tool; gxx?: Tool };
   gpus: Gpu[];
   /** Set inside `nix develop`: the dev shell's store paths, which pin everything by themselves. */
   nix?: { storePaths: string[] };
@@ -116,7 +122,11 @@ async function probePython(withCuda: boolean): Promise<Toolchain["python"]> {
   };
 }
 
-async function probeTool(cmd: string, versionArgs: string[]): Promise<Tool | undefined> {
+async function probeTool(
+  cmd: string,
+  versionArgs: string[],
+  versionLine: "first" | "last" = "last",
+): Promise<Tool | undefined> {
   const path = which(cmd);
   if (!path) return undefined;
   const out = await tryRun(path, versionArgs);
@@ -124,9 +134,22 @@ async function probeTool(cmd: string, versionArgs: string[]): Promise<Tool | und
   const lines = out.split("\n").filter((l) => l.trim());
   return {
     path: realpathSync(path),
-    version: lines[lines.length - 1] ?? "",
+    version: (versionLine === "first" ? lines[0] : lines[lines.length - 1]) ?? "",
     digest: digestOf(path),
   };
+}
+
+/**
+ * The host C++ compilers on this PATH (see {@link Toolchain.hostCompilers}): `$CXX` (else `c++`)
+ * and `g++`, each with its resolved path, the first line of `--version` and its binary's digest.
+ */
+export async function probeHostCompilers(): Promise<NonNullable<Toolchain["hostCompilers"]>> {
+  const cxxCmd = Deno.env.get("CXX")?.trim().split(/\s+/)[0] || "c++";
+  const [cxx, gxx] = await Promise.all([
+    probeTool(cxxCmd, ["--version"], "first"),
+    probeTool("g++", ["--version"], "first"),
+  ]);
+  return { ...(cxx ? { cxx } : {}), ...(gxx ? { gxx } : {}) };
 }
 
 let gpuProbe: Promise<Gpu[]> | null = null;
@@ -172,10 +195,11 @@ export async function discoverToolchain(): Promise<Toolchain> {
   const nvcc = nvccPath();
   const ptxas = nvcc.replace(/nvcc$/, "ptxas");
   const gpus = await probeGpusOnce();
-  const [python, nvccTool, ptxasTool] = await Promise.all([
+  const [python, nvccTool, ptxasTool, hostCompilers] = await Promise.all([
     probePython(gpus.length > 0),
     probeTool(nvcc, ["--version"]),
     probeTool(ptxas, ["--version"]),
+    probeHostCompilers(),
   ]);
   const nixPaths = (Deno.env.get("TRACEPIPE_NIX_STORE_PATHS") ?? "").split(":").filter(Boolean);
   return {
@@ -185,6 +209,7 @@ export async function discoverToolchain(): Promise<Toolchain> {
     python,
     nvcc: nvccTool,
     ptxas: ptxasTool,
+    hostCompilers,
     gpus,
     nix: Deno.env.get("IN_NIX_SHELL") ? { storePaths: nixPaths } : undefined,
   };
@@ -200,12 +225,22 @@ export function gpuArch(tc: Toolchain): string | null {
   return major === "9" ? `${arch}a` : arch;
 }
 
-/** Toolchain facts for compile cells: under Nix the store paths pin everything. */
+const hostFact = (t: Tool | undefined) =>
+  t ? { path: t.path, version: t.version, digest: t.digest ?? null } : null;
+
+/**
+ * Toolchain facts for compile cells (and, through {@link hardwareFacts}, for verify and time, which
+ * load what compile built): under Nix the store paths pin everything.
+ */
 export function compileFacts(tc: Toolchain): Record<string, unknown> {
   if (tc.nix) return { nix: tc.nix.storePaths, arch: gpuArch(tc) };
   return {
     nvcc: tc.nvcc ? { version: tc.nvcc.version, digest: tc.nvcc.digest } : null,
     ptxas: tc.ptxas ? { version: tc.ptxas.version, digest: tc.ptxas.digest } : null,
+    hostCompiler: {
+      cxx: hostFact(tc.hostCompilers?.cxx),
+      gxx: hostFact(tc.hostCompilers?.gxx),
+    },
     python: tc.python?.version ?? null,
     torch: tc.python?.torch ?? null,
     triton: tc.python?.triton ?? null,

@@ -94,6 +94,31 @@ export const HarnessResult = z.object({
 });
 export type HarnessResult = z.infer<typeof HarnessResult>;
 
+/**
+ * What the installed torch cannot do on the probed device: the `capabilities` field of the `probe` command's
+ * result (PROTOCOL.md §2.1). A cell that fails on one of these is not runnable here, never a verdict.
+ */
+export const ProbeCapabilities = z.object({
+  device: z.string(),
+  torch: z.string(),
+  /** How many capabilities were probed (torch attributes, and ops × float16/bfloat16 on the device). */
+  checked: z.number().int().nonnegative(),
+  missing: z.array(z.object({
+    /** `torch.nn.functional.rms_norm` (attribute) or `addmm:float16:cpu` (op_dtype). */
+    capability: z.string(),
+    kind: z.enum(["attribute", "op_dtype"]),
+    /** What torch said, e.g. `"addmm_impl_cpu_" not implemented for 'Half'`. */
+    reason: z.string(),
+  })),
+});
+export type ProbeCapabilities = z.infer<typeof ProbeCapabilities>;
+
+/** The capabilities a `probe` result lists, or null when it has none (an older judge) or they are malformed. */
+export function probeCapabilities(result: HarnessResult): ProbeCapabilities | null {
+  const parsed = ProbeCapabilities.safeParse(result.probe?.capabilities);
+  return parsed.success ? parsed.data : null;
+}
+
 /** A FlashInfer Evaluation (the format's status/field matrix holds). */
 export interface FiEvaluation {
   status: (typeof STATUSES)[number];

@@ -5,7 +5,7 @@
 import { assert, assertEquals, assertNotEquals, assertRejects } from "../../tests/assert.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HarnessError, runGroup, runHarness, SessionPool } from "./client.ts";
+import { HarnessError, probeCapabilities, runGroup, runHarness, SessionPool } from "./client.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PY = Deno.env.get("TRACEPIPE_PYTHON") ?? "/usr/bin/python3";
@@ -101,6 +101,27 @@ Deno.test({
     assertEquals(by.good.evaluation?.performance, null);
     assertEquals(by.bad.evaluation?.status, "INCORRECT_NUMERICAL");
     assert((by.bad.evaluation?.correctness?.max_absolute_error ?? 0) > 0);
+  },
+});
+
+Deno.test({
+  name: "harness probe: lists what the installed torch cannot do, for `tp doctor`",
+  ignore: skip !== null,
+  async fn() {
+    const res = await runHarness("probe", null, { python: PY, timeoutMs: 120_000 });
+    const caps = probeCapabilities(res);
+    assert(caps !== null, `probe result has no capabilities: ${JSON.stringify(res.probe)}`);
+    assert(caps.checked > 30, `only ${caps.checked} capabilities probed`);
+    const hasRmsNorm = await new Deno.Command(PY, {
+      args: ["-c", "import torch.nn.functional as F; assert hasattr(F, 'rms_norm')"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assertEquals(
+      caps.missing.some((m) => m.capability === "torch.nn.functional.rms_norm"),
+      !hasRmsNorm.success,
+      "rms_norm listed as missing exactly when this torch lacks it",
+    );
   },
 });
 

@@ -136,6 +136,22 @@ export function mergeUpstream(
   );
 }
 
+/**
+ * A definition's workloads in the order they are judged (and `max_workloads` takes them): first those that came
+ * with a corpus (merged from a fragment whose root is in `corpusRoots`: the workloads its authors judged their
+ * solutions on), then the others (extracted from serving traces, the official set). Each group keeps merge
+ * order, which follows stage and cell-id order ({@link mergeUpstream}), so the choice is deterministic.
+ */
+export function corpusWorkloadsFirst(
+  workloads: readonly RootedWorkload[],
+  corpusRoots: ReadonlySet<string>,
+): RootedWorkload[] {
+  return [
+    ...workloads.filter((w) => corpusRoots.has(w.root)),
+    ...workloads.filter((w) => !corpusRoots.has(w.root)),
+  ];
+}
+
 /** Writes one trace into a cell's output as a TraceSet fragment (traces/<author>/<op>/<def>.jsonl). */
 export function writeTrace(
   outDir: string,

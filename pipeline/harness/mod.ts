@@ -4,17 +4,21 @@
  * groups (client.ts), and the selection, scheduling and trace writing of judging cells
  * (judging.ts).
  */
+export { type ClockLock, type ClockState, LOCK_CLOCKS_ENV, lockClocks } from "./clocks.ts";
 export {
   type FiEvaluation,
   HarnessCell,
   HarnessError,
   HarnessSession,
+  ProbeCapabilities,
+  probeCapabilities,
   SessionPool,
   toEvaluation,
 } from "./client.ts";
 export {
   closeSharedSessions,
   type CompileSummary,
+  corpusWorkloadsFirst,
   dependencyName,
   describeJobPhases,
   distinctSolutionsAndWorkloads,

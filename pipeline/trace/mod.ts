@@ -12,7 +12,15 @@ export {
   type RootedWorkload,
   workloadDigest,
 } from "./fragments.ts";
-export { checkDefinitionsSyntax } from "./python_syntax.ts";
+export {
+  looksDraft,
+  looksDraftTrace,
+  type Upgrade,
+  upgradeDefinition,
+  upgradeSolution,
+  upgradeTraceLine,
+} from "./legacy.ts";
+export { checkDefinitionsSyntax, checkSolutionsSyntax } from "./python_syntax.ts";
 export {
   decodeSafetensors,
   encodeSafetensors,
@@ -45,10 +53,6 @@ export {
   blobPath,
   definitionPath,
   emptyTraceSet,
-  formatDefinition,
-  formatJsonl,
-  formatSolution,
-  formatTraceLine,
   listFiles,
   loadTraceSet,
   parseDefinition,
@@ -58,12 +62,20 @@ export {
   type TraceSet,
   tracesPath,
   workloadsPath,
-  writeTraceSet,
 } from "./traceset.ts";
-export { inferShape } from "./shape.ts";
-export { validatePath } from "./validate.ts";
 export {
-  blobPathEscapes,
+  formatDefinition,
+  formatJsonl,
+  formatSolution,
+  formatTraceLine,
+  writeTraceSet,
+} from "./write.ts";
+export { inferShape } from "./shape.ts";
+export { checkSolutionSignature, type SignatureReport } from "./signature.ts";
+export { decodeUtf8, readUtf8File, Utf8Error } from "./text.ts";
+export { validatePath } from "./validate.ts";
+export { blobPathEscapes } from "./confine.ts";
+export {
   checkWorkload,
   runBlockers,
   splitProblems,

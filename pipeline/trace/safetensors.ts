@@ -3,6 +3,7 @@
  * a JSON header `{name: {dtype, shape, data_offsets}}` (plus optional `__metadata__`), then the
  * raw little-endian tensor bytes. Index tensors are small, so everything is held in memory.
  */
+import { decodeUtf8, Utf8Error } from "./text.ts";
 
 /** safetensors dtype names and their element sizes in bytes. */
 export const SAFETENSORS_DTYPES = {
@@ -153,8 +154,16 @@ export function decodeSafetensors(bytes: Uint8Array): {
     );
   }
   let header: Record<string, unknown>;
+  let text: string;
   try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
+    // The safetensors library refuses a header that is not UTF-8; so does tracepipe.
+    text = decodeUtf8(bytes.subarray(8, 8 + headerLen));
+  } catch (e) {
+    const at = e instanceof Utf8Error ? ` at byte offset ${8 + e.offset}` : "";
+    throw new SafetensorsError(`header is not valid UTF-8${at}`);
+  }
+  try {
+    header = JSON.parse(text);
   } catch (e) {
     throw new SafetensorsError(`header is not valid JSON: ${(e as Error).message}`);
   }

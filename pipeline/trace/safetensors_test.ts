@@ -47,3 +47,10 @@ Deno.test("non-integer values and wrong byte counts are rejected", () => {
     /expected 12/,
   );
 });
+
+Deno.test("a safetensors header that is not UTF-8 is refused with its byte offset", () => {
+  const bytes = encodeSafetensors({ a: intTensor("I32", [1]) }, { note: "xy" });
+  const at = new TextDecoder().decode(bytes).indexOf("xy");
+  bytes[at] = 0xff; // inside the header's metadata string: JSON still parses, UTF-8 does not
+  assertThrows(() => decodeSafetensors(bytes), new RegExp(`not valid UTF-8 at byte offset ${at}`));
+});

@@ -116,11 +116,23 @@ export const RandomInput = z.object({ type: z.literal("random").default("random"
 export const InputSpec = z.union([SafetensorsInput, ScalarInput, RandomInput]);
 export type InputSpec = z.infer<typeof InputSpec>;
 
-/** One concrete instance of a definition: var-axis values and input descriptors. */
+/** A tolerance: a finite number, zero or more. */
+const Tolerance = z.number().nonnegative();
+
+/**
+ * One concrete instance of a definition: var-axis values and input descriptors. `max_atol`,
+ * `max_rtol` and `required_matched_ratio` are SOL-ExecBench's per-workload tolerances, an
+ * optional extension flashinfer-bench does not know (its pydantic model ignores them): when
+ * present they replace the judge's default absolute and relative tolerances and the share of
+ * output elements that must be within them. Absent, the workload is flashinfer-bench's exactly.
+ */
 export const Workload = z.object({
   axes: z.record(z.string(), NonNegInt),
   inputs: z.record(z.string(), InputSpec),
   uuid: NonEmpty,
+  max_atol: Tolerance.optional(),
+  max_rtol: Tolerance.optional(),
+  required_matched_ratio: z.number().min(0).max(1).optional(),
 });
 export type Workload = z.infer<typeof Workload>;
 

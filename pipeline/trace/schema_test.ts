@@ -15,7 +15,7 @@ import {
   uniqueSolutionName,
   Workload,
 } from "./schema.ts";
-import { formatTraceLine } from "./traceset.ts";
+import { formatTraceLine } from "./write.ts";
 
 const REF = "import torch\n\ndef run(a):\n    return a\n";
 
@@ -206,5 +206,36 @@ Deno.test("a workload trace serialises explicit nulls (item 13)", () => {
   assertEquals(
     formatTraceLine(t),
     '{"definition":"d","workload":{"axes":{"n":1},"inputs":{},"uuid":"u"},"solution":null,"evaluation":null}',
+  );
+});
+
+Deno.test("per-workload tolerances (SOL-ExecBench): optional, bounded, written only when present", () => {
+  const base = { axes: { n: 2 }, inputs: { a: { type: "random" as const } }, uuid: "u" };
+  const tol = { ...base, max_atol: 0.01, max_rtol: 0, required_matched_ratio: 0.99 };
+  assertEquals(Workload.parse(tol), tol);
+  for (
+    const [field, value] of [
+      ["max_atol", -1],
+      ["max_rtol", "0.1"],
+      ["required_matched_ratio", 1.5],
+      ["required_matched_ratio", -0.1],
+    ] as const
+  ) {
+    const r = Workload.safeParse({ ...base, [field]: value });
+    assert(!r.success, `${field}: ${value} was accepted`);
+    assertEquals(r.error.issues[0].path, [field]);
+  }
+  const line = (w: Record<string, unknown>) =>
+    formatTraceLine(Trace.parse({ definition: "d", workload: w }));
+  // Without them a line is flashinfer-bench's exactly; with them they follow its fields.
+  assertEquals(
+    line(base),
+    '{"definition":"d","workload":{"axes":{"n":2},"inputs":{"a":{"type":"random"}},"uuid":"u"},' +
+      '"solution":null,"evaluation":null}',
+  );
+  assertEquals(
+    line({ required_matched_ratio: 0.99, max_rtol: 0, ...base, max_atol: 0.01 }),
+    '{"definition":"d","workload":{"axes":{"n":2},"inputs":{"a":{"type":"random"}},"uuid":"u",' +
+      '"max_atol":0.01,"max_rtol":0,"required_matched_ratio":0.99},"solution":null,"evaluation":null}',
   );
 });

@@ -9,20 +9,16 @@
  *
  * Loading is depth-agnostic, as flashinfer-bench's is; files whose folder disagrees with their
  * contents, duplicates and dangling references are reported as diagnostics while the rest loads.
- * The writers are canonical: the same objects always produce the same bytes.
+ * Files are read as strict UTF-8 (text.ts), and nothing outside the root is read: a section folder
+ * or blob path leading outside it is reported, not followed. The canonical writers are in write.ts.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { basename, join, relative, sep } from "node:path";
 import type { z } from "zod";
-import { type Diagnostic, fromZodError, writeFileAtomic } from "../engine/mod.ts";
-import {
-  type Correctness,
-  Definition,
-  isWorkloadTrace,
-  Solution,
-  Trace,
-  type Workload,
-} from "./schema.ts";
+import { type Diagnostic, fromZodError } from "../engine/mod.ts";
+import { Definition, isWorkloadTrace, Solution, Trace, type Workload } from "./schema.ts";
+import { readUtf8File, Utf8Error } from "./text.ts";
+import { blobPathEscapes } from "./confine.ts";
 
 /** A loaded TraceSet. Maps keep file order (paths sorted), so iteration is deterministic. */
 export interface TraceSet {
@@ -35,6 +31,11 @@ export interface TraceSet {
   traces: Trace[];
   /** Root-relative file each definition/solution came from, keyed `definition:<name>` etc. */
   files: Map<string, string>;
+  /**
+   * Where each loaded workload and trace came from (root-relative file, 1-based line), keyed by
+   * the object itself; filled by `loadTraceSet`, absent on sets built in memory.
+   */
+  origins?: Map<Workload | Trace, { file: string; line: number }>;
 }
 
 /** Creates an empty TraceSet rooted at `root`. */
@@ -71,162 +72,48 @@ export const blobPath = (opType: string, defName: string, uuid: string) =>
   join("blob", "workloads", opType, defName, `${defName}_${uuid}.safetensors`);
 
 // ---------------------------------------------------------------------------------------------
-// Canonical serialisation
-
-function ordered(obj: Record<string, unknown>, keys: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
-  return out;
-}
-
-const mapValues = <T>(rec: Record<string, T>, f: (v: T) => unknown) =>
-  Object.fromEntries(Object.entries(rec).map(([k, v]) => [k, f(v)]));
-
-const specialFloat = (v: number): number | string =>
-  Number.isNaN(v) ? "NaN" : v === Infinity ? "Infinity" : v === -Infinity ? "-Infinity" : v;
-
-function definitionDoc(def: Definition): Record<string, unknown> {
-  return ordered({
-    ...def,
-    description: def.description ?? undefined,
-    axes: mapValues(
-      def.axes,
-      (a) =>
-        ordered({ ...a, description: a.description ?? undefined }, [
-          "type",
-          "value",
-          "description",
-        ]),
-    ),
-    inputs: mapValues(def.inputs, tensorDoc),
-    outputs: mapValues(def.outputs, tensorDoc),
-  }, [
-    "name",
-    "description",
-    "op_type",
-    "tags",
-    "axes",
-    "constraints",
-    "inputs",
-    "outputs",
-    "reference",
-  ]);
-}
-
-function tensorDoc(t: Definition["inputs"][string]) {
-  return ordered({ ...t, description: t.description ?? undefined }, [
-    "shape",
-    "dtype",
-    "description",
-  ]);
-}
-
-function solutionDoc(sol: Solution): Record<string, unknown> {
-  return ordered({
-    ...sol,
-    description: sol.description ?? undefined,
-    spec: ordered(sol.spec, [
-      "language",
-      "target_hardware",
-      "entry_point",
-      "dependencies",
-      "destination_passing_style",
-      "binding",
-    ]),
-    sources: sol.sources.map((s) => ordered(s, ["path", "content"])),
-  }, ["name", "definition", "author", "description", "spec", "sources"]);
-}
-
-function workloadDoc(w: Workload): Record<string, unknown> {
-  return {
-    axes: w.axes,
-    inputs: mapValues(w.inputs, (i) => ordered(i, ["type", "value", "path", "tensor_key"])),
-    uuid: w.uuid,
-  };
-}
-
-function correctnessDoc(c: Correctness): Record<string, unknown> {
-  return ordered({
-    max_relative_error: specialFloat(c.max_relative_error),
-    max_absolute_error: specialFloat(c.max_absolute_error),
-    extra: c.extra ?? undefined,
-  }, ["max_relative_error", "max_absolute_error", "extra"]);
-}
-
-function traceDoc(t: Trace): Record<string, unknown> {
-  const ev = t.evaluation;
-  return {
-    definition: t.definition,
-    workload: workloadDoc(t.workload),
-    solution: t.solution,
-    evaluation: ev === null ? null : ordered({
-      ...ev,
-      environment: ordered(ev.environment, ["hardware", "libs"]),
-      correctness: ev.correctness ? correctnessDoc(ev.correctness) : undefined,
-      performance: ev.performance
-        ? ordered(ev.performance, ["latency_ms", "reference_latency_ms", "speedup_factor"])
-        : undefined,
-    }, ["status", "environment", "timestamp", "log", "correctness", "performance"]),
-  };
-}
-
-/** Canonical text of a definition file. */
-export const formatDefinition = (def: Definition) =>
-  JSON.stringify(definitionDoc(def), null, 2) + "\n";
-/** Canonical text of a solution file. */
-export const formatSolution = (sol: Solution) => JSON.stringify(solutionDoc(sol), null, 2) + "\n";
-/** Canonical compact JSON line of a trace (workload-only traces carry explicit nulls). */
-export const formatTraceLine = (t: Trace) => JSON.stringify(traceDoc(t));
-/** Canonical text of a JSONL file of traces. */
-export const formatJsonl = (traces: Trace[]) =>
-  traces.map((t) => formatTraceLine(t) + "\n").join("");
-
-/**
- * Writes a whole TraceSet under `root` in the canonical layout. Workloads and traces of one file
- * keep their order; blobs are not touched.
- */
-export function writeTraceSet(set: TraceSet, root: string): string[] {
-  const written: string[] = [];
-  const put = (rel: string, text: string) => {
-    writeFileAtomic(join(root, rel), text);
-    written.push(rel);
-  };
-  for (const def of set.definitions.values()) put(definitionPath(def), formatDefinition(def));
-  for (const [defName, wls] of set.workloads) {
-    const def = set.definitions.get(defName);
-    if (!def) throw new Error(`workloads for unknown definition "${defName}"`);
-    put(
-      workloadsPath(def.op_type, defName),
-      formatJsonl(
-        wls.map((w) => ({ definition: defName, workload: w, solution: null, evaluation: null })),
-      ),
-    );
-  }
-  for (const sol of set.solutions.values()) {
-    const def = set.definitions.get(sol.definition);
-    if (!def) throw new Error(`solution "${sol.name}" for unknown definition "${sol.definition}"`);
-    put(solutionPath(sol, def.op_type), formatSolution(sol));
-  }
-  const traceFiles = new Map<string, Trace[]>();
-  for (const t of set.traces) {
-    const def = set.definitions.get(t.definition);
-    const sol = t.solution ? set.solutions.get(t.solution) : undefined;
-    if (!def || !sol) throw new Error(`trace of "${t.solution}" on "${t.definition}" is dangling`);
-    const rel = tracesPath(sol.author, def.op_type, def.name);
-    traceFiles.set(rel, [...(traceFiles.get(rel) ?? []), t]);
-  }
-  for (const [rel, traces] of traceFiles) put(rel, formatJsonl(traces));
-  return written;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Parsing
 
 /** Result of parsing one object: the value, or diagnostics. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; diagnostics: Diagnostic[] };
 
-function parseWith<T>(schema: z.ZodType<T>, raw: unknown, file: string, line?: number): Parsed<T> {
-  const r = schema.safeParse(raw);
+/** What an upgrade gives: the rewritten raw object, or why it cannot be (legacy.ts's Upgrade). */
+export type UpgradeResult =
+  | { ok: true; value: unknown }
+  | { ok: false; reason: string; path?: string };
+
+/** Rewrites a raw object before it is checked (the draft upgrade of legacy.ts). */
+export type Upgrader = (raw: unknown) => UpgradeResult;
+
+/**
+ * How to read an older form of the format, object by object. Passed in rather than imported, so
+ * that a stage loading a TraceSet is not keyed on the upgrade's code (`DRAFT_UPGRADERS`).
+ */
+export interface Upgraders {
+  definition: Upgrader;
+  /** `outputs`: the output names of the solution's definition, when it is known. */
+  solution: (raw: unknown, outputs?: string[]) => UpgradeResult;
+  /** A fresh upgrader per JSONL file (it numbers repeated identical workloads). */
+  traceLine: () => Upgrader;
+}
+
+function parseWith<T>(
+  schema: z.ZodType<T>,
+  raw: unknown,
+  file: string,
+  line?: number,
+  upgrade?: Upgrader,
+): Parsed<T> {
+  if (upgrade) {
+    const up = upgrade(raw);
+    if (!up.ok) {
+      const d: Diagnostic = { level: "error", file, line, path: up.path ?? "$", message: "" };
+      return { ok: false, diagnostics: [{ ...d, message: `cannot upgrade: ${up.reason}` }] };
+    }
+    raw = up.value;
+  }
+  // reportInput: a diagnostic can then show the offending value (an unknown dtype, say).
+  const r = schema.safeParse(raw, { reportInput: true });
   return r.success
     ? { ok: true, value: r.data }
     : { ok: false, diagnostics: fromZodError(r.error, file, line) };
@@ -244,29 +131,37 @@ function parseJsonText(text: string, file: string, line?: number): Parsed<unknow
   }
 }
 
-/** Parses a definition file's text. */
-export function parseDefinition(text: string, file: string): Parsed<Definition> {
+/** Parses a definition file's text, upgrading it first when `upgrade` is given. */
+export function parseDefinition(
+  text: string,
+  file: string,
+  upgrade?: Upgrader,
+): Parsed<Definition> {
   const j = parseJsonText(text, file);
-  return j.ok ? parseWith(Definition, j.value, file) : j;
+  return j.ok ? parseWith(Definition, j.value, file, undefined, upgrade) : j;
 }
 
-/** Parses a solution file's text. */
-export function parseSolution(text: string, file: string): Parsed<Solution> {
+/** Parses a solution file's text, upgrading it first when `upgrade` is given. */
+export function parseSolution(text: string, file: string, upgrade?: Upgrader): Parsed<Solution> {
   const j = parseJsonText(text, file);
-  return j.ok ? parseWith(Solution, j.value, file) : j;
+  return j.ok ? parseWith(Solution, j.value, file, undefined, upgrade) : j;
 }
 
-/** Parses a JSONL file of traces, skipping blank lines; every bad line gets its diagnostics. */
+/**
+ * Parses a JSONL file of traces, skipping blank lines; every bad line gets its diagnostics. With
+ * `upgrade`, each line is upgraded first (one upgrader per file: it numbers repeated workloads).
+ */
 export function parseJsonl(
   text: string,
   file: string,
+  upgrade?: Upgrader,
 ): { traces: Array<[number, Trace]>; diagnostics: Diagnostic[] } {
   const traces: Array<[number, Trace]> = [];
   const diagnostics: Diagnostic[] = [];
   text.split("\n").forEach((raw, i) => {
     if (!raw.trim()) return;
     const j = parseJsonText(raw, file, i + 1);
-    const p = j.ok ? parseWith(Trace, j.value, file, i + 1) : j;
+    const p = j.ok ? parseWith(Trace, j.value, file, i + 1, upgrade) : j;
     if (p.ok) traces.push([i + 1, p.value]);
     else diagnostics.push(...p.diagnostics);
   });
@@ -301,6 +196,12 @@ export interface LoadOptions {
   knownDefinitions?: Map<string, Definition>;
   /** Likewise for solutions that traces of this root refer to. */
   knownSolutions?: Map<string, Solution>;
+  /**
+   * Read an older form of the format (the 2025 draft: legacy.ts's `DRAFT_UPGRADERS`): every
+   * object is upgraded in memory before it is checked, and workload files may be named
+   * `<definition>.workload.jsonl`, as the draft named them.
+   */
+  upgrade?: Upgraders;
 }
 
 /**
@@ -324,17 +225,36 @@ export function loadTraceSet(
 class TraceSetLoader {
   readonly set: TraceSet;
   readonly diagnostics: Diagnostic[] = [];
+  /** The one diagnostic per (file, unknown definition), with how many lines named it. */
+  private readonly dangling = new Map<string, { diagnostic: Diagnostic; lines: number }>();
 
   constructor(private readonly root: string, private readonly opts: LoadOptions) {
     this.set = emptyTraceSet(root);
+    this.set.origins = new Map();
+  }
+
+  /**
+   * The files of one section folder, or none (with a diagnostic) when the folder is a link
+   * leading outside the root: a TraceSet is read from inside itself only.
+   */
+  private sectionFiles(section: string, suffix: string): string[] {
+    const dir = join(this.root, section);
+    if (!existsSync(dir)) return [];
+    const escape = blobPathEscapes(this.root, section);
+    if (escape) {
+      this.err(section, "$", `folder ${section}/ ${escape}; not read`);
+      return [];
+    }
+    return listFiles(dir, suffix);
   }
 
   /** Loads definitions/: each must match its file name and op_type folder, names unique. */
   loadDefinitions(): void {
-    for (const file of listFiles(join(this.root, "definitions"), ".json")) {
+    const upgrade = this.opts.upgrade?.definition;
+    for (const file of this.sectionFiles("definitions", ".json")) {
       const text = this.read(file);
       if (text === null) continue;
-      const p = parseDefinition(text, this.rel(file));
+      const p = parseDefinition(text, this.rel(file), upgrade);
       if (!p.ok) {
         this.diagnostics.push(...p.diagnostics);
         continue;
@@ -363,10 +283,17 @@ class TraceSetLoader {
 
   /** Loads solutions/: each must match its folders and name a definition of this set. */
   loadSolutions(): void {
-    for (const file of listFiles(join(this.root, "solutions"), ".json")) {
+    // A draft solution's dict returns are rewritten to its definition's outputs, when known.
+    const solution = this.opts.upgrade?.solution;
+    const upgrade: Upgrader | undefined = solution && ((raw) => {
+      const name = (raw as { definition?: unknown } | null)?.definition;
+      const def = typeof name === "string" ? this.lookup(name) : undefined;
+      return solution(raw, def ? Object.keys(def.outputs) : undefined);
+    });
+    for (const file of this.sectionFiles("solutions", ".json")) {
       const text = this.read(file);
       if (text === null) continue;
-      const p = parseSolution(text, this.rel(file));
+      const p = parseSolution(text, this.rel(file), upgrade);
       if (!p.ok) {
         this.diagnostics.push(...p.diagnostics);
         continue;
@@ -421,7 +348,7 @@ class TraceSetLoader {
   /** Loads workloads/: workload-only traces of known definitions, uuids unique per definition. */
   loadWorkloads(): void {
     const seenUuids = new Map<string, Set<string>>();
-    for (const file of listFiles(join(this.root, "workloads"), ".jsonl")) {
+    for (const file of this.sectionFiles("workloads", ".jsonl")) {
       for (const [line, t] of this.readTraces(file)) {
         if (!isWorkloadTrace(t)) {
           this.err(
@@ -443,23 +370,29 @@ class TraceSetLoader {
         seenUuids.set(t.definition, uuids);
         const wls = this.set.workloads.get(t.definition) ?? [];
         this.set.workloads.set(t.definition, [...wls, t.workload]);
+        this.set.origins!.set(t.workload, { file: this.rel(file), line });
         if (this.opts.checkBlobs) this.checkBlobsExist(file, line, t.workload);
       }
     }
   }
 
+  /** Each blob must stay inside the root (never probed outside it) and exist. */
   private checkBlobsExist(file: string, line: number, w: Workload): void {
     for (const [name, inp] of Object.entries(w.inputs)) {
-      if (inp.type === "safetensors" && !existsSync(join(this.root, inp.path))) {
-        const message = `blob file "${inp.path}" does not exist`;
-        this.err(this.rel(file), `$.workload.inputs.${name}.path`, message, line);
-      }
+      if (inp.type !== "safetensors") continue;
+      const escape = blobPathEscapes(this.root, inp.path);
+      const message = escape
+        ? `blob path "${inp.path}" ${escape}`
+        : existsSync(join(this.root, inp.path))
+        ? null
+        : `blob file "${inp.path}" does not exist`;
+      if (message) this.err(this.rel(file), `$.workload.inputs.${name}.path`, message, line);
     }
   }
 
   /** Loads traces/: evaluated traces of known definitions and solutions, in author folders. */
   loadTraces(): void {
-    for (const file of listFiles(join(this.root, "traces"), ".jsonl")) {
+    for (const file of this.sectionFiles("traces", ".jsonl")) {
       for (const [line, t] of this.readTraces(file)) {
         if (isWorkloadTrace(t) || t.solution === null || t.evaluation === null) {
           this.err(
@@ -473,6 +406,7 @@ class TraceSetLoader {
         if (!this.checkTraceFolder(file, line, t, 2)) continue;
         if (!this.checkTraceSolution(file, line, t.solution)) continue;
         this.set.traces.push(t);
+        this.set.origins!.set(t, { file: this.rel(file), line });
       }
     }
   }
@@ -481,8 +415,7 @@ class TraceSetLoader {
   private checkTraceSolution(file: string, line: number, solution: string): boolean {
     const sol = this.set.solutions.get(solution) ?? this.opts.knownSolutions?.get(solution);
     if (!sol) {
-      const message = `solution "${solution}" does not exist in this TraceSet`;
-      this.err(this.rel(file), "$.solution", message, line);
+      this.reportDangling(this.rel(file), line, "solution", solution);
       return false;
     }
     const segs = this.parts(file);
@@ -501,11 +434,13 @@ class TraceSetLoader {
     const rel = this.rel(file);
     const def = this.lookup(t.definition);
     if (!def) {
-      const message = `definition "${t.definition}" does not exist in this TraceSet`;
-      this.err(rel, "$.definition", message, line);
+      this.reportDangling(rel, line, "definition", t.definition);
       return false;
     }
-    if (basename(file, ".jsonl") !== t.definition) {
+    // The draft named its workload files `<definition>.workload.jsonl`.
+    const name = basename(file, ".jsonl");
+    const stem = this.opts.upgrade ? name.replace(/\.workload$/, "") : name;
+    if (stem !== t.definition) {
       const message = `definition "${t.definition}" does not match the file name`;
       this.err(rel, "$.definition", message, line);
     }
@@ -517,11 +452,41 @@ class TraceSetLoader {
     return true;
   }
 
+  /**
+   * One diagnostic per file and unknown definition (or solution), at its first line, counting
+   * the others: a file of workloads for a missing definition is one problem, not one per line.
+   */
+  private reportDangling(
+    rel: string,
+    line: number,
+    kind: "definition" | "solution",
+    name: string,
+  ): void {
+    const key = `${rel}\u0000${kind}\u0000${name}`;
+    const base = `${kind} "${name}" does not exist in this TraceSet`;
+    const seen = this.dangling.get(key);
+    if (!seen) {
+      const diagnostic: Diagnostic = {
+        level: "error",
+        file: rel,
+        line,
+        path: `$.${kind}`,
+        message: base,
+      };
+      this.diagnostics.push(diagnostic);
+      this.dangling.set(key, { diagnostic, lines: 1 });
+      return;
+    }
+    seen.lines++;
+    seen.diagnostic.message = `${base}; ${seen.lines} lines of this file name it, this one first`;
+  }
+
   /** A JSONL file's parsed traces with their line numbers; bad lines become diagnostics. */
   private readTraces(file: string): Array<[number, Trace]> {
     const text = this.read(file);
     if (text === null) return [];
-    const { traces, diagnostics } = parseJsonl(text, this.rel(file));
+    const upgrade = this.opts.upgrade?.traceLine();
+    const { traces, diagnostics } = parseJsonl(text, this.rel(file), upgrade);
     this.diagnostics.push(...diagnostics);
     return traces;
   }
@@ -533,9 +498,10 @@ class TraceSetLoader {
 
   private read(p: string): string | null {
     try {
-      return readFileSync(p, "utf8");
+      return readUtf8File(p);
     } catch (e) {
-      this.err(this.rel(p), "$", `cannot read: ${(e as Error).message}`);
+      if (e instanceof Utf8Error) this.err(this.rel(p), "$", e.message, e.line);
+      else this.err(this.rel(p), "$", `cannot read: ${(e as Error).message}`);
       return null;
     }
   }

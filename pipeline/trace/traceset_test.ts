@@ -1,9 +1,19 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 import { formatDiagnostic, REPO_ROOT } from "../engine/mod.ts";
-import { listFiles, loadTraceSet, writeTraceSet } from "./traceset.ts";
+import { listFiles, loadTraceSet } from "./traceset.ts";
+import { writeTraceSet } from "./write.ts";
 
 /** The shared data folder beside the checkout (README: tests may read ../shared/data/flashinfer-trace). */
 const SHARED = join(REPO_ROOT, "..", "shared", "data", "flashinfer-trace");
@@ -160,4 +170,83 @@ Deno.test("a missing blob is reported only when blobs are checked", () => {
     formatDiagnostic(loadTraceSet(root, { checkBlobs: true }).diagnostics[0]),
     /blob file "blob\/x.safetensors" does not exist/,
   );
+});
+
+/** The bad-input fixtures (tests/fixtures/bad-input/). */
+const BAD = join(REPO_ROOT, "tests", "fixtures", "bad-input");
+
+/** A copy of a fixture TraceSet one level under the temp folder, where `../../../..` is `/`. */
+function copyFixture(name: string): string {
+  const root = mkdtempSync(join(tmpdir(), "tp-fx-"));
+  cpSync(join(BAD, name), root, { recursive: true });
+  return root;
+}
+
+Deno.test("a file with bytes that are not UTF-8 is refused, naming the byte offset and line", () => {
+  const root = fixture({ "definitions/gemm/g1.json": DEF("g1") });
+  mkdirSync(join(root, "workloads", "gemm"), { recursive: true });
+  cpSync(join(BAD, "non-utf8.jsonl"), join(root, "workloads", "gemm", "g1.jsonl"));
+  const text = readFileSync(join(root, "workloads", "gemm", "g1.jsonl"));
+  const offset = text.indexOf(0xff);
+  const { set, diagnostics } = loadTraceSet(root);
+  assertEquals(diagnostics.map(formatDiagnostic), [
+    `workloads/gemm/g1.jsonl:2: $: not valid UTF-8: byte 0xff at byte offset ${offset} (line 2): ` +
+    "invalid start byte; flashinfer-bench cannot read this file",
+  ]);
+  // flashinfer-bench fails on the whole file, so none of its lines is loaded.
+  assertEquals(set.workloads.size, 0);
+});
+
+Deno.test("checkBlobs refuses blob paths that leave the TraceSet, without looking outside it", () => {
+  const root = copyFixture("traversal");
+  const outside = mkdtempSync(join(tmpdir(), "tp-outside-"));
+  writeFileSync(join(outside, "x.safetensors"), "");
+  mkdirSync(join(root, "blob"));
+  symlinkSync(join(outside, "x.safetensors"), join(root, "blob", "link.safetensors"));
+  const line = (uuid: string, path: string) =>
+    JSON.stringify({
+      definition: "g",
+      workload: {
+        axes: { M: 2 },
+        inputs: { idx: { type: "safetensors", path, tensor_key: "idx" } },
+        uuid,
+      },
+    }) + "\n";
+  appendFileSync(join(root, "workloads/gemm/g.jsonl"), line("link", "blob/link.safetensors"));
+  const lines = loadTraceSet(root, { checkBlobs: true }).diagnostics.map(formatDiagnostic);
+  const at = "workloads/gemm/g.jsonl";
+  assertEquals(lines, [
+    `${at}:1: $.workload.inputs.idx.path: blob path "../../../../etc/passwd" leaves the TraceSet (contains ..)`,
+    `${at}:2: $.workload.inputs.idx.path: blob path "/etc/passwd" is absolute; blob paths are relative`,
+    `${at}:3: $.workload.inputs.idx.path: blob path "blob/link.safetensors" is a link leading outside the TraceSet`,
+  ]);
+});
+
+Deno.test("a section folder that is a link leading outside the TraceSet is not read", () => {
+  const elsewhere = fixture({ "gemm/g1.json": DEF("g1") });
+  const root = mkdtempSync(join(tmpdir(), "tp-ts-"));
+  symlinkSync(elsewhere, join(root, "definitions"));
+  const { set, diagnostics } = loadTraceSet(root);
+  assertEquals(diagnostics.map(formatDiagnostic), [
+    "definitions: $: folder definitions/ is a link leading outside the TraceSet; not read",
+  ]);
+  assertEquals(set.definitions.size, 0);
+});
+
+Deno.test("loaded workloads and traces remember their file and line; unknown names are one line per file", () => {
+  const wl = (def: string, uuid: string) =>
+    JSON.stringify({ definition: def, workload: { axes: { M: 1 }, inputs: {}, uuid } });
+  const root = fixture({
+    "definitions/gemm/g1.json": DEF("g1"),
+    "workloads/gemm/g1.jsonl": `\n${wl("g1", "a")}\n\n${wl("g1", "b")}\n`,
+    "workloads/gemm/gone.jsonl": [1, 2, 3].map((i) => wl("gone", `u${i}`)).join("\n"),
+  });
+  const { set, diagnostics } = loadTraceSet(root);
+  const [a, b] = set.workloads.get("g1")!;
+  assertEquals(set.origins?.get(a), { file: "workloads/gemm/g1.jsonl", line: 2 });
+  assertEquals(set.origins?.get(b), { file: "workloads/gemm/g1.jsonl", line: 4 });
+  assertEquals(diagnostics.map(formatDiagnostic), [
+    'workloads/gemm/gone.jsonl:1: $.definition: definition "gone" does not exist in this ' +
+    "TraceSet; 3 lines of this file name it, this one first",
+  ]);
 });

@@ -12,8 +12,9 @@
  * input is ignored, a causal-incompatible layout still runs): `validate` reports them all, the
  * judging stages skip a workload only for the others.
  */
-import { existsSync, readFileSync, realpathSync } from "node:fs";
-import { isAbsolute, join, relative, sep } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { blobPathEscapes } from "./confine.ts";
 import { checkConstraints, type ConstraintResult, type TensorValue } from "./constraints.ts";
 import {
   decodeSafetensors,
@@ -59,23 +60,6 @@ export function splitProblems(chk: WorkloadCheck): { causal: string[]; blocking:
 /** The problems that keep a workload from being run at all (see `WorkloadCheck.tolerated`). */
 export const runBlockers = (chk: WorkloadCheck): string[] =>
   chk.problems.filter((p) => !chk.tolerated.includes(p));
-
-/**
- * Why the blob path `p` of a TraceSet rooted at `root` may not be read, or null when it stays
- * inside: relative, no `..` segment, and (once links are resolved) still under the root.
- */
-export function blobPathEscapes(root: string, p: string): string | null {
-  if (isAbsolute(p) || /^[A-Za-z]:[\\/]/.test(p)) return "is absolute; blob paths are relative";
-  if (p.split(/[\\/]/).includes("..")) return "leaves the TraceSet (contains ..)";
-  const file = join(root, p);
-  if (!existsSync(file)) return null;
-  const real = realpathSync(file), realRoot = realpathSync(root);
-  const rel = relative(realRoot, real);
-  if (rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) {
-    return "is a link leading outside the TraceSet";
-  }
-  return null;
-}
 
 /** Checks the axes; returns the full axis environment (const and var). */
 function checkAxes(def: Definition, w: Workload, add: Add): Record<string, number> {

@@ -331,13 +331,68 @@ Deno.test("runAggregate writes every table, chart and the report; publishReports
     assert(existsSync(join(out, "traces/fixture/basic/traces/alice/gemm/gemm_n4_k4.jsonl")));
     assert(existsSync(join(out, "tracepipe.duckdb")));
     const csv = readFileSync(join(out, "tables", "table_c_win_at_p_leaderboard.csv"), "utf8");
-    assertEquals(csv.split("\n")[1], "1,alice,0.95,5,4,80,100,70");
+    assertEquals(csv.split("\n")[1], "1,alice,5/5 (100.0 %),true,0.95,5,4,80,100,70");
     const copied = publishReports(out, pub);
     assert(copied.includes("index.html"));
     assert(readdirSync(join(pub, "tables")).length >= 2 * s.tables.length);
   } finally {
     rmSync(out, { recursive: true, force: true });
     rmSync(pub, { recursive: true, force: true });
+  }
+});
+
+Deno.test("Table C ranks only authors of comparable coverage; the headline states coverage", async () => {
+  // The fixture plus carol, judged on one group of five (r1), where she beats the baseline 10x: by
+  // win@p alone she would lead with 100 %. Coverage: alice 5/5, bob 4/5, carol 1/5; the bar is 80 %
+  // of the best-covered author's 5 groups, so carol is listed after the ranked authors, unranked.
+  const data = mkdtempSync(join(tmpdir(), "agg-data-"));
+  const out = mkdtempSync(join(tmpdir(), "agg-"));
+  try {
+    cpSync(FIXTURE, data, { recursive: true });
+    const solPath = "solutions/alice/rmsnorm/rmsnorm_h8/alice_triton_rms.json";
+    const sol = JSON.parse(readFileSync(join(data, solPath), "utf8"));
+    mkdirSync(join(data, "solutions/carol/rmsnorm/rmsnorm_h8"), { recursive: true });
+    writeFileSync(
+      join(data, "solutions/carol/rmsnorm/rmsnorm_h8/carol_rms.json"),
+      JSON.stringify({ ...sol, name: "carol_rms", author: "carol" }),
+    );
+    const line = readFileSync(join(data, "traces/alice/rmsnorm/rmsnorm_h8.jsonl"), "utf8")
+      .split("\n")[0];
+    const t = JSON.parse(line);
+    t.solution = "carol_rms";
+    t.evaluation.performance = { latency_ms: 0.001, reference_latency_ms: 10, speedup_factor: 1e4 };
+    mkdirSync(join(data, "traces/carol/rmsnorm"), { recursive: true });
+    writeFileSync(join(data, "traces/carol/rmsnorm/rmsnorm_h8.jsonl"), JSON.stringify(t) + "\n");
+    const s = await runAggregate({
+      fragments: [frag(data)],
+      params: AggregateParams.parse({}),
+      outDir: out,
+      root: ROOT,
+      log: quiet,
+    });
+    const csv = readFileSync(join(out, "tables", "table_c_win_at_p_leaderboard.csv"), "utf8");
+    assertEquals(csv.split("\n").slice(0, 4), [
+      "rank,author,coverage,ranked,p,n_total,n_wins,win_pct,pct_evaluated,correctness_pct",
+      "1,alice,5/5 (100.0 %),true,0.95,5,4,80,100,70",
+      "2,bob,4/5 (80.0 %),true,0.95,4,3,75,80,50",
+      ",carol,1/5 (20.0 %),false,0.95,1,1,100,20,100",
+    ]);
+    assertEquals((s.leader as Record<string, unknown>).author, "alice");
+    const html = readFileSync(join(out, "index.html"), "utf8");
+    assertMatch(
+      html,
+      /<b>alice<\/b> ranks first with 80% \(4\/5 workloads won; coverage 5\/5 \(100\.0 %\)\)/,
+    );
+    assertMatch(
+      html,
+      /Not ranked, coverage too low to compare: carol \(coverage 1\/5 \(20\.0 %\), win@0\.95 100%\)/,
+    );
+    assert(!/carol<\/b>/.test(html), "carol does not lead");
+    const vsPaper = readFileSync(join(out, "tables", "table_c_vs_paper.csv"), "utf8");
+    assertMatch(vsPaper, /\n,carol,ours,1\/5 \(20\.0 %\),false,100,/);
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
   }
 });
 

@@ -3,12 +3,22 @@ import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import type { Diagnostic } from "../../pipeline/engine/mod.ts";
 
+/**
+ * The folder of a generate cell that holds the solutions it rejected, each with a COMPILE_ERROR
+ * trace (stages/generate/runners.ts writes it under the same name; stages never import each other).
+ */
+export const REJECTED_DIR = "rejected";
+
 /** One upstream cell directory to read. */
 export interface Fragment {
   stage: string;
   cellId: string;
   cellKey: string;
   dir: string;
+  /** The cell's summary (the time stage's names the baseline it timed beside the candidate). */
+  summary?: unknown;
+  /** "rejected": a generate cell's rejected/ folder, whose traces are expanded by load_derived.ts. */
+  origin?: "judged" | "rejected";
 }
 
 /** Name under which a fragment's file appears in diagnostics and the report. */

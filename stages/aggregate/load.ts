@@ -27,18 +27,22 @@ import {
   reloadTracesViaJs,
   type TraceFile,
 } from "./load_traces.ts";
+import { classifyCompileErrors, expandRejectedTraces, loadSideBaselines } from "./load_derived.ts";
 import type { AggregateParams } from "./params.ts";
 import { workloadCost } from "./roofline.ts";
 
 // The fragment type and file naming live in fragment.ts; this module stays their door.
-export { displayName, type Fragment } from "./fragment.ts";
+export { displayName, type Fragment, REJECTED_DIR } from "./fragment.ts";
 
 /** Counts and diagnostics of a load. */
 export interface LoadResult {
   definitions: number;
   workloads: number;
   solutions: number;
+  /** Trace lines read (a rejected solution's one trace counts once, before its expansion). */
   traces: number;
+  /** Solutions generate rejected that count as COMPILE_ERROR runs (load_derived.ts). */
+  rejectedSolutions: number;
   traceFiles: number;
   tracesViaDuckdb: number;
   tracesViaJs: number;
@@ -101,6 +105,13 @@ export async function loadDatabase(
     );
   }
 
+  const read = await countTraces(conn);
+  const rejected = await expandRejectedTraces(conn);
+  await classifyCompileErrors(conn);
+  const sideBaselines = await loadSideBaselines(conn, fragments, cat.sols, cat.diags);
+  lap(
+    `rejected solutions (${rejected}), compile-error classes, baselines timed beside candidates (${sideBaselines})`,
+  );
   await addOrphanWorkloadCosts(conn, files, jsFiles, cat);
   await appendRows(
     conn,
@@ -116,14 +127,14 @@ export async function loadDatabase(
   );
   await createViews(conn);
   lap("workload costs, diagnostics, views");
-  const total = await countTraces(conn);
   return {
     definitions: cat.defs.size,
     workloads: cat.wlRows.length,
     solutions: cat.sols.size,
-    traces: total,
+    traces: read,
+    rejectedSolutions: rejected,
     traceFiles: files.length,
-    tracesViaDuckdb: total - viaJs,
+    tracesViaDuckdb: read - viaJs,
     tracesViaJs: viaJs,
     diagnostics: cat.diags,
     timings,
@@ -301,6 +312,7 @@ async function loadSettings(conn: DuckDBConnection, params: AggregateParams): Pr
     "DOUBLE",
     "DOUBLE",
     "DOUBLE",
+    "DOUBLE",
   ], [[
     params.fastPOperator,
     params.winP,
@@ -309,6 +321,7 @@ async function loadSettings(conn: DuckDBConnection, params: AggregateParams): Pr
     params.tflops,
     params.winGridStep,
     params.winGridCap,
+    params.leaderboardMinCoverage,
   ]]);
   const ruleRows: unknown[][] = [];
   for (const [op, rules] of Object.entries(params.baselines)) {

@@ -99,8 +99,15 @@ export async function loadTraceFiles(
   await appendRows(
     conn,
     "trace_files",
-    ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "VARCHAR"],
-    files.map((x) => [x.name, x.path, x.bytes, null, firstEnvironment(x.path)]),
+    ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR"],
+    files.map((x) => [
+      x.name,
+      x.path,
+      x.bytes,
+      null,
+      firstEnvironment(x.path),
+      x.frag.origin ?? "judged",
+    ]),
   );
   return files;
 }

@@ -59,6 +59,12 @@ export const AggregateParams = z.object({
   panels: z.array(PanelRule).default(DEFAULT_PANELS),
   /** The leaderboard's headline p (the paper ranks at fast_0.95). */
   winP: z.number().nonnegative().default(0.95),
+  /**
+   * Table C ranks only authors with comparable coverage: at least this fraction of the best-covered
+   * author's judged workloads. The others are listed after the ranked ones, without a rank: a win
+   * rate over a few workloads does not compare with one over most of them.
+   */
+  leaderboardMinCoverage: z.number().min(0).max(1).default(0.8),
   /** A group without a baseline latency: compare against its fastest author (win_at_p.py) or count no wins. */
   winBaselineFallback: z.enum(["fastest", "none"]).default("fastest"),
   /** Step and cap of the win@p curve's p grid. */

@@ -37,13 +37,19 @@ export function renderReport(
   prov: ReportProvenance,
   links: TraceLink[],
   maxRows: number,
+  minCoverage = 0.8,
 ): string {
   const c = a.counts;
   const noTraces = c.traces === 0;
   const summary = [
     `<p>${c.definitions} definitions (${c.definitions_with_workloads} with workloads), ${c.workloads} workloads, ` +
     `${c.solutions} solutions, <b>${c.traces}</b> traces in ${c.trace_files} files, ${c.cells} evaluated ` +
-    `(solution, workload) cells, ${c.authors} competing authors, ${c.diagnostics} input diagnostics.</p>`,
+    `(solution, workload) cells, ${c.authors} competing authors, ${c.diagnostics} input diagnostics.` +
+    (c.rejected_solutions
+      ? ` ${c.rejected_solutions} solutions were rejected by generate (entry point or signature) and count ` +
+        "as COMPILE_ERROR on every judged workload of their definition."
+      : "") +
+    `</p>`,
     `<p class="caption">${html(a.baselineCaption)}</p>`,
     `<p>GPU of the evaluations: ${
       html(a.hardware.join(", ") || "none recorded")
@@ -57,15 +63,7 @@ export function renderReport(
     );
   }
   const lead = a.tables.find((t) => t.id === "table_c_win_at_p_leaderboard");
-  if (lead && lead.rows.length) {
-    const top = lead.rows[0];
-    summary.push(
-      `<p>Leaderboard: <b>${
-        html(String(top.author))
-      }</b> leads with win@${top.p} = ${top.win_pct}% ` +
-        `(${top.n_wins}/${top.n_total} workloads, ${top.pct_evaluated}% evaluated).</p>`,
-    );
-  }
+  if (lead && lead.rows.length) summary.push(leaderboardHeadline(lead.rows, minCoverage));
   const tableHtml = a.tables.map((t) =>
     `<section id="${html(t.id)}"><h3>${html(t.title)}</h3><p class="caption">${
       html(t.caption)
@@ -126,4 +124,40 @@ ${tableHtml}
 ${linkHtml}
 </body></html>
 `;
+}
+
+/**
+ * The leaderboard's headline: the first ranked author with its coverage, and the authors left
+ * unranked for their coverage, each with theirs, so a high win rate over few workloads does not read
+ * as a lead.
+ */
+export function leaderboardHeadline(rows: Row[], minCoverage: number): string {
+  const ranked = rows.filter((r) => r.ranked === true);
+  const others = rows.filter((r) => r.ranked !== true);
+  const pct = `${Math.round(minCoverage * 100)} %`;
+  const parts: string[] = [];
+  if (ranked.length) {
+    const top = ranked[0];
+    parts.push(
+      `Leaderboard (win@${top.p}, ranked among the ${ranked.length} author${
+        ranked.length === 1 ? "" : "s"
+      } whose coverage is at least ${pct} of the best-covered author's): <b>${
+        html(String(top.author))
+      }</b> ranks first with ${top.win_pct}% (${top.n_wins}/${top.n_total} workloads won; coverage ${
+        html(String(top.coverage))
+      }).`,
+    );
+  }
+  if (others.length) {
+    parts.push(
+      `Not ranked, coverage too low to compare: ${
+        others.map((r) =>
+          `${html(String(r.author))} (coverage ${
+            html(String(r.coverage))
+          }, win@${r.p} ${r.win_pct}%)`
+        ).join("; ")
+      }.`,
+    );
+  }
+  return `<p>${parts.join(" ")}</p>`;
 }

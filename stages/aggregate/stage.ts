@@ -17,7 +17,7 @@ import {
 import { analyse, loadPaperFigures } from "./analysis.ts";
 import { buildCharts } from "./charts.ts";
 import { all, closeDb, openDb, sqlString } from "./db.ts";
-import { type Fragment, loadDatabase } from "./load.ts";
+import { type Fragment, loadDatabase, REJECTED_DIR } from "./load.ts";
 import { AggregateParams } from "./params.ts";
 import { renderReport, type TraceLink } from "./report.ts";
 import { toCsv, toMarkdown } from "./tables.ts";
@@ -51,13 +51,27 @@ export interface AggregateSummary {
   timings: Record<string, number>;
 }
 
-/** Turns upstream cells into fragments (every cell dir; empty ones simply contribute nothing). */
+/**
+ * Turns upstream cells into fragments (every cell dir; empty ones simply contribute nothing). A
+ * cell's rejected/ folder (the solutions generate rejected, with their COMPILE_ERROR traces) is a
+ * fragment of its own, right after its cell's.
+ */
 export function fragmentsOf(upstream: Record<string, CellResult[]>): Fragment[] {
   const out: Fragment[] = [];
   // Every upstream stage the registry gives aggregate, in the registry's order.
   for (const [stage, cells] of Object.entries(upstream)) {
     for (const c of cells) {
-      out.push({ stage, cellId: c.id, cellKey: c.key, dir: c.dir });
+      out.push({ stage, cellId: c.id, cellKey: c.key, dir: c.dir, summary: c.summary });
+      const rejected = join(c.dir, REJECTED_DIR);
+      if (existsSync(rejected)) {
+        out.push({
+          stage,
+          cellId: `${c.id}/${REJECTED_DIR}`,
+          cellKey: c.key,
+          dir: rejected,
+          origin: "rejected",
+        });
+      }
     }
   }
   return out;
@@ -154,7 +168,7 @@ export async function runAggregate(input: AggregateInput): Promise<AggregateSumm
     );
     const envs = (await all(
       db.conn,
-      "SELECT DISTINCT environment FROM trace_files WHERE environment IS NOT NULL ORDER BY 1",
+      "SELECT DISTINCT environment FROM trace_files WHERE environment IS NOT NULL AND origin = 'judged' ORDER BY 1",
     ))
       .map((r) => String(r.environment));
     const tc = input.toolchain ?? {};
@@ -182,6 +196,7 @@ export async function runAggregate(input: AggregateInput): Promise<AggregateSumm
       },
       links,
       params.htmlMaxRows,
+      params.leaderboardMinCoverage,
     );
     writeFileSync(join(outDir, "index.html"), htmlText);
     lap("HTML report written");
@@ -241,9 +256,9 @@ export const aggregateStage = defineStage<AggregateParams>({
   toolchainFacts: () => ({}),
   plan(ctx: PlanContext<AggregateParams>) {
     const inputs: Record<string, string> = {};
-    for (const f of fragmentsOf(ctx.upstream)) {
-      const c = ctx.upstream[f.stage].find((x) => x.id === f.cellId)!;
-      inputs[`${f.stage}/${f.cellId}`] = c.digest;
+    // A cell's digest covers its rejected/ folder too (it is part of the cell's output).
+    for (const [stage, cells] of Object.entries(ctx.upstream)) {
+      for (const c of cells) inputs[`${stage}/${c.id}`] = c.digest;
     }
     const paper = join(ctx.root, "data", "paper-figures.json");
     if (existsSync(paper)) {

@@ -11,6 +11,7 @@ import {
   type CellPlan,
   defineStage,
   formatDiagnostic,
+  ParamError,
   sha256,
   sha256File,
 } from "../../pipeline/engine/mod.ts";
@@ -61,10 +62,21 @@ export const collectStage = defineStage<CollectParams>({
   plan(ctx) {
     const p = ctx.params;
     const cells: CellPlan[] = [];
-    const mcDigest = sha256File(resolvePath(ctx.root, p.modelConfigs));
-    for (const t of p.traces) {
-      const trace = resolveTrace(t);
-      const traceDigest = sha256File(resolvePath(ctx.root, trace.path));
+    const mcDigest = fileDigest(ctx.root, p.modelConfigs, ["modelConfigs"], "model-configs file");
+    for (const [i, t] of p.traces.entries()) {
+      let trace: SimConfig["trace"];
+      try {
+        trace = resolveTrace(t);
+      } catch (e) {
+        // An unknown name with no path: the user's param, not a bug (one line, exit 2).
+        throw new ParamError(["traces", i, "name"], (e as Error).message.replace(/^collect: /, ""));
+      }
+      const traceDigest = fileDigest(
+        ctx.root,
+        trace.path,
+        ["traces", i, t.path !== undefined ? "path" : "name"],
+        `serving-trace file of "${t.name}"`,
+      );
       for (const model of p.models) {
         for (const engine of p.engines) {
           const cfg: SimConfig = {
@@ -84,8 +96,11 @@ export const collectStage = defineStage<CollectParams>({
         }
       }
     }
-    for (const d of p.dumps) {
+    for (const [i, d] of p.dumps.entries()) {
       const root = resolvePath(ctx.root, d);
+      if (!existsSync(root)) {
+        throw new ParamError(["dumps", i], `engine dump ${root} does not exist`);
+      }
       cells.push({
         id: `dump/${basename(root).replace(/[^A-Za-z0-9._-]/g, "-")}`,
         params: { dump: d },
@@ -147,6 +162,13 @@ export const collectStage = defineStage<CollectParams>({
     );
   },
 });
+
+/** The digest of a file a param names; a missing file is the param's problem (ParamError). */
+function fileDigest(root: string, file: string, path: PropertyKey[], what: string): string {
+  const abs = resolvePath(root, file);
+  if (!existsSync(abs)) throw new ParamError(path, `${what} ${abs} does not exist`);
+  return sha256File(abs);
+}
 
 function dumpDigest(root: string): string {
   // Content digest: every definition and workload file, and every blob the workloads reference.

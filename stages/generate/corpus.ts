@@ -8,17 +8,20 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { type Diagnostic, fromZodError } from "../../pipeline/engine/mod.ts";
 import {
+  checkSolutionSignature,
   Definition,
   emptyTraceSet,
   formatDefinition,
   isWorkloadTrace,
   listFiles,
+  looksDraft,
   Solution,
   Trace,
   type TraceSet,
+  upgradeDefinition,
+  upgradeSolution,
+  upgradeTraceLine,
 } from "../../pipeline/trace/mod.ts";
-import { looksDraft, upgradeDefinition, upgradeSolution, upgradeTraceLine } from "./legacy.ts";
-import { checkSolutionSignature } from "./signature.ts";
 
 /** What the run already has, for resolving and de-duplicating. */
 export interface RunContext {
@@ -34,6 +37,19 @@ export interface UpgradeNote {
   changes: string[];
 }
 
+/**
+ * A solution rejected by the entry-point and signature check (flashinfer-bench's rules): it parses
+ * and its definition is known, so it can be written out with a failed trace, and count as a failure.
+ */
+export interface RejectedSolution {
+  /** The corpus file, as diagnostics name it. */
+  file: string;
+  solution: Solution;
+  definition: Definition;
+  /** Why it was rejected (the check's errors). */
+  reasons: string[];
+}
+
 /** Result of importing one corpus. */
 export interface CorpusImport {
   /** The objects to write (definitions include every run definition the corpus's objects use). */
@@ -42,6 +58,10 @@ export interface CorpusImport {
   blobs: string[];
   diagnostics: Diagnostic[];
   upgrades: UpgradeNote[];
+  /** Solutions the entry-point and signature check rejected (generate writes them as failures). */
+  rejected: RejectedSolution[];
+  /** Every solution file left out, with the reasons: the rejected ones and those that do not parse. */
+  rejections: Array<{ file: string; reason: string }>;
   format: "current" | "2025-08-draft";
   counts: {
     definitions: number;
@@ -111,6 +131,8 @@ class CorpusImporter {
   };
   readonly out: TraceSet;
   readonly blobs = new Set<string>();
+  readonly rejected: RejectedSolution[] = [];
+  readonly rejections: CorpusImport["rejections"] = [];
   /** The corpus's own definitions that were imported (not those the run already had). */
   readonly own = new Map<string, Definition>();
 
@@ -149,6 +171,10 @@ class CorpusImporter {
       blobs: [...this.blobs].sort(),
       diagnostics: this.diags,
       upgrades: this.upgrades,
+      // A rejected solution whose name a later file's accepted solution took is not written: the
+      // name belongs to the accepted one.
+      rejected: this.rejected.filter((r) => !this.out.solutions.has(r.solution.name)),
+      rejections: this.rejections,
       format,
       counts: this.counts,
     };
@@ -195,10 +221,19 @@ class CorpusImporter {
 
   importSolutions(rawSols: RawFile[], draft: boolean) {
     for (const [f, raw] of rawSols) {
-      if (raw === undefined) continue;
+      if (raw === undefined) {
+        this.rejections.push({ file: this.at(f), reason: "malformed JSON" });
+        continue;
+      }
+      const before = this.diags.length;
       const accepted = this.acceptSolution(this.at(f), raw, draft);
       if (!accepted) {
         this.counts.rejectedSolutions++;
+        const errors = this.diags.slice(before).filter((d) => d.level === "error");
+        this.rejections.push({
+          file: this.at(f),
+          reason: errors.map((d) => `${d.path}: ${d.message}`).join("; "),
+        });
         continue;
       }
       this.use(accepted.def.name);
@@ -244,6 +279,7 @@ class CorpusImporter {
     for (const w of check.warnings) this.warn(file, "$.spec.entry_point", w);
     if (check.errors.length > 0) {
       for (const e of check.errors) this.err(file, "$.spec.entry_point", e);
+      this.rejected.push({ file, solution: sol, definition: def, reasons: check.errors });
       return undefined;
     }
     return { sol, def };

@@ -23,6 +23,8 @@ export interface CorpusPayload {
   backend: "corpus";
   dir: string;
   label: string;
+  /** The interpreter whose parser explains a Python solution that does not parse. */
+  python?: string | null;
 }
 
 /** A sweep cell's payload. */
@@ -103,7 +105,10 @@ function planCorpusCells(
         definitions: up.definitionDigest,
         extract: up.extractDigest,
       },
-      payload,
+      // Python's own parser explains a solution that does not parse (its messages differ by
+      // version), so the interpreter's version keys corpus cells.
+      toolchain: { pythonSyntax: ctx.toolchain.python?.version ?? null },
+      payload: { ...payload, python: ctx.toolchain.python?.path ?? null },
       ...(existsSync(dir) ? {} : { notRunnable: `corpus directory ${c} does not exist` }),
     };
   });

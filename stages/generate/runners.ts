@@ -13,13 +13,16 @@ import {
   writeFileAtomic,
 } from "../../pipeline/engine/mod.ts";
 import {
+  checkSolutionsSyntax,
   type Definition,
   emptyTraceSet,
+  solutionPath,
   SWEEP_INDEX_FILE,
   type SweepIndexEntry,
   writeTraceSet,
 } from "../../pipeline/trace/mod.ts";
-import { importCorpus } from "./corpus.ts";
+import { type CorpusImport, importCorpus } from "./corpus.ts";
+import { REJECTED_DIR, writeRejected } from "./rejected.ts";
 import {
   type CampaignResult,
   type Evaluate,
@@ -47,14 +50,35 @@ function writeReport(
   );
 }
 
-/** Imports one corpus: its objects, and the blob files its workloads reference, copied as they are. */
-export function runCorpusCell(job: CellJob, payload: CorpusPayload, up: Upstream): void {
+/** How many rejection reasons the console line quotes. */
+const REASONS_ON_CONSOLE = 3;
+
+/**
+ * Imports one corpus: its objects, and the blob files its workloads reference, copied as they are.
+ * The solutions the signature check rejects go to `rejected/` with a failed trace each
+ * (rejected.ts); their count and first reasons reach the console through `consoleLog`.
+ */
+export async function runCorpusCell(
+  job: CellJob,
+  payload: CorpusPayload,
+  up: Upstream,
+  consoleLog: (m: string) => void = job.log,
+): Promise<void> {
   const imp = importCorpus(payload.dir, up, payload.label);
+  if (payload.python) await rejectUnparsable(imp, up, payload.python);
   writeTraceSet(imp.set, job.outDir);
   for (const b of imp.blobs) {
     mkdirSync(dirname(join(job.outDir, b)), { recursive: true });
     copyFileSync(join(payload.dir, b), join(job.outDir, b));
   }
+  const written = writeRejected(job.outDir, imp.rejected, up);
+  const rejected = imp.rejected.map((r) => ({
+    solution: r.solution.name,
+    definition: r.definition.name,
+    file: r.file,
+    reasons: r.reasons,
+    trace: !written.withoutWorkload.includes(r.solution.name),
+  }));
   writeReport(
     job.outDir,
     {
@@ -63,17 +87,42 @@ export function runCorpusCell(job: CellJob, payload: CorpusPayload, up: Upstream
       format: imp.format,
       counts: imp.counts,
       upgrades: imp.upgrades,
+      rejected,
+      rejections: imp.rejections,
     },
     imp.diagnostics,
     job.log,
   );
+  if (imp.rejections.length) {
+    const line = rejectionLine(payload.label, imp.rejections, written.traces);
+    job.log(line);
+    consoleLog(line);
+  }
   job.setSummary({
     backend: "corpus",
     corpus: payload.label,
     format: imp.format,
     counts: imp.counts,
     solutions: [...imp.set.solutions.keys()],
+    rejected: rejected.map((r) => r.solution),
   });
+}
+
+/** The console line of a corpus's rejections: how many, and the first few reasons. */
+export function rejectionLine(
+  label: string,
+  rejections: Array<{ file: string; reason: string }>,
+  traces: number,
+): string {
+  const first = rejections.slice(0, REASONS_ON_CONSOLE).map((r) => `${r.file}: ${r.reason}`);
+  const more = rejections.length > REASONS_ON_CONSOLE
+    ? `; … ${rejections.length - REASONS_ON_CONSOLE} more in generate-report.json`
+    : "";
+  return `corpus ${label}: ${rejections.length} solution${
+    rejections.length === 1 ? "" : "s"
+  } rejected (${traces} written to ${REJECTED_DIR}/ with a COMPILE_ERROR trace, counted as failures by aggregate): ${
+    first.join("; ")
+  }${more}`;
 }
 
 /**
@@ -241,4 +290,34 @@ function writeCampaignOutputs(
     rounds: res.rounds.length,
     passed: res.rounds.filter((r) => r.status === "PASSED").length,
   });
+}
+
+/**
+ * Python's parser has the last word on Python sources: an accepted solution that does not parse is
+ * rejected (flashinfer-bench would fail it at load, COMPILE_ERROR), and a rejected one whose entry
+ * symbol "is not defined" because its file does not parse gets the syntax error, with its line,
+ * instead.
+ */
+async function rejectUnparsable(imp: CorpusImport, up: Upstream, python: string): Promise<void> {
+  const candidates = [...imp.set.solutions.values(), ...imp.rejected.map((r) => r.solution)];
+  const problems = await checkSolutionsSyntax(candidates, python);
+  for (const p of problems ?? []) {
+    const reason = `${p.file} does not parse: ${p.message}`;
+    const r = imp.rejected.find((x) => x.solution.name === p.solution);
+    if (r) {
+      const others = r.reasons.filter((x) => !/entry symbol .* is not defined/.test(x));
+      r.reasons.splice(0, r.reasons.length, reason, ...others);
+      continue;
+    }
+    const sol = imp.set.solutions.get(p.solution);
+    const def = sol &&
+      (imp.set.definitions.get(sol.definition) ?? up.definitions.get(sol.definition));
+    if (!sol || !def) continue;
+    imp.set.solutions.delete(sol.name);
+    imp.counts.solutions--;
+    imp.counts.rejectedSolutions++;
+    const file = solutionPath(sol, def.op_type);
+    imp.rejected.push({ file, solution: sol, definition: def, reasons: [reason] });
+    imp.rejections.push({ file, reason });
+  }
 }

@@ -50,7 +50,7 @@ export function createGenerateStage(deps: GenerateDeps = {}): Stage<GeneratePara
     async run(job: CellJob, ctx: PlanContext<GenerateParams>) {
       const payload = job.plan.payload as Payload;
       const up = loadUpstream(ctx);
-      if (payload.backend === "corpus") return runCorpusCell(job, payload, up);
+      if (payload.backend === "corpus") return runCorpusCell(job, payload, up, ctx.log);
       if (payload.backend === "sweep") return runSweepCell(job, payload, up);
       await runLlmCell(job, ctx, payload, up, { evaluate: deps.evaluate, env });
     },

@@ -1,8 +1,9 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CellPlan, PlanContext } from "../../pipeline/engine/mod.ts";
-import { loadTraceSet, readSweepIndex } from "../../pipeline/trace/mod.ts";
+import { encodeSafetensors, loadTraceSet, readSweepIndex } from "../../pipeline/trace/mod.ts";
+import { findPython } from "../../pipeline/lib/mod.ts";
 import { createGenerateStage, GenerateParams } from "./stage.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 
@@ -87,6 +88,139 @@ Deno.test("corpus cells write fragments that load without diagnostics, with a re
     ctxFor({ corpus: ["no/such/dir"], kernels: { roots: [] } }),
   );
   assertMatch(missing[0].notRunnable, /no\/such\/dir does not exist/);
+});
+
+Deno.test("rejected corpus solutions: written to rejected/ with a COMPILE_ERROR trace, counted on the console", async () => {
+  // A corpus of three solutions: one valid, one whose signature misses an input, one of a definition
+  // without workloads in the run. The run's first rmsnorm_h2048 workload reads a blob from its extract cell.
+  const corpus = mkdtempSync(join(tmpdir(), "tp-corpus-"));
+  const extract = mkdtempSync(join(tmpdir(), "tp-extract-"));
+  const sol = (name: string, def: string, src: string) => ({
+    name,
+    definition: def,
+    author: "dave",
+    spec: {
+      language: "python",
+      target_hardware: ["H100"],
+      entry_point: "k.py::run",
+      dependencies: [],
+      destination_passing_style: true,
+      binding: null,
+    },
+    sources: [{ path: "k.py", content: src }],
+  });
+  const put = (op: string, s: ReturnType<typeof sol>) => {
+    const dir = join(corpus, "solutions", "dave", op, s.definition);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `${s.name}.json`), JSON.stringify(s));
+  };
+  put(
+    "rmsnorm",
+    sol("dave_ok", "rmsnorm_h2048", "def run(hidden_states, weight, output):\n    pass\n"),
+  );
+  put("rmsnorm", sol("dave_bad", "rmsnorm_h2048", "def run(hidden_states, output):\n    pass\n"));
+  put("gemm", sol("dave_gemm", "gemm_n128_k2048", "def other(A, B, C):\n    pass\n"));
+  const blob = "blob/workloads/rmsnorm/rmsnorm_h2048/w0.safetensors";
+  mkdirSync(join(extract, "blob/workloads/rmsnorm/rmsnorm_h2048"), { recursive: true });
+  writeFileSync(
+    join(extract, blob),
+    encodeSafetensors({
+      weight: { dtype: "BF16", shape: [2048], data: new Uint8Array(4096) },
+    }),
+  );
+  // An extract cell is a self-contained fragment: its definitions come with its workloads.
+  mkdirSync(join(extract, "definitions/rmsnorm"), { recursive: true });
+  cpSync(
+    join(root, "stages/generate/testdata/run/definitions/rmsnorm/rmsnorm_h2048.json"),
+    join(extract, "definitions/rmsnorm/rmsnorm_h2048.json"),
+  );
+  mkdirSync(join(extract, "workloads/rmsnorm"), { recursive: true });
+  writeFileSync(
+    join(extract, "workloads/rmsnorm/rmsnorm_h2048.jsonl"),
+    JSON.stringify({
+      definition: "rmsnorm_h2048",
+      solution: null,
+      workload: {
+        uuid: "w0",
+        axes: { batch_size: 2 },
+        inputs: {
+          hidden_states: { type: "random" },
+          weight: { type: "safetensors", path: blob, tensor_key: "weight" },
+        },
+      },
+      evaluation: null,
+    }) + "\n",
+  );
+  const ctx = ctxFor({ corpus: [corpus], kernels: { roots: [] } });
+  ctx.upstream.extract = [{ id: "m", key: "k", digest: "d2", dir: extract, summary: null }];
+  const console: string[] = [];
+  ctx.log = (m) => console.push(m);
+  const [plan] = await createGenerateStage().plan(ctx);
+  const { outDir, summary } = await runCell(plan, ctx);
+  // What the judging stages read: the accepted solution only.
+  assertEquals([...loadTraceSet(outDir).set.solutions.keys()], ["dave_ok"]);
+  // rejected/: both rejected solutions; a trace for the one whose definition has a workload.
+  const rej = loadTraceSet(join(outDir, "rejected"), { checkBlobs: true });
+  assertEquals(rej.diagnostics, []);
+  assertEquals([...rej.set.solutions.keys()].sort(), ["dave_bad", "dave_gemm"]);
+  assertEquals(rej.set.traces.length, 1);
+  const ev = rej.set.traces[0].evaluation!;
+  assertEquals([rej.set.traces[0].solution, rej.set.traces[0].workload.uuid, ev.status], [
+    "dave_bad",
+    "w0",
+    "COMPILE_ERROR",
+  ]);
+  assertMatch(ev.log, /^error: rejected by generate: .*dave_bad\.json .*def run takes at most 2/);
+  assertEquals([ev.correctness ?? null, ev.performance ?? null], [null, null]);
+  const report = JSON.parse(readFileSync(join(outDir, "generate-report.json"), "utf8"));
+  assertEquals(
+    report.rejected.map((r: { solution: string; trace: boolean }) => [r.solution, r.trace]),
+    [["dave_gemm", false], ["dave_bad", true]],
+  );
+  assertEquals((summary as { rejected: string[] }).rejected, ["dave_gemm", "dave_bad"]);
+  // The console hears of it: the count and the first reasons.
+  const line = console.find((m) => m.includes("rejected"));
+  assertMatch(line, /: 2 solutions rejected \(1 written to rejected\/ with a COMPILE_ERROR trace/);
+  assertMatch(line, /dave_gemm\.json: \$\.spec\.entry_point: entry symbol "run" is not defined/);
+});
+
+Deno.test("a rejected Python solution that does not parse is explained by Python's parser, with its line", async () => {
+  const python = await findPython();
+  if (!python) {
+    console.log("skipped: no python3 here to parse the solution");
+    return;
+  }
+  const corpus = mkdtempSync(join(tmpdir(), "tp-corpus-"));
+  const dir = join(corpus, "solutions", "eve", "gemm", "gemm_n128_k2048");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "eve_broken.json"),
+    JSON.stringify({
+      name: "eve_broken",
+      definition: "gemm_n128_k2048",
+      author: "eve",
+      spec: {
+        language: "python",
+        target_hardware: ["H100"],
+        entry_point: "k.py::run",
+        dependencies: [],
+        destination_passing_style: true,
+        binding: null,
+      },
+      sources: [{ path: "k.py", content: "import torch\n\ndef run(A, B, C)\n    pass\n" }],
+    }),
+  );
+  const ctx = ctxFor({ corpus: [corpus], kernels: { roots: [] } });
+  ctx.toolchain = { ...ctx.toolchain, python: { path: python, version: "test", digest: "x" } };
+  const [plan] = await createGenerateStage().plan(ctx);
+  assertEquals((plan.toolchain as { pythonSyntax: string }).pythonSyntax, "test");
+  const { outDir } = await runCell(plan, ctx);
+  const report = JSON.parse(readFileSync(join(outDir, "generate-report.json"), "utf8"));
+  const reasons: string[] = report.rejected[0].reasons;
+  assertMatch(reasons[0], /k\.py does not parse: .*line 3/);
+  assertEquals(report.counts.solutions, 0);
+  assertEquals([...loadTraceSet(outDir).set.solutions.keys()], []);
+  assert(!reasons.some((r) => /is not defined/.test(r)), reasons.join("; "));
 });
 
 Deno.test("sweep cells: one per manifest; bad manifests are not runnable with the reason", async () => {

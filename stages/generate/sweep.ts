@@ -12,11 +12,11 @@ import { z } from "zod";
 import { type Diagnostic, fromZodError } from "../../pipeline/engine/mod.ts";
 import {
   BuildSpec,
+  checkSolutionSignature,
   type Definition,
   Solution,
   type SweepIndexEntry,
 } from "../../pipeline/trace/mod.ts";
-import { checkSolutionSignature } from "./signature.ts";
 
 /** A sweep parameter value. */
 export const ParamValue = z.union([z.number(), z.boolean(), z.string().regex(/^[\w.:<>, ]+$/)]);

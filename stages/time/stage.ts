@@ -30,6 +30,8 @@ import {
   HARNESS_WORK_DIR,
   type HarnessCell,
   hasGpu,
+  LOCK_CLOCKS_ENV,
+  lockClocks,
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
@@ -110,7 +112,8 @@ export const timeStage = defineStage<TimeParams>({
   description: "time every verified solution beside the reference and the baseline",
   policy: "hardware",
   params: TimeParams,
-  env: [],
+  // `reproduce --lock-clocks`: absent (the default) it adds nothing to the key.
+  env: [LOCK_CLOCKS_ENV],
   resource: "gpu",
   module: import.meta.url,
   codeFiles: HARNESS_CODE,
@@ -176,6 +179,11 @@ export const timeStage = defineStage<TimeParams>({
     // One timing process per GPU at a time, cheapest definitions first, so that a run cut short
     // by a time limit has timed as many definitions as it could.
     const order = [...groups.values()].sort((a, b) => groupCost(a) - groupCost(b));
+    // Opt-in: the clocks locked for the whole stage, reset at its end (or by the reaper).
+    const lock = ctx.env[LOCK_CLOCKS_ENV]
+      ? await lockClocks(ctx.toolchain.gpus, { log: ctx.log })
+      : null;
+    const clocks = lock?.state ?? null;
     await mapWithSessions(order, 1, async (group: CellJob[], session) => {
       const first = group[0].plan.payload as Payload;
       const { solutions, workloads } = distinctSolutionsAndWorkloads(
@@ -206,7 +214,10 @@ export const timeStage = defineStage<TimeParams>({
         const verify = JSON.parse(
           Deno.readTextFileSync(join(p.verifyDir, "verify.json")),
         ) as HarnessCell;
-        writeFileAtomic(join(job.outDir, "timing.json"), JSON.stringify(cell, null, 2) + "\n");
+        // Only under --lock-clocks: without it the cell's outputs are what they always were.
+        const record = clocks ? { ...cell, clocks_lock: clocks } : cell;
+        writeFileAtomic(join(job.outDir, "timing.json"), JSON.stringify(record, null, 2) + "\n");
+        if (clocks) job.recordProvenance?.({ clocks });
         const ev = toEvaluation(verify, cell);
         if (ev) writeTrace(job.outDir, p.definition, p.solution, p.workload.workload, ev);
         const details = (cell.details ?? {}) as Record<string, unknown>;
@@ -230,6 +241,6 @@ export const timeStage = defineStage<TimeParams>({
           hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
         }`,
       );
-    }, { alone: true });
+    }, { alone: true }).finally(() => lock?.release());
   },
 });

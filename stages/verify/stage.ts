@@ -25,6 +25,7 @@ import {
 } from "../../pipeline/engine/mod.ts";
 import {
   type CompileSummary,
+  corpusWorkloadsFirst,
   describeJobPhases,
   distinctSolutionsAndWorkloads,
   groupBy,
@@ -46,7 +47,10 @@ import {
 
 /** Params of the verify stage. */
 export const VerifyParams = SelectionParams.extend({
-  /** Workloads per definition, in the order extract ranked them (0: all). */
+  /**
+   * Workloads per definition (0: all): those a corpus brought first, then the extracted ones in the
+   * order extract ranked them.
+   */
   max_workloads: z.number().int().nonnegative().default(8),
   /** Trials per workload, each with fresh inputs from seeds the candidate never sees. */
   num_trials: z.number().int().positive().default(3),
@@ -72,26 +76,35 @@ interface Payload {
 
 /**
  * The workloads a judging stage evaluates for a definition: the first `max` (all when 0) that can
- * be run. A workload whose axes, blobs or index tensors break the definition (two official ones
- * declare zero pages yet index pages) would fail every solution alike; it is skipped and named in
- * `skipped` instead of being blamed on them. What flashinfer-bench tolerates (a missing input is
- * drawn at random) does not skip it.
+ * be run, those that came with a corpus (fragment roots in `corpusRoots`) before the extracted ones,
+ * so a corpus is judged on its own workloads. A workload whose axes, blobs or index tensors break
+ * the definition (two official ones declare zero pages yet index pages) would fail every solution
+ * alike; it is skipped and named in `skipped` instead of being blamed on them. What
+ * flashinfer-bench tolerates (a missing input is drawn at random) does not skip it.
  */
 export function workloadsFor(
   merged: ReturnType<typeof mergeUpstream>,
   def: string,
   max: number,
   skipped: string[] = [],
+  corpusRoots: ReadonlySet<string> = new Set(),
 ): RootedWorkload[] {
   const definition = merged.definitions.get(def);
   const out: RootedWorkload[] = [];
-  for (const w of merged.workloads.get(def) ?? []) {
+  for (const w of corpusWorkloadsFirst(merged.workloads.get(def) ?? [], corpusRoots)) {
     if (max > 0 && out.length >= max) break;
     const blocking = definition ? runBlockers(checkWorkload(definition, w.workload, w.root)) : [];
     if (blocking.length) skipped.push(`${def} ${w.workload.uuid}: ${blocking.join("; ")}`);
     else out.push(w);
   }
   return out;
+}
+
+/** The fragment roots of the corpus imports among the upstream `generate` cells (cell ids `corpus/…`). */
+export function corpusRootsOf(upstream: Record<string, CellResult[]>): Set<string> {
+  return new Set(
+    (upstream.generate ?? []).filter((c) => c.id.startsWith("corpus/")).map((c) => c.dir),
+  );
 }
 
 /** The stage. */
@@ -121,6 +134,7 @@ export const verifyStage = defineStage<VerifyParams>({
     );
     const plans: CellPlan[] = [];
     const chosen = new Map<string, RootedWorkload[]>();
+    const corpusRoots = corpusRootsOf(ctx.upstream);
     for (const { solution, definition } of selectSolutions(merged, ctx.params)) {
       const comp = compiled.get(`${definition.name}/${solution.name}`);
       const compSummary = comp?.summary as CompileSummary | undefined;
@@ -138,7 +152,7 @@ export const verifyStage = defineStage<VerifyParams>({
         const skipped: string[] = [];
         chosen.set(
           definition.name,
-          workloadsFor(merged, definition.name, ctx.params.max_workloads, skipped),
+          workloadsFor(merged, definition.name, ctx.params.max_workloads, skipped, corpusRoots),
         );
         for (const s of skipped) ctx.log(`[verify] workload skipped, not judgeable: ${s}`);
       }

@@ -311,6 +311,49 @@ GATE_SYNC_IN_CALL = sol("honest_sync_in_call", "tp_relu_f32",
                         "import torch\n\ndef run(x):\n    s = float(x.view(-1)[0])\n    return torch.relu(x) + 0 * s\n")
 
 
+# Persisting-L2 carveout (pygpubench #49; nvbench PR #459), through the driver API with ctypes: each call
+# reserves the largest persisting-L2 carveout and puts an access-policy window (hits persisting) over the
+# addresses around its input on the judge's stream, so that the harness's next input copies on that stream
+# would land in persisting lines that survive the L2 flush, and the next call would read "cold" inputs from
+# L2. The worker sets the carveout back to 0 and resets persisting lines before each timed call (th_l2.py):
+# the cheater must be timed like the honest relu, and the worker must report the carveouts it found.
+L2_PERSIST = sol("cheat_l2_persist", "tp_relu_f32", r"""
+import ctypes
+import torch
+
+_cu = ctypes.CDLL("libcuda.so.1")
+_dev = {}
+
+
+class _Window(ctypes.Structure):
+    _fields_ = [("base_ptr", ctypes.c_void_p), ("num_bytes", ctypes.c_size_t), ("hitRatio", ctypes.c_float),
+                ("hitProp", ctypes.c_int), ("missProp", ctypes.c_int)]
+
+
+class _Value(ctypes.Union):
+    _fields_ = [("accessPolicyWindow", _Window), ("pad", ctypes.c_char * 64)]
+
+
+def _attr(a):
+    d, v = ctypes.c_int(), ctypes.c_int()
+    _cu.cuCtxGetDevice(ctypes.byref(d))
+    _cu.cuDeviceGetAttribute(ctypes.byref(v), a, d)
+    return v.value
+
+
+def run(x):
+    if not _dev:
+        _dev["carveout"] = _attr(108)  # CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE
+        _dev["window"] = _attr(109)  # CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE
+    _cu.cuCtxSetLimit(6, ctypes.c_size_t(_dev["carveout"]))  # CU_LIMIT_PERSISTING_L2_CACHE_SIZE
+    n = _dev["window"]
+    w = _Window(max(0, x.data_ptr() - n // 2), n, min(1.0, _dev["carveout"] / max(1, n)), 2, 1)  # persisting hits
+    v = _Value()
+    v.accessPolicyWindow = w
+    _cu.cuStreamSetAttribute(ctypes.c_void_p(torch.cuda.current_stream().cuda_stream), 1, ctypes.byref(v))
+    return torch.relu(x)
+""")
+
 # Timing-only cheater: correct outputs, but replays cached outputs keyed on a content fingerprint; the
 # honest path costs >= 20 ms. Rotated + perturbed inputs must keep every timed call on the honest path.
 FINGERPRINT_CACHE = sol("cheat_fingerprint_cache", "tp_relu_f32",

@@ -9,7 +9,9 @@ import torch
 import th_core as C
 import th_forkserver
 from th_forkserver import ForkedProcess, log
+from th_capability import machine_lacks
 from th_handle import WorkerDied, WorkerHandle, WorkerStartFailed, WorkerTimeout, take_spare
+from th_precision import strict_reference
 
 
 class Candidate:
@@ -66,7 +68,8 @@ class Candidate:
                 self._spawn()
                 rep = self.worker.request(req, self.ctx.startup_timeout)
         except WorkerTimeout as e:
-            return ("TIMEOUT", f"worker start/load: {e}")
+            return ("TIMEOUT", timeout_message("worker start and load", time.monotonic() - t0, self.ctx.startup_timeout,
+                                               "startup_timeout_s", e))
         except WorkerDied as e:
             return ("COMPILE_ERROR" if self.role == "cand" else "RUNTIME_ERROR", f"loading crashed: {e}")
         finally:
@@ -77,12 +80,16 @@ class Candidate:
             return ("COMPILE_ERROR", rep.get("error", "load failed"))
         return None
 
-    def call(self, msg, timeout):
-        """Returns (reply or None, (status, message) or None)."""
+    def call(self, msg, timeout, since=None, limit=None, what="the cell", key="timeout_s"):
+        """Returns (reply or None, (status, message) or None). A timeout's message says how long `what` ran
+        (since `since`, a time.monotonic(); else this call alone) and what its limit was (`limit` s, the
+        config `key`; else `timeout`)."""
+        t0 = time.monotonic()
         try:
             rep = self.worker.request(msg, timeout)
         except WorkerTimeout as e:
-            return None, ("TIMEOUT", str(e))
+            return None, ("TIMEOUT", timeout_message(what, time.monotonic() - (t0 if since is None else since),
+                                                     timeout if limit is None else limit, key, e))
         except WorkerDied as e:
             return None, ("RUNTIME_ERROR", str(e))
         if not rep.get("ok"):
@@ -94,6 +101,13 @@ class Candidate:
     def close(self):
         if self.worker:
             self.worker.close()
+
+
+def timeout_message(what, ran_s, limit_s, key, e):
+    """A TIMEOUT's log line: how long the work ran and its limit (not the budget left when the last request
+    was sent), and how the worker ended."""
+    return (f"{what} ran {ran_s:.1f} s against its limit of {limit_s:g} s ({key}): the worker gave no answer to its "
+            f"last request within {e.waited:.1f} s and was killed with its process group ({e.killed})")
 
 
 def write_inputs(path, inputs):
@@ -116,11 +130,13 @@ def run_reference(ctx, inputs):
         ns = ctx.reference_ns = {"__name__": "tp_reference_judge"}
         exec(compile(ctx.defn["reference"], f"<reference {ctx.defn['name']}>", "exec"), ns)
     args = [v.clone() if isinstance(v, torch.Tensor) else v for v in inputs]
-    with torch.no_grad():
+    # Full-precision reductions and no TF32 while the reference runs (th_precision.py): a reference reduced
+    # in fp16 was itself wrong at M >= 136 on an A800. The flags found before are restored afterwards.
+    with torch.no_grad(), strict_reference():
         ret = ns["run"](*args)
-    outs = C.normalize_outputs(ret, ctx.defn, ctx.device)
-    if ctx.device == "cuda":
-        torch.cuda.synchronize()
+        outs = C.normalize_outputs(ret, ctx.defn, ctx.device)
+        if ctx.device == "cuda":
+            torch.cuda.synchronize()
     return outs
 
 
@@ -164,6 +180,25 @@ class ReferenceFailed(Exception):
 def not_run_result(sol_name, wl, outcome, reason, evaluation=None):
     return {"solution": sol_name, "workload": wl.get("uuid"), "outcome": outcome, "reason": reason,
             "evaluation": evaluation, "details": {}}
+
+
+def not_runnable_reason(ctx, status, text):
+    """Why a failure is the machine's, not the solution's (th_capability.py), or None: a RUNTIME_ERROR or
+    COMPILE_ERROR whose error names a capability this machine's torch was probed to lack. Only the error
+    itself counts (its first line, "Type: message"), not the traceback below it: a solution that tried
+    rms_norm, caught the AttributeError and then failed on its own fallback failed on its own."""
+    if status not in ("RUNTIME_ERROR", "COMPILE_ERROR") or not text:
+        return None
+    return machine_lacks(text.strip().split("\n", 1)[0], ctx.device)
+
+
+def reference_not_runnable(ctx, sol_name, wl, err):
+    """The result of a cell whose reference failed: not runnable here when what failed is the machine's
+    (a torch attribute or kernel this torch lacks), else a reference error (the definition's fault)."""
+    why = machine_lacks(str(err).strip().split("\n", 1)[0], ctx.device)
+    if why:
+        return not_run_result(sol_name, wl, "not_runnable_here", f"the reference cannot run here: {why}")
+    return not_run_result(sol_name, wl, "reference_error", str(err))
 
 
 def build_blocker(ctx, b, wls, name):

@@ -15,6 +15,7 @@ import th_build
 import th_core as C
 from th_context import validate_solution
 from th_env import arch_of
+from th_lifeline import lifeline_argv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(os.path.dirname(HERE), "include")  # pipeline/harness/include: tracepipe_cabi.h
@@ -69,7 +70,8 @@ def compile_solutions(ctx, sols):
             json.dump(req, f)
         t0 = time.time()
         with open(lp, "wb") as lf:
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "th_build.py"), rq, rs], stdout=lf,
+            # Under a lifeline (th_lifeline.py): the build process dies with the judge.
+            p = subprocess.Popen(lifeline_argv([sys.executable, os.path.join(HERE, "th_build.py"), rq, rs]), stdout=lf,
                                  stderr=subprocess.STDOUT, start_new_session=True, cwd=bdir)
             try:
                 p.wait(timeout=tmo)

@@ -9,6 +9,7 @@ import time
 import th_core as C
 from th_core import JobError
 from th_env import _probe_once, environment, now, probe
+from th_precision import reference_mode
 
 
 PROTOCOL = 1
@@ -70,6 +71,8 @@ class Ctx:
             raise JobError("job: field device: cuda requested but torch sees no GPU")
         self.device = "cpu" if want == "cpu" else self.info["device"]
         self.env = environment(self.info)
+        # Every trace says how its reference was computed (th_precision.py); the schema's libs is free-form.
+        self.env["libs"]["reference_mode"] = reference_mode()
         self.cfg = job.get("config") or {}
         self.work = os.path.abspath(job.get("work_dir") or os.path.join(os.getcwd(), ".tracepipe", "harness"))
         os.makedirs(self.work, exist_ok=True)

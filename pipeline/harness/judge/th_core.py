@@ -215,10 +215,14 @@ def alloc_outputs(definition, axes, device, variant=0):
     return outs
 
 
+class MachineLacks(JobError):
+    """What the job needs that this machine's torch lacks (a dtype): the cell is not runnable here."""
+
+
 def random_tensor(shape, dname, gen, device):
     dt = torch_dtype(dname)
     if dt is None:
-        raise JobError(f"dtype {dname} is not supported by torch {torch.__version__}")
+        raise MachineLacks(f"dtype {dname} is not supported by torch {torch.__version__}")
     if dname in ("float32", "float16", "bfloat16"):
         return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dt)
     if dname.startswith("float8") or dname == "float4_e2m1":
@@ -376,8 +380,28 @@ def error_stats(x, y, rtol, atol, required_ratio):
     return float(absd.max().item()), float(rel.max().item()), ratio < required_ratio, ratio
 
 
+def _nonfinite_check(i, sf, rf):
+    """Non-finite values must match the reference's exactly (flashinfer-bench PR #429): an inf where the
+    reference has the same inf, a NaN where it has NaN (a row with no keys has LSE -inf in both). Returns
+    (failure or None, mask of the matching non-finite places); a mismatch fails whatever the matched ratio."""
+    s_inf, r_inf, s_nan, r_nan = torch.isinf(sf), torch.isinf(rf), torch.isnan(sf), torch.isnan(rf)
+    if not bool((s_inf | r_inf | s_nan | r_nan).any().item()):
+        return None, None
+    same = (s_inf & r_inf & (sf == rf)) | (s_nan & r_nan)
+    for bad, what, val in ((s_inf & ~same, "contains inf", math.inf), (s_nan & ~same, "contains NaN", math.nan),
+                           ((r_inf | r_nan) & ~same, "differs from a non-finite reference value", math.inf)):
+        n = int(bad.sum().item())
+        if n:
+            k = int(torch.nonzero(bad.reshape(-1))[0].item())
+            return ("INCORRECT_NUMERICAL", val, val, None,
+                    f"output {i}: {what} at {n} place(s) where the reference has another value (first at flat "
+                    f"index {k}: {sf.reshape(-1)[k].item()} vs the reference's {rf.reshape(-1)[k].item()})"), same
+    return None, same
+
+
 def compare_outputs(sol_outs, ref_outs, tol):
-    """Apply the check order shape → dtype → inf → NaN → tolerance to each output pair.
+    """Apply the check order shape → dtype → inf → NaN → tolerance to each output pair. Non-finite values are
+    accepted only where the reference has the same value (same-signed inf; NaN where it has NaN).
 
     Returns (status or None, max_abs, max_rel, matched_ratio_min, message).
     """
@@ -391,10 +415,12 @@ def compare_outputs(sol_outs, ref_outs, tol):
         if s.dtype != r.dtype:
             return "INCORRECT_DTYPE", None, None, None, f"output {i}: dtype {s.dtype} != {r.dtype}"
         sf = s.to(torch.float32)
-        if torch.isinf(sf).any().item():
-            return "INCORRECT_NUMERICAL", math.inf, math.inf, None, f"output {i}: contains inf"
-        if torch.isnan(sf).any().item():
-            return "INCORRECT_NUMERICAL", math.nan, math.nan, None, f"output {i}: contains NaN"
+        rf = r.to(device=sf.device, dtype=torch.float32)
+        failed, same = _nonfinite_check(i, sf, rf)
+        if failed:
+            return failed
+        if same is not None:  # matching non-finite places count as exact: compare the rest
+            s, r = sf.masked_fill(same, 0.0), rf.masked_fill(same, 0.0)
         a, rl, ex, ratio = error_stats(s, r, tol["rtol"], tol["atol"], tol["required_matched_ratio"])
         max_abs = max(max_abs, a)
         max_rel = max(max_rel, rl)
@@ -459,6 +485,27 @@ def resolve_tolerance(definition, config):
     if tol["required_matched_ratio"] is None:
         tol["required_matched_ratio"] = 1.0
     return tol
+
+
+WORKLOAD_TOLERANCES = {"max_atol": "atol", "max_rtol": "rtol", "required_matched_ratio": "required_matched_ratio"}
+
+
+def workload_tolerance(tol, workload):
+    """The tolerance of one workload: its own `max_atol`, `max_rtol` and `required_matched_ratio` (the optional
+    per-workload tolerances of the trace schema) replace the job's for that workload; `tol` is unchanged."""
+    own = {k: workload.get(k) for k in WORKLOAD_TOLERANCES if workload.get(k) is not None}
+    if not own:
+        return tol
+    out = dict(tol)
+    for k, v in own.items():
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        if not ok or (k == "required_matched_ratio" and v > 1):
+            rng = "a number in [0, 1]" if k == "required_matched_ratio" else "a finite number >= 0"
+            raise JobError(f"workload {workload.get('uuid')}: field {k}: must be {rng}, not {v!r}")
+        out[WORKLOAD_TOLERANCES[k]] = float(v)
+    if "required_matched_ratio" in own:
+        out["record_ratio"] = True
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import time
 import torch
 
 import th_build
+from th_capability import capabilities
+from th_lifeline import lifeline_argv
 
 
 def _version(mod):
@@ -22,7 +24,8 @@ def _version(mod):
 
 
 def probe(full=True):
-    """Device and toolchain facts; `full` adds the slower nvcc/nvidia-smi queries (probe command only)."""
+    """Device and toolchain facts; `full` adds the slower nvcc/nvidia-smi queries and the capability probes
+    (probe command only)."""
     cuda = torch.cuda.is_available()
     info = {"device": "cuda" if cuda else "cpu", "gpu_name": None, "compute_capability": None, "sm_arch": None,
             "driver": None, "l2_bytes": None, "sm_count": None, "torch": torch.__version__,
@@ -34,6 +37,8 @@ def probe(full=True):
             info[mod] = True
         except Exception:  # noqa: BLE001
             pass
+    if full:  # what this torch cannot do on the device (th_capability.py): `tp doctor` lists it
+        info["capabilities"] = capabilities(info["device"])
     nv = th_build.nvcc_path() if full else None
     if nv:
         try:
@@ -90,9 +95,12 @@ class ClockMonitor:
     def __init__(self):
         self.latest, self.reasons, self.proc = None, 0, None
         self.lock = threading.Lock()
+        if not shutil.which("nvidia-smi"):
+            return
         try:
-            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=" + ",".join(CLOCK_FIELDS),
-                                          "--format=csv,noheader,nounits", "-lms", "100"],
+            # Under a lifeline (th_lifeline.py): a judge killed outright leaves no nvidia-smi polling the GPU.
+            self.proc = subprocess.Popen(lifeline_argv(["nvidia-smi", "--query-gpu=" + ",".join(CLOCK_FIELDS),
+                                                        "--format=csv,noheader,nounits", "-lms", "100"]),
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                          start_new_session=True)
         except OSError:

@@ -104,7 +104,8 @@ class SamplingEvaluator(DefaultEvaluator):
             v.phase("compare", t0)
             if k == 0 and len(chunks) > 1 and max(tvds) <= thr / 2:
                 break
-        a, r, _, _ = C.error_stats(freq, expected, ctx.tol["rtol"], ctx.tol["atol"], 1.0)
+        tol = C.workload_tolerance(ctx.tol, wl)
+        a, r, _, _ = C.error_stats(freq, expected, tol["rtol"], tol["atol"], 1.0)
         v.max_abs, v.max_rel = a, r
         v.extra = {"tvd": max(tvds), "tvds_per_batch": tvds, "tvd_rows": picked, "tvd_samples_per_row": done * repeat}
         if max(tvds) > thr:
@@ -112,7 +113,7 @@ class SamplingEvaluator(DefaultEvaluator):
         return v
 
     @classmethod
-    def recheck(cls, ctx, outs, inputs):
+    def recheck(cls, ctx, outs, inputs, wl=None):
         """Post-timing recheck of a sampler: its last timed samples (random, so never equal to the reference's)
         must lie in the vocabulary and inside the top-k/top-p mask of that exact input."""
         names = list(ctx.defn["inputs"])
@@ -173,7 +174,8 @@ class SamplingEvaluator(DefaultEvaluator):
     def draw_samples(cls, ctx, cand, v, req, batch):
         """`req["n"]` sampler calls in the worker; their samples ([calls, batch]), or None with `v` failed."""
         t0 = time.monotonic()
-        rep, err = cand.call(dict(req, op="call_many"), ctx.timeout)
+        rep, err = cand.call(dict(req, op="call_many"), ctx.timeout, what=f"a request of {req['n']} sampler calls",
+                             key="timeout_s, per call")
         v.phase("calls", t0)
         if err:
             v.fail(err[0], err[1], (rep or {}).get("rigor"))

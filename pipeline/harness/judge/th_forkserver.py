@@ -25,19 +25,37 @@ def worker_env():
     return env
 
 
+UNKNOWN = "unknown"  # the exit status of a forked worker whose fork server recorded none
+
+
+def read_exit_status(path):
+    """The returncode the fork server recorded in `path` for a worker it reaped (negative: the signal that
+    ended it, as subprocess has it), or None."""
+    try:
+        with open(path) as f:
+            rc = json.load(f).get("returncode")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rc if isinstance(rc, int) and not isinstance(rc, bool) else None
+
+
 class ForkedProcess:
     """The parts of subprocess.Popen the judge uses, for a worker forked by the fork server (not our child:
-    the server reaps it, so the exit status is unknown and liveness is probed with signal 0)."""
+    liveness is probed with signal 0, and the exit status is the one the server wrote to `status` before it
+    reaped the worker, so it is there once the pid is gone)."""
 
-    def __init__(self, pid, stdin):
-        self.pid, self.stdin, self.returncode = pid, stdin, None
+    def __init__(self, pid, stdin, status=None):
+        self.pid, self.stdin, self.status, self.returncode = pid, stdin, status, None
 
     def poll(self):
+        if self.returncode is not None:
+            return self.returncode
         try:
             os.kill(self.pid, 0)
             return None
         except ProcessLookupError:
-            self.returncode = "unknown"
+            rc = read_exit_status(self.status) if self.status else None
+            self.returncode = UNKNOWN if rc is None else rc
             return self.returncode
 
     def wait(self, timeout=None):
@@ -57,15 +75,19 @@ class ForkServer:
         self.log_path = log_path
         self.log = open(log_path, "wb")
         preload = os.environ.get("TRACEPIPE_ZYGOTE_PRELOAD", "triton,triton.language")
+        # The server's lifeline (th_lifeline.py) is tied to this judge, its workers' to the server: killing the
+        # judge, even with SIGKILL, ends them all.
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_zygote.py"), str(theirs.fileno()),
-                                      preload],
+                                      preload, str(os.getpid())],
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                                      pass_fds=(theirs.fileno(),), start_new_session=True, env=worker_env())
         theirs.close()
         self.rbuf = b""
 
-    def spawn(self, cwd, stdin_r, log_fd, reply_w):
-        socket.send_fds(self.sock, [json.dumps({"cwd": cwd}).encode()], [stdin_r, log_fd, reply_w])
+    def spawn(self, cwd, stdin_r, log_fd, reply_w, status=None):
+        """Forks a worker (cwd, stdin, log, reply pipe); the server writes its exit status to `status`."""
+        msg = {"cwd": cwd, "status": status}
+        socket.send_fds(self.sock, [json.dumps(msg).encode()], [stdin_r, log_fd, reply_w])
         while b"\n" not in self.rbuf:
             ready, _, _ = select.select([self.sock], [], [], 30)
             chunk = self.sock.recv(4096) if ready else b""
@@ -112,9 +134,13 @@ def fork_server(scratch=None):
 
 
 def mark_failed(reason):
-    """Stops using the fork server for the rest of this judge's life (workers start as new interpreters)."""
+    """Stops using the fork server for the rest of this judge's life (workers start as new interpreters). It is
+    retired, not killed: the workers it forked die with it (th_lifeline.py), and those still in use (spares,
+    a next candidate's worker) are closed first; close_fork_server() ends it with the others."""
     _FORK_SERVER["failed"] = reason
-    close_fork_server()
+    fs = _FORK_SERVER.pop("fs", None)
+    if fs:
+        _FORK_SERVER.setdefault("retired", []).append(fs)
 
 
 def log(msg):
@@ -122,6 +148,7 @@ def log(msg):
 
 
 def close_fork_server():
-    fs = _FORK_SERVER.pop("fs", None)
-    if fs:
-        fs.close()
+    """Ends the fork server, and any retired one (the workers they forked die with them)."""
+    for fs in [_FORK_SERVER.pop("fs", None)] + _FORK_SERVER.pop("retired", []):
+        if fs:
+            fs.close()

@@ -24,7 +24,26 @@ class WorkerDied(Exception):
 
 
 class WorkerTimeout(Exception):
-    pass
+    """A worker gave no answer within `waited` seconds; it has been killed with its process group (`killed`
+    says how it ended: its pid and exit status)."""
+
+    def __init__(self, waited, killed):
+        super().__init__(f"no answer within {waited:.1f} s; {killed}")
+        self.waited, self.killed = waited, killed
+
+
+def exit_text(rc):
+    """A worker's exit status for a log: its returncode, with the signal's name when a signal ended it (a
+    negative returncode, as subprocess has it)."""
+    if isinstance(rc, bool) or not isinstance(rc, int):
+        return "exit status unknown"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return f"exit status {rc} (killed by {name})"
+    return f"exit status {rc}"
 
 
 class WorkerStartFailed(WorkerDied):
@@ -86,19 +105,21 @@ class WorkerHandle:
         self.logf = open(self.log_path, "wb")
         self.proc = None
         self.t_spawn = time.monotonic()
+        status = os.path.join(self.dir, "exit_status.json")  # where the fork server records how the worker ended
         fs = fork_server(scratch)
         if fs is not None:
             sr, sw = os.pipe()
             try:
-                pid = fs.spawn(sandbox, sr, self.logf.fileno(), w)
-                self.proc = ForkedProcess(pid, os.fdopen(sw, "wb"))
+                pid = fs.spawn(sandbox, sr, self.logf.fileno(), w, status)
+                self.proc = ForkedProcess(pid, os.fdopen(sw, "wb"), status)
             except OSError as e:
                 os.close(sw)
                 log(f"fork server failed ({e}); starting a new interpreter")
                 th_forkserver.mark_failed(str(e))
             os.close(sr)
         if self.proc is None:
-            self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_worker.py"), str(w)],
+            # The worker's lifeline (th_lifeline.py) is tied to this judge: it dies when the judge does.
+            self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "th_worker.py"), str(w), str(os.getpid())],
                                          stdin=subprocess.PIPE, stdout=self.logf, stderr=subprocess.STDOUT,
                                          pass_fds=(w,), start_new_session=True, cwd=sandbox, env=worker_env())
         os.close(w)
@@ -144,15 +165,18 @@ class WorkerHandle:
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                self.kill()
-                raise WorkerTimeout(f"no answer within {timeout:.0f} s; process group killed")
+                self.kill()  # at once, before anything else starts: a spinning candidate stops here
+                raise WorkerTimeout(timeout, self.ended())
             ready, _, _ = select.select([self.rfd], [], [], min(left, 1.0))
             if ready:
                 chunk = os.read(self.rfd, 1 << 20)
                 if not chunk:
-                    code = self.proc.poll()
+                    # The reply channel closes as the process exits: give it a moment to finish exiting, so
+                    # that its exit status (or the signal that ended it) is known, then kill what is left.
+                    gone = self._wait_exit(5.0)
                     self.kill()
-                    raise WorkerDied(f"worker process exited unexpectedly (exit status {code})")
+                    how = self.ended() if gone else f"it closed its reply channel; {self.ended()}"
+                    raise WorkerDied(f"worker process exited unexpectedly ({how})")
                 self.buf += chunk
                 if len(self.buf) > 256 << 20:
                     self.kill()
@@ -186,6 +210,23 @@ class WorkerHandle:
         if len(txt) > limit:
             txt = txt[:limit] + "\n\n[log truncated]\n"
         return txt
+
+    def _wait_exit(self, timeout):
+        """Waits up to `timeout` s for the worker to end by itself. Whether it did."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def ended(self):
+        """How the worker ended, for a log: its pid and exit status (after kill(): SIGKILL's, or what ended it
+        first), or that it is still exiting."""
+        rc = self.proc.poll()
+        if rc is None:
+            return f"worker pid {self.proc.pid} still exiting after SIGKILL"
+        return f"worker pid {self.proc.pid}: {exit_text(rc)}"
 
     def kill(self, wait=True):
         """Kills the worker's process group. `wait=False` leaves reaping to a background thread: a process

@@ -10,7 +10,8 @@ import time
 import torch
 
 import th_core as C
-from th_candidate import Candidate, ReferenceFailed, candidates, not_run_result, read_outputs, write_inputs
+from th_candidate import (Candidate, ReferenceFailed, candidates, not_run_result, not_runnable_reason, read_outputs,
+                          reference_not_runnable, write_inputs)
 from th_compile import prepare
 from th_core import JobError
 from th_env import clocks
@@ -67,10 +68,12 @@ def cmd_time(ctx):
                 for wl in wls:
                     try:
                         results.append(time_one(ctx, tcfg, cand, ref, base, noop, sol, wl))
+                    except C.MachineLacks as e:
+                        results.append(not_run_result(sol["name"], wl, "not_runnable_here", str(e)))
                     except JobError as e:
                         results.append(not_run_result(sol["name"], wl, "input_error", str(e)))
                     except ReferenceFailed as e:
-                        results.append(not_run_result(sol["name"], wl, "reference_error", str(e)))
+                        results.append(reference_not_runnable(ctx, sol["name"], wl, e))
                     phase("cells")
             finally:
                 cand.close()
@@ -92,10 +95,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     details = {"rigor": []}
     err = cand.ensure()
     if err:
-        log_t = err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
-        cand.worker.kill()
-        return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
-                "evaluation": ctx.evaluation(err[0], log_t), "details": details}
+        return failed_time(ctx, sol, wl, err[0], err[1], details, cand)
     details["startup_s"] = cand.startup_s
     t_phase = time.monotonic()
     phases = details["phase_s"] = {}
@@ -113,7 +113,8 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     pseed = secrets.randbits(40) if pidx else None
     base_req = {"op": "time", "sets": set_paths, "sets_id": secrets.token_hex(8), "scalars": scalars, "axes": axes,
                 "perturb_idx": pidx,
-                "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"], "gate_hold_us": tcfg["gate_hold_us"]}
+                "perturb_seed": pseed, "flush_bytes": tcfg["flush_bytes"], "gate_hold_us": tcfg["gate_hold_us"],
+                "reset_persisting_l2": bool(tcfg["reset_persisting_l2"])}
     cache = tcfg.setdefault("_shared", {}).setdefault(wl.get("uuid"), {})
     roles = [("candidate", cand)]
     if tcfg["time_reference"] and "reference" not in cache:
@@ -146,7 +147,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     x = [v.clone() if isinstance(v, torch.Tensor) else v for v in sets[last_cand["last_set"]]]
     if pseed is not None:
         C.apply_perturb(x, pidx, C.perturb_scale(pseed, last_cand["last_call"]))
-    recheck = evaluator_for(ctx.defn).recheck(ctx, outs, x)
+    recheck = evaluator_for(ctx.defn).recheck(ctx, outs, x, wl)
     st, a, r, ratio, msg = recheck
     phases["recheck"] = round(time.monotonic() - t_phase, 4)
     details["recheck"] = {"status": st or "PASSED", "max_absolute_error": a, "max_relative_error": r,
@@ -166,7 +167,8 @@ def _measure(ctx, tcfg, roles, base_req, details, sol, wl):
     tails = {r: [] for r, _ in roles}
     round_samples = {r: [] for r, _ in roles}
     offsets = {r: 0 for r, _ in roles}
-    deadline = time.monotonic() + ctx.timeout
+    started = time.monotonic()
+    deadline = started + ctx.timeout
     if ctx.device == "cuda" and tcfg["settle_workers"]:
         # Workers still creating their CUDA contexts (the next candidate's, blank ones) may overlap the
         # measurement unless asked: contexts created back to back in another process did not move the median
@@ -200,7 +202,8 @@ def _measure(ctx, tcfg, roles, base_req, details, sol, wl):
             req["out"] = os.path.join(ctx.scratch, f"tout_{role}.safetensors")
             left = max(5.0, deadline - time.monotonic()) if role == "candidate" else ctx.timeout
             t_role = time.monotonic()
-            rep, er = c.call(req, left)
+            rep, er = (c.call(req, left, since=started, limit=ctx.timeout, what="the cell's timing")
+                       if role == "candidate" else c.call(req, left, what=f"timing the {role}"))
             phases[role] = round(phases.get(role, 0.0) + time.monotonic() - t_role, 4)
             if er:
                 if role == "candidate":
@@ -277,15 +280,20 @@ def _cell_result(ctx, tcfg, cand, sol, wl, axes, details, samples, round_samples
     perf = {"latency_ms": lat, "reference_latency_ms": rlat or 0.0,
             "speedup_factor": (rlat / lat) if rlat else 0.0}
     corr = {"max_relative_error": r, "max_absolute_error": a,
-            "extra": {"matched_ratio": ratio} if ctx.tol["record_ratio"] else None}
+            "extra": {"matched_ratio": ratio} if C.workload_tolerance(ctx.tol, wl)["record_ratio"] else None}
     ev = ctx.evaluation("PASSED", wlog, corr, perf)
     return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
             "evaluation": ev, "details": details}
 
 
 def failed_time(ctx, sol, wl, status, msg, details, c):
+    """The result of a timed cell whose candidate failed (its worker killed): not runnable here when the
+    failure is what this machine's torch lacks (th_capability.py), else the failure's status."""
     wlog = c.worker.log_text(ctx.log_limit) if c.worker else ""
     if c.worker:
         c.worker.kill()
+    why = not_runnable_reason(ctx, status, msg)
+    if why:
+        return not_run_result(sol["name"], wl, "not_runnable_here", why)
     return {"solution": sol["name"], "workload": wl.get("uuid"), "outcome": "evaluated", "reason": None,
             "evaluation": ctx.evaluation(status, f"{msg}\n{wlog}"), "details": details}

@@ -7,7 +7,7 @@ import time
 import torch
 
 import th_core as C
-from th_candidate import ReferenceFailed, candidates, not_run_result
+from th_candidate import ReferenceFailed, candidates, not_run_result, not_runnable_reason, reference_not_runnable
 from th_compile import prepare
 from th_core import JobError
 from th_evaluators import evaluator_for
@@ -49,6 +49,9 @@ def _load_failure(ctx, cand, sol, wl):
         return None
     log_t = load_err[1] + "\n" + cand.worker.log_text(ctx.log_limit)
     cand.worker.kill()
+    why = not_runnable_reason(ctx, load_err[0], load_err[1])
+    if why:  # an import of what this torch lacks: the machine's failure, not the solution's
+        return not_run_result(sol["name"], wl, "not_runnable_here", why)
     return not_run_result(sol["name"], wl, "evaluated", None, ctx.evaluation(load_err[0], log_t))
 
 
@@ -80,13 +83,19 @@ def verify_one(ctx, cand, sol, wl):
             if failed:
                 return failed
             v, ref_err = attempt(share.exclusive())
+    except C.MachineLacks as e:
+        return not_run_result(sol["name"], wl, "not_runnable_here", str(e))
     except JobError as e:
         return not_run_result(sol["name"], wl, "input_error", str(e))
     finally:
         if ctx.device == "cuda":
             torch.cuda.empty_cache()  # what this cell held must not crowd the other judges' next cells
     if ref_err:
-        return not_run_result(sol["name"], wl, "reference_error", str(ref_err))
+        return reference_not_runnable(ctx, sol["name"], wl, ref_err)
+    why = not_runnable_reason(ctx, v.status, "\n".join(v.msgs))
+    if why:  # it failed on what this machine's torch lacks (probed): not runnable here, no verdict
+        cand.worker.kill()
+        return not_run_result(sol["name"], wl, "not_runnable_here", why)
     log_t = "\n".join(v.msgs + ([f"note: {retried}"] if retried else []))
     wlog = cand.worker.log_text(ctx.log_limit) if cand.worker else ""
     if wlog:

@@ -1,6 +1,6 @@
 """Candidate worker: the only process in which candidate code runs.
 
-    python3 th_worker.py REPLY_FD      (requests: JSON lines on stdin; replies: JSON lines on REPLY_FD)
+    python3 th_worker.py REPLY_FD [JUDGE_PID]   (requests: JSON lines on stdin; replies: JSON lines on REPLY_FD)
 
 Started by the judge in its own process group with stdout/stderr sent to a log file. The judge trusts
 nothing this process says except tensor files it re-checks itself; the checks done here (exact tensor
@@ -22,10 +22,14 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == "__main__" and len(sys.argv) > 2:  # started as a new interpreter: die with the judge JUDGE_PID
+    from th_lifeline import die_with_parent
+    die_with_parent(int(sys.argv[2]))
 import torch  # noqa: E402
 
 import th_core as C  # noqa: E402
 import th_gate  # noqa: E402
+import th_l2  # noqa: E402
 
 # Captured before any candidate code is imported: the timing path uses only these references, and each
 # call re-checks that the public names still point at them (monkey-patched timers are rejected).
@@ -69,11 +73,13 @@ def timers_intact():
     return bad
 
 
-def _gate_report(req, gate, gate_note, opened, prep, host_bound):
+def _gate_report(req, gate, gate_note, opened, prep, host_bound, l2):
     """What a timing round tells the judge of its gate: the hold, how the measured samples' gates opened, the
-    harness's prep time per call, whether the round was host-bound, and why there was no gate."""
+    harness's prep time per call, whether the round was host-bound, why there was no gate, and the persisting-L2
+    resets (how many found a carveout the candidate set, or why there were none)."""
     gate_rep = {"hold_us": req.get("gate_hold_us") or 0, "on": gate is not None,
-                "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0)}
+                "opened_by_host": opened.get("host", 0), "hold_expired": opened.get("hold_expired", 0),
+                "l2_persisting": l2[0].report() if l2[0] is not None else {"off": l2[1]}}
     if prep:
         gate_rep["prep_ms"] = [p / 1e6 for p in prep]
     if host_bound:
@@ -95,6 +101,7 @@ class Worker:
         self.nonce = None
         self._gate_obj = None  # the timing gate, made on first use (_gate)
         self._gate_error = None  # why it could not be made
+        self._l2_obj, self._l2_error = None, None  # the persisting-L2 reset (th_l2.py), made on first use
 
     def send(self, obj):
         obj["nonce"] = self.nonce
@@ -330,6 +337,19 @@ class Worker:
             self._gate_obj.set_hold_ns(float(hold_us) * 1000)
         return self._gate_obj, self._gate_error
 
+    def _persisting_l2(self, on):
+        """(the persisting-L2 reset of this process, None) or (None, why there is none)."""
+        if not on:
+            return None, "off"
+        if self._l2_obj is None and self._l2_error is None:
+            try:
+                self._l2_obj = th_l2.PersistingL2()
+            except Exception as e:  # noqa: BLE001 - a device or driver without persisting L2: nothing to reset
+                self._l2_error = f"{type(e).__name__}: {e}"
+        if self._l2_obj is not None:
+            self._l2_obj.resets = self._l2_obj.found_carveout = 0  # counts per timing round
+        return self._l2_obj, self._l2_error
+
     def op_time(self, req):
         cuda = self.device == "cuda"
         # The judge times each role in several rounds over the same input sets: load them once per cell.
@@ -352,6 +372,7 @@ class Worker:
         sync_end = req.get("sync_before_end", True)
         stream = torch.cuda.current_stream() if cuda else None  # fixed before the candidate can switch it
         gate, gate_note = self._gate(req.get("gate_hold_us")) if cuda else (None, "cpu")
+        l2 = self._persisting_l2(req.get("reset_persisting_l2", True)) if cuda else (None, "cpu")
         handle = stream.cuda_stream if cuda else None
         start, end = (_Event(enable_timing=True), _Event(enable_timing=True)) if cuda else (None, None)
         opened = collections.Counter()
@@ -380,6 +401,8 @@ class Worker:
                 in_gate = len(pairs) <= th_gate.MAX_COPIES and all(
                     a.is_cuda and src.is_cuda and a.is_contiguous() and src.is_contiguous() for a, src in pairs)
                 _sync()  # the device is idle: nothing the candidate launches can start before `start`
+                if l2[0] is not None:
+                    l2[0].reset()  # no persisting line the candidate reserved survives the gate's copies and flush
                 p0 = _perf_ns()
                 if in_gate:
                     gate.hold(handle, [(a.data_ptr(), src.data_ptr(), a.numel() * a.element_size()) for a, src in pairs],
@@ -398,6 +421,8 @@ class Worker:
                 if pseed is not None and pidx:
                     C.apply_perturb(args, pidx, C.perturb_scale(pseed, n))
                 if cuda:
+                    if l2[0] is not None:
+                        l2[0].reset()
                     if flush is not None:
                         flush.zero_()
                     _sync()
@@ -471,7 +496,7 @@ class Worker:
             return {"ok": False, "kind": "rigor", "error": "; ".join(problems), "rigor": problems}
         if req.get("out"):
             C.save_tensors(req["out"], {f"o{i}": o for i, o in enumerate(last[3])})
-        gate_rep = _gate_report(req, gate, gate_note, opened, prep, host_bound)
+        gate_rep = _gate_report(req, gate, gate_note, opened, prep, host_bound, l2)
         return {"ok": True, "samples_ms": samples, "host_ms": host, "tail_ms": tails, "warmup": warm,
                 "last_call": last[0], "last_set": last[1], "next_call": state["n"], "gate": gate_rep}
 

@@ -169,6 +169,20 @@ def unit_tests(work):
     check("tail check: a median tail 25 us above the no-op's is charged to every sample",
           det["rigor"] == ["async_work_after_return"] and timed["candidate"] == [0.04] * 4 and
           "candidate_median_by_host" not in det["tail_ms"], str(det))
+    # The honest tail is the largest of the honest calls' (no-op, reference, baseline): a torch call's
+    # host-side tail as large as the reference's is not charged; work left running far beyond it is.
+    det, timed = {"rigor": []}, {"candidate": [0.01] * 4}
+    th_timing.charge_async_work(det, timed, {"candidate": [0.017] * 4, "reference": [0.015] * 4,
+                                             "baseline": [0.012] * 4}, [0.005] * 3)
+    check("tail check: a tail like the reference's (an honest torch call) is not charged",
+          det["rigor"] == [] and det["tail_ms"]["honest_from"] == "reference" and
+          det["tail_ms"]["honest_median"] == 0.015 and timed["candidate"] == [0.01] * 4, str(det))
+    det, timed = {"rigor": []}, {"candidate": [0.01] * 4}
+    th_timing.charge_async_work(det, timed, {"candidate": [0.200] * 4, "reference": [0.015] * 4},
+                                [0.005] * 3)
+    check("tail check: work left running far beyond the reference's tail is still charged",
+          det["rigor"] == ["async_work_after_return"] and
+          all(abs(t - 0.21) < 1e-12 for t in timed["candidate"]), str(det))
     # Perturbation is deterministic and identical in both processes.
     check("perturb scale deterministic", C.perturb_scale(5, 7) == C.perturb_scale(5, 7) and
           all(0.5 <= abs(C.perturb_scale(5, n)) <= 0.99 for n in range(100)) and

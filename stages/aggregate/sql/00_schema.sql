@@ -14,15 +14,25 @@ CREATE TABLE traces (
   max_relative_error DOUBLE, max_absolute_error DOUBLE,
   latency_ms DOUBLE, reference_latency_ms DOUBLE, speedup_factor DOUBLE, loaded_by VARCHAR
 );
-CREATE TABLE trace_files (file VARCHAR, path VARCHAR, bytes BIGINT, link VARCHAR, environment VARCHAR);
+-- origin: 'judged' (a judging stage's trace) or 'rejected' (generate's trace of a solution it rejected,
+-- from the cell's rejected/ folder; see load_derived.ts).
+CREATE TABLE trace_files (file VARCHAR, path VARCHAR, bytes BIGINT, link VARCHAR, environment VARCHAR, origin VARCHAR);
+-- The baseline as the time stage measured it beside each candidate (timing.json's details.baseline), for
+-- the workloads whose baseline has no trace of its own (an authors filter kept it out of verify and time).
+CREATE TABLE side_baseline (definition VARCHAR, uuid VARCHAR, solution VARCHAR, latency_ms DOUBLE, file VARCHAR);
 CREATE TABLE provenance (stage VARCHAR, cell_id VARCHAR, cell_key VARCHAR, dir VARCHAR, doc VARCHAR);
 CREATE TABLE diagnostics (level VARCHAR, file VARCHAR, line INTEGER, path VARCHAR, message VARCHAR);
+-- The first error of each distinct COMPILE_ERROR log and its category (compile_errors.ts): a log is
+-- read line by line there, skipping command lines, warnings and context, so that a flag the harness
+-- passes (-Xptxas=-O3) cannot decide the category.
+CREATE TABLE compile_error_class (log VARCHAR, first_error VARCHAR, category VARCHAR);
 CREATE TABLE workload_cost (definition VARCHAR, uuid VARCHAR, flops DOUBLE, bytes DOUBLE, model VARCHAR);
 -- Ordered baseline candidates per op type ('*' = every op type without its own rules).
 CREATE TABLE baseline_rules (op_type VARCHAR, priority INTEGER, author VARCHAR, match VARCHAR, label VARCHAR, kind VARCHAR);
 CREATE TABLE settings (
   fast_p_operator VARCHAR, win_p DOUBLE, win_fallback VARCHAR,
-  bandwidth_tbs DOUBLE, tflops DOUBLE, win_grid_step DOUBLE, win_grid_cap DOUBLE
+  bandwidth_tbs DOUBLE, tflops DOUBLE, win_grid_step DOUBLE, win_grid_cap DOUBLE,
+  leaderboard_min_coverage DOUBLE
 );
 CREATE TABLE p_grid (panel VARCHAR, p DOUBLE);
 -- Severity order used to name a cell's status when its runs disagree (lower = reported first).

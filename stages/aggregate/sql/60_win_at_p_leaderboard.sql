@@ -25,6 +25,10 @@ SELECT a.author, a.definition, a.uuid, a.best_solution, a.latency_ms, w.ref_ms, 
 FROM best_run_per_author_workload a JOIN win_reference w USING (definition, uuid)
 WHERE NOT a.is_baseline_author;
 
+-- Ranking needs comparable coverage: an author judged on 15 % of the groups does not lead one judged on
+-- 85 %. Coverage = groups attempted / all groups (the workloads of the definitions judged); only authors
+-- covering at least leaderboard_min_coverage of the best-covered author's groups are ranked (by win@p,
+-- then name). The others follow, without a rank (ranked = false), in the same order.
 CREATE OR REPLACE VIEW win_at_p_leaderboard AS
 WITH per AS (
   SELECT author, count(*) AS n_total,
@@ -33,15 +37,21 @@ WITH per AS (
   FROM win_ratio_per_author_workload GROUP BY author
 ), corr AS (
   SELECT author, count(*) FILTER (WHERE passed) AS n_passed_cells, count(*) AS n_cells FROM cells GROUP BY author
-)
+), cmp AS (
+  SELECT p.*, p.n_total >= (SELECT leaderboard_min_coverage FROM settings) * max(p.n_total) OVER () AS ranked
+  FROM per p
+), groups AS (SELECT count(*) AS n FROM win_groups)
 SELECT
-  row_number() OVER (ORDER BY p.n_wins / p.n_total DESC, p.author) AS rank,
-  p.author, (SELECT win_p FROM settings) AS p, p.n_total, p.n_wins,
+  CASE WHEN p.ranked THEN row_number() OVER (PARTITION BY p.ranked ORDER BY p.n_wins / p.n_total DESC, p.author) END AS rank,
+  p.author,
+  printf('%d/%d (%.1f %%)', p.n_total, g.n, 100.0 * p.n_total / g.n) AS coverage,
+  p.ranked,
+  (SELECT win_p FROM settings) AS p, p.n_total, p.n_wins,
   round(100.0 * p.n_wins / p.n_total, 1) AS win_pct,
-  round(100.0 * p.n_total / (SELECT count(*) FROM win_groups), 1) AS pct_evaluated,
+  round(100.0 * p.n_total / g.n, 1) AS pct_evaluated,
   round(100.0 * c.n_passed_cells / c.n_cells, 1) AS correctness_pct
-FROM per p LEFT JOIN corr c USING (author)
-ORDER BY rank;
+FROM cmp p CROSS JOIN groups g LEFT JOIN corr c USING (author)
+ORDER BY p.ranked DESC, p.n_wins / p.n_total DESC, p.author;
 
 -- Q: win@p as a curve (Fig. 5) on a regular grid up to max(1.5, largest r), capped; exact at
 -- each grid point (strict '>'), computed with an ASOF join on each author's sorted ratios.

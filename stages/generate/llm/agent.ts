@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  checkSolutionSignature,
   type Definition,
   type EvaluationStatus,
   formatDefinition,
@@ -20,7 +21,6 @@ import {
   solutionHash,
   type Workload,
 } from "../../../pipeline/trace/mod.ts";
-import { checkSolutionSignature } from "../signature.ts";
 import { chat, type ChatOptions, type ChatRequest, LlmError, RecordingStore } from "./client.ts";
 
 /** What one evaluation tells the agent. */

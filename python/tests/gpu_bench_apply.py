@@ -1,0 +1,245 @@
+"""GPU measurement of tracepipe_apply (one call, under 8 minutes on an H100). From the repo root:
+
+    PYTHONPATH=python python3 python/tests/gpu_bench_apply.py [--traceset DIR] [--layers 4] [--steps 64]
+
+1. Dispatch overhead per call (host ns, best of 7 x 20k calls): apply() with no runtime, with an
+   empty table, with a miss on a known definition, and with a hit on a solution that is the fallback
+   itself; the F.linear adapter with an empty table and with a hit on F.linear itself. Goal < 1 us.
+2. End to end on a Hugging Face Llama (Llama-3.1-8B dimensions, --layers layers, random weights),
+   eager, prompt 32 + --steps greedy steps, batch 1/16/64, in bf16 and fp16: unpatched; patched with
+   the fallback as the solution (pinned: torch_kernels.py); patched with the project's kernels where
+   they serve a definition of that dtype (cuda/rmsnorm is bf16, cuda/gemm fp16), or with the pinned
+   choice of --traceset DIR (an apply stage cell or .tracepipe/apply). Tokens compared with unpatched.
+3. The paged decoder on the bf16 model (page size 1, batch 1/16/64): the torch attention fallback
+   against the project's CUDA paged decode/prefill kernels.
+Prints compact tables; writes $OUT/apply_bench.json (after each section, so a cut run keeps results).
+"""
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gpu_common import (fallback_solutions, hf_greedy, llama_config, llama_definitions, make_llama, project_solutions,
+                        timed, write_pinned)
+from helpers import gemm_def, solution, write_set
+from tracepipe_apply import apply, disable_apply, enable_apply, get_runtime, loader, patch_llama, reset_stats, stats
+from tracepipe_apply.paged import PagedDecoder
+from tracepipe_apply.traceset import Solution
+
+KERNELS = ["cuda/rmsnorm", "cuda/gemm", "cuda/gqa_paged_decode", "cuda/gqa_paged_prefill"]
+RESULT = {"device": None, "torch": torch.__version__, "dispatch": {}, "e2e": [], "paged": [], "notes": []}
+
+
+def save():
+    out = os.environ.get("OUT")
+    if out:
+        with open(os.path.join(out, "apply_bench.json"), "w") as f:
+            json.dump(RESULT, f, indent=1, default=str)
+
+
+def per_call_ns(fn, n=20000, repeats=7):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter_ns() - t0) / n)
+    return best
+
+
+def bench_dispatch(tmp):
+    """Section 1: ns per call, and the overhead over the plain call."""
+    A, B = torch.randn(4, 8, device="cuda"), torch.randn(8, 8, device="cuda")
+
+    def fb(a, b):
+        return a
+
+    d = gemm_def(8, 8)  # gemm_n8_k8, float32
+    empty = write_set(os.path.join(tmp, "empty"), [], [], [])
+    known = write_set(os.path.join(tmp, "known"), [d], [], [])
+    same = write_set(os.path.join(tmp, "same"), [d], [solution("same", d["name"], "def run(A, B):\n    return A\n")], [])
+    lin = write_pinned(os.path.join(tmp, "lin"), [d], fallback_solutions([d]))
+    name = d["name"]
+
+    @apply(name)
+    def decorated(a, b):
+        return a
+
+    rows = {"plain call": per_call_ns(lambda: fb(A, B)),
+            "apply, no runtime": per_call_ns(lambda: apply(name, args=(A, B), fallback=fb))}
+    for label, root, mode in (("apply, empty table", empty, "ranked"), ("apply, miss (known definition)", known,
+                                                                          "ranked"),
+                              ("apply, hit (solution = fallback)", same, "pinned")):
+        with enable_apply(root, mode=mode):
+            rows[label] = per_call_ns(lambda: apply(name, args=(A, B), fallback=fb))
+            if mode == "pinned":
+                rows["decorator, hit (solution = fallback)"] = per_call_ns(lambda: decorated(A, B))
+    orig = F.linear
+    rows["F.linear, original"] = per_call_ns(lambda: orig(A, B))
+    with enable_apply(empty):
+        rows["F.linear adapter, empty table"] = per_call_ns(lambda: F.linear(A, B))
+    with enable_apply(lin, mode="pinned"):
+        rows["F.linear adapter, hit (solution = F.linear)"] = per_call_ns(lambda: F.linear(A, B))
+    base = {k: ("F.linear, original" if k.startswith("F.linear") else "plain call") for k in rows}
+    RESULT["dispatch"] = {k: {"ns_per_call": round(v, 1), "overhead_ns": round(v - rows[base[k]], 1)}
+                          for k, v in rows.items()}
+    print("\n== dispatch overhead (host ns per call, best of 7 x 20000) ==")
+    print(f"{'case':46s} {'ns/call':>9s} {'overhead':>9s}")
+    for k, v in RESULT["dispatch"].items():
+        print(f"{k:46s} {v['ns_per_call']:9.1f} {v['overhead_ns']:9.1f}")
+    save()
+
+
+def project_root(tmp, cfg, dtype, traceset):
+    """(pinned folder, definitions served): the project's kernels for the definitions of this dtype,
+    or the pinned choice of --traceset."""
+    if traceset:
+        if os.path.exists(os.path.join(traceset, "pinned.json")):
+            return traceset, ["(--traceset)"]
+        return os.path.join(traceset, "pinned"), ["(--traceset)"]
+    defs = llama_definitions(cfg, dtype, attention_page_sizes=(1,))
+    sols = [s for s in project_solutions(defs, KERNELS) if _dtype_ok(s, dtype)]
+    served = {s["definition"] for s in sols}
+    root = write_pinned(os.path.join(tmp, f"project_{dtype}".replace("torch.", "")),
+                        [d for d in defs if d["name"] in served], sols)
+    return root, sorted(served)
+
+
+def _dtype_ok(sol, dtype):
+    """The project's kernels are written for the official dtypes (gemm fp16, the others bf16)."""
+    official = "float16" if sol["definition"].startswith("gemm_") else "bfloat16"
+    return str(dtype) == f"torch.{official}"
+
+
+def prebuild(tmp, cfg):
+    """Builds every project kernel the runs need, in parallel, before anything is timed."""
+    sols = []
+    for dt in (torch.bfloat16, torch.float16):
+        defs = llama_definitions(cfg, dt, attention_page_sizes=(1,))
+        sols += [s for s in project_solutions(defs, KERNELS) if _dtype_ok(s, dt)]
+    t0 = time.time()
+    built = loader.build_native([Solution(s, s["name"]) for s in sols])
+    outcomes = {n: b.get("outcome") for n, b in built.items()}
+    RESULT["notes"].append({"prebuild_s": round(time.time() - t0, 1), "builds": outcomes})
+    bad = {n: (b.get("reason") or "")[-300:] for n, b in built.items() if b.get("outcome") != "built"}
+    print(f"prebuilt {len(sols)} project solutions in {time.time() - t0:.0f} s; not built: {bad or 'none'}", flush=True)
+
+
+def bench_e2e(tmp, cfg, model32, steps, batches, traceset):
+    """Section 2."""
+    patch_llama()
+    print(f"\n== end to end: HF Llama ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}), prompt 32 + "
+          f"{steps} steps, eager, median of 3 (ms) ==")
+    print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'ovh %':>6s} "
+          f"{'tok=fb':>7s} {'tok=proj':>8s}  substituted")
+    for dtype in (torch.bfloat16, torch.float16):
+        model = copy.deepcopy(model32).to(dtype)
+        defs = llama_definitions(cfg, dtype)
+        fb_root = write_pinned(os.path.join(tmp, f"fb_{dtype}".replace("torch.", "")), defs, fallback_solutions(defs))
+        proj_root, served = project_root(tmp, cfg, dtype, traceset)
+        for b in batches:
+            prompts = torch.randint(0, cfg.vocab_size, (b, 32), device="cuda",
+                                    generator=torch.Generator(device="cuda").manual_seed(b))
+            t_ref, (ref, _) = timed(lambda: hf_greedy(model, prompts, steps))
+            row = {"dtype": str(dtype), "batch": b, "unpatched_ms": t_ref * 1e3}
+            for label, root in (("fallback", fb_root), ("project", proj_root)):
+                reset_stats()
+                try:
+                    with enable_apply(root, mode="pinned"):
+                        t, (out, _) = timed(lambda: hf_greedy(model, prompts, steps))
+                    row[f"{label}_ms"] = t * 1e3
+                    row[f"{label}_tokens_equal"] = float((out == ref).float().mean())
+                    row[f"{label}_hits"] = {n: c["hit"] for n, c in stats().items() if c["hit"]}
+                except Exception as e:  # noqa: BLE001 - one failed variant is a result, not the end
+                    row[f"{label}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                    while get_runtime() is not None:
+                        disable_apply()
+            row["fallback_overhead_pct"] = 100 * (row.get("fallback_ms", float("nan")) / row["unpatched_ms"] - 1)
+            RESULT["e2e"].append(row)
+            save()
+            print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.1f} {row.get('fallback_ms', float('nan')):10.1f} "
+                  f"{row.get('project_ms', float('nan')):10.1f} {row['fallback_overhead_pct']:6.2f} "
+                  f"{row.get('fallback_tokens_equal', float('nan')):7.3f} {row.get('project_tokens_equal', float('nan')):8.3f}"
+                  f"  {', '.join(sorted({x.split('_')[0] for x in served if not x.startswith('gqa')}))}"
+                  f"{'  ERROR ' + row['project_error'] if 'project_error' in row else ''}", flush=True)
+        del model
+        torch.cuda.empty_cache()
+
+
+def bench_paged(tmp, cfg, model32, steps, batches, traceset):
+    """Section 3."""
+    model = copy.deepcopy(model32).to(torch.bfloat16)
+    root, _ = project_root(tmp, cfg, torch.bfloat16, traceset)
+    print(f"\n== paged decoder (bf16, page size 1), prompt 32 + {steps} steps (ms) ==")
+    print(f"{'batch':>5s} {'torch attn':>11s} {'project':>10s} {'speedup':>8s} {'tok equal':>9s}")
+    for b in batches:
+        g = torch.Generator().manual_seed(b)
+        prompts = [torch.randint(0, cfg.vocab_size, (32,), generator=g).tolist() for _ in range(b)]
+
+        def run():
+            dec = PagedDecoder(model, page_size=1, max_tokens=b * (32 + steps) + 64, max_batch=max(64, b))
+            for p in prompts:
+                dec.add(p, steps)
+            return dec.run()
+        t_ref, ref = timed(run, repeats=1)
+        row = {"batch": b, "torch_ms": t_ref * 1e3}
+        reset_stats()
+        try:
+            with enable_apply(root, mode="pinned"):
+                t, out = timed(run, repeats=1)
+            row.update(project_ms=t * 1e3, speedup=t_ref / t,
+                       tokens_equal=sum(x == y for k in ref for x, y in zip(ref[k], out[k])) / (b * steps),
+                       hits={n: c["hit"] for n, c in stats().items() if c["hit"]})
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+            while get_runtime() is not None:
+                disable_apply()
+        RESULT["paged"].append(row)
+        save()
+        print(f"{b:5d} {row['torch_ms']:11.1f} {row.get('project_ms', float('nan')):10.1f} "
+              f"{row.get('speedup', float('nan')):8.2f} {row.get('tokens_equal', float('nan')):9.3f}"
+              f"{'  ERROR ' + row['error'] if 'error' in row else ''}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traceset", help="an apply stage cell (or .tracepipe/apply): its pinned choice is 'project'")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--batches", default="1,16,64")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: dispatch,e2e,paged")
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("SKIP: no CUDA device")
+        return 0
+    RESULT["device"] = torch.cuda.get_device_name()
+    batches = [int(x) for x in a.batches.split(",")]
+    skip = set(a.skip.split(","))
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        if "dispatch" not in skip:
+            bench_dispatch(tmp)
+        cfg = llama_config(layers=a.layers, hidden=4096, heads=32, kv=8, inter=14336, vocab=32000)
+        if not a.traceset and not {"e2e", "paged"} <= skip:
+            prebuild(tmp, cfg)
+        model32 = make_llama(cfg, torch.float32)
+        if "e2e" not in skip:
+            bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset)
+        if "paged" not in skip:
+            bench_paged(tmp, cfg, model32, a.steps, batches, a.traceset)
+    RESULT["wall_s"] = round(time.time() - t0, 1)
+    save()
+    print(f"\ndone in {RESULT['wall_s']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""What the GPU scripts share: a Hugging Face Llama with random weights from a config (no download),
+greedy generation through its own forward, the definitions it calls, and pinned TraceSets (the
+fallback as the solution, or the project's kernels materialised from their folders as generate does).
+Needs transformers (the GPU machine has 5.17 with torch 2.11)."""
+
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from helpers import kernel_solution, write_json  # noqa: E402
+from tracepipe_apply import templates  # noqa: E402
+from tracepipe_apply.templates import trace_dtype  # noqa: E402
+
+
+def llama_config(layers=2, hidden=512, heads=8, kv=2, inter=1024, vocab=1000):
+    from transformers import LlamaConfig  # noqa: PLC0415
+    return LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                       num_attention_heads=heads, num_key_value_heads=kv, head_dim=hidden // heads,
+                       rms_norm_eps=1e-5, max_position_embeddings=4096, tie_word_embeddings=False)
+
+
+def make_llama(cfg, dtype, seed=0, device="cuda"):
+    """LlamaForCausalLM with random weights scaled so greedy choices are far from ties (made on the
+    device: a 1B-parameter model initialises in seconds there)."""
+    from transformers import LlamaForCausalLM  # noqa: PLC0415
+    torch.manual_seed(seed)
+    with torch.device(device):
+        m = LlamaForCausalLM(cfg)
+    g = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g, device=device))
+            elif p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g, device=device) / math.sqrt(p.shape[-1]))
+    return m.to(dtype).eval()
+
+
+@torch.no_grad()
+def hf_greedy(model, prompts, steps):
+    """Greedy tokens [B, steps] from the model's own forward and KV cache; also the forward count."""
+    out = model(input_ids=prompts, use_cache=True)
+    cache, toks = out.past_key_values, [out.logits[:, -1].argmax(-1)]
+    for _ in range(steps - 1):
+        out = model(input_ids=toks[-1][:, None], past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        toks.append(out.logits[:, -1].argmax(-1))
+    return torch.stack(toks, 1), steps
+
+
+def timed(fn, repeats=3):
+    """(median seconds, result) of fn() after one warm-up call, the GPU synchronised around each."""
+    res = fn()
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        res = fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2], res
+
+
+def llama_gemms(cfg):
+    """(N, K) of every linear a Llama forward calls, with calls per forward."""
+    h, d = cfg.hidden_size, cfg.head_dim
+    L = cfg.num_hidden_layers
+    calls = {}
+    for n, k, c in ((cfg.num_attention_heads * d, h, L), (cfg.num_key_value_heads * d, h, 2 * L),
+                    (h, cfg.num_attention_heads * d, L), (cfg.intermediate_size, h, 2 * L),
+                    (h, cfg.intermediate_size, L), (cfg.vocab_size, h, 1)):
+        calls[(n, k)] = calls.get((n, k), 0) + c
+    return calls
+
+
+def expected_per_forward(cfg):
+    """{definition: calls per forward} of the rmsnorm and gemm adapters."""
+    exp = {f"rmsnorm_h{cfg.hidden_size}": 2 * cfg.num_hidden_layers + 1}
+    for (n, k), c in llama_gemms(cfg).items():
+        exp[f"gemm_n{n}_k{k}"] = c
+    return exp
+
+
+def llama_definitions(cfg, dtype, attention_page_sizes=()):
+    """Definition dicts for the model's rmsnorm and gemm calls (and paged attention), in `dtype`:
+    the official definition where data/definitions has one of that dtype, else the family template."""
+    dt = trace_dtype(dtype)
+    names = [f"rmsnorm_h{cfg.hidden_size}"] + [f"gemm_n{n}_k{k}" for n, k in llama_gemms(cfg)]
+    h, kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    for ps in attention_page_sizes:
+        names += [f"gqa_paged_decode_h{h}_kv{kv}_d{d}_ps{ps}", f"gqa_paged_prefill_causal_h{h}_kv{kv}_d{d}_ps{ps}"]
+    official = {}
+    for p in glob.glob(os.path.join(ROOT, "data", "definitions", "*", "*.json")):
+        with open(p) as f:
+            raw = json.load(f)
+        official[raw["name"]] = raw
+    out = []
+    for n in names:
+        raw = official.get(n)
+        first = next(iter(raw["inputs"].values()))["dtype"] if raw else None
+        out.append(raw if raw and first == dt else templates.synthesize(n, dt))
+    return out
+
+
+def write_pinned(root, definitions, solutions):
+    """A pinned folder: definitions/ and one solution per definition."""
+    for d in definitions:
+        write_json(os.path.join(root, "definitions", d["op_type"], d["name"] + ".json"), d)
+    ops = {d["name"]: d["op_type"] for d in definitions}
+    for s in solutions:
+        write_json(os.path.join(root, "solutions", s["author"], ops[s["definition"]], s["definition"],
+                                s["name"] + ".json"), s)
+    return root
+
+
+def fallback_solutions(definitions):
+    """torch_kernels.py as the solution of each definition: the fallback itself."""
+    return [kernel_solution("fallback_" + d["name"], d["name"]) for d in definitions]
+
+
+def project_solutions(definitions, kernel_dirs):
+    """The project's kernels (default sweep point), materialised as tools/kcheck.py and generate do,
+    for each definition a kernel folder serves (the first folder that serves it wins)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import kcheck  # noqa: PLC0415
+
+    out = []
+    for d in definitions:
+        for kdir in kernel_dirs:
+            sols = kcheck.solutions_of(os.path.join(ROOT, kdir), d, False)
+            if sols:
+                out.append(sols[0])
+                break
+    return out

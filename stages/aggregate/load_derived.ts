@@ -1,0 +1,142 @@
+/**
+ * The load steps that derive rows from what load.ts and load_traces.ts read: the solutions generate
+ * rejected (one COMPILE_ERROR run on every judged workload of their definition), the first error of
+ * every COMPILE_ERROR log (compile_errors.ts), and the baseline latencies the time stage measured
+ * beside each candidate (timing.json), which stand in where the baseline has no trace of its own.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { DuckDBConnection } from "@duckdb/node-api";
+import type { Diagnostic } from "../../pipeline/engine/mod.ts";
+import type { Solution } from "../../pipeline/trace/mod.ts";
+import { classifyCompileError } from "./compile_errors.ts";
+import { all, appendRows } from "./db.ts";
+import { displayName, type Fragment } from "./fragment.ts";
+
+const TRACE_COLS = "file, line, definition, solution, uuid, status, hardware, timestamp, log, " +
+  "max_relative_error, max_absolute_error, latency_ms, reference_latency_ms, speedup_factor, loaded_by";
+
+/**
+ * A rejected solution would have failed every workload the run judged, as a solution that does not
+ * build does in verify: its one trace (on the definition's first workload, so that it is a valid
+ * FlashInfer trace) becomes a COMPILE_ERROR run on each judged (definition, workload) group. A
+ * solution of a definition nobody was judged on is left out, as an unselected solution is.
+ * Returns the number of rejected solutions counted.
+ */
+export async function expandRejectedTraces(conn: DuckDBConnection): Promise<number> {
+  const rejected = `SELECT file FROM trace_files WHERE origin = 'rejected'`;
+  await conn.run(`
+    CREATE TEMP TABLE rejected_traces AS
+      SELECT DISTINCT ON (solution) * FROM traces WHERE file IN (${rejected})
+      ORDER BY solution, file, line;
+    DELETE FROM traces WHERE file IN (${rejected});
+    INSERT INTO traces (${TRACE_COLS})
+      SELECT r.file, r.line, r.definition, r.solution, g.uuid, r.status, r.hardware, r.timestamp, r.log,
+        r.max_relative_error, r.max_absolute_error, r.latency_ms, r.reference_latency_ms,
+        r.speedup_factor, r.loaded_by
+      FROM rejected_traces r JOIN (SELECT DISTINCT definition, uuid FROM traces) g USING (definition);`);
+  const n = Number(
+    (await all(
+      conn,
+      "SELECT count(DISTINCT solution) AS n FROM traces WHERE file IN (" + rejected + ")",
+    ))[0].n,
+  );
+  await conn.run("DROP TABLE rejected_traces");
+  return n;
+}
+
+/** Files every distinct COMPILE_ERROR log under its first error (compile_error_class). */
+export async function classifyCompileErrors(conn: DuckDBConnection): Promise<void> {
+  const logs = await all(conn, "SELECT DISTINCT log FROM traces WHERE status = 'COMPILE_ERROR'");
+  await appendRows(
+    conn,
+    "compile_error_class",
+    ["VARCHAR", "VARCHAR", "VARCHAR"],
+    logs.map((r) => {
+      const c = classifyCompileError(r.log as string | null);
+      return [r.log ?? null, c.firstError, c.category];
+    }),
+  );
+}
+
+/** What the time stage's summary says of a cell (stages/time/stage.ts). */
+interface TimeSummary {
+  definition?: unknown;
+  workload?: unknown;
+  baseline?: unknown;
+}
+
+/** The part of a time cell's timing.json (the harness's result) read here. */
+interface Timing {
+  workload?: unknown;
+  evaluation?: { performance?: { latency_ms?: unknown } | null } | null;
+  details?: { baseline?: { median_ms?: unknown } | null; speedup_vs_baseline?: unknown } | null;
+}
+
+const positive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+
+/**
+ * The baseline's latency on one time cell's workload, as measured beside the candidate: the ratio the
+ * harness reports times the candidate's latency (so the overhead it subtracted from both is
+ * subtracted here too), else the baseline's median (the harness subtracts nothing by default).
+ */
+export function sideBaselineLatency(t: Timing): number | null {
+  const speedup = t.details?.speedup_vs_baseline;
+  const lat = t.evaluation?.performance?.latency_ms;
+  if (positive(speedup) && positive(lat)) return speedup * lat;
+  const med = t.details?.baseline?.median_ms;
+  return positive(med) ? med : null;
+}
+
+/**
+ * Reads the baseline timings of every time cell (timing.json at the cell's root, the baseline's name
+ * in its summary) into side_baseline. A cell whose timing.json does not parse is a diagnostic.
+ */
+export async function loadSideBaselines(
+  conn: DuckDBConnection,
+  fragments: Fragment[],
+  sols: Map<string, Solution>,
+  diags: Diagnostic[],
+): Promise<number> {
+  const rows: unknown[][] = [];
+  for (const f of fragments) {
+    const path = join(f.dir, "timing.json");
+    const s = (f.summary ?? null) as TimeSummary | null;
+    if (!s || typeof s.baseline !== "string" || !existsSync(path)) continue;
+    const file = displayName(f, path);
+    let t: Timing;
+    try {
+      t = JSON.parse(readFileSync(path, "utf8"));
+    } catch (e) {
+      diags.push({
+        level: "error",
+        file,
+        path: "$",
+        message: `malformed JSON: ${(e as Error).message}`,
+      });
+      continue;
+    }
+    const base = sols.get(s.baseline);
+    const uuid = typeof t.workload === "string" ? t.workload : s.workload;
+    const lat = sideBaselineLatency(t);
+    if (!base || base.definition !== s.definition || typeof uuid !== "string" || lat === null) {
+      if (lat !== null && !base) {
+        diags.push({
+          level: "warning",
+          file,
+          path: "$.details.baseline",
+          message: `baseline solution "${s.baseline}" not found; its timing is not used`,
+        });
+      }
+      continue;
+    }
+    rows.push([base.definition, uuid, base.name, lat, file]);
+  }
+  await appendRows(
+    conn,
+    "side_baseline",
+    ["VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"],
+    rows,
+  );
+  return rows.length;
+}

@@ -1,0 +1,215 @@
+/**
+ * The time stage under `reproduce --lock-clocks`, on the CPU with real PyTorch and a fake
+ * `nvidia-smi` first on PATH (never a real GPU's clocks): the clocks are locked before the stage
+ * times and reset after it, and each time cell records the lock's state in its provenance and its
+ * timing.json. Without the flag the time cells' keys and outputs are what they were.
+ */
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import {
+  type AnyStage,
+  defineStage,
+  discoverToolchain,
+  REPO_ROOT,
+  runPipeline,
+  type Stage,
+  Store,
+} from "../../pipeline/engine/mod.ts";
+import { stageEnv } from "../../pipeline/engine/dag.ts";
+import { FAKE_GPU } from "../../pipeline/engine/testdata/engine_stages.ts";
+import {
+  formatJsonl,
+  formatSolution,
+  Solution,
+  solutionPath,
+  workloadsPath,
+} from "../../pipeline/trace/mod.ts";
+import { closeSharedSessions, LOCK_CLOCKS_ENV } from "../../pipeline/harness/mod.ts";
+import { assert, assertEquals } from "../../tests/assert.ts";
+import { compileStage } from "../compile/mod.ts";
+import { verifyStage } from "../verify/mod.ts";
+import { timeStage } from "./mod.ts";
+
+const tc = await discoverToolchain();
+const skip = !tc.python?.torch;
+if (skip) console.log("skipping the --lock-clocks stage test: no Python with torch");
+
+const DEF = "rmsnorm_h128";
+const HONEST = `import torch
+def run(hidden_states, weight, output):
+    x = hidden_states.float()
+    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight.float()
+    output.copy_(y.to(output.dtype))
+`;
+
+function fixedStage(name: string, files: Record<string, string>): AnyStage {
+  return defineStage({
+    name,
+    description: `fixed ${name} fragment`,
+    policy: "pure",
+    params: z.object({}),
+    upstream: [],
+    env: [],
+    resource: "cpu",
+    module: import.meta.url,
+    toolchainFacts: () => ({}),
+    plan: () => Promise.resolve([{ id: name, params: null, inputs: {} }]),
+    run(job) {
+      for (const [rel, text] of Object.entries(files)) {
+        mkdirSync(join(job.outDir, rel, ".."), { recursive: true });
+        writeFileSync(join(job.outDir, rel), text);
+      }
+      return Promise.resolve();
+    },
+  }) as AnyStage;
+}
+
+const registered = (stage: Stage<unknown>, upstream: string[]): AnyStage => ({
+  ...stage,
+  upstream,
+});
+
+/** A fake nvidia-smi in a folder of its own, logging its arguments to `<dir>/calls`. */
+function fakeSmi(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tp-fake-smi-"));
+  writeFileSync(
+    join(dir, "nvidia-smi"),
+    `#!/bin/sh
+echo "$*" >> "${dir}/calls"
+case "$*" in
+  *--query-gpu=clocks.max.sm,clocks.max.mem*) echo "1980, 2619" ;;
+esac
+exit 0
+`,
+  );
+  chmodSync(join(dir, "nvidia-smi"), 0o755);
+  return dir;
+}
+
+/** Runs `f` with these env vars set (undefined: unset), restoring them afterwards. */
+async function withEnv<T>(vars: Record<string, string | undefined>, f: () => Promise<T>) {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  const put = (k: string, v: string | undefined) =>
+    v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  for (const [k, v] of Object.entries(vars)) put(k, v);
+  try {
+    return await f();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) put(k, v);
+  }
+}
+
+Deno.test("without the flag the time stage's env adds nothing to its keys", () => {
+  assert(timeStage.env.includes(LOCK_CLOCKS_ENV));
+  return withEnv({ [LOCK_CLOCKS_ENV]: undefined }, () => {
+    assertEquals(stageEnv(timeStage), {}, "the flag's env var, unset, is absent from the key");
+    return Promise.resolve();
+  });
+});
+
+Deno.test({
+  name:
+    "--lock-clocks: the time stage locks the clocks, records the lock in each cell, resets them",
+  ignore: skip,
+  async fn() {
+    const smiDir = fakeSmi();
+    const path = `${smiDir}:${Deno.env.get("PATH") ?? ""}`;
+    const which = await new Deno.Command("sh", {
+      args: ["-c", "command -v nvidia-smi"],
+      env: { PATH: path },
+      stdout: "piped",
+    }).output();
+    // Never against a real GPU: only if the fake is what PATH finds.
+    assertEquals(new TextDecoder().decode(which.stdout).trim(), join(smiDir, "nvidia-smi"));
+    const sol = Solution.parse({
+      name: "honest",
+      definition: DEF,
+      author: "tester",
+      spec: {
+        language: "python",
+        target_hardware: ["cpu", "cuda"],
+        entry_point: "main.py::run",
+        destination_passing_style: true,
+      },
+      sources: [{ path: "main.py", content: HONEST }],
+    });
+    const defText = readFileSync(
+      join(REPO_ROOT, "data/definitions/rmsnorm", `${DEF}.json`),
+      "utf8",
+    );
+    const stages = [
+      fixedStage("definitions", { [`definitions/rmsnorm/${DEF}.json`]: defText }),
+      fixedStage("extract", {
+        [workloadsPath("rmsnorm", DEF)]: formatJsonl([{
+          definition: DEF,
+          workload: { axes: { batch_size: 4 }, inputs: {}, uuid: "wl-0" },
+          solution: null,
+          evaluation: null,
+        }]),
+      }),
+      fixedStage("generate", { [solutionPath(sol, "rmsnorm")]: formatSolution(sol) }),
+      registered(compileStage, ["definitions", "generate"]),
+      registered(verifyStage, ["definitions", "extract", "generate", "compile"]),
+      registered(timeStage, ["definitions", "extract", "generate", "verify"]),
+    ];
+    const store = new Store(mkdtempSync(join(tmpdir(), "tp-clocks-")));
+    // A GPU in the toolchain (nothing runs on it: the judge finds no CUDA and times on the CPU).
+    const toolchain = { ...tc, gpus: [FAKE_GPU] };
+    const params = {
+      verify: { num_trials: 1 },
+      time: { rounds: 1, min_samples: 3, max_samples: 5, max_seconds: 0.2, input_sets: 2 },
+    };
+    const { reports } = await withEnv(
+      { PATH: path, [LOCK_CLOCKS_ENV]: "1", CUDA_VISIBLE_DEVICES: undefined },
+      () =>
+        runPipeline({
+          root: REPO_ROOT,
+          store,
+          stages,
+          rawParams: params,
+          toolchain,
+          log: () => {},
+        }),
+    ).finally(closeSharedSessions);
+    const time = reports.find((r) => r.stage === "time")!;
+    assertEquals([time.ran, time.failed], [1, []]);
+    const calls = readFileSync(join(smiDir, "calls"), "utf8").trim().split("\n");
+    const ours = calls.filter((c) => /-(l|r)[gm]c/.test(c));
+    assertEquals(ours, ["-i 0 -lgc 1980,1980", "-i 0 -lmc 2619,2619", "-i 0 -rmc", "-i 0 -rgc"]);
+    const [cell] = store.lastResults("time")!;
+    const expected = {
+      held: true,
+      gpus: [{ index: 0, smMHz: 1980, smLocked: true, memMHz: 2619, memLocked: true }],
+    };
+    const record = JSON.parse(readFileSync(join(cell.dir, "..", "cell.json"), "utf8"));
+    assertEquals(record.provenance.stage, { clocks: expected });
+    assertEquals(record.keyDocument.env, { [LOCK_CLOCKS_ENV]: "1" });
+    const timing = JSON.parse(readFileSync(join(cell.dir, "timing.json"), "utf8"));
+    assertEquals(timing.clocks_lock, expected);
+
+    // The same run without the flag: another key (the locked cell is not reused), no lock, and
+    // timing.json as it always was.
+    const before = calls.length;
+    const plain = await withEnv(
+      { PATH: path, [LOCK_CLOCKS_ENV]: undefined },
+      () =>
+        runPipeline({
+          root: REPO_ROOT,
+          store,
+          stages,
+          rawParams: params,
+          toolchain,
+          log: () => {},
+        }),
+    ).finally(closeSharedSessions);
+    assertEquals(plain.reports.find((r) => r.stage === "time")!.ran, 1);
+    const after = readFileSync(join(smiDir, "calls"), "utf8").trim().split("\n");
+    assert(!after.slice(before).some((c) => /-(l|r)[gm]c/.test(c)), "no lock without the flag");
+    const [unlocked] = store.lastResults("time")!;
+    const rec2 = JSON.parse(readFileSync(join(unlocked.dir, "..", "cell.json"), "utf8"));
+    assertEquals([rec2.keyDocument.env, rec2.provenance.stage], [{}, undefined]);
+    assert(!("clocks_lock" in JSON.parse(readFileSync(join(unlocked.dir, "timing.json"), "utf8"))));
+  },
+});

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Unpacks what tools/gpu-bundle.sh and earlier GPU calls left in .device/ (run in the repository
+# root), each bundle once per machine: a marker named for the bundle's sha256 says it is unpacked,
+# so a second gpu-run.sh invocation on the same machine does not unpack the store bundles again
+# over what the first one wrote (its run index), while a new bundle (another digest) still is.
+#   .device/deno.xz            the Deno binary          -> $TP_BIN_DIR/deno (default /tmp/tpbin)
+#   .device/store.tar.xz       definitions..generate    -> .tracepipe/store
+#   .device/gpu-store.tar.xz   an earlier call's judging cells -> .tracepipe/store
+#   .device/gpu-builds.tar.xz  an earlier call's builds -> .tracepipe/harness
+# Usage: bash tools/gpu-unpack.sh
+set -euo pipefail
+bin=${TP_BIN_DIR:-/tmp/tpbin}
+
+# once FILE DEST COMMAND...: runs COMMAND (which unpacks FILE into DEST) unless DEST holds the marker
+# of FILE's digest; the marker is written only after COMMAND succeeded.
+once() {
+  local file=$1 dest=$2
+  shift 2
+  [ -f "$file" ] || return 0
+  local sum
+  sum=$(sha256sum "$file" | cut -d' ' -f1)
+  local marker="$dest/.unpacked-$(basename "$file")-$sum"
+  if [ -e "$marker" ]; then
+    echo "gpu-unpack: $file already unpacked here (sha256 ${sum:0:12})"
+    return 0
+  fi
+  mkdir -p "$dest"
+  "$@"
+  touch "$marker"
+  echo "gpu-unpack: unpacked $file into $dest"
+}
+
+once .device/deno.xz "$bin" sh -c 'xz -dc .device/deno.xz >"$1/deno.tmp" && chmod +x "$1/deno.tmp" && mv "$1/deno.tmp" "$1/deno"' sh "$bin"
+once .device/store.tar.xz .tracepipe/store tar xJf .device/store.tar.xz -C .tracepipe/store
+once .device/gpu-store.tar.xz .tracepipe/store tar xJf .device/gpu-store.tar.xz -C .tracepipe/store
+# torch-extension builds of an earlier call on another machine (content-hash directories: reused as is)
+once .device/gpu-builds.tar.xz .tracepipe/harness tar xJf .device/gpu-builds.tar.xz -C .tracepipe/harness

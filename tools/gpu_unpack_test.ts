@@ -1,0 +1,65 @@
+/**
+ * tools/gpu-unpack.sh (what tools/gpu-run.sh unpacks on the GPU machine): each bundle is unpacked
+ * once per machine, so a second invocation keeps the run index the first one wrote; a new bundle
+ * (another digest) is unpacked.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT } from "../pipeline/engine/mod.ts";
+import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
+
+const SCRIPT = join(REPO_ROOT, "tools", "gpu-unpack.sh");
+
+async function sh(cwd: string, cmd: string, args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(cmd, { args, cwd, env, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 0, `${cmd} ${args.join(" ")}: ${text}`);
+  return text;
+}
+
+/** Writes `.device/gpu-store.tar.xz` in `root` holding runs/time.json = `index`. */
+async function fakeGpuStore(root: string, index: string) {
+  const src = mkdtempSync(join(tmpdir(), "tp-fake-store-"));
+  mkdirSync(join(src, "runs"), { recursive: true });
+  mkdirSync(join(src, "cells", "time", "k1"), { recursive: true });
+  writeFileSync(join(src, "runs", "time.json"), index);
+  writeFileSync(join(src, "cells", "time", "k1", "cell.json"), "{}");
+  mkdirSync(join(root, ".device"), { recursive: true });
+  await sh(src, "tar", ["cJf", join(root, ".device", "gpu-store.tar.xz"), "runs", "cells"]);
+}
+
+Deno.test("gpu-run's bundles are unpacked once per machine: a second invocation keeps the run index", async () => {
+  const root = mkdtempSync(join(tmpdir(), "tp-gpu-root-"));
+  const bin = mkdtempSync(join(tmpdir(), "tp-gpu-bin-"));
+  const env = { TP_BIN_DIR: bin, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+  await fakeGpuStore(root, '{"cells":["from the bundle"]}');
+  await sh(root, "sh", ["-c", "printf '#!/bin/sh\\necho fake deno\\n' | xz > .device/deno.xz"]);
+  const index = join(root, ".tracepipe", "store", "runs", "time.json");
+
+  const first = await sh(root, "bash", [SCRIPT], env);
+  assertMatch(first, /unpacked \.device\/gpu-store\.tar\.xz/);
+  assertEquals(readFileSync(index, "utf8"), '{"cells":["from the bundle"]}');
+  assertEquals(await sh(root, join(bin, "deno"), []), "fake deno\n");
+  // The first invocation's run merges its cells into the index...
+  writeFileSync(index, '{"cells":["from the bundle","from the first invocation"]}');
+  // ...and a second invocation on the same machine must not unpack the bundle over it.
+  const second = await sh(root, "bash", [SCRIPT], env);
+  assertMatch(second, /gpu-store\.tar\.xz already unpacked here/);
+  assertEquals(
+    readFileSync(index, "utf8"),
+    '{"cells":["from the bundle","from the first invocation"]}',
+  );
+  // A new bundle (another digest) is unpacked.
+  await fakeGpuStore(root, '{"cells":["a newer bundle"]}');
+  const third = await sh(root, "bash", [SCRIPT], env);
+  assertMatch(third, /unpacked \.device\/gpu-store\.tar\.xz/);
+  assertEquals(readFileSync(index, "utf8"), '{"cells":["a newer bundle"]}');
+});
+
+Deno.test("gpu-run.sh unpacks through gpu-unpack.sh, never with a tar of its own", () => {
+  const run = readFileSync(join(REPO_ROOT, "tools", "gpu-run.sh"), "utf8");
+  assert(/bash tools\/gpu-unpack\.sh/.test(run), "gpu-run.sh calls tools/gpu-unpack.sh");
+  assert(!/tar x/.test(run), "no unconditional unpack left in gpu-run.sh");
+});
