@@ -31,7 +31,11 @@ export interface MergeResult {
  * Imports every shard's store (finished or not: finished cells are never lost) into the layout's
  * store, under its lock, and records as each stage's run the union of the shards' runs.
  */
-export async function mergeShards(l: SlurmLayout, command: string): Promise<MergeResult> {
+export async function mergeShards(
+  l: SlurmLayout,
+  command: string,
+  log: (line: string) => void = console.log,
+): Promise<MergeResult> {
   const f = slurmFiles(l.dir);
   const into = new Store(l.store);
   const release = await into.lock({
@@ -55,7 +59,7 @@ export async function mergeShards(l: SlurmLayout, command: string): Promise<Merg
         const seen = union.get(stage);
         union.set(stage, seen ? mergeRuns(seen, run) : run);
       }
-      console.log(`shard ${i} (status ${status ?? "none"}): imported ${r.cells} cells`);
+      log(`shard ${i} (status ${status ?? "none"}): imported ${r.cells} cells`);
     }
     for (const run of union.values()) into.writeRun(run);
   } finally {

@@ -53,7 +53,7 @@ Deno.test("merging shards records one run's cells, dropping what an older run le
   }
   assertEquals(ids(imported, "shout"), ["a", "b", "c", "d", "gone"]);
 
-  assertEquals(await mergeShards(l, "test"), { unfinished: [], failed: [] });
+  assertEquals(await mergeShards(l, "test", () => {}), { unfinished: [], failed: [] });
   const merged = new Store(l.store);
   const whole = new Store(mkdtempSync(join(tmpdir(), "tp-merge-")));
   await run(whole, ITEMS);
@@ -65,12 +65,12 @@ Deno.test("merging shards records one run's cells, dropping what an older run le
 });
 
 Deno.test("merging names the shards that did not finish and those with failed cells", async () => {
-  assertEquals(await mergeShards(await shardedFolder([null, "1"]), "test"), {
+  assertEquals(await mergeShards(await shardedFolder([null, "1"]), "test", () => {}), {
     unfinished: [0],
     failed: [1],
   });
   // A shard stopped by SIGTERM (143) is unfinished; its finished cells are merged all the same.
   const l = await shardedFolder(["143", "0"]);
-  assertEquals((await mergeShards(l, "test")).unfinished, [0]);
+  assertEquals((await mergeShards(l, "test", () => {})).unfinished, [0]);
   assertEquals(ids(new Store(l.store), "letters"), ["a", "b", "c", "d"]);
 });

@@ -58,7 +58,7 @@ Deno.test("prepare runs the stages before the judging ones, merge the ones after
     m,
     /\ntp slurm --merge --dir \/shared\/tp\/slurm\nrc=\$\?\nif \[ "\$rc" = 0 \]; then\n/,
   );
-  assertMatch(m, /\n  tp reproduce --from apply --store \/shared\/tp\/store --wait --profile /);
+  assertMatch(m, /\n {2}tp reproduce --from apply --store \/shared\/tp\/store --wait --profile /);
 });
 
 Deno.test("the scripts are valid bash, whatever the quoting of their arguments", async () => {
