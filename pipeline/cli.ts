@@ -34,6 +34,7 @@ import { validatePath } from "./trace/mod.ts";
 import { REFRESH_USAGE, refreshCommand } from "./refresh/mod.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
 import { shardedRun, SLURM_USAGE, slurmCommand } from "./scale/mod.ts";
+import { CLAIMS_USAGE, claimsCommand, reportCommand } from "./claims/mod.ts";
 
 const USAGE = `tracepipe: FlashInfer-Bench, reproduced as a content-addressed pipeline
 
@@ -64,6 +65,7 @@ commands:
   doctor                toolchains and GPUs found here, and what the pipeline can run here
 ${REFRESH_USAGE}
 ${SLURM_USAGE}
+${CLAIMS_USAGE}
 
 common options: --store DIR (default .tracepipe/store)`;
 
@@ -203,6 +205,23 @@ export function summarizeRun(reports: StageReport[], ms: number, stoppedAt?: str
   return lines;
 }
 
+/** What a run and a dry plan both read: the store, the stages, the profile and its --set keys. */
+function planInputs(
+  store: Store,
+  stages: AnyStage[],
+  profile: Record<string, unknown>,
+  values: { profile?: string; set?: string[] },
+) {
+  return {
+    root: REPO_ROOT,
+    store,
+    stages,
+    rawParams: profile,
+    paramsSource: shown(values.profile!),
+    paramOverrides: setKeys(values.set!),
+  };
+}
+
 /** Takes the store lock; with `wait`, says whose run it waits for, at once and every 10 s. */
 function lockStore(
   store: Store,
@@ -280,12 +299,7 @@ async function reproduce(args: string[], storeDir: string, command: string): Pro
     const release = await lockStore(store, command, values.wait!, guard);
     try {
       const { reports, ok, stoppedAt } = await runPipeline({
-        root: REPO_ROOT,
-        store,
-        stages,
-        rawParams: profile,
-        paramsSource: shown(values.profile!),
-        paramOverrides: setKeys(values.set!),
+        ...planInputs(store, stages, profile, values),
         from: values.from,
         to: sharded.to,
         only,
@@ -343,14 +357,7 @@ async function statusOrWhy(
   const stages = await loadStages("all");
   checkSetKeys(values.set!, stages);
   const store = new Store(storeDir);
-  const plan = await dryPlan({
-    root: REPO_ROOT,
-    store,
-    stages,
-    rawParams: profile,
-    paramsSource: shown(values.profile!),
-    paramOverrides: setKeys(values.set!),
-  });
+  const plan = await dryPlan(planInputs(store, stages, profile, values));
   for (const s of plan) {
     if (cmd === "why" && target && s.stage !== target) continue;
     const last = s.lastRun ? `last run ${s.lastRun}` : "never run";
@@ -535,6 +542,10 @@ export async function main(argv: string[]): Promise<number> {
         return await doctor();
       case "refresh":
         return await refreshCommand(rest, storeDir, command);
+      case "claims":
+        return await claimsCommand(rest);
+      case "report":
+        return await reportCommand(rest);
       case undefined:
       case "help":
       case "--help":

@@ -8,20 +8,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
-import { REPO_ROOT, type StageReport, Store } from "./engine/mod.ts";
+import { CLI, runCli } from "../tests/cli.ts";
+import { type StageReport, stageReport, Store } from "./engine/mod.ts";
 import { summarizeRun } from "./cli.ts";
 
-const CLI = join(REPO_ROOT, "pipeline/cli.ts");
-
-async function cli(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, text };
-}
+const cli = (...args: string[]) => runCli(args);
 
 const store = () => mkdtempSync(join(tmpdir(), "tp-cli-err-"));
 
@@ -112,18 +103,7 @@ Deno.test("an unknown --set key or stage is refused, naming the keys the stage k
   );
 });
 
-const report = (over: Partial<StageReport>): StageReport => ({
-  stage: "verify",
-  mode: "ran",
-  planned: 0,
-  hits: 0,
-  ran: 0,
-  failed: [],
-  interrupted: [],
-  notRunnable: [],
-  ms: 0,
-  ...over,
-});
+const report = (over: Partial<StageReport>) => stageReport("verify", over);
 
 Deno.test("the summary says 'nothing to do' only when nothing ran, failed or was interrupted", () => {
   assertMatch(summarizeRun([report({ hits: 3 })], 900)[0], /^nothing to do: every cell/);

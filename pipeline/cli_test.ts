@@ -2,23 +2,12 @@ import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../tests/assert.ts";
+import { runCli } from "../tests/cli.ts";
 import { REPO_ROOT } from "./engine/mod.ts";
 import { encodeSafetensors, intTensor, jsonSchemas } from "./trace/mod.ts";
 
-async function cli(...args: string[]) {
-  return await cliWith({}, ...args);
-}
-
-async function cliWith(env: Record<string, string>, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(REPO_ROOT, "pipeline/cli.ts"), ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, text };
-}
+const cli = (...args: string[]) => runCli(args);
+const cliWith = (env: Record<string, string>, ...args: string[]) => runCli(args, { env });
 
 /** The bad-input fixtures (tests/fixtures/bad-input/). */
 const BAD_INPUT = join(REPO_ROOT, "tests", "fixtures", "bad-input");

@@ -7,31 +7,27 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
 import {
-  type AnyStage,
-  defineStage,
   discoverToolchain,
   REPO_ROOT,
   runPipeline,
-  type Stage,
   Store,
   type Toolchain,
 } from "../pipeline/engine/mod.ts";
 import { FAKE_GPU, FAKE_TOOLCHAIN } from "../pipeline/engine/testdata/engine_stages.ts";
-import {
-  formatJsonl,
-  formatSolution,
-  mergeFragments,
-  Solution,
-  solutionPath,
-  type Trace,
-  workloadsPath,
-} from "../pipeline/trace/mod.ts";
+import { mergeFragments, Solution, type Trace, workloadsPath } from "../pipeline/trace/mod.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import {
+  HONEST_RMSNORM as HONEST,
+  RMSNORM_DEF as DEF,
+  RMSNORM_DEF_PATH,
+  rmsnormDefinitionText,
+  rmsnormUpstream,
+  rmsnormWorkloadsJsonl,
+} from "./fixtures/rmsnorm.ts";
+import { registered } from "./stages.ts";
 import { compileStage } from "../stages/compile/mod.ts";
 import { timeStage } from "../stages/time/mod.ts";
-import { STAGES } from "../stages/mod.ts";
 import {
   closeSharedSessions,
   dependencyName,
@@ -51,9 +47,6 @@ if (skip) {
   );
 }
 
-const DEF = "rmsnorm_h128";
-const defText = readFileSync(join(REPO_ROOT, "data/definitions/rmsnorm", `${DEF}.json`), "utf8");
-
 const sol = (name: string, body: string, language = "python") =>
   Solution.parse({
     name,
@@ -69,12 +62,6 @@ const sol = (name: string, body: string, language = "python") =>
     sources: [{ path: language === "cuda" ? "k.cu" : "main.py", content: body }],
   });
 
-const HONEST = `import torch
-def run(hidden_states, weight, output):
-    x = hidden_states.float()
-    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight.float()
-    output.copy_(y.to(output.dtype))
-`;
 const SOLUTIONS = [
   sol("honest", HONEST),
   sol("torch_rmsnorm_baseline", HONEST),
@@ -82,35 +69,6 @@ const SOLUTIONS = [
   sol("cheat_modifies_input", `${HONEST}    hidden_states.zero_()\n`),
   sol("cuda_kernel", "// never built on a CPU machine\nvoid run() {}\n", "cuda"),
 ];
-
-/** A stage module in its place in the DAG, with the upstream the registry gives it. */
-const registered = (stage: Stage<unknown>): AnyStage => ({
-  ...stage,
-  upstream: STAGES.find((e) => e.name === stage.name)!.upstream,
-});
-
-/** A stage standing in for an upstream one: writes a fixed TraceSet fragment. */
-function fixedStage(name: string, files: Record<string, string>): AnyStage {
-  return defineStage({
-    name,
-    description: `fixed ${name} fragment`,
-    policy: "pure",
-    params: z.object({}),
-    upstream: [],
-    env: [],
-    resource: "cpu",
-    module: import.meta.url,
-    toolchainFacts: () => ({}),
-    plan: () => Promise.resolve([{ id: name, params: null, inputs: {} }]),
-    run(job) {
-      for (const [rel, text] of Object.entries(files)) {
-        mkdirSync(join(job.outDir, rel, ".."), { recursive: true });
-        writeFileSync(join(job.outDir, rel), text);
-      }
-      return Promise.resolve();
-    },
-  }) as AnyStage;
-}
 
 Deno.test({
   name:
@@ -123,21 +81,7 @@ Deno.test({
       uuid: `wl-${i}`,
     }));
     const stages = [
-      fixedStage("definitions", { [`definitions/rmsnorm/${DEF}.json`]: defText }),
-      fixedStage("extract", {
-        [workloadsPath("rmsnorm", DEF)]: formatJsonl(
-          workloads.map((w) => ({
-            definition: DEF,
-            workload: w,
-            solution: null,
-            evaluation: null,
-          })),
-        ),
-      }),
-      fixedStage(
-        "generate",
-        Object.fromEntries(SOLUTIONS.map((s) => [solutionPath(s, "rmsnorm"), formatSolution(s)])),
-      ),
+      ...rmsnormUpstream(workloads, SOLUTIONS),
       registered(compileStage),
       registered(verifyStage),
       registered(timeStage),
@@ -243,12 +187,9 @@ function workloadFragment(
   const all: Record<string, typeof random> = { hidden_states: random, weight: random };
   writeFileSync(
     join(dir, rel),
-    formatJsonl(workloads.map(({ uuid, axes, bare }) => ({
-      definition: DEF,
-      workload: { axes, inputs: bare ? {} : all, uuid },
-      solution: null,
-      evaluation: null,
-    }))),
+    rmsnormWorkloadsJsonl(
+      workloads.map(({ uuid, axes, bare }) => ({ axes, inputs: bare ? {} : all, uuid })),
+    ),
   );
   return dir;
 }
@@ -256,7 +197,7 @@ function workloadFragment(
 function definitionsCell() {
   const defDir = mkdtempSync(join(tmpdir(), "tp-frag-"));
   mkdirSync(join(defDir, "definitions/rmsnorm"), { recursive: true });
-  writeFileSync(join(defDir, `definitions/rmsnorm/${DEF}.json`), defText);
+  writeFileSync(join(defDir, RMSNORM_DEF_PATH), rmsnormDefinitionText());
   return fragmentCell("definitions", defDir);
 }
 

@@ -94,6 +94,20 @@ export interface StageReport {
   note?: string;
 }
 
+/** A stage's report before anything is counted: ran, nothing planned; `over` sets what is known. */
+export const stageReport = (stage: string, over: Partial<StageReport> = {}): StageReport => ({
+  stage,
+  mode: "ran",
+  planned: 0,
+  hits: 0,
+  ran: 0,
+  failed: [],
+  interrupted: [],
+  notRunnable: [],
+  ms: 0,
+  ...over,
+});
+
 export { ParamError, parseParams, PipelineError };
 
 /** Where the params of a run came from. */
@@ -344,17 +358,12 @@ function reuseStage(stage: AnyStage, store: Store): StageReport {
       `stage ${stage.name} has no recorded run in ${store.root}; run it first (without --from/--only)`,
     );
   }
-  return {
-    stage: stage.name,
+  return stageReport(stage.name, {
     mode: "reused",
     planned: prev.length,
     hits: prev.length,
-    ran: 0,
-    failed: [],
-    interrupted: [],
-    notRunnable: [],
     ms: performance.now() - t0,
-  };
+  });
 }
 
 /** Looks a planned stage's cells up in the store, runs the missing ones and records the run. */
@@ -369,17 +378,7 @@ async function runPlannedStage(
   const { stage } = planned;
   const forced = opts.force === true ||
     (Array.isArray(opts.force) && opts.force.includes(stage.name));
-  const report: StageReport = {
-    stage: stage.name,
-    mode: "ran",
-    planned: planned.plans.length,
-    hits: 0,
-    ran: 0,
-    failed: [],
-    interrupted: [],
-    notRunnable: [],
-    ms: 0,
-  };
+  const report = stageReport(stage.name, { planned: planned.plans.length });
   const finished = new Map<string, CellResult>();
   const todo: CellPlan[] = [];
   for (const p of planned.plans) {

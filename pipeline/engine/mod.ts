@@ -13,6 +13,7 @@ export {
   runPipeline,
   selectStages,
   type StageReport,
+  stageReport,
 } from "./dag.ts";
 export {
   exitCodeFor,

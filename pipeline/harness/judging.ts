@@ -25,6 +25,7 @@ import {
 } from "../engine/mod.ts";
 import type { FiEvaluation, HarnessSession } from "./client.ts";
 import { evaluationToJson, SessionPool } from "./client.ts";
+import { Heartbeat, type HeartbeatOptions } from "./heartbeat.ts";
 
 /**
  * The harness files the judging stages execute (their bytes enter every cell key): the C ABI header
@@ -252,11 +253,13 @@ export async function mapLimit<T>(
 const SHARED_SESSIONS = new SessionPool();
 
 /** How a stage shares the judging stages' serving harnesses (see {@link mapWithSessions}). */
-export interface SessionUse {
+export interface SessionUse<T = unknown> {
   /** The stage the judges prestarted by {@link prestartSharedSessions} were for: they are its to close. */
   claimsPrestarted?: boolean;
   /** No other judge may sit idle beside this stage (a timing stage: their clock monitors poll the GPU). */
   alone?: boolean;
+  /** Progress lines while jobs run (cells done of all, elapsed, the jobs running): see {@link Heartbeat}. */
+  progress?: HeartbeatOptions<T>;
 }
 
 let prestarted = 0; // judges started ahead for a later stage's lanes: stages before it keep them idle
@@ -270,15 +273,24 @@ export async function mapWithSessions<T>(
   items: T[],
   lanes: number,
   f: (item: T, session: HarnessSession) => Promise<void>,
-  use: SessionUse = {},
+  use: SessionUse<T> = {},
 ): Promise<void> {
   if (use.alone) {
     prestarted = 0;
     await SHARED_SESSIONS.trim(lanes);
   }
+  const beat = use.progress ? new Heartbeat(items, use.progress) : null;
   try {
-    await mapLimit(items, lanes, (item) => SHARED_SESSIONS.use((session) => f(item, session)));
+    await mapLimit(items, lanes, async (item) => {
+      const id = beat?.start(item) ?? 0;
+      try {
+        await SHARED_SESSIONS.use((session) => f(item, session));
+      } finally {
+        beat?.finish(id);
+      }
+    });
   } finally {
+    beat?.stop();
     if (use.claimsPrestarted) prestarted = 0;
     await SHARED_SESSIONS.trim(Math.max(1, prestarted));
   }
@@ -303,6 +315,27 @@ export function idleSharedSessions(): number {
 /** Closes the judging stages' serving harnesses (tests call it; a CLI run just exits). */
 export function closeSharedSessions(): Promise<void> {
   return SHARED_SESSIONS.close();
+}
+
+/**
+ * The progress lines of a judging stage whose harness jobs are groups of cells ({@link mapWithSessions}'s
+ * `progress`): cells done of all, elapsed, and the jobs running, named by definition and solution.
+ */
+export function cellProgress(log: (line: string) => void): HeartbeatOptions<CellJob[]> {
+  return {
+    log,
+    cells: (group) => group.length,
+    label: (group) => {
+      const payloads = group.map((j) =>
+        j.plan.payload as { definition: Definition; solution: Solution }
+      );
+      const solutions = new Set(payloads.map((p) => p.solution.name));
+      const def = payloads[0]?.definition.name ?? "?";
+      return solutions.size === 1
+        ? `${def}/${payloads[0].solution.name}`
+        : `${def} (${solutions.size} solutions)`;
+    },
+  };
 }
 
 /** A harness job's phase times for a log line: ` [prepare 0.1s, cells 3.2s, …]`, or "" without them. */

@@ -18,6 +18,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
+import { runCli } from "../../tests/cli.ts";
+import {
+  HONEST_RMSNORM as HONEST,
+  RMSNORM_DEF as DEF,
+  rmsnormSolution,
+} from "../../tests/fixtures/rmsnorm.ts";
 import { discoverToolchain, REPO_ROOT, sha256 } from "../engine/mod.ts";
 import type { Changelog } from "./changelog.ts";
 import type { NightState } from "./state.ts";
@@ -32,33 +38,12 @@ const skip = !tc.python?.torch
   : null;
 if (skip) console.log(`skipping the refresh end-to-end test: ${skip}`);
 
-const DEF = "rmsnorm_h128";
-const HONEST = `import torch
-def run(hidden_states, weight, output):
-    x = hidden_states.float()
-    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight.float()
-    output.copy_(y.to(output.dtype))
-`;
-
-const solution = (name: string, body = HONEST) =>
-  JSON.stringify(
-    {
-      name,
-      definition: DEF,
-      author: "tester",
-      spec: {
-        language: "python",
-        target_hardware: ["cpu", "cuda"],
-        entry_point: "main.py::run",
-        destination_passing_style: true,
-        dependencies: [],
-      },
-      sources: [{ path: "main.py", content: body }],
-      description: "",
-    },
-    null,
-    2,
-  ) + "\n";
+/** A solution file of the honest rmsnorm, or of `body`, as an upstream TraceSet commits it. */
+const solution = (name: string, body = HONEST) => {
+  const s = rmsnormSolution(name, body);
+  return JSON.stringify({ ...s, spec: { ...s.spec, dependencies: [] }, description: "" }, null, 2) +
+    "\n";
+};
 
 const workloadLine = (uuid: string, batch: number) =>
   JSON.stringify({
@@ -115,30 +100,8 @@ function put(root: string, rel: string, text: string) {
 }
 
 /** Runs `tp refresh` as a scheduler would; returns its exit code, output and wall time. */
-async function refresh(store: string, cache: string, ...args: string[]) {
-  const t0 = performance.now();
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      join(REPO_ROOT, "pipeline/cli.ts"),
-      "refresh",
-      ...args,
-      "--store",
-      store,
-      "--cache",
-      cache,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: r.code,
-    out: new TextDecoder().decode(r.stdout),
-    err: new TextDecoder().decode(r.stderr),
-    seconds: (performance.now() - t0) / 1000,
-  };
-}
+const refresh = (store: string, cache: string, ...args: string[]) =>
+  runCli(["refresh", ...args, "--store", store, "--cache", cache]);
 
 const readJson = <T>(p: string) => JSON.parse(readFileSync(p, "utf8")) as T;
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertThrows } from "../../tests/assert.ts";
+import { runCli } from "../../tests/cli.ts";
 import { REPO_ROOT } from "../engine/mod.ts";
 import { loadLock, loadSources, lockPathFor, RefreshInputError } from "./sources.ts";
 
@@ -102,22 +103,7 @@ Deno.test("tp refresh with a bad sources file: one line, exit 2, no stack trace"
       join(dir, "s.json"),
       JSON.stringify({ traceSets: [{ name: "a", git: "/x", ref: "" }] }),
     );
-    const run = async (...args: string[]) => {
-      const r = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(REPO_ROOT, "pipeline/cli.ts"),
-          "refresh",
-          ...args,
-          "--store",
-          join(dir, "st"),
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      return { code: r.code, err: new TextDecoder().decode(r.stderr) };
-    };
+    const run = (...args: string[]) => runCli(["refresh", ...args, "--store", join(dir, "st")]);
     const bad = await run("--sources", join(dir, "s.json"));
     assertEquals(bad.code, 2, bad.err);
     assertMatch(bad.err, /s\.json: \$\.traceSets\[0\]\.ref: /);

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertThrows } from "../../tests/assert.ts";
+import { runCli } from "../../tests/cli.ts";
 import {
   type CellFilter,
   discoverToolchain,
@@ -80,13 +81,8 @@ Deno.test("a sharded run stops after the judging stages; a later stage is refuse
 });
 
 Deno.test("reproduce --shard with a bad value: one line, exit 2", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(REPO_ROOT, "pipeline/cli.ts"), "reproduce", "--shard", "3/3"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  assertEquals(out.code, 2, text);
+  const { code, text } = await runCli(["reproduce", "--shard", "3/3"]);
+  assertEquals(code, 2, text);
   assertEquals(text.trim().split("\n").length, 1, text);
   assertMatch(text, /^error: --shard: expected I\/N/);
 });

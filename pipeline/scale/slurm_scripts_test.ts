@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
-import { REPO_ROOT } from "../engine/mod.ts";
+import { runCli } from "../../tests/cli.ts";
 import { STAGE_NAMES } from "../../stages/mod.ts";
 import {
   mergeScript,
@@ -91,22 +91,9 @@ Deno.test("the scripts are valid bash, whatever the quoting of their arguments",
   assertEquals(shellQuote("/plain/path-1.json"), "/plain/path-1.json");
 });
 
-async function cli(env: Record<string, string>, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(REPO_ROOT, "pipeline/cli.ts"), ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-  };
-}
-
 Deno.test("tp slurm --write-only writes the scripts and says how to submit them", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tp-slurm-w-"));
-  const r = await cli({}, "slurm", "--shards", "3", "--gpus", "1", "--dir", dir, "--write-only");
+  const r = await runCli(["slurm", "--shards", "3", "--gpus", "1", "--dir", dir, "--write-only"]);
   assertEquals(r.code, 0, r.text);
   assertMatch(r.text, /sbatch --parsable --dependency=afterok:\$p .*shards\.sbatch/);
   assert(readFileSync(join(dir, "shards.sbatch"), "utf8").includes("#SBATCH --array=0-2"));
@@ -125,7 +112,7 @@ Deno.test("tp slurm: bad options and a missing sbatch are one line each, exit 2"
   // An empty PATH: no Slurm commands, whatever this machine has.
   const env = { PATH: mkdtempSync(join(tmpdir(), "tp-empty-path-")) };
   for (const [args, re] of cases) {
-    const r = await cli(env, "slurm", ...args);
+    const r = await runCli(["slurm", ...args], { env });
     assertEquals(r.code, 2, `${args.join(" ")}: ${r.text}`);
     assertEquals(r.text.trim().split("\n").length, 1, r.text);
     assertMatch(r.text.trim(), re);

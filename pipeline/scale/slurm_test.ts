@@ -20,6 +20,7 @@ import {
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
+import { runCli } from "../../tests/cli.ts";
 import { discoverToolchain, REPO_ROOT, Store } from "../engine/mod.ts";
 import { STAGE_NAMES } from "../../stages/mod.ts";
 import { JUDGING_STAGES, queuedJobs, shardOf, type Submission } from "./mod.ts";
@@ -74,16 +75,9 @@ function copyRepo(): string {
   return dir;
 }
 
-async function tp(repo: string, ...args: string[]) {
-  const out = await new Deno.Command(join(repo, "tools", "deno"), {
-    args: ["run", "-A", join(repo, "pipeline", "cli.ts"), ...args],
-    cwd: repo,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, text };
-}
+/** `tp` of the repository copy, run there with its own Deno wrapper, as the jobs run it. */
+const tp = (repo: string, ...args: string[]) =>
+  runCli(args, { repo, deno: join(repo, "tools", "deno"), cwd: repo });
 
 /** Whether a test failed (its folders are kept for a look). */
 let failed = false;

@@ -300,6 +300,16 @@ interface AttentionPart {
   params: number;
 }
 
+/**
+ * The paged attention sites of a family, decode first: the same kernel shape serves decode and
+ * prefill over the paged cache.
+ */
+const pagedSites = (family: "mla" | "gqa") =>
+  [
+    [`attn.${family}_decode`, "decode"],
+    [`attn.${family}_prefill_paged`, "extend_paged"],
+  ] as const;
+
 /** Multi-head latent attention (DeepSeek): low-rank projections over a compressed KV cache. */
 function mlaAttention(
   b: PlanBuilder,
@@ -325,13 +335,7 @@ function mlaAttention(
   b.gemm("attn.o_proj", H, qHeads * m.v_head_dim, L);
   const ckv = m.kv_lora_rank, kpe = m.qk_rope_head_dim;
   const kvTok = (ckv + kpe) * BF16;
-  // Paged MLA: the same kernel shape serves decode and prefill over the paged cache.
-  for (
-    const [site, when] of [["attn.mla_decode", "decode"], [
-      "attn.mla_prefill_paged",
-      "extend_paged",
-    ]] as const
-  ) {
+  for (const [site, when] of pagedSites("mla")) {
     b.site({
       site,
       opType: "mla_paged",
@@ -390,26 +394,18 @@ function gqaAttention(
   const consts = { num_qo_heads: qHeads, num_kv_heads: kvHeads, head_dim: headDim };
   const f = 4 * qHeads * headDim;
   const kvTok = 2 * kvHeads * headDim * BF16;
-  b.site({
-    site: "attn.gqa_decode",
-    opType: "gqa_paged",
-    when: "decode",
-    mult: L,
-    consts: { ...consts, page_size: pageSize },
-    fAttn: f,
-    bRow: 2 * qHeads * headDim * BF16,
-    bKv: kvTok,
-  });
-  b.site({
-    site: "attn.gqa_prefill_paged",
-    opType: "gqa_paged",
-    when: "extend_paged",
-    mult: L,
-    consts: { ...consts, page_size: pageSize },
-    fAttn: f,
-    bRow: 2 * qHeads * headDim * BF16,
-    bKv: kvTok,
-  });
+  for (const [site, when] of pagedSites("gqa")) {
+    b.site({
+      site,
+      opType: "gqa_paged",
+      when,
+      mult: L,
+      consts: { ...consts, page_size: pageSize },
+      fAttn: f,
+      bRow: 2 * qHeads * headDim * BF16,
+      bKv: kvTok,
+    });
+  }
   b.site({
     site: "attn.gqa_prefill_ragged",
     opType: "gqa_ragged",

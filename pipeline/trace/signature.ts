@@ -15,19 +15,16 @@
  */
 import type { Definition, Solution } from "./schema.ts";
 import { checkCpp } from "./signature_cpp.ts";
-import {
+import type { Param, SignatureReport } from "./signature_text.ts";
+import { fitCandidates, matchClose, splitTopLevel, topLevelEquals } from "./signature_text.ts";
+
+export {
   bindError,
-  describeExpected,
   expectedArgs,
-  matchClose,
-  nameWarnings,
   type Param,
   type SignatureReport,
   splitTopLevel,
-  topLevelEquals,
 } from "./signature_text.ts";
-
-export { bindError, expectedArgs, type Param, type SignatureReport, splitTopLevel };
 export {
   findCppFunctions,
   findTorchRegistrations,
@@ -158,14 +155,7 @@ function checkPython(
     return r;
   }
   if (b.kind !== "def") return r; // bound dynamically: checked at build time, as flashinfer-bench does
-  const expected = expectedArgs(sol, def);
-  const err = bindError(b.params, expected.length);
-  if (err) {
-    r.errors.push(
-      `${file}:${b.line}: def ${symbol} ${err}; expected ${describeExpected(sol, def)}`,
-    );
-  } else r.warnings.push(...nameWarnings(b.params, expected, `${file}:${b.line}: def ${symbol}`));
-  return r;
+  return fitCandidates([{ what: `${file}:${b.line}: def ${symbol}`, params: b.params }], sol, def);
 }
 
 /**

@@ -4,17 +4,8 @@
  * TORCH_LIBRARY or TVM_FFI_DLL_EXPORT_TYPED_FUNC, depending on the binding.
  */
 import type { Definition, Solution } from "./schema.ts";
-import {
-  bindError,
-  describeExpected,
-  expectedArgs,
-  matchClose,
-  nameWarnings,
-  type Param,
-  type SignatureReport,
-  splitTopLevel,
-  topLevelEquals,
-} from "./signature_text.ts";
+import type { Param, SignatureReport } from "./signature_text.ts";
+import { fitCandidates, matchClose, splitTopLevel, topLevelEquals } from "./signature_text.ts";
 
 // ---------------------------------------------------------------------------------------------
 // C++ / CUDA
@@ -275,7 +266,6 @@ export function checkCpp(
     );
     return r;
   }
-  const expected = expectedArgs(sol, def);
   // Every registration (pybind11 overloads) gives one candidate parameter list; one must bind.
   const candidates: Array<{ where: string; params: Param[] }> = [];
   for (const reg of regs) {
@@ -310,16 +300,12 @@ export function checkCpp(
     if (params !== null) candidates.push({ where, params });
   }
   if (candidates.length === 0) return r;
-  const failures: string[] = [];
-  for (const c of candidates) {
-    const err = bindError(c.params, expected.length);
-    if (err === null) {
-      r.errors = [];
-      r.warnings.push(...nameWarnings(c.params, expected, `${c.where}: ${symbol}`));
-      return r;
-    }
-    failures.push(`${c.where}: ${symbol} ${err}`);
-  }
-  r.errors.push(`${failures.join("; ")}; expected ${describeExpected(sol, def)}`);
+  const fit = fitCandidates(
+    candidates.map((c) => ({ what: `${c.where}: ${symbol}`, params: c.params })),
+    sol,
+    def,
+  );
+  if (fit.errors.length === 0) return fit; // one binds: the other registrations' errors go
+  r.errors.push(...fit.errors);
   return r;
 }

@@ -114,3 +114,26 @@ export function nameWarnings(params: Param[], expected: string[], what: string):
   }
   return out;
 }
+
+/**
+ * Checks candidate parameter lists (one per registration or overload of the entry symbol; Python
+ * has one) against the definition: the first that binds gives its name warnings; when none binds,
+ * one error says why each fails and what the definition passes. `what` names a candidate.
+ */
+export function fitCandidates(
+  candidates: Array<{ what: string; params: Param[] }>,
+  sol: Solution,
+  def: Definition,
+): SignatureReport {
+  const expected = expectedArgs(sol, def);
+  const failures: string[] = [];
+  for (const c of candidates) {
+    const err = bindError(c.params, expected.length);
+    if (err === null) return { errors: [], warnings: nameWarnings(c.params, expected, c.what) };
+    failures.push(`${c.what} ${err}`);
+  }
+  return {
+    errors: [`${failures.join("; ")}; expected ${describeExpected(sol, def)}`],
+    warnings: [],
+  };
+}

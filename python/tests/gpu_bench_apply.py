@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 
 import torch
 import torch.nn.functional as F
@@ -224,17 +225,26 @@ def main():
     batches = [int(x) for x in a.batches.split(",")]
     skip = set(a.skip.split(","))
     t0 = time.time()
+    cfg = llama_config(layers=a.layers, hidden=4096, heads=32, kv=8, inter=14336, vocab=32000)
     with tempfile.TemporaryDirectory() as tmp:
-        if "dispatch" not in skip:
-            bench_dispatch(tmp)
-        cfg = llama_config(layers=a.layers, hidden=4096, heads=32, kv=8, inter=14336, vocab=32000)
-        if not a.traceset and not {"e2e", "paged"} <= skip:
-            prebuild(tmp, cfg)
-        model32 = make_llama(cfg, torch.float32)
-        if "e2e" not in skip:
-            bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset)
-        if "paged" not in skip:
-            bench_paged(tmp, cfg, model32, a.steps, batches, a.traceset)
+        model32 = None
+        sections = [("dispatch", lambda: bench_dispatch(tmp)),
+                    ("prebuild", lambda: None if a.traceset or {"e2e", "paged"} <= skip else prebuild(tmp, cfg)),
+                    ("e2e", lambda: bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset)),
+                    ("paged", lambda: bench_paged(tmp, cfg, model32, a.steps, batches, a.traceset))]
+        for name, run in sections:
+            if name in skip:
+                continue
+            if name in ("e2e", "paged") and model32 is None:
+                model32 = make_llama(cfg, torch.float32)
+            try:
+                run()
+            except Exception:  # noqa: BLE001 - a broken section is reported; the next one still runs
+                RESULT["notes"].append({"section": name, "error": traceback.format_exc()[-2000:]})
+                print(f"ERROR in section {name}:\n{traceback.format_exc()[-2000:]}", flush=True)
+            while get_runtime() is not None:
+                disable_apply()
+            save()
     RESULT["wall_s"] = round(time.time() - t0, 1)
     save()
     print(f"\ndone in {RESULT['wall_s']} s", flush=True)

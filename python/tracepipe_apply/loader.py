@@ -29,6 +29,7 @@ NATIVE = ("cuda", "cpp", "cutlass")
 
 _lock = threading.Lock()
 _tmp_root = []
+_EXTENSIONS = {}  # artifact path -> loaded torch extension module
 
 
 class LoadError(RuntimeError):
@@ -136,11 +137,13 @@ def load_native(sol, definition, built):
     art = built.get("artifact")
     binding = built.get("binding")
     if binding == "torch":
-        name = os.path.basename(art).split(".")[0]
-        loader = importlib.machinery.ExtensionFileLoader(name, art)
-        spec = importlib.util.spec_from_loader(name, loader)
-        mod = importlib.util.module_from_spec(spec)
-        loader.exec_module(mod)
+        mod = _EXTENSIONS.get(art)
+        if mod is None:  # identical sources share one build (and one module) whatever definition they serve
+            name = os.path.basename(art).split(".")[0]
+            loader = importlib.machinery.ExtensionFileLoader(name, art)
+            spec = importlib.util.spec_from_loader(name, loader)
+            mod = _EXTENSIONS[art] = importlib.util.module_from_spec(spec)
+            loader.exec_module(mod)
         return getattr(mod, sym)
     if binding == "c-abi":
         if not sol.dps:

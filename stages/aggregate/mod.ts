@@ -1,3 +1,19 @@
 /** aggregate: every trace in DuckDB; the paper's tables, charts and the HTML report. */
-export { aggregateStage } from "./stage.ts";
+export { aggregateStage, PUBLISH_DIR, publishReports } from "./stage.ts";
 export { gemmDefinition, rmsnormDefinition } from "./synth.ts";
+export { AggregateParams } from "./params.ts";
+export {
+  buildShippedReport,
+  claimsOnRuns,
+  type ClaimsOnRunsInput,
+  THIS_MACHINE,
+} from "./report_runs.ts";
+export { type ClaimResult, claimLines, ClaimsError } from "./claims.ts";
+export {
+  listShippedRuns,
+  readRunFolder,
+  RUN_STAGES,
+  RunFolderError,
+  type RunMeta,
+  type ShippedRun,
+} from "./runs.ts";

@@ -77,6 +77,11 @@ export const AggregateParams = z.object({
   tflops: z.number().positive().default(743.4),
   /** Trace files are copied next to the report (so its links work after publishing) up to this total size. */
   copyTracesMaxBytes: z.number().int().nonnegative().default(64 * 1024 * 1024),
+  /**
+   * The folder of shipped runs (repo-relative; one folder per run with a run.json), reported beside
+   * this machine's judgements; "" reports this machine's alone.
+   */
+  shippedRuns: z.string().default("results"),
   /** Rows of a long table shown in the HTML report (the CSV always has every row). */
   htmlMaxRows: z.number().int().positive().default(200),
 });

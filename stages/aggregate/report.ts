@@ -38,6 +38,7 @@ export function renderReport(
   links: TraceLink[],
   maxRows: number,
   minCoverage = 0.8,
+  page: { heading?: string; front?: string } = {},
 ): string {
   const c = a.counts;
   const noTraces = c.traces === 0;
@@ -100,7 +101,8 @@ export function renderReport(
 <html lang="en"><head><meta charset="utf-8"><title>tracepipe report: FlashInfer-Bench reproduction</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>${CSS}</style></head>
 <body>
-<h1>tracepipe: FlashInfer-Bench reproduction report</h1>
+<h1>${html(page.heading ?? "tracepipe: FlashInfer-Bench reproduction report")}</h1>
+${page.front ?? ""}
 <nav><a href="#summary">Summary</a><a href="#tables">Tables</a><a href="#charts">Charts</a><a href="#provenance">Provenance</a><a href="#traces">Traces</a></nav>
 <h2 id="summary">Summary</h2>
 ${summary.join("\n")}
@@ -116,10 +118,16 @@ ${tableHtml}
       ? prov.environments.map((e) => `<code>${html(e)}</code>`).join(" ")
       : "none"
   }</p>
-<h3>Toolchain of this aggregate run</h3><pre>${html(JSON.stringify(prov.toolchain, null, 2))}</pre>
+${
+    Object.keys(prov.toolchain).length
+      ? `<h3>Toolchain of this aggregate run</h3><pre>${
+        html(JSON.stringify(prov.toolchain, null, 2))
+      }</pre>`
+      : ""
+  }
 <h3>Upstream cells</h3><table><thead><tr><th>stage</th><th>cell</th><th>key</th></tr></thead><tbody>${upstream}</tbody></table>
 <h3>Params</h3><pre>${html(JSON.stringify(prov.params, null, 2))}</pre>
-<h3>Timings</h3><table><tbody>${timings}</tbody></table>
+${timings ? `<h3>Timings</h3><table><tbody>${timings}</tbody></table>` : ""}
 <h2 id="traces">Trace files</h2>
 ${linkHtml}
 </body></html>

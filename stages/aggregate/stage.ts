@@ -1,225 +1,49 @@
 /**
- * Stage `aggregate`: builds a DuckDB database from every upstream TraceSet fragment, answers the
- * paper's questions with SQL views (sql/*.sql), and writes the tables (CSV + Markdown), the charts
- * (SVG) and a self-contained HTML report, each beside the paper's values.
+ * Stage `aggregate`: the report. Every upstream TraceSet fragment of this machine's run, and every
+ * shipped run of results/, each into DuckDB and through the paper's questions (sql/*.sql): tables,
+ * charts and an HTML report per run, beside the paper's values, under a first screen with the
+ * claims (claims.json). An ordinary run publishes into reports/latest/ (git-ignored); the committed
+ * report in reports/ is rebuilt from the shipped runs alone by `tp report --ship`.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import {
-  type CellResult,
   defineStage,
   digestJson,
-  formatDiagnostic,
   type PlanContext,
-  type Toolchain,
-  writeFileAtomic,
+  PipelineError,
 } from "../../pipeline/engine/mod.ts";
-import { analyse, loadPaperFigures } from "./analysis.ts";
-import { buildCharts } from "./charts.ts";
-import { all, closeDb, openDb, sqlString } from "./db.ts";
-import { type Fragment, loadDatabase, REJECTED_DIR } from "./load.ts";
 import { AggregateParams } from "./params.ts";
-import { renderReport, type TraceLink } from "./report.ts";
-import { toCsv, toMarkdown } from "./tables.ts";
 import {
-  formatSolution,
-  mergeFragments,
-  readSweepIndex,
-  solutionPath,
-} from "../../pipeline/trace/mod.ts";
-import { type BestOfSweep, selectBestOfSweep } from "./best_of_sweep.ts";
+  listShippedRuns,
+  RUN_STAGES,
+  RunFolderError,
+  runDigests,
+  type ShippedRun,
+} from "./runs.ts";
+import { buildMultiRunReport, liveRuns, THIS_MACHINE } from "./report_runs.ts";
+import { ClaimsError } from "./claims.ts";
 
-/** Inputs of one aggregate run, independent of the engine. */
-export interface AggregateInput {
-  fragments: Fragment[];
-  params: AggregateParams;
-  outDir: string;
-  /** Repository root (for data/paper-figures.json and the git commit). */
-  root: string;
-  toolchain?: Partial<Toolchain>;
-  log: (msg: string) => void;
-}
+// The aggregate's whole computation, one run at a time (kept importable from here).
+export {
+  type AggregateInput,
+  type AggregateSummary,
+  fragmentsOf,
+  runAggregate,
+  writeBestOfSweep,
+} from "./aggregate.ts";
 
-/** What a run produced (also the cell's summary). */
-export interface AggregateSummary {
-  counts: Record<string, number>;
-  diagnostics: number;
-  tables: string[];
-  charts: string[];
-  leader: Record<string, unknown> | null;
-  seconds: number;
-  timings: Record<string, number>;
-}
+/** Where an ordinary run publishes its report, repo-relative (git-ignored). */
+export const PUBLISH_DIR = "reports/latest";
 
-/**
- * Turns upstream cells into fragments (every cell dir; empty ones simply contribute nothing). A
- * cell's rejected/ folder (the solutions generate rejected, with their COMPILE_ERROR traces) is a
- * fragment of its own, right after its cell's.
- */
-export function fragmentsOf(upstream: Record<string, CellResult[]>): Fragment[] {
-  const out: Fragment[] = [];
-  // Every upstream stage the registry gives aggregate, in the registry's order.
-  for (const [stage, cells] of Object.entries(upstream)) {
-    for (const c of cells) {
-      out.push({ stage, cellId: c.id, cellKey: c.key, dir: c.dir, summary: c.summary });
-      const rejected = join(c.dir, REJECTED_DIR);
-      if (existsSync(rejected)) {
-        out.push({
-          stage,
-          cellId: `${c.id}/${REJECTED_DIR}`,
-          cellKey: c.key,
-          dir: rejected,
-          origin: "rejected",
-        });
-      }
-    }
-  }
-  return out;
-}
-
-function gitCommit(root: string, provenance: string[]): string {
-  for (const doc of provenance) {
-    const m = doc.match(/"(?:git_?[cC]ommit|commit)"\s*:\s*"([0-9a-f]{7,40})"/);
-    if (m) return m[1];
-  }
+/** The shipped runs the params name (none when `shippedRuns` is empty). */
+export function shippedRunsOf(root: string, params: AggregateParams): ShippedRun[] {
+  if (!params.shippedRuns) return [];
   try {
-    const out = new Deno.Command("git", {
-      args: ["-C", root, "rev-parse", "HEAD"],
-      stdout: "piped",
-      stderr: "null",
-    })
-      .outputSync();
-    if (out.success) return new TextDecoder().decode(out.stdout).trim();
-  } catch { /* git absent */ }
-  return "unknown (no git commit)";
-}
-
-/** Runs the whole aggregate into `outDir`. */
-export async function runAggregate(input: AggregateInput): Promise<AggregateSummary> {
-  const { params, outDir, log } = input;
-  const tStart = performance.now();
-  const timings: Record<string, number> = {};
-  let t0 = performance.now();
-  const lap = (name: string) => {
-    const now = performance.now();
-    timings[name] = (now - t0) / 1000;
-    t0 = now;
-    log(`[aggregate] ${name}: ${timings[name].toFixed(2)} s`);
-  };
-  mkdirSync(join(outDir, "tables"), { recursive: true });
-  mkdirSync(join(outDir, "charts"), { recursive: true });
-  const dbPath = join(outDir, "tracepipe.duckdb");
-  rmSync(dbPath, { force: true });
-  // Built in memory and copied to the file at the end: writing 1M rows through a file-backed
-  // database while querying it costs about twice as much (docs/BENCHMARKS-aggregate.md).
-  const db = await openDb(":memory:");
-  try {
-    log(`[aggregate] loading ${input.fragments.length} upstream cells into ${dbPath}`);
-    const loaded = await loadDatabase(db.conn, input.fragments, params, log);
-    for (const [k, v] of Object.entries(loaded.timings)) timings[`load: ${k}`] = v;
-    for (const d of loaded.diagnostics.slice(0, 50)) log(`[aggregate] ${formatDiagnostic(d)}`);
-    if (loaded.diagnostics.length > 50) {
-      log(
-        `[aggregate] ... ${
-          loaded.diagnostics.length - 50
-        } more diagnostics (tables/diagnostics.csv)`,
-      );
-    }
-    lap(
-      `load (${loaded.traces} traces: ${loaded.tracesViaDuckdb} via read_ndjson, ${loaded.tracesViaJs} via the TS parser)`,
-    );
-
-    const paper = loadPaperFigures(join(input.root, "data", "paper-figures.json"));
-    const a = await analyse(db.conn, params, paper);
-    lap(`analysis views (${a.tables.length} tables)`);
-    for (const t of a.tables) {
-      writeFileSync(join(outDir, "tables", `${t.id}.csv`), toCsv(t));
-      writeFileSync(join(outDir, "tables", `${t.id}.md`), toMarkdown(t));
-    }
-    lap("tables written (CSV + Markdown)");
-    const charts = await buildCharts(a.fastP, a.winCurve, a.correctness, paper, params.winP);
-    for (const c of charts) writeFileSync(join(outDir, "charts", `${c.id}.svg`), c.svg);
-    lap(`charts rendered (${charts.length} SVG)`);
-
-    // Trace files: copied beside the report when small enough, so the links survive publishing.
-    const files = await all(db.conn, "SELECT file, path, bytes FROM trace_files ORDER BY file");
-    const total = files.reduce((s, f) => s + Number(f.bytes), 0);
-    const copy = total <= params.copyTracesMaxBytes;
-    const links: TraceLink[] = files.map((f) => {
-      const rel = join("traces", String(f.file));
-      if (copy) {
-        mkdirSync(dirname(join(outDir, rel)), { recursive: true });
-        cpSync(String(f.path), join(outDir, rel));
-      }
-      return {
-        file: String(f.file),
-        href: copy ? rel : `file://${f.path}`,
-        bytes: Number(f.bytes),
-      };
-    });
-    if (!copy) {
-      log(
-        `[aggregate] ${total} bytes of traces exceed copyTracesMaxBytes: the report links to the store`,
-      );
-    }
-    const prov = await all(
-      db.conn,
-      "SELECT stage, cell_id, cell_key, doc FROM provenance ORDER BY stage, cell_id",
-    );
-    const envs = (await all(
-      db.conn,
-      "SELECT DISTINCT environment FROM trace_files WHERE environment IS NOT NULL AND origin = 'judged' ORDER BY 1",
-    ))
-      .map((r) => String(r.environment));
-    const tc = input.toolchain ?? {};
-    const htmlText = renderReport(
-      a,
-      charts,
-      {
-        gitCommit: gitCommit(input.root, prov.map((r) => String(r.doc))),
-        toolchain: {
-          deno: tc.deno,
-          os: tc.os,
-          arch: tc.arch,
-          python: tc.python,
-          nvcc: tc.nvcc,
-          gpus: tc.gpus,
-        },
-        upstream: input.fragments.map((f) => ({
-          stage: f.stage,
-          cell_id: f.cellId,
-          cell_key: f.cellKey,
-        })),
-        environments: envs,
-        params,
-        timings,
-      },
-      links,
-      params.htmlMaxRows,
-      params.leaderboardMinCoverage,
-    );
-    writeFileSync(join(outDir, "index.html"), htmlText);
-    lap("HTML report written");
-    const leader = a.tables.find((t) => t.id === "table_c_win_at_p_leaderboard")?.rows[0] ?? null;
-    const summary: AggregateSummary = {
-      counts: a.counts,
-      diagnostics: loaded.diagnostics.length,
-      tables: a.tables.map((t) => t.id),
-      charts: charts.map((c) => c.id),
-      leader,
-      seconds: (performance.now() - tStart) / 1000,
-      timings,
-    };
-    await db.conn.run(
-      `ATTACH ${sqlString(dbPath)} AS disk; COPY FROM DATABASE memory TO disk; DETACH disk;`,
-    );
-    lap("DuckDB file written");
-    summary.seconds = (performance.now() - tStart) / 1000;
-    writeFileSync(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
-    log(`[aggregate] done in ${summary.seconds.toFixed(2)} s`);
-    return summary;
-  } finally {
-    closeDb(db);
+    return listShippedRuns(join(root, params.shippedRuns), RUN_STAGES);
+  } catch (e) {
+    if (e instanceof RunFolderError) throw new PipelineError(e.message);
+    throw e;
   }
 }
 
@@ -237,8 +61,9 @@ export const aggregateStage = defineStage<AggregateParams>({
   module: import.meta.url,
   publish: ({ cells, root, log }) => {
     if (!cells.length) return;
-    publishReports(cells[0].dir, join(root, "reports"));
-    log(`reports written to ${join(root, "reports")}`);
+    // Never into reports/ itself: that is the committed report of the shipped runs.
+    publishReports(cells[0].dir, join(root, PUBLISH_DIR));
+    log(`report written to ${join(root, PUBLISH_DIR)} (index.html)`);
   },
   codeFiles: [
     "stages/aggregate/sql/00_schema.sql",
@@ -252,6 +77,7 @@ export const aggregateStage = defineStage<AggregateParams>({
     "stages/aggregate/sql/80_roofline_per_cell.sql",
     "stages/aggregate/sql/90_definition_summary.sql",
     "data/paper-figures.json",
+    "claims.json",
   ],
   toolchainFacts: () => ({}),
   plan(ctx: PlanContext<AggregateParams>) {
@@ -264,86 +90,46 @@ export const aggregateStage = defineStage<AggregateParams>({
     if (existsSync(paper)) {
       inputs["data/paper-figures.json"] = digestJson(readFileSync(paper, "utf8"));
     }
+    // The shipped runs are inputs like any upstream cell: a new or changed run re-keys the report.
+    shippedRunsOf(ctx.root, ctx.params);
+    if (ctx.params.shippedRuns) {
+      Object.assign(inputs, runDigests(join(ctx.root, ctx.params.shippedRuns)));
+    }
     return Promise.resolve([{ id: "report", params: ctx.params, inputs }]);
   },
   async run(job, ctx) {
-    const summary = await runAggregate({
-      fragments: fragmentsOf(ctx.upstream),
-      params: ctx.params,
-      outDir: job.outDir,
-      root: ctx.root,
-      toolchain: ctx.toolchain,
-      log: job.log,
-    });
-    const best = writeBestOfSweep(ctx.upstream, job.outDir);
-    job.log(`best of sweep: ${best.length} (kernel, definition) selections`);
+    const shipped = shippedRunsOf(ctx.root, ctx.params);
+    const { runs, claimsOn, note } = liveRuns(shipped, ctx.upstream, ctx.toolchain);
+    let built;
+    try {
+      built = await buildMultiRunReport({
+        runs,
+        top: THIS_MACHINE,
+        claimsOn,
+        claimsNote: note,
+        params: ctx.params,
+        outDir: job.outDir,
+        publishedAt: join(ctx.root, PUBLISH_DIR),
+        root: ctx.root,
+        claimsPath: join(ctx.root, "claims.json"),
+        toolchain: ctx.toolchain,
+        log: job.log,
+      });
+    } catch (e) {
+      if (e instanceof ClaimsError) throw new PipelineError(e.message);
+      throw e;
+    }
+    const here = built.summaries[THIS_MACHINE];
+    const count = (s: string) => built.claims.filter((c) => c.status === s).length;
     job.setSummary({
-      counts: summary.counts,
-      diagnostics: summary.diagnostics,
-      leader: summary.leader,
-      bestOfSweep: best.length,
+      counts: here.counts,
+      diagnostics: here.diagnostics,
+      leader: here.leader,
+      shippedRuns: shipped.map((r) => r.id),
+      claims: { on: claimsOn, pass: count("PASS"), fail: count("FAIL"), notRun: count("NOT RUN") },
     });
   },
 });
-
-/**
- * Records the "best of sweep" selection: per (kernel, definition), the sweep point with the lowest
- * median latency among those that PASSED every workload any point ran on. Writes the selection as
- * a table and the chosen points as `<kernel>__<definition>__best` solutions (a TraceSet fragment).
- */
-export function writeBestOfSweep(
-  upstream: Record<string, CellResult[]>,
-  outDir: string,
-): BestOfSweep[] {
-  const index = (upstream.generate ?? []).flatMap((c) => readSweepIndex(c.dir));
-  if (!index.length) return [];
-  const merged = mergeFragments(
-    ["definitions", "generate", "verify", "time"].flatMap((st) => upstream[st] ?? []),
-  );
-  const best = selectBestOfSweep(merged.traces, index, merged.solutions);
-  const rows = best.map((b) => ({
-    kernel: b.kernel,
-    definition: b.definition,
-    chosen: b.chosen,
-    point: Object.entries(b.point).map(([k, v]) => `${k}=${v}`).join(" "),
-    median_latency_ms: b.medianLatencyMs,
-    workloads: b.workloads,
-    points_eligible: `${b.candidates.filter((c) => c.eligible).length}/${b.candidates.length}`,
-  }));
-  const table = {
-    id: "best_of_sweep",
-    title: "Best of sweep",
-    caption:
-      "Per (kernel, definition): the sweep point with the lowest median latency among the points that PASSED every workload any point was timed on.",
-    columns: [
-      "kernel",
-      "definition",
-      "chosen",
-      "point",
-      "median_latency_ms",
-      "workloads",
-      "points_eligible",
-    ],
-    rows,
-  };
-  mkdirSync(join(outDir, "tables"), { recursive: true });
-  writeFileSync(join(outDir, "tables", "best_of_sweep.md"), toMarkdown(table));
-  writeFileSync(join(outDir, "tables", "best_of_sweep.csv"), toCsv(table));
-  writeFileSync(
-    join(outDir, "tables", "best_of_sweep.json"),
-    JSON.stringify(best.map(({ solution: _s, ...b }) => b), null, 2) + "\n",
-  );
-  for (const b of best) {
-    const def = merged.definitions.get(b.definition);
-    if (def) {
-      writeFileAtomic(
-        join(outDir, "best-of-sweep", solutionPath(b.solution, def.op_type)),
-        formatSolution(b.solution),
-      );
-    }
-  }
-  return best;
-}
 
 const MANIFEST = ".aggregate-published.json";
 

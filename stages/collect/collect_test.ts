@@ -109,6 +109,29 @@ Deno.test("Llama-3.1-8B TP1 shapes match the dataset's GEMM definitions", () => 
   assert(Math.abs(s.weightBytes / 1e9 - 16.06) < 0.1);
 });
 
+Deno.test("attention sites: paged decode, paged prefill on the page size, ragged prefill (GQA, MLA)", () => {
+  const attention = (s: ReturnType<typeof llama>) =>
+    s.plan.filter((p) => /_(paged|ragged)$/.test(p.opType)).map((
+      p,
+    ) => [p.site, p.opType, p.when, p.consts.page_size ?? null]);
+  assertEquals(attention(llama()), [
+    ["attn.gqa_decode", "gqa_paged", "decode", 1],
+    ["attn.gqa_prefill_paged", "gqa_paged", "extend_paged", 1],
+    ["attn.gqa_prefill_ragged", "gqa_ragged", "extend_ragged", null],
+  ]);
+  const ds = deriveShape(
+    "deepseek-ai/DeepSeek-V3",
+    loadModelConfig(MC, "deepseek-ai/DeepSeek-V3"),
+    { tp: 8, ep: 8 },
+    16,
+  );
+  assertEquals(attention(ds), [
+    ["attn.mla_decode", "mla_paged", "decode", 16],
+    ["attn.mla_prefill_paged", "mla_paged", "extend_paged", 16],
+    ["attn.mla_prefill_ragged", "mla_ragged", "extend_ragged", null],
+  ]);
+});
+
 Deno.test("simulator invariants: tokens, batch limit, KV capacity", () => {
   const reqs = conv(400);
   const m = llama();

@@ -16,10 +16,12 @@ import {
 import { type Definition, type Solution } from "../../pipeline/trace/mod.ts";
 import { writeFileAtomic } from "../../pipeline/engine/mod.ts";
 import {
+  cellProgress,
   type CompileSummary,
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
+  hasGpu,
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
@@ -66,6 +68,12 @@ export const compileStage = defineStage<CompileParams>({
       notRunnable: notRunnableHere(solution, ctx.toolchain, "compile") ?? undefined,
       payload: { solution, definition } satisfies Payload,
     }));
+    if (!hasGpu(ctx.toolchain)) {
+      ctx.log(
+        "no GPU here: building the Python solutions and compile-checking C++/CUDA sources; " +
+          "verify and time judge a CPU-sized selection of workloads",
+      );
+    }
     return Promise.resolve(plans);
   },
   async runBatch(jobs, ctx, complete) {
@@ -111,6 +119,7 @@ export const compileStage = defineStage<CompileParams>({
           `${definition.name}: ${group.length} solutions built or checked (${failed} compile errors)`,
         );
       },
+      { progress: cellProgress(ctx.log) },
     );
   },
 });

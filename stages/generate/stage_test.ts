@@ -5,6 +5,7 @@ import type { CellPlan, PlanContext } from "../../pipeline/engine/mod.ts";
 import { encodeSafetensors, loadTraceSet, readSweepIndex } from "../../pipeline/trace/mod.ts";
 import { findPython } from "../../pipeline/lib/mod.ts";
 import { createGenerateStage, GenerateParams } from "./stage.ts";
+import { RMS_TRITON } from "./testdata/manifests.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -27,6 +28,23 @@ function ctxFor(params: unknown, repo = root): PlanContext<GenerateParams> {
     log: () => {},
   };
 }
+
+/** A corpus solution file's content: a Python solution of `def` with `src` as its k.py. */
+const pythonSolution = (name: string, def: string, src: string, author: string) => ({
+  name,
+  definition: def,
+  author,
+  spec: {
+    language: "python",
+    target_hardware: ["H100"],
+    entry_point: "k.py::run",
+    dependencies: [],
+    destination_passing_style: true,
+    binding: null,
+  },
+  sources: [{ path: "k.py", content: src }],
+});
+
 async function runCell(plan: CellPlan, ctx: PlanContext<GenerateParams>) {
   const outDir = mkdtempSync(join(tmpdir(), "tp-gen-"));
   let summary: unknown = null;
@@ -95,20 +113,7 @@ Deno.test("rejected corpus solutions: written to rejected/ with a COMPILE_ERROR 
   // without workloads in the run. The run's first rmsnorm_h2048 workload reads a blob from its extract cell.
   const corpus = mkdtempSync(join(tmpdir(), "tp-corpus-"));
   const extract = mkdtempSync(join(tmpdir(), "tp-extract-"));
-  const sol = (name: string, def: string, src: string) => ({
-    name,
-    definition: def,
-    author: "dave",
-    spec: {
-      language: "python",
-      target_hardware: ["H100"],
-      entry_point: "k.py::run",
-      dependencies: [],
-      destination_passing_style: true,
-      binding: null,
-    },
-    sources: [{ path: "k.py", content: src }],
-  });
+  const sol = (name: string, def: string, src: string) => pythonSolution(name, def, src, "dave");
   const put = (op: string, s: ReturnType<typeof sol>) => {
     const dir = join(corpus, "solutions", "dave", op, s.definition);
     mkdirSync(dir, { recursive: true });
@@ -195,20 +200,14 @@ Deno.test("a rejected Python solution that does not parse is explained by Python
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, "eve_broken.json"),
-    JSON.stringify({
-      name: "eve_broken",
-      definition: "gemm_n128_k2048",
-      author: "eve",
-      spec: {
-        language: "python",
-        target_hardware: ["H100"],
-        entry_point: "k.py::run",
-        dependencies: [],
-        destination_passing_style: true,
-        binding: null,
-      },
-      sources: [{ path: "k.py", content: "import torch\n\ndef run(A, B, C)\n    pass\n" }],
-    }),
+    JSON.stringify(
+      pythonSolution(
+        "eve_broken",
+        "gemm_n128_k2048",
+        "import torch\n\ndef run(A, B, C)\n    pass\n",
+        "eve",
+      ),
+    ),
   );
   const ctx = ctxFor({ corpus: [corpus], kernels: { roots: [] } });
   ctx.toolchain = { ...ctx.toolchain, python: { path: python, version: "test", digest: "x" } };
@@ -233,21 +232,7 @@ Deno.test("sweep cells: one per manifest; bad manifests are not runnable with th
   );
   writeFileSync(
     join(k, "kernel.json"),
-    JSON.stringify({
-      name: "rms_triton",
-      author: "tracepipe",
-      op_type: "rmsnorm",
-      definition_regex: "rmsnorm_h\\d+",
-      spec: {
-        language: "triton",
-        target_hardware: ["H100"],
-        entry_point: "main.py::run",
-        destination_passing_style: false,
-      },
-      sources: ["main.py"],
-      params_file: "tp_params.py",
-      params: { BLOCK: [64, 128] },
-    }),
+    JSON.stringify(RMS_TRITON),
   );
   mkdirSync(join(repo, "cuda", "broken"), { recursive: true });
   writeFileSync(join(repo, "cuda", "broken", "kernel.json"), "{}");

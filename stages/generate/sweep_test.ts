@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadTraceSet } from "../../pipeline/trace/mod.ts";
 import { buildSweep, loadManifest, matchDefinitions } from "./sweep.ts";
+import { RMS_TRITON } from "./testdata/manifests.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -74,15 +75,8 @@ Deno.test("grid sweep: one solution per (definition × point), names and params 
 Deno.test("python params file and kernels without params", () => {
   const m = {
     ...cudaManifest,
-    name: "rms_triton",
-    spec: {
-      language: "triton",
-      target_hardware: ["H100"],
-      entry_point: "main.py::run",
-      destination_passing_style: false,
-    },
-    sources: ["main.py"],
-    params_file: "tp_params.py",
+    ...RMS_TRITON,
+    definition_regex: cudaManifest.definition_regex,
     params: { BLOCK: [64] },
     default: { NAME: "fast", ON: false },
   };

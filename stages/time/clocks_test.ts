@@ -4,30 +4,17 @@
  * times and reset after it, and each time cell records the lock's state in its provenance and its
  * timing.json. Without the flag the time cells' keys and outputs are what they were.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
-import {
-  type AnyStage,
-  defineStage,
-  discoverToolchain,
-  REPO_ROOT,
-  runPipeline,
-  type Stage,
-  Store,
-} from "../../pipeline/engine/mod.ts";
+import { discoverToolchain, REPO_ROOT, runPipeline, Store } from "../../pipeline/engine/mod.ts";
 import { stageEnv } from "../../pipeline/engine/dag.ts";
 import { FAKE_GPU } from "../../pipeline/engine/testdata/engine_stages.ts";
-import {
-  formatJsonl,
-  formatSolution,
-  Solution,
-  solutionPath,
-  workloadsPath,
-} from "../../pipeline/trace/mod.ts";
+import { Solution } from "../../pipeline/trace/mod.ts";
 import { closeSharedSessions, LOCK_CLOCKS_ENV } from "../../pipeline/harness/mod.ts";
 import { assert, assertEquals } from "../../tests/assert.ts";
+import { rmsnormSolution, rmsnormUpstream } from "../../tests/fixtures/rmsnorm.ts";
+import { registered } from "../../tests/stages.ts";
 import { compileStage } from "../compile/mod.ts";
 import { verifyStage } from "../verify/mod.ts";
 import { timeStage } from "./mod.ts";
@@ -35,41 +22,6 @@ import { timeStage } from "./mod.ts";
 const tc = await discoverToolchain();
 const skip = !tc.python?.torch;
 if (skip) console.log("skipping the --lock-clocks stage test: no Python with torch");
-
-const DEF = "rmsnorm_h128";
-const HONEST = `import torch
-def run(hidden_states, weight, output):
-    x = hidden_states.float()
-    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight.float()
-    output.copy_(y.to(output.dtype))
-`;
-
-function fixedStage(name: string, files: Record<string, string>): AnyStage {
-  return defineStage({
-    name,
-    description: `fixed ${name} fragment`,
-    policy: "pure",
-    params: z.object({}),
-    upstream: [],
-    env: [],
-    resource: "cpu",
-    module: import.meta.url,
-    toolchainFacts: () => ({}),
-    plan: () => Promise.resolve([{ id: name, params: null, inputs: {} }]),
-    run(job) {
-      for (const [rel, text] of Object.entries(files)) {
-        mkdirSync(join(job.outDir, rel, ".."), { recursive: true });
-        writeFileSync(join(job.outDir, rel), text);
-      }
-      return Promise.resolve();
-    },
-  }) as AnyStage;
-}
-
-const registered = (stage: Stage<unknown>, upstream: string[]): AnyStage => ({
-  ...stage,
-  upstream,
-});
 
 /** A fake nvidia-smi in a folder of its own, logging its arguments to `<dir>/calls`. */
 function fakeSmi(): string {
@@ -123,36 +75,12 @@ Deno.test({
     }).output();
     // Never against a real GPU: only if the fake is what PATH finds.
     assertEquals(new TextDecoder().decode(which.stdout).trim(), join(smiDir, "nvidia-smi"));
-    const sol = Solution.parse({
-      name: "honest",
-      definition: DEF,
-      author: "tester",
-      spec: {
-        language: "python",
-        target_hardware: ["cpu", "cuda"],
-        entry_point: "main.py::run",
-        destination_passing_style: true,
-      },
-      sources: [{ path: "main.py", content: HONEST }],
-    });
-    const defText = readFileSync(
-      join(REPO_ROOT, "data/definitions/rmsnorm", `${DEF}.json`),
-      "utf8",
-    );
+    const sol = Solution.parse(rmsnormSolution("honest"));
     const stages = [
-      fixedStage("definitions", { [`definitions/rmsnorm/${DEF}.json`]: defText }),
-      fixedStage("extract", {
-        [workloadsPath("rmsnorm", DEF)]: formatJsonl([{
-          definition: DEF,
-          workload: { axes: { batch_size: 4 }, inputs: {}, uuid: "wl-0" },
-          solution: null,
-          evaluation: null,
-        }]),
-      }),
-      fixedStage("generate", { [solutionPath(sol, "rmsnorm")]: formatSolution(sol) }),
-      registered(compileStage, ["definitions", "generate"]),
-      registered(verifyStage, ["definitions", "extract", "generate", "compile"]),
-      registered(timeStage, ["definitions", "extract", "generate", "verify"]),
+      ...rmsnormUpstream([{ axes: { batch_size: 4 }, inputs: {}, uuid: "wl-0" }], [sol]),
+      registered(compileStage),
+      registered(verifyStage),
+      registered(timeStage),
     ];
     const store = new Store(mkdtempSync(join(tmpdir(), "tp-clocks-")));
     // A GPU in the toolchain (nothing runs on it: the judge finds no CUDA and times on the CPU).
@@ -161,18 +89,21 @@ Deno.test({
       verify: { num_trials: 1 },
       time: { rounds: 1, min_samples: 3, max_samples: 5, max_seconds: 0.2, input_sets: 2 },
     };
-    const { reports } = await withEnv(
-      { PATH: path, [LOCK_CLOCKS_ENV]: "1", CUDA_VISIBLE_DEVICES: undefined },
-      () =>
-        runPipeline({
-          root: REPO_ROOT,
-          store,
-          stages,
-          rawParams: params,
-          toolchain,
-          log: () => {},
-        }),
-    ).finally(closeSharedSessions);
+    // The pipeline with the fake nvidia-smi first on PATH and these env vars set (undefined: unset).
+    const run = (env: Record<string, string | undefined>) =>
+      withEnv(
+        { PATH: path, ...env },
+        () =>
+          runPipeline({
+            root: REPO_ROOT,
+            store,
+            stages,
+            rawParams: params,
+            toolchain,
+            log: () => {},
+          }),
+      ).finally(closeSharedSessions);
+    const { reports } = await run({ [LOCK_CLOCKS_ENV]: "1", CUDA_VISIBLE_DEVICES: undefined });
     const time = reports.find((r) => r.stage === "time")!;
     assertEquals([time.ran, time.failed], [1, []]);
     const calls = readFileSync(join(smiDir, "calls"), "utf8").trim().split("\n");
@@ -192,18 +123,7 @@ Deno.test({
     // The same run without the flag: another key (the locked cell is not reused), no lock, and
     // timing.json as it always was.
     const before = calls.length;
-    const plain = await withEnv(
-      { PATH: path, [LOCK_CLOCKS_ENV]: undefined },
-      () =>
-        runPipeline({
-          root: REPO_ROOT,
-          store,
-          stages,
-          rawParams: params,
-          toolchain,
-          log: () => {},
-        }),
-    ).finally(closeSharedSessions);
+    const plain = await run({ [LOCK_CLOCKS_ENV]: undefined });
     assertEquals(plain.reports.find((r) => r.stage === "time")!.ran, 1);
     const after = readFileSync(join(smiDir, "calls"), "utf8").trim().split("\n");
     assert(!after.slice(before).some((c) => /-(l|r)[gm]c/.test(c)), "no lock without the flag");

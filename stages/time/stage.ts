@@ -3,7 +3,8 @@
  * candidate, the definition's reference and the op's baseline interleaved in one run (L2 flushed,
  * fresh inputs per call, statistics from raw samples). The cell writes the final PASSED trace,
  * with `speedup_factor` against the reference as the format defines it, and keeps the raw samples
- * and the speedup against the baseline in `timing.json`.
+ * and the speedup against the baseline in `timing.json`. Without a GPU it times a CPU-sized
+ * selection of the cells verify passed (pipeline/harness/cpu_selection.ts).
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -22,8 +23,15 @@ import {
   writeFileAtomic,
 } from "../../pipeline/engine/mod.ts";
 import {
+  cellProgress,
+  cpuSelectionEscape,
+  cpuSelectionFields,
+  cpuSelectionInForce,
+  cpuSelectionNotRunnable,
+  cpuSelectionReason,
   describeJobPhases,
   distinctSolutionsAndWorkloads,
+  formatCost,
   groupBy,
   groupCost,
   HARNESS_CODE,
@@ -78,6 +86,7 @@ export const TimeParams = SelectionParams.extend({
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
    */
   baseline_prefer: z.string().default("flashinfer"),
+  ...cpuSelectionFields(2),
 });
 export type TimeParams = z.infer<typeof TimeParams>;
 
@@ -106,6 +115,25 @@ export function pickBaseline(
   return cands.find((s) => s.name.includes(prefer)) ?? cands[0] ?? null;
 }
 
+/**
+ * The params the harness's timing reads (and a cell's key holds): the stage's params without those that
+ * choose cells (the selection, the baseline's choice, the CPU-sized selection) or bound the harness.
+ */
+function timingParams(p: TimeParams) {
+  const {
+    authors: _a,
+    languages: _l,
+    definition_regex: _d,
+    harness_timeout_s: _h,
+    baseline_prefer: _b,
+    cpu_selection: _c,
+    cpu_max_workloads: _w,
+    cpu_max_cost: _m,
+    ...timing
+  } = p;
+  return timing;
+}
+
 /** The stage. */
 export const timeStage = defineStage<TimeParams>({
   name: "time",
@@ -122,6 +150,17 @@ export const timeStage = defineStage<TimeParams>({
     const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);
     const plans: CellPlan[] = [];
     const re = ctx.params.definition_regex ? new RegExp(ctx.params.definition_regex) : null;
+    // Without a GPU: the first `cpu_max_workloads` workloads of each definition that fit the budget.
+    const cpu = cpuSelectionInForce(ctx.toolchain, ctx.params);
+    const taken = new Map<string, string[]>();
+    const cpuChoice = (def: Definition, w: RootedWorkload): string | null => {
+      const uuids = taken.get(def.name) ?? [];
+      if (uuids.includes(w.workload.uuid)) return null;
+      const why = cpuSelectionReason(def, w.workload.axes, ctx.params, uuids.length);
+      if (why) return cpuSelectionNotRunnable("time", why);
+      taken.set(def.name, [...uuids, w.workload.uuid]);
+      return null;
+    };
     for (const v of ctx.upstream.verify ?? []) {
       const s = v.summary as VerifySummary | null;
       if (!s || s.status !== "PASSED") continue;
@@ -142,17 +181,10 @@ export const timeStage = defineStage<TimeParams>({
         ctx.params.baseline_prefer,
         (b) => notRunnableHere(b, ctx.toolchain, "time") === null,
       );
-      const {
-        authors: _a,
-        languages: _l,
-        definition_regex: _d,
-        harness_timeout_s: _h,
-        baseline_prefer: _b,
-        ...timing
-      } = ctx.params;
       plans.push({
         id: v.id,
-        params: timing,
+        params: timingParams(ctx.params),
+        notRunnable: cpu ? cpuChoice(definition, workload) ?? undefined : undefined,
         inputs: {
           verify: v.digest,
           workload: workloadDigest(workload),
@@ -161,6 +193,17 @@ export const timeStage = defineStage<TimeParams>({
         payload: { solution, definition, workload, baseline, verifyDir: v.dir } satisfies Payload,
       });
     }
+    if (cpu) {
+      const left = plans.filter((p) => p.notRunnable).length;
+      ctx.log(
+        `no GPU here: timing a CPU-sized selection (of the cells verify passed, at most ` +
+          `${ctx.params.cpu_max_workloads} workloads per definition, each of estimated cost at most ` +
+          `${
+            formatCost(ctx.params.cpu_max_cost)
+          }): ${left} of ${plans.length} cells not runnable ` +
+          `here for it; ${cpuSelectionEscape("time")}`,
+      );
+    }
     return Promise.resolve(plans);
   },
   async runBatch(jobs, ctx, complete) {
@@ -168,14 +211,8 @@ export const timeStage = defineStage<TimeParams>({
       const p = j.plan.payload as Payload;
       return `${p.definition.name}\u0000${p.workload.root}\u0000${p.baseline?.name ?? ""}`;
     });
-    const {
-      authors: _a,
-      languages: _l,
-      definition_regex: _d,
-      harness_timeout_s,
-      baseline_prefer: _b,
-      ...timing
-    } = ctx.params;
+    const timing = timingParams(ctx.params);
+    const { harness_timeout_s } = ctx.params;
     // One timing process per GPU at a time, cheapest definitions first, so that a run cut short
     // by a time limit has timed as many definitions as it could.
     const order = [...groups.values()].sort((a, b) => groupCost(a) - groupCost(b));
@@ -241,6 +278,6 @@ export const timeStage = defineStage<TimeParams>({
           hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
         }`,
       );
-    }, { alone: true }).finally(() => lock?.release());
+    }, { alone: true, progress: cellProgress(ctx.log) }).finally(() => lock?.release());
   },
 });

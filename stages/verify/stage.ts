@@ -2,7 +2,8 @@
  * The `verify` stage: one cell per (solution, workload). The harness judges a definition's
  * solutions on its workloads in one process (candidates in their own worker processes), with
  * flashinfer-bench's rules and the extra rigor of PROTOCOL.md §5. A failure becomes the final
- * FlashInfer trace of that cell; a pass waits for `time` to add its performance.
+ * FlashInfer trace of that cell; a pass waits for `time` to add its performance. Without a GPU it
+ * judges a CPU-sized selection of workloads (pipeline/harness/cpu_selection.ts).
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -21,13 +22,21 @@ import {
   defineStage,
   digestJson,
   hardwareFacts,
+  type Toolchain,
   writeFileAtomic,
 } from "../../pipeline/engine/mod.ts";
 import {
+  cellProgress,
   type CompileSummary,
   corpusWorkloadsFirst,
+  cpuSelectionEscape,
+  cpuSelectionFields,
+  cpuSelectionInForce,
+  cpuSelectionNotRunnable,
+  cpuSelectionReason,
   describeJobPhases,
   distinctSolutionsAndWorkloads,
+  formatCost,
   groupBy,
   HARNESS_CODE,
   HARNESS_WORK_DIR,
@@ -42,6 +51,7 @@ import {
   toEvaluation,
   verifyCost,
   type VerifySummary,
+  workloadCost,
   writeTrace,
 } from "../../pipeline/harness/mod.ts";
 
@@ -63,6 +73,7 @@ export const VerifyParams = SelectionParams.extend({
    * definitions are judged side by side (timing, in `time`, never is).
    */
   parallel_processes: z.number().int().positive().default(4),
+  ...cpuSelectionFields(3),
 });
 export type VerifyParams = z.infer<typeof VerifyParams>;
 
@@ -88,11 +99,13 @@ export function workloadsFor(
   max: number,
   skipped: string[] = [],
   corpusRoots: ReadonlySet<string> = new Set(),
+  accept: (w: RootedWorkload) => boolean = () => true,
 ): RootedWorkload[] {
   const definition = merged.definitions.get(def);
   const out: RootedWorkload[] = [];
   for (const w of corpusWorkloadsFirst(merged.workloads.get(def) ?? [], corpusRoots)) {
     if (max > 0 && out.length >= max) break;
+    if (!accept(w)) continue; // passed over unchecked: never judged here, so never blamed either
     const blocking = definition ? runBlockers(checkWorkload(definition, w.workload, w.root)) : [];
     if (blocking.length) skipped.push(`${def} ${w.workload.uuid}: ${blocking.join("; ")}`);
     else out.push(w);
@@ -100,11 +113,85 @@ export function workloadsFor(
   return out;
 }
 
+/** The workloads verify judges for a definition, and those of the usual selection it leaves out here. */
+export interface WorkloadChoice {
+  judged: RootedWorkload[];
+  /** Left out by the CPU-sized selection (none on a GPU), each with why. */
+  leftOut: Array<{ workload: RootedWorkload; reason: string }>;
+}
+
+/**
+ * The workloads of a definition verify judges: {@link workloadsFor}'s first `max_workloads`; without a GPU
+ * (`cpu`), the first `cpu_max_workloads` of them (never more than `max_workloads`) whose estimated cost fits
+ * `cpu_max_cost`, a costly workload giving its place to the next one that fits. The usual ones it leaves
+ * out are returned with the reason, to be listed as not runnable here.
+ */
+export function chooseWorkloads(
+  merged: ReturnType<typeof mergeUpstream>,
+  def: string,
+  p: VerifyParams,
+  cpu: boolean,
+  skipped: string[] = [],
+  corpusRoots: ReadonlySet<string> = new Set(),
+): WorkloadChoice {
+  const usual = workloadsFor(merged, def, p.max_workloads, skipped, corpusRoots);
+  const definition = merged.definitions.get(def);
+  if (!cpu || !definition) return { judged: usual, leftOut: [] };
+  const n = p.max_workloads > 0
+    ? Math.min(p.max_workloads, p.cpu_max_workloads)
+    : p.cpu_max_workloads;
+  const judged = workloadsFor(
+    merged,
+    def,
+    n,
+    skipped,
+    corpusRoots,
+    (w) => workloadCost(definition, w.workload.axes) <= p.cpu_max_cost,
+  );
+  const leftOut = usual.filter((w) => !judged.includes(w)).map((w) => ({
+    workload: w,
+    reason: cpuSelectionReason(definition, w.workload.axes, p, judged.length) ??
+      `cpu_max_workloads ${p.cpu_max_workloads} reached`,
+  }));
+  return { judged, leftOut };
+}
+
 /** The fragment roots of the corpus imports among the upstream `generate` cells (cell ids `corpus/…`). */
 export function corpusRootsOf(upstream: Record<string, CellResult[]>): Set<string> {
   return new Set(
     (upstream.generate ?? []).filter((c) => c.id.startsWith("corpus/")).map((c) => c.dir),
   );
+}
+
+/** Why a solution's cells cannot run here (the solution, its toolchain or its compile cell), or null. */
+function solutionNotRunnable(
+  solution: Solution,
+  comp: CellResult | undefined,
+  tc: Toolchain,
+): string | null {
+  const notRunnable = notRunnableHere(solution, tc, "verify");
+  if (notRunnable) return notRunnable;
+  if (!comp) return "not compiled here (its compile cell did not run or failed)";
+  const summary = comp.summary as CompileSummary | undefined;
+  if (summary && ["toolchain_unavailable", "not_runnable_here"].includes(summary.outcome)) {
+    return `compile: ${summary.outcome}: ${summary.reason ?? ""}`.trim();
+  }
+  return null;
+}
+
+/** The line that says a CPU-sized selection is in force, and what it leaves out. */
+function describeCpuSelection(
+  p: VerifyParams,
+  leftOut: { cells: number; definitions: Set<string>; none: Set<string> },
+): string {
+  const none = [...leftOut.none].sort();
+  return `no GPU here: judging a CPU-sized selection (at most ${p.cpu_max_workloads} workloads per ` +
+    `definition, each of estimated cost at most ${formatCost(p.cpu_max_cost)}): ` +
+    `${leftOut.cells} cells of ${leftOut.definitions.size} definitions not runnable here for it` +
+    (none.length
+      ? `, ${none.length} definitions with no workload in it (${none.join(", ")})`
+      : "") +
+    `; ${cpuSelectionEscape("verify")}`;
 }
 
 /** The stage. */
@@ -133,55 +220,60 @@ export const verifyStage = defineStage<VerifyParams>({
       (ctx.upstream.compile ?? []).map((c) => [c.id, c]),
     );
     const plans: CellPlan[] = [];
-    const chosen = new Map<string, RootedWorkload[]>();
+    const chosen = new Map<string, WorkloadChoice>();
     const corpusRoots = corpusRootsOf(ctx.upstream);
+    const cpu = cpuSelectionInForce(ctx.toolchain, ctx.params);
+    const skippedLogged = new Set<string>();
+    const leftOut = { cells: 0, definitions: new Set<string>(), none: new Set<string>() };
     for (const { solution, definition } of selectSolutions(merged, ctx.params)) {
       const comp = compiled.get(`${definition.name}/${solution.name}`);
-      const compSummary = comp?.summary as CompileSummary | undefined;
-      let notRunnable = notRunnableHere(solution, ctx.toolchain, "verify");
-      if (!notRunnable && !comp) {
-        notRunnable = "not compiled here (its compile cell did not run or failed)";
-      }
-      if (
-        !notRunnable && compSummary &&
-        ["toolchain_unavailable", "not_runnable_here"].includes(compSummary.outcome)
-      ) {
-        notRunnable = `compile: ${compSummary.outcome}: ${compSummary.reason ?? ""}`.trim();
-      }
+      const notRunnable = solutionNotRunnable(solution, comp, ctx.toolchain);
       if (!chosen.has(definition.name)) {
         const skipped: string[] = [];
         chosen.set(
           definition.name,
-          workloadsFor(merged, definition.name, ctx.params.max_workloads, skipped, corpusRoots),
+          chooseWorkloads(merged, definition.name, ctx.params, cpu, skipped, corpusRoots),
         );
-        for (const s of skipped) ctx.log(`[verify] workload skipped, not judgeable: ${s}`);
+        for (const s of skipped) {
+          if (!skippedLogged.has(s)) ctx.log(`workload skipped, not judgeable: ${s}`);
+          skippedLogged.add(s);
+        }
       }
-      for (const w of chosen.get(definition.name)!) {
-        plans.push({
-          id: `${definition.name}/${solution.name}/${w.workload.uuid}`,
-          params: {
-            num_trials: ctx.params.num_trials,
-            rtol: ctx.params.rtol,
-            atol: ctx.params.atol,
-            timeout_s: ctx.params.timeout_s,
-          },
-          inputs: {
-            solution: digestJson(solution),
-            definition: digestJson(definition),
-            workload: workloadDigest(w),
-            compile: comp?.digest ?? "none",
-          },
-          notRunnable: notRunnable ?? undefined,
-          payload: {
-            solution,
-            definition,
-            workload: w,
-            compile: compSummary!,
-            compileDir: comp?.dir ?? "",
-          } satisfies Payload,
-        });
+      const choice = chosen.get(definition.name)!;
+      const cell = (w: RootedWorkload, reason: string | null): CellPlan => ({
+        id: `${definition.name}/${solution.name}/${w.workload.uuid}`,
+        params: {
+          num_trials: ctx.params.num_trials,
+          rtol: ctx.params.rtol,
+          atol: ctx.params.atol,
+          timeout_s: ctx.params.timeout_s,
+        },
+        inputs: {
+          solution: digestJson(solution),
+          definition: digestJson(definition),
+          workload: workloadDigest(w),
+          compile: comp?.digest ?? "none",
+        },
+        notRunnable: reason ?? undefined,
+        payload: {
+          solution,
+          definition,
+          workload: w,
+          compile: comp?.summary as CompileSummary,
+          compileDir: comp?.dir ?? "",
+        } satisfies Payload,
+      });
+      for (const w of choice.judged) plans.push(cell(w, notRunnable));
+      for (const { workload, reason } of choice.leftOut) {
+        plans.push(cell(workload, notRunnable ?? cpuSelectionNotRunnable("verify", reason)));
+        if (notRunnable) continue;
+        leftOut.cells++;
+        leftOut.definitions.add(definition.name);
+        if (choice.judged.length === 0) leftOut.none.add(definition.name);
       }
     }
+    if (cpu) ctx.log(describeCpuSelection(ctx.params, leftOut));
+    else if (!hasGpu(ctx.toolchain)) ctx.log("no GPU here: judging every selected workload");
     return Promise.resolve(plans);
   },
   async runBatch(jobs, ctx, complete) {
@@ -274,6 +366,6 @@ export const verifyStage = defineStage<VerifyParams>({
           ((performance.now() - t0) / 1000).toFixed(1)
         }s${describeJobPhases(result.job_s)}`,
       );
-    }, { claimsPrestarted: true });
+    }, { claimsPrestarted: true, progress: cellProgress(ctx.log) });
   },
 });

@@ -23,6 +23,10 @@ export const FAKE_GPU: Gpu = {
   memoryMiB: 1,
 };
 
+/** One cell per item, in the order of their ids, each with the params `params` gives it. */
+export const itemCells = (items: Record<string, unknown>, params: (id: string) => unknown) =>
+  Promise.resolve(Object.keys(items).sort().map((id) => ({ id, params: params(id), inputs: {} })));
+
 const LettersParams = z.object({ items: z.record(z.string(), z.string()).default({ a: "x" }) });
 
 /** One cell per item; each cell reads only its own item. */
@@ -36,14 +40,7 @@ export const letters = defineStage({
   resource: "cpu",
   module: import.meta.url,
   toolchainFacts: () => ({}),
-  plan: (ctx) =>
-    Promise.resolve(
-      Object.keys(ctx.params.items).sort().map((id) => ({
-        id,
-        params: ctx.params.items[id],
-        inputs: {},
-      })),
-    ),
+  plan: (ctx) => itemCells(ctx.params.items, (id) => ctx.params.items[id]),
   async run(job, ctx) {
     const text = ctx.params.items[job.plan.id];
     writeFileSync(join(job.outDir, "part1.txt"), text);

@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { defineStage } from "../stage.ts";
+import { itemCells } from "./engine_stages.ts";
 
 const spawnDetached = (cmd: string, args: string[]) => {
   const child = new Deno.Command(cmd, {
@@ -34,10 +35,7 @@ export const groups = defineStage({
   resource: "cpu",
   module: import.meta.url,
   toolchainFacts: () => ({}),
-  plan: (ctx) =>
-    Promise.resolve(
-      Object.keys(ctx.params.items).sort().map((id) => ({ id, params: null, inputs: {} })),
-    ),
+  plan: (ctx) => itemCells(ctx.params.items, () => null),
   async run(job, ctx) {
     const judge = spawnDetached("sh", ["-c", "sleep 300 & sleep 300"]);
     const worker = spawnDetached("sleep", ["301"]);

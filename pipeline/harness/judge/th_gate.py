@@ -311,6 +311,19 @@ OPENED_BY_HOST = "host"
 OPENED_BY_EXPIRY = "hold_expired"
 
 
+def load_driver(unavailable):
+    """The CUDA driver library, for the driver API (this gate, th_l2's persisting-L2 reset). Raises
+    `unavailable` (an exception class), saying why, where it cannot be loaded."""
+    try:  # the driver's own library first: a toolkit's link-time stub answers every call with an error
+        return ctypes.CDLL("libcuda.so.1")
+    except OSError as e:
+        name = ctypes.util.find_library("cuda")
+        try:
+            return ctypes.CDLL(name or "libcuda.so")
+        except OSError:
+            raise unavailable(f"cannot load the CUDA driver library: {e}") from e
+
+
 class GateUnavailable(Exception):
     """The gate cannot be used in this process (no driver, no current CUDA context, a failed call)."""
 
@@ -325,14 +338,7 @@ class Gate:
     def __init__(self):
         if not GATE_PTX.strip():
             raise GateUnavailable("the gate's PTX is missing (run tools/gen-gate-ptx.sh)")
-        try:  # the driver's own library first: a toolkit's link-time stub answers every call with an error
-            self.cu = ctypes.CDLL("libcuda.so.1")
-        except OSError as e:
-            name = ctypes.util.find_library("cuda")
-            try:
-                self.cu = ctypes.CDLL(name or "libcuda.so")
-            except OSError:
-                raise GateUnavailable(f"cannot load the CUDA driver library: {e}") from e
+        self.cu = load_driver(GateUnavailable)
         ctx = ctypes.c_void_p()
         self._check("cuCtxGetCurrent", ctypes.byref(ctx))
         if not ctx.value:

@@ -10,7 +10,8 @@ through the driver API as th_gate.py uses it): nothing the candidate reserved ou
 """
 
 import ctypes
-import ctypes.util
+
+import th_gate
 
 _CU_LIMIT_PERSISTING_L2_CACHE_SIZE = 0x06
 
@@ -24,14 +25,7 @@ class PersistingL2:
     `resets` counts the resets, `found_carveout` those that found a carveout set (a candidate reserved one)."""
 
     def __init__(self):
-        try:
-            self.cu = ctypes.CDLL("libcuda.so.1")
-        except OSError as e:
-            name = ctypes.util.find_library("cuda")
-            try:
-                self.cu = ctypes.CDLL(name or "libcuda.so")
-            except OSError:
-                raise L2Unavailable(f"cannot load the CUDA driver library: {e}") from e
+        self.cu = th_gate.load_driver(L2Unavailable)
         try:
             self._get, self._set = self.cu.cuCtxGetLimit, self.cu.cuCtxSetLimit
             self._reset = self.cu.cuCtxResetPersistingL2Cache

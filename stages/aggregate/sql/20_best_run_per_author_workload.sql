@@ -1,6 +1,7 @@
 -- Q: What is each author's best run on each workload? flashinfer-bench's win@p semantics: the
 -- minimum-latency PASSED run over all of the author's solutions (any language); an author with
--- runs but no timed PASSED run keeps a row with latency NULL (it attempted and lost).
+-- runs but no timed PASSED run keeps a row with latency NULL (it attempted and lost). Equal latencies
+-- go to the smallest solution name (ORDER BY inside arg_min), so the table is byte-stable.
 CREATE OR REPLACE VIEW best_run_per_author_workload AS
 SELECT
   author, definition, uuid,
@@ -8,7 +9,7 @@ SELECT
   sum(n_runs)::BIGINT AS n_runs,
   count(DISTINCT solution) AS n_solutions,
   min(min_latency_ms) AS latency_ms,
-  arg_min(solution, min_latency_ms) AS best_solution
+  arg_min(solution, min_latency_ms ORDER BY solution) AS best_solution
 FROM run_summary
 GROUP BY author, definition, uuid;
 
@@ -19,7 +20,7 @@ SELECT
   author, language, definition, uuid,
   bool_or(passed) AS correct,
   min(latency_ms) AS latency_ms,
-  arg_min(solution, latency_ms) AS best_solution,
+  arg_min(solution, latency_ms ORDER BY solution) AS best_solution,
   count(*) AS n_solutions
 FROM cells
 WHERE NOT is_baseline_author

@@ -46,10 +46,10 @@ FROM cand c JOIN first f USING (definition, priority)
 GROUP BY c.definition, c.priority;
 
 -- Q: What is the baseline latency of each workload? The minimum timing of the chosen baseline
--- solutions; a workload on which the baseline never passed has no row.
+-- solutions (equal ones: the smallest name); a workload on which the baseline never passed has no row.
 CREATE OR REPLACE VIEW baseline_latency_per_workload AS
 SELECT t.definition, t.uuid, min(t.latency_ms) AS latency_ms,
-  arg_min(t.solution, t.latency_ms) AS solution, any_value(b.label) AS label,
+  arg_min(t.solution, t.latency_ms ORDER BY t.solution) AS solution, any_value(b.label) AS label,
   min(t.source) AS source
 FROM baseline_timings t
 JOIN baseline_choice b ON b.definition = t.definition AND list_contains(b.solutions, t.solution)

@@ -1,5 +1,6 @@
 -- Q: What happened on each definition? Workloads, solutions, runs, correctness, the baseline
--- used, and the author with the most workloads won against it (r > 1).
+-- used, and the author with the most workloads won against it (r > 1; a tie goes to the smallest
+-- author name, so the table is byte-stable).
 CREATE OR REPLACE VIEW definition_summary AS
 WITH w AS (SELECT definition, count(*) AS n_workloads FROM all_workloads GROUP BY ALL),
 s AS (
@@ -17,7 +18,7 @@ wins AS (
   FROM win_ratio_per_author_workload GROUP BY ALL
 ),
 best AS (
-  SELECT definition, arg_max(author, n_faster) AS top_author, max(n_faster) AS top_author_faster,
+  SELECT definition, arg_max(author, n_faster ORDER BY author) AS top_author, max(n_faster) AS top_author_faster,
     max(median_r) AS best_median_speedup
   FROM wins GROUP BY ALL
 )

@@ -5,7 +5,7 @@
  * with `deno run --allow-all stages/generate/llm/record_fixture.ts`.
  */
 import { join } from "node:path";
-import type { PlanContext, Toolchain } from "../../../pipeline/engine/mod.ts";
+import type { CellJob, CellPlan, PlanContext, Toolchain } from "../../../pipeline/engine/mod.ts";
 import { GenerateParams } from "../stage.ts";
 
 /** Folder of the fixture's inputs and expected output, relative to the repository root. */
@@ -57,4 +57,14 @@ export function fixtureContext(
     env: {},
     log,
   };
+}
+
+/** The job of running `plan` into `outDir`, as the engine would give it (never aborted). */
+export function fixtureJob(
+  plan: CellPlan,
+  outDir: string,
+  key = "k",
+  log: (m: string) => void = () => {},
+): CellJob {
+  return { plan, key, outDir, log, setSummary: () => {}, signal: new AbortController().signal };
 }

@@ -7,7 +7,7 @@ import { assert, assertEquals, assertMatch, assertRejects } from "../../../tests
 import { type Campaign, extractFiles, loadPrompts, runCampaign } from "./agent.ts";
 import { chat, type ChatRequest, type EndpointConfig, RecordingStore } from "./client.ts";
 import { fakeEvaluate, startFakeLlm } from "./fake_llm.ts";
-import { FIXTURE_DIR, fixtureContext, fixtureParams } from "./fixture.ts";
+import { FIXTURE_DIR, fixtureContext, fixtureJob, fixtureParams } from "./fixture.ts";
 
 const root = new URL("../../..", import.meta.url).pathname;
 const KEY = "sk-test-SECRET-0123456789";
@@ -225,14 +225,7 @@ Deno.test("replay: the committed campaign reproduces byte for byte, offline, wit
   const [plan] = await stage.plan(ctx);
   assertEquals(plan.id, "llm/fake-rmsnorm-1/python/rmsnorm_h128");
   const outDir = mkdtempSync(join(tmpdir(), "tp-replay-"));
-  await stage.run!({
-    plan,
-    key: "k",
-    outDir,
-    log: () => {},
-    setSummary: () => {},
-    signal: new AbortController().signal,
-  }, ctx);
+  await stage.run!(fixtureJob(plan, outDir), ctx);
   const expected = outputs(join(root, FIXTURE_DIR, "expected"));
   assert(expected.size >= 4);
   assertEquals(outputs(outDir), expected);
@@ -256,14 +249,7 @@ Deno.test("record: a live run against the fake server gives the committed output
     const [plan] = await stage.plan(ctx);
     assert(!JSON.stringify(plan).includes(KEY));
     const outDir = mkdtempSync(join(tmpdir(), "tp-live-"));
-    await stage.run!({
-      plan,
-      key: "k",
-      outDir,
-      log: () => {},
-      setSummary: () => {},
-      signal: new AbortController().signal,
-    }, ctx);
+    await stage.run!(fixtureJob(plan, outDir), ctx);
     assertEquals(fake.received.length, 3);
     assertEquals(outputs(outDir), outputs(join(root, FIXTURE_DIR, "expected")));
     for (const f of readdirSync(rec)) {

@@ -6,7 +6,7 @@ import { rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createGenerateStage } from "../stage.ts";
 import { fakeEvaluate, startFakeLlm } from "./fake_llm.ts";
-import { FIXTURE_DIR, fixtureContext, fixtureParams } from "./fixture.ts";
+import { FIXTURE_DIR, fixtureContext, fixtureJob, fixtureParams } from "./fixture.ts";
 
 const root = resolve(new URL("../../..", import.meta.url).pathname);
 const fake = startFakeLlm();
@@ -20,14 +20,7 @@ try {
   if (!plan || plan.notRunnable) throw new Error(`fixture not runnable: ${plan?.notRunnable}`);
   const outDir = join(root, FIXTURE_DIR, "expected");
   rmSync(outDir, { recursive: true, force: true });
-  await stage.run!({
-    plan,
-    key: "fixture",
-    outDir,
-    log: console.log,
-    setSummary: () => {},
-    signal: new AbortController().signal,
-  }, ctx);
+  await stage.run!(fixtureJob(plan, outDir, "fixture", console.log), ctx);
   console.log(`recorded ${fake.received.length} request(s); expected output in ${outDir}`);
 } finally {
   await fake.close();

@@ -1,0 +1,167 @@
+/**
+ * The full profile's comparison (`deno task ae:full`): each cell a new GPU run judged against the
+ * same cell of a shipped run. A cell's median is within the measured run-to-run spread or it is
+ * listed; a cell whose verdict changed is always listed; cells only one run has are counted apart
+ * (new code may change workloads or solutions, and then there is nothing to compare).
+ */
+
+/** One cell as cells.csv holds it. */
+export interface CellRow {
+  solution: string;
+  definition: string;
+  uuid: string;
+  status: string;
+  latency_ms: number | null;
+}
+
+/** A cell outside the spread, or whose verdict changed. */
+export interface CellDiff {
+  solution: string;
+  definition: string;
+  uuid: string;
+  shipped: string;
+  now: string;
+  /** Relative change of the median, in % (null when either did not pass). */
+  changePct: number | null;
+}
+
+/** The comparison's outcome. */
+export interface Comparison {
+  tolerancePct: number;
+  compared: number;
+  within: number;
+  outside: CellDiff[];
+  statusChanged: CellDiff[];
+  onlyShipped: number;
+  onlyNow: number;
+  /** The share of compared timed cells outside the tolerance that still counts as reproduced. */
+  maxOutsideShare: number;
+  reproduced: boolean;
+}
+
+const key = (c: CellRow) => `${c.solution}\u0000${c.definition}\u0000${c.uuid}`;
+const timed = (c: CellRow) => c.status === "PASSED" && c.latency_ms !== null && c.latency_ms > 0;
+const show = (c: CellRow) =>
+  timed(c) ? `${c.status} ${Number(c.latency_ms!.toPrecision(4))} ms` : c.status;
+
+/**
+ * Compares `now` with `shipped`. A timed cell is within when |now/shipped − 1| ≤ tolerance; the run
+ * is reproduced when no verdict changed and at most `maxOutsideShare` of the timed cells are outside.
+ */
+export function compareCells(
+  shipped: CellRow[],
+  now: CellRow[],
+  tolerancePct: number,
+  maxOutsideShare = 0.1,
+): Comparison {
+  const before = new Map(shipped.map((c) => [key(c), c]));
+  const seen = new Set<string>();
+  const outside: CellDiff[] = [];
+  const statusChanged: CellDiff[] = [];
+  let compared = 0, within = 0, timedPairs = 0;
+  for (const c of now) {
+    const b = before.get(key(c));
+    if (!b) continue;
+    seen.add(key(c));
+    compared++;
+    const diff = (changePct: number | null): CellDiff => ({
+      solution: c.solution,
+      definition: c.definition,
+      uuid: c.uuid,
+      shipped: show(b),
+      now: show(c),
+      changePct,
+    });
+    if ((b.status === "PASSED") !== (c.status === "PASSED")) {
+      statusChanged.push(diff(null));
+      continue;
+    }
+    if (!timed(b) || !timed(c)) {
+      within++;
+      continue;
+    }
+    timedPairs++;
+    const change = 100 * (c.latency_ms! / b.latency_ms! - 1);
+    if (Math.abs(change) <= tolerancePct + 1e-9) within++;
+    else outside.push(diff(Number(change.toFixed(2))));
+  }
+  outside.sort((a, b) => Math.abs(b.changePct!) - Math.abs(a.changePct!));
+  const onlyShipped = shipped.filter((c) => !seen.has(key(c))).length;
+  const share = timedPairs ? outside.length / timedPairs : 0;
+  return {
+    tolerancePct,
+    compared,
+    within,
+    outside,
+    statusChanged,
+    onlyShipped,
+    onlyNow: now.length - compared,
+    maxOutsideShare,
+    reproduced: compared > 0 && statusChanged.length === 0 && share <= maxOutsideShare,
+  };
+}
+
+/** The comparison in words, one cell a line. */
+export function comparisonLines(c: Comparison, shippedId: string): string[] {
+  const out = [
+    `compared ${c.compared} cells with ${shippedId}: ${c.within} within ±${c.tolerancePct} %, ` +
+    `${c.outside.length} outside, ${c.statusChanged.length} with another verdict; ` +
+    `${c.onlyShipped} only in ${shippedId}, ${c.onlyNow} only in this run (not compared)`,
+  ];
+  for (const d of c.statusChanged) {
+    out.push(`  VERDICT  ${d.definition} ${d.uuid} ${d.solution}: ${d.shipped} -> ${d.now}`);
+  }
+  for (const d of c.outside) {
+    out.push(
+      `  OUTSIDE  ${d.definition} ${d.uuid} ${d.solution}: ${d.shipped} -> ${d.now} (${
+        d.changePct! > 0 ? "+" : ""
+      }${d.changePct} %)`,
+    );
+  }
+  out.push(
+    c.reproduced
+      ? `reproduced: no verdict changed and at most ${
+        Math.round(c.maxOutsideShare * 100)
+      } % of the timed cells lie outside the spread`
+      : `NOT reproduced: ${
+        c.compared === 0
+          ? "no cell in common"
+          : c.statusChanged.length
+          ? "verdicts changed"
+          : `more than ${Math.round(c.maxOutsideShare * 100)} % of the timed cells lie outside`
+      }`,
+  );
+  return out;
+}
+
+/** Parses cells.csv (RFC 4180, as the report writes it). */
+export function parseCellsCsv(text: string): CellRow[] {
+  const rows: string[][] = [];
+  let row: string[] = [], field = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') (field += '"', i++);
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") (row.push(field), field = "");
+    else if (ch === "\n") (row.push(field), rows.push(row), row = [], field = "");
+    else if (ch !== "\r") field += ch;
+  }
+  if (field !== "" || row.length) (row.push(field), rows.push(row));
+  const [head, ...body] = rows;
+  const at = (name: string) => {
+    const i = (head ?? []).indexOf(name);
+    if (i < 0) throw new Error(`cells.csv: no column "${name}"`);
+    return i;
+  };
+  const [s, d, u, st, l] = ["solution", "definition", "uuid", "status", "latency_ms"].map(at);
+  return body.filter((r) => r.length > 1).map((r) => ({
+    solution: r[s],
+    definition: r[d],
+    uuid: r[u],
+    status: r[st],
+    latency_ms: r[l] === "" ? null : Number(r[l]),
+  }));
+}

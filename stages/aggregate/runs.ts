@@ -1,0 +1,163 @@
+/**
+ * Shipped runs: the judged results the repository carries (results/<run>/), read like any corpus of
+ * results. A run folder holds `run.json` (machine, GPU, toolchain, commit, what it covers) and
+ * `cells/<stage>/<cell id>/`, each cell a TraceSet fragment as the store held it (definitions/,
+ * solutions/, workloads/, traces/, rejected/, timing.json) with a `cell.json` ({stage, id, key,
+ * summary}) naming it. The aggregate reports on each run separately, so no row mixes machines.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { z } from "zod";
+import { type CellResult, treeDigest } from "../../pipeline/engine/mod.ts";
+
+/** The stages a run's cells come from, in the registry's order (the order fragments load in). */
+export const RUN_STAGES = ["definitions", "extract", "generate", "compile", "verify", "time"];
+
+/** What a run folder's run.json records (unknown fields are kept for the report). */
+export const RunMeta = z.object({
+  /** The folder's name: `<machine>-<date>`. */
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/),
+  /** One line for the report: what this run is. */
+  title: z.string(),
+  /** ISO date of the judging (YYYY-MM-DD). */
+  date: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+  /** The accelerator that judged it (the traces' `hardware`), or null for a CPU run. */
+  gpu: z.string().nullable(),
+  machine: z.record(z.string(), z.unknown()).default({}),
+  toolchain: z.record(z.string(), z.unknown()).default({}),
+  /** Commits: the judging code's and the one whose aggregate produced the shipped report. */
+  commit: z.object({ judged: z.string(), aggregated: z.string().optional() }).passthrough(),
+  harness: z.record(z.string(), z.unknown()).default({}),
+  covers: z.record(z.string(), z.unknown()).default({}),
+  /** Numbers measured during the run outside the traces (stage walls, throughput, fidelity). */
+  measurements: z.record(z.string(), z.unknown()).default({}),
+}).passthrough();
+/** Parsed run.json. */
+export type RunMeta = z.infer<typeof RunMeta>;
+
+/** One shipped run: its metadata and its cells grouped by stage (the shape of `ctx.upstream`). */
+export interface ShippedRun {
+  id: string;
+  dir: string;
+  meta: RunMeta;
+  cells: Record<string, CellResult[]>;
+}
+
+/** A run.json (or cell.json) that cannot be used: one line naming the file, field and reason. */
+export class RunFolderError extends Error {}
+
+const CELL_FILE = "cell.json";
+
+/** Parses a run folder's run.json; a bad one throws RunFolderError naming the file and field. */
+export function readRunMeta(dir: string, shown = dir): RunMeta {
+  const file = join(dir, "run.json");
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new RunFolderError(`${join(shown, "run.json")}: $: ${(e as Error).message}`);
+  }
+  const r = RunMeta.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    const path = ["$", ...i.path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`)]
+      .join("").replace(/\$\./, "$.");
+    throw new RunFolderError(`${join(shown, "run.json")}: ${path}: ${i.message}`);
+  }
+  return r.data;
+}
+
+/**
+ * The cells of a run folder: every directory under cells/ holding a cell.json, grouped by stage in
+ * the order of `stageOrder` (then by name), each stage's cells sorted by id.
+ */
+export function readRunCells(
+  dir: string,
+  stageOrder: string[] = [],
+): Record<string, CellResult[]> {
+  const root = join(dir, "cells");
+  const byStage: Record<string, CellResult[]> = {};
+  if (!existsSync(root)) return byStage;
+  const walk = (d: string) => {
+    const names = readdirSync(d).sort();
+    if (names.includes(CELL_FILE)) {
+      const file = join(d, CELL_FILE);
+      let c: { stage?: unknown; id?: unknown; key?: unknown; summary?: unknown };
+      try {
+        c = JSON.parse(readFileSync(file, "utf8"));
+      } catch (e) {
+        throw new RunFolderError(`${relative(dir, file)}: $: ${(e as Error).message}`);
+      }
+      const rel = relative(root, d).split("/");
+      const stage = typeof c.stage === "string" ? c.stage : rel[0];
+      const id = typeof c.id === "string" ? c.id : rel.slice(1).join("/");
+      (byStage[stage] ??= []).push({
+        id,
+        key: typeof c.key === "string" ? c.key : "",
+        digest: "",
+        dir: d,
+        summary: c.summary ?? null,
+      });
+      return;
+    }
+    for (const n of names) {
+      const p = join(d, n);
+      if (statSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  const rank = (s: string) => {
+    const i = stageOrder.indexOf(s);
+    return i < 0 ? stageOrder.length : i;
+  };
+  const ordered: Record<string, CellResult[]> = {};
+  for (const s of Object.keys(byStage).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : 1))) {
+    ordered[s] = byStage[s].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  }
+  return ordered;
+}
+
+/** The run folders under `resultsDir` (each with a run.json), sorted by date then id. */
+export function listShippedRuns(resultsDir: string, stageOrder: string[] = []): ShippedRun[] {
+  if (!existsSync(resultsDir)) return [];
+  const runs: ShippedRun[] = [];
+  for (const name of readdirSync(resultsDir).sort()) {
+    const dir = join(resultsDir, name);
+    if (!statSync(dir).isDirectory() || !existsSync(join(dir, "run.json"))) continue;
+    const meta = readRunMeta(dir, join("results", name));
+    if (meta.id !== name) {
+      throw new RunFolderError(
+        `${join("results", name, "run.json")}: $.id: "${meta.id}" differs from its folder "${name}"`,
+      );
+    }
+    runs.push({ id: name, dir, meta, cells: readRunCells(dir, stageOrder) });
+  }
+  return runs.sort((a, b) =>
+    a.meta.date < b.meta.date ? -1 : a.meta.date > b.meta.date ? 1 : a.id < b.id ? -1 : 1
+  );
+}
+
+/** Content digest of each run folder (the aggregate's plan inputs). */
+export function runDigests(resultsDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!existsSync(resultsDir)) return out;
+  for (const name of readdirSync(resultsDir).sort()) {
+    const dir = join(resultsDir, name);
+    if (statSync(dir).isDirectory() && existsSync(join(dir, "run.json"))) {
+      out[`results/${name}`] = treeDigest(dir);
+    }
+  }
+  return out;
+}
+
+/** The newest run judged on a GPU, or null. */
+export function newestGpuRun<T extends { meta: { gpu: string | null } }>(runs: T[]): T | null {
+  const gpu = runs.filter((r) => r.meta.gpu);
+  return gpu.length ? gpu[gpu.length - 1] : null;
+}
+
+/** Any run folder (results/<id>/, or a fixture elsewhere): its run.json and cells. */
+export function readRunFolder(dir: string, stageOrder: string[] = RUN_STAGES): ShippedRun {
+  const meta = readRunMeta(dir);
+  return { id: meta.id, dir, meta, cells: readRunCells(dir, stageOrder) };
+}

@@ -1,0 +1,123 @@
+/**
+ * Without a GPU, time plans a CPU-sized selection of the cells verify passed: at most
+ * `cpu_max_workloads` workloads per definition that fit `cpu_max_cost`; the others are not runnable
+ * here, saying why and how to ask for everything. On a GPU the plan and its keys are what they were.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type CellResult, REPO_ROOT, type Toolchain } from "../../pipeline/engine/mod.ts";
+import { FAKE_GPU, FAKE_TOOLCHAIN } from "../../pipeline/engine/testdata/engine_stages.ts";
+import { formatSolution, Solution, solutionPath, workloadsPath } from "../../pipeline/trace/mod.ts";
+import { assertEquals, assertMatch } from "../../tests/assert.ts";
+import {
+  RMSNORM_DEF as DEF,
+  RMSNORM_DEF_PATH,
+  rmsnormDefinitionText,
+  rmsnormSolution,
+  rmsnormWorkloadsJsonl,
+} from "../../tests/fixtures/rmsnorm.ts";
+import { TimeParams, timeStage } from "./stage.ts";
+
+const SOL = "honest";
+const CPU: Toolchain = {
+  ...FAKE_TOOLCHAIN,
+  python: { path: "python3", version: "3.11", torch: "1.13" },
+};
+const GPU: Toolchain = { ...CPU, gpus: [FAKE_GPU] };
+
+function fragmentCell(
+  id: string,
+  files: Record<string, string>,
+  summary: unknown = null,
+): CellResult {
+  const dir = mkdtempSync(join(tmpdir(), "tp-cpusel-"));
+  for (const [rel, text] of Object.entries(files)) {
+    mkdirSync(join(dir, rel, ".."), { recursive: true });
+    writeFileSync(join(dir, rel), text);
+  }
+  return { id, key: id, digest: id, dir, summary };
+}
+
+/** time's upstream: DEF, workloads of these batch sizes (uuid `b<batch>`), each passed by verify. */
+function upstream(batches: number[]): Record<string, CellResult[]> {
+  const solution = Solution.parse(rmsnormSolution(SOL));
+  const workloads = batches.map((b) => ({ axes: { batch_size: b }, inputs: {}, uuid: `b${b}` }));
+  return {
+    definitions: [fragmentCell("definitions", { [RMSNORM_DEF_PATH]: rmsnormDefinitionText() })],
+    extract: [fragmentCell("llama", {
+      [workloadsPath("rmsnorm", DEF)]: rmsnormWorkloadsJsonl(workloads),
+    })],
+    generate: [fragmentCell("kernels", {
+      [solutionPath(solution, "rmsnorm")]: formatSolution(solution),
+    })],
+    verify: workloads.map((w) =>
+      fragmentCell(`${DEF}/${SOL}/${w.uuid}`, {}, {
+        definition: DEF,
+        solution: SOL,
+        workload: w.uuid,
+        outcome: "evaluated",
+        status: "PASSED",
+        reason: null,
+      })
+    ),
+  };
+}
+
+async function plan(tc: Toolchain, batches: number[], params: Record<string, unknown> = {}) {
+  const lines: string[] = [];
+  const plans = await timeStage.plan({
+    params: TimeParams.parse(params),
+    root: REPO_ROOT,
+    upstream: upstream(batches),
+    toolchain: tc,
+    env: {},
+    log: (l) => lines.push(l),
+  });
+  return { plans, lines };
+}
+
+const BIG = 5_000_000; // 1.3e9 element operations, over the default budget of 1e9
+
+Deno.test("without a GPU, time times at most cpu_max_workloads per definition that fit the budget", async () => {
+  const { plans, lines } = await plan(CPU, [4, BIG, 8, 16]);
+  const timed = plans.filter((p) => !p.notRunnable).map((p) => p.id.split("/")[2]);
+  assertEquals(timed, ["b4", "b8"]);
+  const left = Object.fromEntries(
+    plans.filter((p) => p.notRunnable).map((p) => [p.id.split("/")[2], p.notRunnable!]),
+  );
+  assertMatch(left[`b${BIG}`], /^CPU-sized selection: estimated cost 1\.3e9 over cpu_max_cost/);
+  assertMatch(
+    left.b16,
+    /^CPU-sized selection: cpu_max_workloads 2 reached \(pass --set time\.cpu_selection=false to judge everything\)$/,
+  );
+  assertEquals(lines.length, 1);
+  assertMatch(
+    lines[0],
+    /^no GPU here: timing a CPU-sized selection .*2 of 4 cells not runnable here/,
+  );
+});
+
+Deno.test("on a GPU, or with cpu_selection false, time plans every passed cell with the usual keys", async () => {
+  const gpu = await plan(GPU, [4, BIG, 8, 16]);
+  assertEquals(gpu.plans.filter((p) => p.notRunnable), []);
+  assertEquals(gpu.lines, []);
+  const keys = Object.keys(gpu.plans[0].params as Record<string, unknown>).sort();
+  assertEquals(keys.filter((k) => k.startsWith("cpu_")), [], "the CPU selection is in no key");
+  assertEquals(keys, [
+    "gate_hold_us",
+    "host_bound_rel_stderr",
+    "input_sets",
+    "input_sets_max_bytes",
+    "max_samples",
+    "max_seconds",
+    "min_samples",
+    "rounds",
+    "settle_workers",
+    "target_rel_stderr",
+    "warmup_calls",
+  ]);
+  const all = await plan(CPU, [4, BIG, 8, 16], { cpu_selection: false });
+  assertEquals(all.plans.filter((p) => p.notRunnable), []);
+  assertEquals(all.plans.map((p) => p.params), gpu.plans.map((p) => p.params));
+});

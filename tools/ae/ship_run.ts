@@ -1,0 +1,100 @@
+/**
+ * Ships a judged run into results/<id>/: copies, from a store's latest runs, what the aggregate
+ * reads of each cell (definitions, solutions, workloads without their blobs, traces, rejected
+ * solutions, timing.json, provenance.json, the sweep index), one folder per cell with a cell.json
+ * ({stage, id, key, summary}), and writes run.json from the template given.
+ *
+ *   deno run -A tools/ae/ship_run.ts --store DIR --run-json FILE [--out results]
+ *       [--traces-from DIR]   verify/time traces from a published reports/traces/ folder instead
+ *
+ * `--run-json` holds what no store knows (machine, driver, commits, stage walls); its `id` names the
+ * folder. An existing folder of that id is refused: a shipped run is never overwritten.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { parseArgs } from "node:util";
+import { type CellResult, REPO_ROOT, Store } from "../../pipeline/engine/mod.ts";
+
+/** The stages whose cells the aggregate reads (its upstream). */
+export const SHIPPED_STAGES = ["definitions", "extract", "generate", "compile", "verify", "time"];
+/** What of a cell is shipped: folders copied whole (blob/ is left out) and single files. */
+const FOLDERS = ["definitions", "solutions", "workloads", "traces", "rejected"];
+const FILES = ["timing.json", "provenance.json", "sweep-index.json"];
+
+/** Copies one cell's fragment into `dest`; returns false (and copies nothing) when it has none. */
+export function shipCell(stage: string, cell: CellResult, dest: string): boolean {
+  const present = [...FOLDERS, ...FILES].filter((n) => existsSync(join(cell.dir, n)));
+  if (!present.length) return false;
+  mkdirSync(dest, { recursive: true });
+  for (const n of present) {
+    // Workloads are shipped without their safetensors blobs (extract regenerates them).
+    cpSync(join(cell.dir, n), join(dest, n), {
+      recursive: true,
+      filter: (src) => !relative(cell.dir, src).split("/").includes("blob"),
+    });
+  }
+  const doc = { stage, id: cell.id, key: cell.key, summary: cell.summary ?? null };
+  writeFileSync(join(dest, "cell.json"), JSON.stringify(doc, null, 2) + "\n");
+  return true;
+}
+
+/**
+ * Cells of a published reports/traces/<stage>/<cell id>/traces/ tree (the report's copy of the
+ * judging cells' traces), for a run whose store is gone.
+ */
+export function cellsFromPublishedTraces(dir: string, stage: string): CellResult[] {
+  const root = join(dir, stage);
+  const out: CellResult[] = [];
+  const walk = (d: string) => {
+    const names = readdirSync(d).sort();
+    if (names.includes("traces")) {
+      out.push({ id: relative(root, d), key: "", digest: "", dir: d, summary: null });
+      return;
+    }
+    for (const n of names) walk(join(d, n));
+  };
+  if (existsSync(root)) walk(root);
+  return out;
+}
+
+function main(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    options: {
+      store: { type: "string" },
+      "run-json": { type: "string" },
+      out: { type: "string", default: join(REPO_ROOT, "results") },
+      "traces-from": { type: "string" },
+    },
+  });
+  if (!values.store || !values["run-json"]) {
+    console.error("usage: ship_run.ts --store DIR --run-json FILE [--out DIR] [--traces-from DIR]");
+    return 2;
+  }
+  const meta = JSON.parse(readFileSync(values["run-json"], "utf8"));
+  if (typeof meta.id !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(meta.id)) {
+    console.error(`${values["run-json"]}: $.id: a folder name is required (machine-date)`);
+    return 2;
+  }
+  const runDir = join(values.out!, meta.id);
+  if (existsSync(runDir)) {
+    console.error(`${runDir}: exists; a shipped run is never overwritten (pick another id)`);
+    return 2;
+  }
+  const store = new Store(values.store);
+  let n = 0;
+  for (const stage of SHIPPED_STAGES) {
+    const fromTraces = values["traces-from"] && (stage === "verify" || stage === "time");
+    const cells = fromTraces
+      ? cellsFromPublishedTraces(values["traces-from"]!, stage)
+      : store.lastResults(stage) ?? [];
+    for (const c of cells) {
+      if (shipCell(stage, c, join(runDir, "cells", stage, c.id))) n++;
+    }
+  }
+  writeFileSync(join(runDir, "run.json"), JSON.stringify(meta, null, 2) + "\n");
+  console.log(`shipped ${n} cells into ${runDir}; write its README.md (what is missing, and why)`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(main(Deno.args));
