@@ -54,9 +54,15 @@ function scratchRoot(): string {
 Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU judgements, nothing shipped touched", async () => {
   const root = scratchRoot();
   try {
-    const before = { results: treeDigest(join(root, "results")), reports: treeDigest(join(root, "reports")) };
+    const before = {
+      results: treeDigest(join(root, "results")),
+      reports: treeDigest(join(root, "reports")),
+    };
     // This machine's judged cells: the fixture TraceSet as judged on a CPU.
-    const cpu = writeFixtureRun(join(root, "scratch"), "cpu", { gpu: null, hardware: "cpu:x86_64" });
+    const cpu = writeFixtureRun(join(root, "scratch"), "cpu", {
+      gpu: null,
+      hardware: "cpu:x86_64",
+    });
     const cell = join(cpu, "cells", "fixture", "basic");
     const upstream = { verify: [{ id: "basic", key: "k", digest: "d", dir: cell, summary: null }] };
     const params = AggregateParams.parse({});
@@ -87,7 +93,10 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     });
     // Nothing shipped changed: the runs and the committed report are byte-identical.
     assertEquals(treeDigest(join(root, "results")), before.results);
-    assertEquals(treeDigest(join(root, "reports", "tables")), treeDigest(join(REPO_ROOT, "reports", "tables")));
+    assertEquals(
+      treeDigest(join(root, "reports", "tables")),
+      treeDigest(join(REPO_ROOT, "reports", "tables")),
+    );
     const latest = join(root, PUBLISH_DIR);
     assert(existsSync(join(latest, "index.html")), "published into reports/latest/");
     const committedFiles = (dir: string) =>
@@ -101,8 +110,16 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assertMatch(front, new RegExp(`Decided on run <b>${SHIPPED}</b> \\(NVIDIA H100 80GB HBM3\\)`));
     assertMatch(front, /paper\.table_a\.gpt5_cuda/);
     // The runs: the shipped one with its GPU, commit and counts; this machine's labelled as such.
-    assertMatch(front, new RegExp(`<a href="runs/${SHIPPED}/index.html">${SHIPPED}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-06</td><td>05126f885eaa</td><td>345</td><td>345</td><td>431</td><td>2658</td>`));
-    assertMatch(front, /<a href="#summary">this-machine<\/a><\/td><td>this machine<\/td><td>cpu:x86_64<\/td>/);
+    assertMatch(
+      front,
+      new RegExp(
+        `<a href="runs/${SHIPPED}/index.html">${SHIPPED}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-06</td><td>05126f885eaa</td><td>345</td><td>345</td><td>431</td><td>2658</td>`,
+      ),
+    );
+    assertMatch(
+      front,
+      /<a href="#summary">this-machine<\/a><\/td><td>this machine<\/td><td>cpu:x86_64<\/td>/,
+    );
     assertMatch(front, /run this-machine \(this machine; no GPU: CPU judgements\)/);
     // The shipped run's own report: its tables, charts and provenance, its traces linked in results/.
     const shipped = readFileSync(join(latest, "runs", SHIPPED, "index.html"), "utf8");
@@ -111,7 +128,13 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assertMatch(shipped, /NVIDIA H100 80GB HBM3/);
     assertMatch(shipped, /<svg/);
     assertMatch(shipped, new RegExp(`href="../../../../results/${SHIPPED}/cells/time/`));
-    for (const f of ["tables/table_a_correctness_by_language_author.csv", "charts/fig6_fast_p_ours.svg", "cells.csv"]) {
+    for (
+      const f of [
+        "tables/table_a_correctness_by_language_author.csv",
+        "charts/fig6_fast_p_ours.svg",
+        "cells.csv",
+      ]
+    ) {
       assert(existsSync(join(latest, "runs", SHIPPED, f)), f);
     }
     assertEquals(
@@ -119,7 +142,10 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
       readFileSync(join(REPO_ROOT, "reports", "tables", "table_b_fast_p.csv"), "utf8"),
     );
     // Every table of every run, each row labelled with its run and hardware.
-    const all = readFileSync(join(latest, "all-runs", "table_a_correctness_by_language_author.csv"), "utf8");
+    const all = readFileSync(
+      join(latest, "all-runs", "table_a_correctness_by_language_author.csv"),
+      "utf8",
+    );
     assertMatch(all, /^run,hardware,author,language,/);
     assertMatch(all, new RegExp(`\\n${SHIPPED},NVIDIA H100 80GB HBM3,gpt-5,cuda,`));
     assertMatch(all, /\nthis-machine,cpu:x86_64,alice,cuda,/);

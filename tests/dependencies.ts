@@ -7,7 +7,9 @@
  * `pipeline/harness`, each `stages/<name>`, and the files outside them (`pipeline/cli.ts`,
  * `stages/mod.ts`, tests, tools). `pipeline/scale` (shards, Slurm) is application code like the
  * CLI: it may import every face, and no library package or stage may import it; so is
- * `pipeline/refresh` (the nightly refresh), which may also import the registry. Tests
+ * `pipeline/refresh` (the nightly refresh), which may also import the registry, and so is
+ * `pipeline/claims` (artifact evaluation: `tp claims`, `tp report`), which imports the aggregate
+ * stage's face. Tests
  * (`*_test.ts`, `testdata/`) may import anything.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -40,9 +42,10 @@ export interface Edge {
 
 /** The package a repo-relative path belongs to. */
 export function packageOf(path: string): string {
-  const m = /^(pipeline\/(?:engine|trace|lib|serving|harness|scale|refresh)|stages\/[^/]+)\//.exec(
-    path,
-  );
+  const m = /^(pipeline\/(?:engine|trace|lib|serving|harness|scale|refresh|claims)|stages\/[^/]+)\//
+    .exec(
+      path,
+    );
   if (m && !/^stages\/[^/]+$/.test(path)) return m[1];
   return path;
 }

@@ -8,10 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { claimsCommand } from "./command.ts";
-import {
-  FIXTURE_CLAIMS,
-  writeFixtureRun,
-} from "../../stages/aggregate/testdata/fixture_run.ts";
+import { FIXTURE_CLAIMS, writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts";
 
 /** Runs `f` with console.log/error captured. */
 async function captured(f: () => Promise<number>) {
@@ -45,7 +42,10 @@ Deno.test("tp claims on a fixture run: one line per claim, ours beside the paper
     );
     assertEquals(r.code, 1, r.out.join("\n"));
     assertMatch(r.out[0], /^claims on run fixture-run \(CPU; 1 run loaded: fixture-run\)$/);
-    assertMatch(line(r.out, "t.pass"), /^PASS +t\.pass +ours 66\.7 %, paper 70 %, expected 70 ± 5 %$/);
+    assertMatch(
+      line(r.out, "t.pass"),
+      /^PASS +t\.pass +ours 66\.7 %, paper 70 %, expected 70 ± 5 %$/,
+    );
     assertMatch(line(r.out, "t.fail"), /^FAIL +t\.fail +ours 66\.7 %/);
     assertMatch(line(r.out, "t.gpu"), /^NOT RUN +t\.gpu .* — needs a GPU run$/);
     assertEquals(r.out.at(-1), "1 PASS, 1 FAIL, 3 NOT RUN");
@@ -81,7 +81,9 @@ Deno.test("tp claims: a broken query or a missing run folder is one line and exi
     assertMatch(r.err.join("\n"), /^error: claims\.json: t\.pass: .*nowhere/);
     const gone = await captured(() => claimsCommand(["--run", join(f.dir, "nope")]));
     assertEquals(gone.code, 2);
-    assertEquals(gone.err, [`error: --run ${join(f.dir, "nope")}: no run.json there (a run folder: run.json and cells/)`]);
+    assertEquals(gone.err, [
+      `error: --run ${join(f.dir, "nope")}: no run.json there (a run folder: run.json and cells/)`,
+    ]);
   } finally {
     rmSync(f.dir, { recursive: true, force: true });
   }
@@ -103,7 +105,10 @@ Deno.test("tp claims on the shipped H100 run decides the paper's tables, apply()
   assertEquals(status("project.fidelity.known_correct_pass"), "PASS");
   assertEquals(status("project.fidelity.outside_verdicts"), "PASS");
   assertMatch(line(r.out, "project.fidelity.copy_bandwidth"), /NOT RUN .*needs a GPU/);
-  assertMatch(line(r.out, "project.roofline.gqa_decode"), /NOT RUN .*no decode workload that large/);
+  assertMatch(
+    line(r.out, "project.roofline.gqa_decode"),
+    /NOT RUN .*no decode workload that large/,
+  );
   assertMatch(line(r.out, "project.roofline.rmsnorm"), /NOT RUN .*batch 8192/);
   assertMatch(line(r.out, "project.repeatability"), /NOT RUN .*second run/);
   assertEquals(r.err, []);

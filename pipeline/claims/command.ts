@@ -12,8 +12,8 @@ import {
   AggregateParams,
   buildShippedReport,
   claimLines,
-  claimsOnRuns,
   ClaimsError,
+  claimsOnRuns,
   listShippedRuns,
   publishReports,
   readRunFolder,
@@ -23,7 +23,8 @@ import {
 } from "../../stages/aggregate/mod.ts";
 
 /** Usage lines of the two commands (the CLI's help). */
-export const CLAIMS_USAGE = `  claims                each claim of claims.json on a run: PASS, FAIL or NOT RUN (and why), ours
+export const CLAIMS_USAGE =
+  `  claims                each claim of claims.json on a run: PASS, FAIL or NOT RUN (and why), ours
     [--results DIR]       beside the paper's; runs: results/ (the shipped runs) and every --run DIR;
     [--run DIR]…          decided on --on ID, else the newest GPU run; exit 0 unless a claim FAILed
     [--on ID] [--claims FILE]

@@ -36,21 +36,27 @@ Deno.test("cells within the spread pass; one outside is listed; a changed verdic
   ]);
   assertEquals(c.reproduced, false);
   const lines = comparisonLines(c, "h100-x");
-  assertMatch(lines[0], /^compared 5 cells with h100-x: 3 within ±15 %, 1 outside, 1 with another verdict; 1 only in h100-x, 1 only in this run/);
-  assertMatch(lines.join("\n"), /VERDICT  d w1 c: PASSED 1 ms -> INCORRECT_NUMERICAL/);
-  assertMatch(lines.join("\n"), /OUTSIDE  d w1 b: PASSED 1 ms -> PASSED 1\.5 ms \(\+50 %\)/);
+  assertMatch(
+    lines[0],
+    /^compared 5 cells with h100-x: 3 within ±15 %, 1 outside, 1 with another verdict; 1 only in h100-x, 1 only in this run/,
+  );
+  assertMatch(lines.join("\n"), /VERDICT {2}d w1 c: PASSED 1 ms -> INCORRECT_NUMERICAL/);
+  assertMatch(lines.join("\n"), /OUTSIDE {2}d w1 b: PASSED 1 ms -> PASSED 1\.5 ms \(\+50 %\)/);
   assertMatch(lines.at(-1)!, /^NOT reproduced: verdicts changed/);
 });
 
 Deno.test("a run is reproduced while the cells outside the spread stay under the share allowed", () => {
-  const now = SHIPPED.slice(0, 5).map((c) => c.solution === "b" && c.uuid === "w1" ? { ...c, latency_ms: 2 } : c);
+  const now = SHIPPED.slice(0, 5).map((c) =>
+    c.solution === "b" && c.uuid === "w1" ? { ...c, latency_ms: 2 } : c
+  );
   assertEquals(compareCells(SHIPPED, now, 10, 0.5).reproduced, true); // 1 of 4 timed cells outside
   assertEquals(compareCells(SHIPPED, now, 10, 0.2).reproduced, false);
   assertMatch(comparisonLines(compareCells(SHIPPED, [], 10), "x").at(-1)!, /no cell in common/);
 });
 
 Deno.test("cells.csv round-trips through the parser, quotes and empty latencies included", () => {
-  const csv = 'solution,definition,uuid,status,latency_ms\n"a,b",d,w1,PASSED,0.5\nc,d,w2,COMPILE_ERROR,\n';
+  const csv =
+    'solution,definition,uuid,status,latency_ms\n"a,b",d,w1,PASSED,0.5\nc,d,w2,COMPILE_ERROR,\n';
   assertEquals(parseCellsCsv(csv), [
     { solution: "a,b", definition: "d", uuid: "w1", status: "PASSED", latency_ms: 0.5 },
     { solution: "c", definition: "d", uuid: "w2", status: "COMPILE_ERROR", latency_ms: null },

@@ -268,7 +268,9 @@ export async function decideClaims(
       n: v?.n ?? null,
       how: c.how,
     };
-    if (unmet.length) return { ...base, ours: null, status: "NOT RUN", why: unmet.join("; ") };
+    if (unmet.length) {
+      return { ...base, ours: null, n: null, status: "NOT RUN", why: unmet.join("; ") };
+    }
     if (!v || v.error) {
       return { ...base, status: "NOT RUN", why: `query failed: ${v?.error}`, error: v?.error };
     }

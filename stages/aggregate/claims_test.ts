@@ -48,7 +48,11 @@ Deno.test("claims on a GPU fixture run: PASS, FAIL, and NOT RUN for want of data
 
 Deno.test("claims on a CPU fixture run: a claim that needs a GPU is NOT RUN and says why", async () => {
   const r = await decide([{ id: "cpu-run", gpu: null }]);
-  assertEquals([r["t.gpu"].status, r["t.gpu"].why, r["t.gpu"].ours], ["NOT RUN", "needs a GPU run", null]);
+  assertEquals([r["t.gpu"].status, r["t.gpu"].why, r["t.gpu"].ours], [
+    "NOT RUN",
+    "needs a GPU run",
+    null,
+  ]);
   assertEquals(r["t.pass"].status, "PASS");
 });
 

@@ -88,10 +88,12 @@ export function renderFront(
         `each claim's query and check are in <code>claims.json</code>; ` +
         `<a href="claims.csv">CSV</a> · <a href="claims.md">Markdown</a>.</p>`,
     );
-    out.push(`<table><thead><tr>${
-      ["status", "claim (hover: where)", "ours", "paper", "expected", "n", "why not run / claim"]
-        .map((h) => `<th>${h}</th>`).join("")
-    }</tr></thead><tbody>`);
+    out.push(
+      `<table><thead><tr>${
+        ["status", "claim (hover: where)", "ours", "paper", "expected", "n", "why not run / claim"]
+          .map((h) => `<th>${h}</th>`).join("")
+      }</tr></thead><tbody>`,
+    );
     for (const c of claims) {
       const num = (v: number | null) =>
         v === null ? "" : Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4)));
@@ -100,7 +102,9 @@ export function renderFront(
           html(c.where)
         }">${html(c.id)}</code></td><td class="num">${num(c.ours)}</td><td class="num">${
           num(c.paper)
-        }</td><td>${html(c.expected)}</td><td class="num">${c.n ?? ""}</td><td>${
+        }</td><td>${html(c.expected)}</td><td class="num">${
+          c.n ?? ""
+        }</td><td style="white-space:normal;min-width:28em">${
           html(c.status === "NOT RUN" ? c.why : c.claim)
         }</td></tr>`,
       );
@@ -117,13 +121,15 @@ export function renderFront(
   );
   runs.forEach((r, i) => {
     const row = t.rows[i];
-    out.push(`<tr>${
-      t.columns.map((c) =>
-        c === "run"
-          ? `<td><a href="${html(r.href)}">${html(r.id)}</a></td>`
-          : `<td>${html(String(row[c] ?? ""))}</td>`
-      ).join("")
-    }</tr>`);
+    out.push(
+      `<tr>${
+        t.columns.map((c) =>
+          c === "run"
+            ? `<td><a href="${html(r.href)}">${html(r.id)}</a></td>`
+            : `<td>${html(String(row[c] ?? ""))}</td>`
+        ).join("")
+      }</tr>`,
+    );
   });
   out.push(`</tbody></table>`);
   for (const r of runs) {

@@ -8,7 +8,7 @@ export {
   type ClaimsOnRunsInput,
   THIS_MACHINE,
 } from "./report_runs.ts";
-export { type ClaimResult, claimLines, ClaimsError } from "./claims.ts";
+export { claimLines, type ClaimResult, ClaimsError } from "./claims.ts";
 export {
   listShippedRuns,
   readRunFolder,

@@ -6,6 +6,7 @@
  * their traces are linked where they lie, never copied or rewritten.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { SHIPPED_MARKER_TITLE } from "./marker.ts";
 import { join, relative } from "node:path";
 import type { CellResult, Toolchain } from "../../pipeline/engine/mod.ts";
 import {
@@ -122,7 +123,10 @@ export async function buildMultiRunReport(input: MultiRunInput): Promise<MultiRu
   const tables = new Map<string, { run: RunLine; table: Table }[]>();
   const summaries: Record<string, AggregateSummary> = {};
   let claimResults: Awaited<ReturnType<typeof decideClaims>> = [];
-  const ordered = [...runs.filter((r) => r.id !== input.top), runs.find((r) => r.id === input.top)!];
+  const ordered = [
+    ...runs.filter((r) => r.id !== input.top),
+    runs.find((r) => r.id === input.top)!,
+  ];
   for (const run of ordered) {
     const isTop = run.id === input.top;
     const dir = isTop ? outDir : join(outDir, "runs", run.id);
@@ -207,7 +211,8 @@ function cellsTable(cells: unknown[][]): Table {
   return {
     id: "cells",
     title: "Cells",
-    caption: "Each (solution, workload) cell: its status and its latency (the minimum over its timed runs).",
+    caption:
+      "Each (solution, workload) cell: its status and its latency (the minimum over its timed runs).",
     columns: CELL_COLUMNS,
     rows: cells.map((c) => Object.fromEntries(CELL_COLUMNS.map((k, i) => [k, c[i]]))),
   };
@@ -282,6 +287,8 @@ export async function buildShippedReport(input: ShippedReportInput): Promise<Mul
     throw new RunFolderError(`${dir}/: no shipped run (a folder holding a run.json)`);
   }
   const top = newestGpuRun(shipped) ?? shipped[shipped.length - 1];
+  mkdirSync(input.outDir, { recursive: true });
+  writeFileSync(join(input.outDir, "README.md"), shippedReadme(shipped.map((r) => r.id)));
   return await buildMultiRunReport({
     runs: shipped.map(shippedReportRun),
     top: top.id,
@@ -310,7 +317,10 @@ export interface ClaimsOnRunsInput {
 export async function claimsOnRuns(
   input: ClaimsOnRunsInput,
 ): Promise<{ on: ReportRun; results: ClaimResult[] }> {
-  const file = loadClaims(input.claimsPath, relative(input.root, input.claimsPath) || "claims.json");
+  const file = loadClaims(
+    input.claimsPath,
+    relative(input.root, input.claimsPath) || "claims.json",
+  );
   const runs = input.runs.map(shippedReportRun);
   const on = input.on
     ? runs.find((r) => r.id === input.on)
@@ -332,4 +342,17 @@ export async function claimsOnRuns(
     }
   }
   return { on, results: await decideClaims(file, claimRuns, on.id, input.root) };
+}
+
+/** The committed report's README: what it is, and that an ordinary run does not write it. */
+function shippedReadme(ids: string[]): string {
+  return `${SHIPPED_MARKER_TITLE}
+
+Built from the shipped runs in \`results/\` (${ids.join(", ")}) alone, byte for byte the same on
+any machine: \`deno task tp report --ship\` rebuilds it, \`deno task tp report --check\` compares
+(CI does, through tests/artifact_test.ts). Open \`index.html\`: the claims first, then each run.
+
+An ordinary \`deno task reproduce\` never writes here: it publishes its report (the shipped runs
+beside what that machine judged) into \`reports/latest/\`, which git ignores.
+`;
 }

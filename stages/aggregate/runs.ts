@@ -127,7 +127,9 @@ export function listShippedRuns(resultsDir: string, stageOrder: string[] = []): 
     const meta = readRunMeta(dir, join("results", name));
     if (meta.id !== name) {
       throw new RunFolderError(
-        `${join("results", name, "run.json")}: $.id: "${meta.id}" differs from its folder "${name}"`,
+        `${
+          join("results", name, "run.json")
+        }: $.id: "${meta.id}" differs from its folder "${name}"`,
       );
     }
     runs.push({ id: name, dir, meta, cells: readRunCells(dir, stageOrder) });

@@ -5,24 +5,33 @@
  * claims (claims.json). An ordinary run publishes into reports/latest/ (git-ignored); the committed
  * report in reports/ is rebuilt from the shipped runs alone by `tp report --ship`.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, relative } from "node:path";
 import {
   defineStage,
   digestJson,
-  type PlanContext,
   PipelineError,
+  type PlanContext,
 } from "../../pipeline/engine/mod.ts";
 import { AggregateParams } from "./params.ts";
 import {
   listShippedRuns,
   RUN_STAGES,
-  RunFolderError,
   runDigests,
+  RunFolderError,
   type ShippedRun,
 } from "./runs.ts";
 import { buildMultiRunReport, liveRuns, THIS_MACHINE } from "./report_runs.ts";
 import { ClaimsError } from "./claims.ts";
+import { publishTarget } from "./marker.ts";
 
 // The aggregate's whole computation, one run at a time (kept importable from here).
 export {
@@ -33,8 +42,7 @@ export {
   writeBestOfSweep,
 } from "./aggregate.ts";
 
-/** Where an ordinary run publishes its report, repo-relative (git-ignored). */
-export const PUBLISH_DIR = "reports/latest";
+export { PUBLISH_DIR, publishTarget, SHIPPED_MARKER } from "./marker.ts";
 
 /** The shipped runs the params name (none when `shippedRuns` is empty). */
 export function shippedRunsOf(root: string, params: AggregateParams): ShippedRun[] {
@@ -61,9 +69,10 @@ export const aggregateStage = defineStage<AggregateParams>({
   module: import.meta.url,
   publish: ({ cells, root, log }) => {
     if (!cells.length) return;
-    // Never into reports/ itself: that is the committed report of the shipped runs.
-    publishReports(cells[0].dir, join(root, PUBLISH_DIR));
-    log(`report written to ${join(root, PUBLISH_DIR)} (index.html)`);
+    // Never over the committed report of the shipped runs.
+    const target = publishTarget(root);
+    publishReports(cells[0].dir, target);
+    log(`report written to ${join(target, "index.html")}`);
   },
   codeFiles: [
     "stages/aggregate/sql/00_schema.sql",
@@ -109,7 +118,7 @@ export const aggregateStage = defineStage<AggregateParams>({
         claimsNote: note,
         params: ctx.params,
         outDir: job.outDir,
-        publishedAt: join(ctx.root, PUBLISH_DIR),
+        publishedAt: publishTarget(ctx.root),
         root: ctx.root,
         claimsPath: join(ctx.root, "claims.json"),
         toolchain: ctx.toolchain,
@@ -133,6 +142,14 @@ export const aggregateStage = defineStage<AggregateParams>({
 
 const MANIFEST = ".aggregate-published.json";
 
+/** Removes `dir` and its parents up to (not including) `top` while they are empty. */
+function pruneEmptyParents(top: string, dir: string): void {
+  while (dir.startsWith(top + "/") && existsSync(dir) && readdirSync(dir).length === 0) {
+    rmSync(dir, { recursive: true });
+    dir = dirname(dir);
+  }
+}
+
 /**
  * Copies the aggregate cell's output into `reportsDir` (the repo's reports/). Files published the
  * previous time (listed in a manifest) are removed first, so nothing stale survives and files
@@ -144,6 +161,7 @@ export function publishReports(cellDir: string, reportsDir: string): string[] {
   if (existsSync(manifest)) {
     for (const rel of JSON.parse(readFileSync(manifest, "utf8")) as string[]) {
       rmSync(join(reportsDir, rel), { force: true, recursive: true });
+      pruneEmptyParents(reportsDir, dirname(join(reportsDir, rel)));
     }
   }
   const copied: string[] = [];

@@ -80,7 +80,8 @@ async function plan(tc: Toolchain, batches: number[], params: Record<string, unk
 const BIG = 5_000_000; // 1.3e9 element operations, over the default budget of 1e9
 
 Deno.test("without a GPU, time times at most cpu_max_workloads per definition that fit the budget", async () => {
-  const { plans, lines } = await plan(CPU, [4, BIG, 8, 16]);
+  assertEquals(TimeParams.parse({}).cpu_max_workloads, 3, "as many as verify judges by default");
+  const { plans, lines } = await plan(CPU, [4, BIG, 8, 16], { cpu_max_workloads: 2 });
   const timed = plans.filter((p) => !p.notRunnable).map((p) => p.id.split("/")[2]);
   assertEquals(timed, ["b4", "b8"]);
   const left = Object.fromEntries(

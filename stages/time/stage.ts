@@ -86,7 +86,7 @@ export const TimeParams = SelectionParams.extend({
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
    */
   baseline_prefer: z.string().default("flashinfer"),
-  ...cpuSelectionFields(2),
+  ...cpuSelectionFields(3),
 });
 export type TimeParams = z.infer<typeof TimeParams>;
 

@@ -63,7 +63,11 @@ async function validateStep(): Promise<string | null> {
     const s = JSON.parse(readFileSync(existsSync(summaryFile) ? summaryFile : top, "utf8"));
     for (const k of ["definitions", "workloads", "solutions", "traces"]) {
       if (typeof covers[k] === "number" && covers[k] !== s.counts?.[k]) {
-        problems.push(`results/${e.name}/run.json: $.covers.${k}: ${covers[k]}, the data holds ${s.counts?.[k]}`);
+        problems.push(
+          `results/${e.name}/run.json: $.covers.${k}: ${covers[k]}, the data holds ${
+            s.counts?.[k]
+          }`,
+        );
       }
     }
     if (s.diagnostics) problems.push(`results/${e.name}: ${s.diagnostics} input diagnostics`);
@@ -89,7 +93,9 @@ async function pureStep(storeDir: string, update: boolean): Promise<string | nul
   }
   const diffs = digestDiffs(JSON.parse(readFileSync(MANIFEST, "utf8")).cells, got);
   for (const d of diffs) console.log(`  ${d}`);
-  console.log(`${Object.keys(got).length} pure cells, ${diffs.length} differ from results/pure-stages.json`);
+  console.log(
+    `${Object.keys(got).length} pure cells, ${diffs.length} differ from results/pure-stages.json`,
+  );
   return diffs.length ? `${diffs.length} pure cells differ from the manifest` : null;
 }
 
@@ -118,7 +124,10 @@ async function main(args: string[]): Promise<number> {
   });
   const steps: [string, () => Promise<string | null>][] = [
     ["validate the shipped dataset", validateStep],
-    ["re-run the pure stages, check digests", () => pureStep(values.store!, values["update-manifest"]!)],
+    [
+      "re-run the pure stages, check digests",
+      () => pureStep(values.store!, values["update-manifest"]!),
+    ],
     ["re-aggregate the shipped runs, check reports/ byte for byte", async () => {
       const rc = await tp("report", "--check");
       return rc === 0 ? null : "reports/ differs from the shipped runs re-aggregated";
@@ -140,8 +149,16 @@ async function main(args: string[]): Promise<number> {
   const t = performance.now();
   const rc = await tp("claims");
   rows.push(
-    `${rc === 2 ? "FAIL" : "ok  "}  ${((performance.now() - t) / 1000).toFixed(1).padStart(6)} s  ` +
-      `claims printed (${rc === 0 ? "no claim FAILed" : rc === 1 ? "some claims FAIL: see ARTIFACT.md, deviations" : "claims.json broken"})`,
+    `${rc === 2 ? "FAIL" : "ok  "}  ${
+      ((performance.now() - t) / 1000).toFixed(1).padStart(6)
+    } s  ` +
+      `claims printed (${
+        rc === 0
+          ? "no claim FAILed"
+          : rc === 1
+          ? "some claims FAIL: see ARTIFACT.md, deviations"
+          : "claims.json broken"
+      })`,
   );
   if (rc === 2) failed++;
   console.log(`\n== ae:kick summary (${((performance.now() - t0) / 1000).toFixed(0)} s)`);

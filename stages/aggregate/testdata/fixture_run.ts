@@ -116,7 +116,8 @@ export const FIXTURE_CLAIMS = {
       claim: "nobody named carol",
       paper: null,
       unit: "",
-      sql: "SELECT max(correctness_pct) AS value FROM correctness_rate_by_language_author WHERE author = 'carol'",
+      sql:
+        "SELECT max(correctness_pct) AS value FROM correctness_rate_by_language_author WHERE author = 'carol'",
       check: { op: ">=", value: 0 },
       empty: "carol was not judged",
       how: "by hand",
@@ -129,11 +130,11 @@ export const FIXTURE_CLAIMS = {
       paper: null,
       unit: "%",
       scope: "runs",
-      sql: "WITH a AS (SELECT * FROM run_cells WHERE run = '{run}' AND latency_ms > 0), b AS (SELECT * FROM run_cells WHERE run <> '{run}' AND latency_ms > 0) SELECT 100 * median(abs(b.latency_ms / a.latency_ms - 1)) AS value, count(*) AS n FROM a JOIN b USING (solution, definition, uuid) HAVING count(*) > 0",
+      sql:
+        "WITH a AS (SELECT * FROM run_cells WHERE run = '{run}' AND latency_ms > 0), b AS (SELECT * FROM run_cells WHERE run <> '{run}' AND latency_ms > 0) SELECT 100 * median(abs(b.latency_ms / a.latency_ms - 1)) AS value, count(*) AS n FROM a JOIN b USING (solution, definition, uuid) HAVING count(*) > 0",
       check: { op: "<=", value: 2 },
       empty: "needs a second run",
       how: "by hand",
     } as never,
   ]),
 };
-

@@ -1,0 +1,182 @@
+/**
+ * The artifact-evaluation scripts' own logic: the pure-stage manifest check, ae:full's comparison
+ * of a re-judged run with a shipped one (on fixture runs, through the real report), ship_run.
+ */
+import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT } from "../../pipeline/engine/mod.ts";
+import { AggregateParams, aggregateStage } from "../../stages/aggregate/mod.ts";
+import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts";
+import { digestDiffs } from "./kick.ts";
+import { compareWithShipped, measuredSpread } from "./full.ts";
+import { shipCell } from "./ship_run.ts";
+
+Deno.test("kick: a pure cell whose digest changed, went missing or is new is named", () => {
+  const want = {
+    "collect/a": "1".repeat(64),
+    "extract/b": "2".repeat(64),
+    "generate/c": "3".repeat(64),
+  };
+  const got = {
+    "collect/a": "1".repeat(64),
+    "extract/b": "9".repeat(64),
+    "generate/d": "4".repeat(64),
+  };
+  assertEquals(digestDiffs(want, got), [
+    `extract/b: ${"9".repeat(16)} (manifest ${"2".repeat(16)})`,
+    "generate/c: not produced",
+    "generate/d: not in the manifest",
+  ]);
+  assertEquals(digestDiffs(want, { ...want }), []);
+});
+
+Deno.test("ae:full compares within the largest run-to-run p90 a shipped run measured", () => {
+  assertEquals(
+    measuredSpread({
+      run_to_run: { p90_pct: 3.1, device_bound: { p90_pct: 2.6 }, host_bound: { p90_pct: 15 } },
+    }),
+    15,
+  );
+  assertEquals(measuredSpread({ run_to_run: { p90_pct: 3.1 } }), 3.1);
+  assertEquals(measuredSpread({}), null);
+});
+
+/** A repository root holding one shipped fixture run and this machine's report over `scale`d cells. */
+async function judgedHere(scale: number): Promise<string> {
+  const root = mkdtempSync(join(tmpdir(), "ae-full-"));
+  for (const p of ["claims.json", "data/paper-figures.json"]) {
+    mkdirSync(join(root, p, ".."), { recursive: true });
+    cpSync(join(REPO_ROOT, p), join(root, p));
+  }
+  writeFixtureRun(join(root, "results"), "fake-2026-01-01", {
+    gpu: "FakeGPU",
+    extra: { measurements: { run_to_run: { p90_pct: 10 } } },
+  });
+  const here = writeFixtureRun(join(root, "scratch"), "here", { gpu: "FakeGPU", scale });
+  const upstream = {
+    verify: [{
+      id: "basic",
+      key: "k",
+      digest: "d",
+      dir: join(here, "cells", "fixture", "basic"),
+      summary: null,
+    }],
+  };
+  const gpu = {
+    index: 0,
+    name: "FakeGPU",
+    uuid: "u",
+    driver: "1",
+    computeCapability: "9.0",
+    memoryMiB: 1,
+  };
+  const ctx = {
+    params: AggregateParams.parse({}),
+    root,
+    upstream,
+    toolchain: { os: "linux", arch: "x86_64", deno: "x", gpus: [gpu] },
+    env: {},
+    log: () => {},
+  };
+  const [plan] = await aggregateStage.plan(ctx);
+  const outDir = join(root, "cell");
+  mkdirSync(outDir);
+  const job = {
+    plan,
+    key: "k",
+    outDir,
+    log: () => {},
+    setSummary: () => {},
+    signal: new AbortController().signal,
+  };
+  await aggregateStage.run!(job, ctx);
+  await aggregateStage.publish!({
+    cells: [{ id: "report", key: "k", digest: "d", dir: outDir, summary: null }],
+    root,
+    log: () => {},
+  });
+  return root;
+}
+
+Deno.test("ae:full on fixture runs: a re-judged run within the shipped run's spread is reproduced", async () => {
+  const root = await judgedHere(1.05);
+  try {
+    const r = compareWithShipped(root, { maxOutside: 0.1 });
+    assert(!("error" in r));
+    assertMatch(
+      r.lines[0],
+      /^== each cell's median against fake-2026-01-01 \(±10 %: its measured spread\)$/,
+    );
+    assertMatch(
+      r.lines[1],
+      /^compared 20 cells with fake-2026-01-01: 20 within ±10 %, 0 outside, 0 with another verdict/,
+    );
+    assertEquals(r.reproduced, true);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("ae:full on fixture runs: cells 50 % slower are listed and the run is not reproduced", async () => {
+  const root = await judgedHere(1.5);
+  try {
+    const r = compareWithShipped(root, { maxOutside: 0.1 });
+    assert(!("error" in r));
+    assertMatch(
+      r.lines.join("\n"),
+      /OUTSIDE {2}gemm_n4_k4 g1 alice_cuda_gemm_1: PASSED 2 ms -> PASSED 3 ms \(\+50 %\)/,
+    );
+    assertEquals(r.reproduced, false);
+    const wide = compareWithShipped(root, { tolerance: 60, maxOutside: 0.1 });
+    assert(!("error" in wide) && wide.reproduced);
+    const none = compareWithShipped(join(root, "nowhere"), { maxOutside: 0.1 });
+    assert("error" in none && /no shipped GPU run|missing/.test(none.error));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("ship_run: a cell's fragment is copied without its blobs, with a cell.json; an empty cell is not", () => {
+  const src = mkdtempSync(join(tmpdir(), "ship-src-"));
+  const dest = mkdtempSync(join(tmpdir(), "ship-dest-"));
+  try {
+    for (
+      const p of [
+        "workloads/gemm/g.jsonl",
+        "blob/workloads/gemm/x.safetensors",
+        "timing.json",
+        "log.txt",
+      ]
+    ) {
+      mkdirSync(join(src, p, ".."), { recursive: true });
+      writeFileSync(join(src, p), "x");
+    }
+    const cell = { id: "a/b", key: "k1", digest: "d", dir: src, summary: { n: 1 } };
+    assert(shipCell("extract", cell, join(dest, "a")));
+    assert(existsSync(join(dest, "a/workloads/gemm/g.jsonl")));
+    assert(existsSync(join(dest, "a/timing.json")));
+    assertEquals(existsSync(join(dest, "a/blob")), false);
+    assertEquals(existsSync(join(dest, "a/log.txt")), false);
+    assertEquals(JSON.parse(readFileSync(join(dest, "a/cell.json"), "utf8")), {
+      stage: "extract",
+      id: "a/b",
+      key: "k1",
+      summary: { n: 1 },
+    });
+    const empty = mkdtempSync(join(tmpdir(), "ship-empty-"));
+    assertEquals(shipCell("verify", { ...cell, dir: empty }, join(dest, "e")), false);
+    rmSync(empty, { recursive: true });
+  } finally {
+    for (const d of [src, dest]) rmSync(d, { recursive: true, force: true });
+  }
+});

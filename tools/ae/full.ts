@@ -1,0 +1,134 @@
+/**
+ * `deno task ae:full`: artifact evaluation's full profile, on a GPU machine. Re-judges everything
+ * (`reproduce` into a store of its own, so no cell is reused), then compares each cell's median
+ * with the newest shipped run on the same GPU model: within the run-to-run spread that run
+ * measured (run.json measurements.run_to_run; --tolerance overrides), or listed. The claims are
+ * decided on this run (the report's first screen, reports/latest/).
+ *
+ *   deno task ae:full [--store DIR] [--tolerance PCT] [--max-outside FRACTION] [--compare-only]
+ *                     [-- reproduce options…]
+ *
+ * Exit 0 when reproduced (no verdict changed, at most --max-outside of the timed cells outside the
+ * spread), 1 when not, 2 without a GPU or without a shipped GPU run to compare with.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { discoverToolchain, REPO_ROOT } from "../../pipeline/engine/mod.ts";
+import { compareCells, comparisonLines, parseCellsCsv } from "../../pipeline/claims/mod.ts";
+import { listShippedRuns, PUBLISH_DIR, THIS_MACHINE } from "../../stages/aggregate/mod.ts";
+
+/** The spread a shipped run measured between two runs (the largest p90 it records), in %. */
+export function measuredSpread(measurements: Record<string, unknown>): number | null {
+  const r = measurements.run_to_run as Record<string, unknown> | undefined;
+  if (!r) return null;
+  const p90s = [
+    r.p90_pct,
+    (r.host_bound as Record<string, unknown>)?.p90_pct,
+    (r.device_bound as Record<string, unknown>)?.p90_pct,
+  ].filter((v) => typeof v === "number");
+  return p90s.length ? Math.max(...(p90s as number[])) : null;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      store: { type: "string", default: join(REPO_ROOT, ".tracepipe", "ae-full-store") },
+      tolerance: { type: "string" },
+      "max-outside": { type: "string", default: "0.1" },
+      "compare-only": { type: "boolean", default: false },
+    },
+  });
+  const latest = join(REPO_ROOT, PUBLISH_DIR);
+  if (!values["compare-only"]) {
+    const tc = await discoverToolchain();
+    if (!tc.gpus.length) {
+      console.error(
+        "error: ae:full judges on a GPU and this machine has none (deno task tp doctor)",
+      );
+      return 2;
+    }
+    console.log(`== re-judging everything on ${tc.gpus[0].name} (store ${values.store})`);
+    const t0 = performance.now();
+    const rc = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "pipeline/cli.ts",
+        "reproduce",
+        "--store",
+        values.store!,
+        ...positionals,
+      ],
+      cwd: REPO_ROOT,
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    console.log(
+      `reproduce exited ${rc.code} after ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+    );
+    if (rc.code !== 0 && rc.code !== 1) return rc.code;
+  }
+  const r = compareWithShipped(REPO_ROOT, {
+    tolerance: values.tolerance !== undefined ? Number(values.tolerance) : undefined,
+    maxOutside: Number(values["max-outside"]),
+  });
+  if ("error" in r) {
+    console.error(`error: ${r.error}`);
+    return 2;
+  }
+  for (const l of r.lines) console.log(l);
+  writeFileSync(join(latest, "ae-full.txt"), r.lines.join("\n") + "\n");
+  console.log(`\n== claims, decided on this run (${join(PUBLISH_DIR, "claims.md")})`);
+  console.log(readFileSync(join(latest, "claims.md"), "utf8"));
+  return r.reproduced ? 0 : 1;
+}
+
+/**
+ * Compares this machine's cells (reports/latest/cells.csv) with the newest shipped run on the same
+ * GPU model (else the newest GPU run, said so), within that run's measured spread or `tolerance`.
+ */
+export function compareWithShipped(
+  root: string,
+  opts: { tolerance?: number; maxOutside: number },
+): { lines: string[]; reproduced: boolean } | { error: string } {
+  const latest = join(root, PUBLISH_DIR);
+  const here = join(latest, "cells.csv");
+  const runsCsv = join(latest, "runs.csv");
+  const gpu = existsSync(runsCsv)
+    ? readFileSync(runsCsv, "utf8").split("\n").find((l) => l.startsWith(`${THIS_MACHINE},`))
+      ?.split(",")[2] ?? ""
+    : "";
+  const shipped = listShippedRuns(join(root, "results")).filter((r) => r.meta.gpu);
+  const same = shipped.filter((r) => r.meta.gpu === gpu);
+  const ref = (same.length ? same : shipped).at(-1);
+  if (!existsSync(here) || !ref) {
+    return {
+      error: `nothing to compare (${
+        !existsSync(here) ? `${here} missing: run reproduce first` : "no shipped GPU run"
+      })`,
+    };
+  }
+  const lines: string[] = [];
+  if (ref.meta.gpu !== gpu) {
+    lines.push(
+      `note: no shipped run on ${
+        gpu || "this machine's GPU"
+      }; comparing with ${ref.id} (${ref.meta.gpu})`,
+    );
+  }
+  const tolerance = opts.tolerance ?? measuredSpread(ref.meta.measurements) ?? 15;
+  const c = compareCells(
+    parseCellsCsv(readFileSync(join(latest, "runs", ref.id, "cells.csv"), "utf8")),
+    parseCellsCsv(readFileSync(here, "utf8")),
+    tolerance,
+    opts.maxOutside,
+  );
+  lines.push(`== each cell's median against ${ref.id} (±${tolerance} %: its measured spread)`);
+  lines.push(...comparisonLines(c, ref.id));
+  return { lines, reproduced: c.reproduced };
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
