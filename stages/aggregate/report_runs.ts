@@ -123,6 +123,7 @@ export async function buildMultiRunReport(input: MultiRunInput): Promise<MultiRu
   const tables = new Map<string, { run: RunLine; table: Table }[]>();
   const summaries: Record<string, AggregateSummary> = {};
   let claimResults: Awaited<ReturnType<typeof decideClaims>> = [];
+  // The top run last: its first screen needs every run's claim inputs.
   const ordered = [
     ...runs.filter((r) => r.id !== input.top),
     runs.find((r) => r.id === input.top)!,
@@ -157,13 +158,8 @@ export async function buildMultiRunReport(input: MultiRunInput): Promise<MultiRu
           root,
         );
       }
-      const ordered = runs.map((r) => lines.get(r.id)!);
-      return renderFront(
-        claimsRun ? claimResults : null,
-        claimsRun,
-        ordered,
-        input.claimsNote,
-      );
+      const runLines = runs.map((r) => lines.get(r.id)!);
+      return renderFront(claimsRun ? claimResults : null, claimsRun, runLines, input.claimsNote);
     };
     const summary = await runAggregate({
       fragments: fragmentsOf(run.cells),

@@ -117,14 +117,21 @@ export function readRunCells(
   return ordered;
 }
 
-/** The run folders under `resultsDir` (each with a run.json), sorted by date then id. */
-export function listShippedRuns(resultsDir: string, stageOrder: string[] = []): ShippedRun[] {
+/**
+ * The run folders under `resultsDir` (each with a run.json), sorted by date then id; `shown` names
+ * the folder in messages (repo-relative).
+ */
+export function listShippedRuns(
+  resultsDir: string,
+  stageOrder: string[] = [],
+  shown = "results",
+): ShippedRun[] {
   if (!existsSync(resultsDir)) return [];
   const runs: ShippedRun[] = [];
   for (const name of readdirSync(resultsDir).sort()) {
     const dir = join(resultsDir, name);
     if (!statSync(dir).isDirectory() || !existsSync(join(dir, "run.json"))) continue;
-    const meta = readRunMeta(dir, join("results", name));
+    const meta = readRunMeta(dir, join(shown, name));
     if (meta.id !== name) {
       throw new RunFolderError(
         `${

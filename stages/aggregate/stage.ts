@@ -48,7 +48,7 @@ export { PUBLISH_DIR, publishTarget, SHIPPED_MARKER } from "./marker.ts";
 export function shippedRunsOf(root: string, params: AggregateParams): ShippedRun[] {
   if (!params.shippedRuns) return [];
   try {
-    return listShippedRuns(join(root, params.shippedRuns), RUN_STAGES);
+    return listShippedRuns(join(root, params.shippedRuns), RUN_STAGES, params.shippedRuns);
   } catch (e) {
     if (e instanceof RunFolderError) throw new PipelineError(e.message);
     throw e;

@@ -1,8 +1,9 @@
 /**
  * The corpus backend: imports the solutions (and definitions, workloads and blobs) of a FlashInfer
- * TraceSet directory, upgrading the 2025-08 draft format on the way (legacy.ts), and checks every
- * solution's entry point against its definition (signature.ts). Problems are diagnostics naming
- * the file and the reason; a bad file or solution is left out, the rest is imported.
+ * TraceSet directory, upgrading the 2025-08 draft format on the way (pipeline/trace/legacy.ts),
+ * and checks every solution's entry point against its definition (pipeline/trace/signature.ts).
+ * Problems are diagnostics naming the file and the reason; a bad file or solution is left out, the
+ * rest is imported.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";

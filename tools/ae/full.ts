@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { discoverToolchain, REPO_ROOT } from "../../pipeline/engine/mod.ts";
 import { compareCells, comparisonLines, parseCellsCsv } from "../../pipeline/claims/mod.ts";
-import { listShippedRuns, PUBLISH_DIR, THIS_MACHINE } from "../../stages/aggregate/mod.ts";
+import { listShippedRuns, publishTarget, THIS_MACHINE } from "../../stages/aggregate/mod.ts";
 
 /** The spread a shipped run measured between two runs (the largest p90 it records), in %. */
 export function measuredSpread(measurements: Record<string, unknown>): number | null {
@@ -41,7 +41,7 @@ async function main(args: string[]): Promise<number> {
       "compare-only": { type: "boolean", default: false },
     },
   });
-  const latest = join(REPO_ROOT, PUBLISH_DIR);
+  const latest = publishTarget(REPO_ROOT);
   if (!values["compare-only"]) {
     const tc = await discoverToolchain();
     if (!tc.gpus.length) {
@@ -81,7 +81,7 @@ async function main(args: string[]): Promise<number> {
   }
   for (const l of r.lines) console.log(l);
   writeFileSync(join(latest, "ae-full.txt"), r.lines.join("\n") + "\n");
-  console.log(`\n== claims, decided on this run (${join(PUBLISH_DIR, "claims.md")})`);
+  console.log(`\n== claims, decided on this run (${join(latest, "claims.md")})`);
   console.log(readFileSync(join(latest, "claims.md"), "utf8"));
   return r.reproduced ? 0 : 1;
 }
@@ -94,7 +94,7 @@ export function compareWithShipped(
   root: string,
   opts: { tolerance?: number; maxOutside: number },
 ): { lines: string[]; reproduced: boolean } | { error: string } {
-  const latest = join(root, PUBLISH_DIR);
+  const latest = publishTarget(root);
   const here = join(latest, "cells.csv");
   const runsCsv = join(latest, "runs.csv");
   const gpu = existsSync(runsCsv)
