@@ -61,6 +61,8 @@ export interface PipelineOptions {
   toolchain?: Toolchain;
   log?: (line: string) => void;
   salt?: string;
+  /** Silence, in ms, after which a stage with cells still running says so (default 10 s). */
+  heartbeatMs?: number;
 }
 
 /**
@@ -515,46 +517,66 @@ async function executeCells(
     progress(done === total);
   };
 
-  if (stage.runBatch) {
-    const byResource = new Map<Resource, CellJob[]>();
-    for (const p of todo) {
-      const r = p.resource ?? stage.resource;
-      byResource.set(r, [...(byResource.get(r) ?? []), makeJob(p)]);
-    }
-    await Promise.all([...byResource.values()].map(async (jobs) => {
-      try {
-        await stage.runBatch!(jobs, ctx, complete);
-      } catch (e) {
-        for (const j of jobs) if (!finished.has(j.plan.id)) fail(j.plan, e);
-        return;
+  // A cell can run for minutes (a CPU reference, a cold build): say the stage is alive at least
+  // every 10 s of silence, naming the longest-running cell.
+  const isSettled = (id: string) =>
+    report.interrupted.includes(id) || report.failed.some((f) => f.id === id);
+  const heartbeat = setInterval(() => {
+    const now = performance.now();
+    if (now - lastPrint < (opts.heartbeatMs ?? 10_000)) return;
+    const running = [...started].filter(([id]) => !finished.has(id) && !isSettled(id));
+    if (!running.length) return;
+    lastPrint = now;
+    const [id, s] = running.reduce((a, b) => (b[1].t0 < a[1].t0 ? b : a));
+    log(
+      `[${stage.name}] still running: ${done}/${total} cells done; ${running.length} running, ` +
+        `the longest ${id} (${((now - s.t0) / 1000).toFixed(0)} s)`,
+    );
+  }, Math.min(1000, opts.heartbeatMs ?? 1000));
+  try {
+    if (stage.runBatch) {
+      const byResource = new Map<Resource, CellJob[]>();
+      for (const p of todo) {
+        const r = p.resource ?? stage.resource;
+        byResource.set(r, [...(byResource.get(r) ?? []), makeJob(p)]);
       }
-      for (const j of jobs) {
-        if (!finished.has(j.plan.id)) {
-          fail(j.plan, new Error("the batch ended without completing this cell"));
-        }
-      }
-    }));
-  } else if (stage.run) {
-    const limits = {
-      cpu: navigator.hardwareConcurrency || 2,
-      gpu: Math.max(1, tc.gpus.length),
-      ...opts.limits,
-    };
-    const pools = { cpu: new Pool(limits.cpu), gpu: new Pool(limits.gpu) };
-    await Promise.all(todo.map((p) =>
-      pools[p.resource ?? stage.resource].run(async () => {
-        if (signal.aborted) return fail(p, new Error("interrupted"));
-        const job = makeJob(p);
+      await Promise.all([...byResource.values()].map(async (jobs) => {
         try {
-          await stage.run!(job, ctx);
+          await stage.runBatch!(jobs, ctx, complete);
         } catch (e) {
-          return fail(p, e);
+          for (const j of jobs) if (!finished.has(j.plan.id)) fail(j.plan, e);
+          return;
         }
-        await complete(job);
-      })
-    ));
-  } else {
-    throw new PipelineError(`stage ${stage.name} defines neither run nor runBatch`);
+        for (const j of jobs) {
+          if (!finished.has(j.plan.id)) {
+            fail(j.plan, new Error("the batch ended without completing this cell"));
+          }
+        }
+      }));
+    } else if (stage.run) {
+      const limits = {
+        cpu: navigator.hardwareConcurrency || 2,
+        gpu: Math.max(1, tc.gpus.length),
+        ...opts.limits,
+      };
+      const pools = { cpu: new Pool(limits.cpu), gpu: new Pool(limits.gpu) };
+      await Promise.all(todo.map((p) =>
+        pools[p.resource ?? stage.resource].run(async () => {
+          if (signal.aborted) return fail(p, new Error("interrupted"));
+          const job = makeJob(p);
+          try {
+            await stage.run!(job, ctx);
+          } catch (e) {
+            return fail(p, e);
+          }
+          await complete(job);
+        })
+      ));
+    } else {
+      throw new PipelineError(`stage ${stage.name} defines neither run nor runBatch`);
+    }
+  } finally {
+    clearInterval(heartbeat);
   }
   return signal.aborted;
 }

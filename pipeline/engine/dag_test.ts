@@ -295,3 +295,30 @@ Deno.test("prewarm: each stage the run includes starts with its params and the G
   await Promise.all(pending);
   assertEquals(calls, [{ stage: "shout", params: { suffix: "!" }, gpus: 1 }]);
 });
+
+Deno.test("a stage whose cells run long says it is alive, naming the longest-running cell", async () => {
+  const slow = {
+    ...letters,
+    name: "slow",
+    upstream: [],
+    run: async (job: Parameters<NonNullable<typeof letters.run>>[0]) => {
+      await new Promise((r) => setTimeout(r, 900));
+      Deno.writeTextFileSync(join(job.outDir, "x"), job.plan.id);
+    },
+  } as AnyStage;
+  const lines: string[] = [];
+  await runPipeline({
+    root: REPO_ROOT,
+    store: freshStore(),
+    stages: [slow],
+    rawParams: { slow: { items: { a: "x" } } },
+    toolchain: FAKE_TOOLCHAIN,
+    log: (l) => lines.push(l),
+    heartbeatMs: 200,
+  });
+  const beat = lines.find((l) => l.includes("still running"));
+  assertMatch(
+    beat,
+    /^\[slow\] still running: 0\/1 cells done; 1 running, the longest a \(\d+ s\)$/,
+  );
+});
