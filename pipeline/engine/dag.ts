@@ -276,6 +276,16 @@ export interface PipelineResult {
   stoppedAt?: string;
 }
 
+/**
+ * A cell can run for minutes (a CPU reference, a cold build): `beat` is asked every second (or every
+ * `silenceMs`, when shorter) whether to say the stage is alive; it decides from the stage's last line.
+ * Returns the function that stops it.
+ */
+function startHeartbeat(silenceMs: number, beat: () => void): () => void {
+  const timer = setInterval(beat, Math.min(1000, silenceMs));
+  return () => clearInterval(timer);
+}
+
 /** Runs the pipeline. Never throws for a failing cell: failures are reported per cell. */
 export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult> {
   const own = opts.signal ? null : interruptOnSignals();
@@ -517,22 +527,18 @@ async function executeCells(
     progress(done === total);
   };
 
-  // A cell can run for minutes (a CPU reference, a cold build): say the stage is alive at least
-  // every 10 s of silence, naming the longest-running cell.
-  const isSettled = (id: string) =>
-    report.interrupted.includes(id) || report.failed.some((f) => f.id === id);
-  const heartbeat = setInterval(() => {
-    const now = performance.now();
-    if (now - lastPrint < (opts.heartbeatMs ?? 10_000)) return;
+  const stopHeartbeat = startHeartbeat(opts.heartbeatMs ?? 10_000, () => {
     const running = [...started].filter(([id]) => !finished.has(id) && !isSettled(id));
-    if (!running.length) return;
-    lastPrint = now;
+    if (!running.length || performance.now() - lastPrint < (opts.heartbeatMs ?? 10_000)) return;
+    lastPrint = performance.now();
     const [id, s] = running.reduce((a, b) => (b[1].t0 < a[1].t0 ? b : a));
     log(
       `[${stage.name}] still running: ${done}/${total} cells done; ${running.length} running, ` +
-        `the longest ${id} (${((now - s.t0) / 1000).toFixed(0)} s)`,
+        `the longest ${id} (${((lastPrint - s.t0) / 1000).toFixed(0)} s)`,
     );
-  }, Math.min(1000, opts.heartbeatMs ?? 1000));
+  });
+  const isSettled = (id: string) =>
+    report.interrupted.includes(id) || report.failed.some((f) => f.id === id);
   try {
     if (stage.runBatch) {
       const byResource = new Map<Resource, CellJob[]>();
@@ -576,7 +582,7 @@ async function executeCells(
       throw new PipelineError(`stage ${stage.name} defines neither run nor runBatch`);
     }
   } finally {
-    clearInterval(heartbeat);
+    stopHeartbeat();
   }
   return signal.aborted;
 }
