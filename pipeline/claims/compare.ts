@@ -4,6 +4,7 @@
  * listed; a cell whose verdict changed is always listed; cells only one run has are counted apart
  * (new code may change workloads or solutions, and then there is nothing to compare).
  */
+import { parseCsvRows } from "../lib/mod.ts";
 
 /** One cell as cells.csv holds it. */
 export interface CellRow {
@@ -136,21 +137,7 @@ export function comparisonLines(c: Comparison, shippedId: string): string[] {
 
 /** Parses cells.csv (RFC 4180, as the report writes it). */
 export function parseCellsCsv(text: string): CellRow[] {
-  const rows: string[][] = [];
-  let row: string[] = [], field = "", quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (field += '"', i++);
-      else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ",") (row.push(field), field = "");
-    else if (ch === "\n") (row.push(field), rows.push(row), row = [], field = "");
-    else if (ch !== "\r") field += ch;
-  }
-  if (field !== "" || row.length) (row.push(field), rows.push(row));
-  const [head, ...body] = rows;
+  const [head, ...body] = parseCsvRows(text);
   const at = (name: string) => {
     const i = (head ?? []).indexOf(name);
     if (i < 0) throw new Error(`cells.csv: no column "${name}"`);

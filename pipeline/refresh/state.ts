@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CellResult, digestJson, type Store } from "../engine/mod.ts";
+import { parseCsv } from "../lib/mod.ts";
 import { mergeFragments } from "../trace/mod.ts";
 
 /** A workload, by definition and uuid. */
@@ -158,28 +159,6 @@ function rejectedCells(generate: CellResult[]): CellResult[] {
   return generate
     .filter((c) => existsSync(join(c.dir, "rejected")))
     .map((c) => ({ ...c, dir: join(c.dir, "rejected") }));
-}
-
-/** Parses a CSV file of the report (RFC 4180 quoting) into rows keyed by the header. */
-export function parseCsv(text: string): Array<Record<string, string>> {
-  const rows: string[][] = [];
-  let row: string[] = [], field = "", quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (field += '"', i++);
-      else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ",") (row.push(field), field = "");
-    else if (ch === "\n" || ch === "\r") {
-      if (ch === "\r" && text[i + 1] === "\n") i++;
-      row.push(field), rows.push(row), row = [], field = "";
-    } else field += ch;
-  }
-  if (field !== "" || row.length) (row.push(field), rows.push(row));
-  const [head, ...body] = rows.filter((r) => r.some((f) => f !== ""));
-  return (body ?? []).map((r) => Object.fromEntries((head ?? []).map((h, i) => [h, r[i] ?? ""])));
 }
 
 /** Table C of a published report (`reports/tables/table_c_win_at_p_leaderboard.csv`). */

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assertAlmostEquals, assertEquals } from "../../tests/assert.ts";
-import { parseCsv, readLeaderboard, timingSpread } from "./state.ts";
+import { parseCsv } from "../lib/mod.ts";
+import { readLeaderboard, timingSpread } from "./state.ts";
 
 Deno.test("timingSpread: round medians apart over the median; one round: IQR over the median", () => {
   const two = {
