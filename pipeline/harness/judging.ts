@@ -23,7 +23,7 @@ import {
   type Toolchain,
   writeFileAtomic,
 } from "../engine/mod.ts";
-import type { FiEvaluation, HarnessSession } from "./client.ts";
+import type { FiEvaluation, HarnessCell, HarnessResult, HarnessSession } from "./client.ts";
 import { evaluationToJson, SessionPool } from "./client.ts";
 import { Heartbeat, type HeartbeatOptions } from "./heartbeat.ts";
 
@@ -184,6 +184,62 @@ export function distinctSolutionsAndWorkloads(
       ...new Map(cells.map((c) => [c.workload.workload.uuid, c.workload.workload])).values(),
     ],
   };
+}
+
+/** What a verify or time cell's payload holds that its harness job is built from. */
+export interface JudgedCell {
+  definition: Definition;
+  solution: Solution;
+  workload: RootedWorkload;
+}
+
+/** One group's harness job, run: the result, and each cell beside its own result (if any). */
+export interface GroupJobResult<P extends JudgedCell> {
+  result: HarnessResult;
+  cells: Array<{ job: CellJob; payload: P; cell: HarnessCell | undefined }>;
+  solutions: Solution[];
+  workloads: Workload[];
+  /** Wall seconds of the job. */
+  seconds: number;
+}
+
+/**
+ * Runs one definition's group of cells (verify or time) as one harness job on `session`: the
+ * distinct solutions and workloads of the group, with `extra` (config, baseline) added. A job the
+ * harness could not run is an error naming the command and the definition.
+ */
+export async function runGroupJob<P extends JudgedCell>(
+  session: HarnessSession,
+  command: "verify" | "time",
+  group: CellJob[],
+  extra: Record<string, unknown>,
+  timeoutMs: number,
+): Promise<GroupJobResult<P>> {
+  const payloads = group.map((j) => j.plan.payload as P);
+  const first = payloads[0];
+  const { solutions, workloads } = distinctSolutionsAndWorkloads(payloads);
+  const t0 = performance.now();
+  const result = await session.run(command, {
+    protocol: 1,
+    device: "auto",
+    work_dir: HARNESS_WORK_DIR,
+    dataset_root: first.workload.root,
+    definition: first.definition,
+    solutions,
+    workloads,
+    ...extra,
+  }, { timeoutMs, signal: group[0].signal });
+  if (!result.ok) {
+    throw new Error(`harness ${command} for ${first.definition.name}: ${result.error}`);
+  }
+  const cells = group.map((job, i) => ({
+    job,
+    payload: payloads[i],
+    cell: result.results.find((r) =>
+      r.solution === payloads[i].solution.name && r.workload === payloads[i].workload.workload.uuid
+    ),
+  }));
+  return { result, cells, solutions, workloads, seconds: (performance.now() - t0) / 1000 };
 }
 
 /**

@@ -45,6 +45,7 @@ export {
   mergeUpstream,
   notRunnableHere,
   prestartSharedSessions,
+  runGroupJob,
   SelectionParams,
   selectSolutions,
   verifyCost,

@@ -30,12 +30,10 @@ import {
   cpuSelectionNotRunnable,
   cpuSelectionReason,
   describeJobPhases,
-  distinctSolutionsAndWorkloads,
   formatCost,
   groupBy,
   groupCost,
   HARNESS_CODE,
-  HARNESS_WORK_DIR,
   type HarnessCell,
   hasGpu,
   LOCK_CLOCKS_ENV,
@@ -43,6 +41,7 @@ import {
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
+  runGroupJob,
   SelectionParams,
   toEvaluation,
   type VerifySummary,
@@ -222,28 +221,13 @@ export const timeStage = defineStage<TimeParams>({
       : null;
     const clocks = lock?.state ?? null;
     await mapWithSessions(order, 1, async (group: CellJob[], session) => {
-      const first = group[0].plan.payload as Payload;
-      const { solutions, workloads } = distinctSolutionsAndWorkloads(
-        group.map((j) => j.plan.payload as Payload),
-      );
-      const t0 = performance.now();
-      const result = await session.run("time", {
-        protocol: 1,
-        device: "auto",
-        work_dir: HARNESS_WORK_DIR,
-        dataset_root: first.workload.root,
-        definition: first.definition,
-        solutions,
-        workloads,
-        ...(first.baseline ? { baseline: first.baseline } : {}),
+      const baseline = (group[0].plan.payload as Payload).baseline;
+      const run = await runGroupJob<Payload>(session, "time", group, {
+        ...(baseline ? { baseline } : {}),
         config: { timing },
-      }, { timeoutMs: harness_timeout_s * 1000, signal: group[0].signal });
-      if (!result.ok) throw new Error(`harness time for ${first.definition.name}: ${result.error}`);
-      for (const job of group) {
-        const p = job.plan.payload as Payload;
-        const cell = result.results.find((r) =>
-          r.solution === p.solution.name && r.workload === p.workload.workload.uuid
-        );
+      }, harness_timeout_s * 1000);
+      const first = run.cells[0].payload;
+      for (const { job, payload: p, cell } of run.cells) {
         if (!cell) {
           job.log("the harness returned no result for this cell");
           continue;
@@ -272,9 +256,9 @@ export const timeStage = defineStage<TimeParams>({
         await complete(job);
       }
       ctx.log(
-        `${first.definition.name}: timed ${solutions.length} solutions x ${workloads.length} workloads in ${
-          ((performance.now() - t0) / 1000).toFixed(1)
-        }s${describeJobPhases(result.job_s)}${
+        `${first.definition.name}: timed ${run.solutions.length} solutions x ${run.workloads.length} workloads in ${
+          run.seconds.toFixed(1)
+        }s${describeJobPhases(run.result.job_s)}${
           hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
         }`,
       );

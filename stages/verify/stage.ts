@@ -35,17 +35,16 @@ import {
   cpuSelectionNotRunnable,
   cpuSelectionReason,
   describeJobPhases,
-  distinctSolutionsAndWorkloads,
   formatCost,
   groupBy,
   HARNESS_CODE,
-  HARNESS_WORK_DIR,
   type HarnessCell,
   hasGpu,
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
   prestartSharedSessions,
+  runGroupJob,
   SelectionParams,
   selectSolutions,
   toEvaluation,
@@ -330,41 +329,24 @@ export const verifyStage = defineStage<VerifyParams>({
     // working through a big job alone at the end.
     const order = [...groups.values()].sort((a, b) => verifyCost(b) - verifyCost(a));
     await mapWithSessions(order, parallel, async (group, session) => {
-      const first = group[0].plan.payload as Payload;
-      const { solutions, workloads } = distinctSolutionsAndWorkloads(
-        group.map((j) => j.plan.payload as Payload),
-      );
-      const t0 = performance.now();
-      const result = await session.run("verify", {
-        protocol: 1,
-        device: "auto",
-        work_dir: HARNESS_WORK_DIR,
-        dataset_root: first.workload.root,
-        definition: first.definition,
-        solutions,
-        workloads,
+      const run = await runGroupJob<Payload>(session, "verify", group, {
         config: {
           num_trials: ctx.params.num_trials,
           rtol: ctx.params.rtol,
           atol: ctx.params.atol,
           timeout_s: ctx.params.timeout_s,
         },
-      }, { timeoutMs: ctx.params.harness_timeout_s * 1000, signal: group[0].signal });
-      if (!result.ok) {
-        throw new Error(`harness verify for ${first.definition.name}: ${result.error}`);
-      }
-      for (const job of group) {
-        const p = job.plan.payload as Payload;
-        const cell = result.results.find((r) =>
-          r.solution === p.solution.name && r.workload === p.workload.workload.uuid
-        );
+      }, ctx.params.harness_timeout_s * 1000);
+      for (const { job, cell } of run.cells) {
         if (cell) await finish(job, cell);
         else job.log("the harness returned no result for this cell");
       }
       ctx.log(
-        `${first.definition.name}: ${solutions[0].name}: ${workloads.length} workloads in ${
-          ((performance.now() - t0) / 1000).toFixed(1)
-        }s${describeJobPhases(result.job_s)}`,
+        `${run.cells[0].payload.definition.name}: ${
+          run.solutions[0].name
+        }: ${run.workloads.length} workloads in ${run.seconds.toFixed(1)}s${
+          describeJobPhases(run.result.job_s)
+        }`,
       );
     }, { claimsPrestarted: true, progress: cellProgress(ctx.log) });
   },
