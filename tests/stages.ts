@@ -1,11 +1,20 @@
 /**
  * Stages for tests that run real stages through the engine: a stage module in its place in the
- * DAG, and a stand-in that writes a fixed TraceSet fragment in place of an upstream stage.
+ * DAG, a stand-in that writes a fixed TraceSet fragment in place of an upstream stage, an upstream
+ * cell holding given files, and the toolchains of a CPU and a GPU machine.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { type AnyStage, defineStage, type Stage } from "../pipeline/engine/mod.ts";
+import {
+  type AnyStage,
+  type CellResult,
+  defineStage,
+  type Stage,
+  type Toolchain,
+} from "../pipeline/engine/mod.ts";
+import { FAKE_GPU, FAKE_TOOLCHAIN } from "../pipeline/engine/testdata/engine_stages.ts";
 import { STAGES } from "../stages/mod.ts";
 
 /** A stage module in its place in the DAG, with the upstream the registry gives it. */
@@ -36,3 +45,26 @@ export function fixedStage(name: string, files: Record<string, string>): AnyStag
     },
   }) as AnyStage;
 }
+
+/** An upstream cell holding these files (repo-relative path → text), as a stage's plan sees it. */
+export function fragmentCell(
+  id: string,
+  files: Record<string, string>,
+  summary: unknown = null,
+): CellResult {
+  const dir = mkdtempSync(join(tmpdir(), "tp-fragment-"));
+  for (const [rel, text] of Object.entries(files)) {
+    mkdirSync(join(dir, rel, ".."), { recursive: true });
+    writeFileSync(join(dir, rel), text);
+  }
+  return { id, key: id, digest: id, dir, summary };
+}
+
+/** This machine's kind for the judging stages' plans: Python with torch, no GPU. */
+export const CPU_TOOLCHAIN: Toolchain = {
+  ...FAKE_TOOLCHAIN,
+  python: { path: "python3", version: "3.11", torch: "1.13" },
+};
+
+/** The same with one GPU. */
+export const GPU_TOOLCHAIN: Toolchain = { ...CPU_TOOLCHAIN, gpus: [FAKE_GPU] };

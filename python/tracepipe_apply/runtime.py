@@ -62,9 +62,11 @@ def _fallback(name, fallback, args, kwargs):
     return fallback(*args, **kwargs) if kwargs else fallback(*args)
 
 
-class ApplyRuntime:
+class ApplyRuntime(state.StackedRuntime):
     """Dispatches calls by definition name. `mode` "ranked" (flashinfer-bench: the table from the
     traces) or "pinned" (FlashInfer Trace Apply: `pinned` maps each definition to one solution)."""
+
+    stack = state.APPLY
 
     def __init__(self, trace_set, apply_config=None, mode="ranked", pinned=None, install_adapters=True):
         if mode not in ("ranked", "pinned"):
@@ -72,7 +74,7 @@ class ApplyRuntime:
         self.trace_set = trace_set
         self.mode = mode
         self.registry = as_registry(apply_config)
-        self.install_adapters = install_adapters
+        super().__init__(install_adapters)
         self._loaded = {}
         self._states = {}
         self.table = None
@@ -89,34 +91,11 @@ class ApplyRuntime:
                 st.table = runtime_keys(d, self.table["index"].get(name, {}))
                 st.def_best = self.table["def_best"].get(name)
             self._states[name] = st
-        self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self):
-        """Builds the solutions chosen ahead of time and pushes this runtime on the process stack."""
+    def before_start(self):
+        """Builds the solutions chosen ahead of time before this runtime dispatches."""
         self.prewarm()
-        state.APPLY.append(self)
-        self._started = True
-        if self.install_adapters:
-            adapters.acquire()
-        return self
-
-    def stop(self):
-        """Pops this runtime; it must be the most recent one (the stack is LIFO)."""
-        if not state.APPLY or state.APPLY[-1] is not self:
-            raise RuntimeError("ApplyRuntime.stop: this runtime is not the most recent one (stop in LIFO order)")
-        state.APPLY.pop()
-        self._started = False
-        if self.install_adapters:
-            adapters.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._started:
-            self.stop()
-        return False
 
     def prewarm(self):
         """Loads (builds) the pinned solutions, or in ranked mode each definition's top solutions by

@@ -48,3 +48,50 @@ def reset_stats():
     """Zeroes every counter (counters outlive disable_apply, so a run can be read after it)."""
     for c in COUNTERS.values():
         c.__init__()
+
+
+class StackedRuntime:
+    """A runtime that is active while it sits on one of the stacks above (LIFO): `start` pushes it
+    (and installs the adapters while any runtime needs them), `stop` pops it; usable as a context
+    manager. Subclasses name their stack and add work around the push (`before_start`) and the pop
+    (`after_stop`)."""
+
+    stack = None  # APPLY or TRACING, set by the subclass
+
+    def __init__(self, install_adapters=True):
+        self.install_adapters = install_adapters
+        self._started = False
+
+    def before_start(self):
+        pass
+
+    def after_stop(self):
+        pass
+
+    def start(self):
+        from . import adapters  # adapters imports this module: import it when first needed
+        self.before_start()
+        self.stack.append(self)
+        self._started = True
+        if self.install_adapters:
+            adapters.acquire()
+        return self
+
+    def stop(self):
+        from . import adapters
+        if not self.stack or self.stack[-1] is not self:
+            raise RuntimeError(f"{type(self).__name__}.stop: this runtime is not the most recent one "
+                               "(stop in LIFO order)")
+        self.stack.pop()
+        self._started = False
+        if self.install_adapters:
+            adapters.release()
+        self.after_stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._started:
+            self.stop()
+        return False

@@ -62,45 +62,25 @@ def _dumps(policy, name, t):
     return False
 
 
-class TracingRuntime:
+class TracingRuntime(state.StackedRuntime):
     """Collects calls in memory; flush() (also on stop and at exit) writes them under `out_path`."""
+
+    stack = state.TRACING
 
     def __init__(self, out_path, definitions=None, config=None, install_adapters=True):
         self.out_path = os.path.abspath(out_path)
         self.config = config or TracingConfig()
         self.definitions = dict(definitions or {})
-        self.install_adapters = install_adapters
+        super().__init__(install_adapters)
         self.entries = []
         self.kept = Counter()
         self.skipped = Counter()
         self.errors = Counter()
         self._shapes = {}
         self._written_defs = set()
-        self._started = False
 
-    def start(self):
-        state.TRACING.append(self)
-        self._started = True
-        if self.install_adapters:
-            adapters.acquire()
-        return self
-
-    def stop(self):
-        if not state.TRACING or state.TRACING[-1] is not self:
-            raise RuntimeError("TracingRuntime.stop: this runtime is not the most recent one (stop in LIFO order)")
-        state.TRACING.pop()
-        self._started = False
-        if self.install_adapters:
-            adapters.release()
+    def after_stop(self):
         self.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._started:
-            self.stop()
-        return False
 
     # -- collection ---------------------------------------------------------------------------------
     def _definition(self, name, args):

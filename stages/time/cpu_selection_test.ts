@@ -3,11 +3,7 @@
  * `cpu_max_workloads` workloads per definition that fit `cpu_max_cost`; the others are not runnable
  * here, saying why and how to ask for everything. On a GPU the plan and its keys are what they were.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type CellResult, REPO_ROOT, type Toolchain } from "../../pipeline/engine/mod.ts";
-import { FAKE_GPU, FAKE_TOOLCHAIN } from "../../pipeline/engine/testdata/engine_stages.ts";
 import { formatSolution, Solution, solutionPath, workloadsPath } from "../../pipeline/trace/mod.ts";
 import { assertEquals, assertMatch } from "../../tests/assert.ts";
 import {
@@ -17,27 +13,12 @@ import {
   rmsnormSolution,
   rmsnormWorkloadsJsonl,
 } from "../../tests/fixtures/rmsnorm.ts";
+import { CPU_TOOLCHAIN, fragmentCell, GPU_TOOLCHAIN } from "../../tests/stages.ts";
 import { TimeParams, timeStage } from "./stage.ts";
 
 const SOL = "honest";
-const CPU: Toolchain = {
-  ...FAKE_TOOLCHAIN,
-  python: { path: "python3", version: "3.11", torch: "1.13" },
-};
-const GPU: Toolchain = { ...CPU, gpus: [FAKE_GPU] };
-
-function fragmentCell(
-  id: string,
-  files: Record<string, string>,
-  summary: unknown = null,
-): CellResult {
-  const dir = mkdtempSync(join(tmpdir(), "tp-cpusel-"));
-  for (const [rel, text] of Object.entries(files)) {
-    mkdirSync(join(dir, rel, ".."), { recursive: true });
-    writeFileSync(join(dir, rel), text);
-  }
-  return { id, key: id, digest: id, dir, summary };
-}
+const CPU = CPU_TOOLCHAIN;
+const GPU = GPU_TOOLCHAIN;
 
 /** time's upstream: DEF, workloads of these batch sizes (uuid `b<batch>`), each passed by verify. */
 function upstream(batches: number[]): Record<string, CellResult[]> {

@@ -4,16 +4,12 @@
  * workloads it leaves out are not runnable here, saying why and how to ask for everything. On a GPU,
  * or with `cpu_selection` false, the plan is what it always was, keys included.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import {
   type CellPlan,
   type CellResult,
   REPO_ROOT,
   type Toolchain,
 } from "../../pipeline/engine/mod.ts";
-import { FAKE_GPU, FAKE_TOOLCHAIN } from "../../pipeline/engine/testdata/engine_stages.ts";
 import { formatSolution, Solution, solutionPath, workloadsPath } from "../../pipeline/trace/mod.ts";
 import { assertEquals, assertMatch } from "../../tests/assert.ts";
 import {
@@ -23,27 +19,12 @@ import {
   rmsnormSolution,
   rmsnormWorkloadsJsonl,
 } from "../../tests/fixtures/rmsnorm.ts";
+import { CPU_TOOLCHAIN, fragmentCell, GPU_TOOLCHAIN } from "../../tests/stages.ts";
 import { VerifyParams, verifyStage } from "./stage.ts";
 
 const SOL = "torch_rmsnorm";
-const PYTHON = { path: "python3", version: "3.11", torch: "1.13" };
-/** This machine's kind: Python with torch, no GPU. */
-const CPU: Toolchain = { ...FAKE_TOOLCHAIN, python: PYTHON };
-const GPU: Toolchain = { ...CPU, gpus: [FAKE_GPU] };
-
-/** A fragment cell holding these files. */
-function fragmentCell(
-  id: string,
-  files: Record<string, string>,
-  summary: unknown = null,
-): CellResult {
-  const dir = mkdtempSync(join(tmpdir(), "tp-cpusel-"));
-  for (const [rel, text] of Object.entries(files)) {
-    mkdirSync(join(dir, rel, ".."), { recursive: true });
-    writeFileSync(join(dir, rel), text);
-  }
-  return { id, key: id, digest: id, dir, summary };
-}
+const CPU = CPU_TOOLCHAIN;
+const GPU = GPU_TOOLCHAIN;
 
 /**
  * The upstream of the judging stages: DEF, workloads of these batch sizes (uuid `b<batch>`) and one
