@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { assert, assertEquals } from "../tests/assert.ts";
 import type { CellResult } from "../pipeline/engine/mod.ts";
 import { loadTraceSet, validatePath } from "../pipeline/trace/mod.ts";
+import { runCellDirect } from "../tests/stages.ts";
 import { ApplyParams, applyStage } from "../stages/apply/mod.ts";
 import { CollectParams, collectStage } from "../stages/collect/mod.ts";
 
@@ -125,16 +126,7 @@ async function applyCell(root: string, params: Partial<ApplyParams>): Promise<st
     log: () => {},
   };
   const [plan] = await applyStage.plan(ctx);
-  const outDir = mkdtempSync("/tmp/tp-apply-cell-");
-  await applyStage.run!({
-    plan,
-    key: "k",
-    outDir,
-    log: () => {},
-    setSummary: () => {},
-    signal: new AbortController().signal,
-  }, ctx);
-  return outDir;
+  return await runCellDirect(applyStage, plan, ctx);
 }
 
 const CROSS_CHECK = `

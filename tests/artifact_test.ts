@@ -16,6 +16,7 @@ import {
   buildShippedReport,
   PUBLISH_DIR,
 } from "../stages/aggregate/mod.ts";
+import { runCellDirect } from "./stages.ts";
 import { writeFixtureRun } from "../stages/aggregate/testdata/fixture_run.ts";
 
 const SHIPPED = "h100-2026-12-06";
@@ -78,14 +79,7 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assert(plan.inputs[`results/${SHIPPED}`], "the shipped run is an input of the report");
     const outDir = join(root, "cell");
     mkdirSync(outDir);
-    await aggregateStage.run!({
-      plan,
-      key: "k",
-      outDir,
-      log: () => {},
-      setSummary: () => {},
-      signal: new AbortController().signal,
-    }, ctx);
+    await runCellDirect(aggregateStage, plan, ctx, outDir);
     await aggregateStage.publish!({
       cells: [{ id: "report", key: "k", digest: "d", dir: outDir, summary: null }],
       root,

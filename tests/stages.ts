@@ -9,8 +9,10 @@ import { join } from "node:path";
 import { z } from "zod";
 import {
   type AnyStage,
+  type CellPlan,
   type CellResult,
   defineStage,
+  type PlanContext,
   type Stage,
   type Toolchain,
 } from "../pipeline/engine/mod.ts";
@@ -68,3 +70,21 @@ export const CPU_TOOLCHAIN: Toolchain = {
 
 /** The same with one GPU. */
 export const GPU_TOOLCHAIN: Toolchain = { ...CPU_TOOLCHAIN, gpus: [FAKE_GPU] };
+
+/** Runs one planned cell of `stage` outside the engine, writing into `outDir`; returns `outDir`. */
+export async function runCellDirect<P>(
+  stage: Stage<P>,
+  plan: CellPlan,
+  ctx: PlanContext<P>,
+  outDir = mkdtempSync(join(tmpdir(), "tp-cell-")),
+): Promise<string> {
+  await stage.run!({
+    plan,
+    key: "k",
+    outDir,
+    log: () => {},
+    setSummary: () => {},
+    signal: new AbortController().signal,
+  }, ctx);
+  return outDir;
+}
