@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Packs what a GPU machine needs to run `reproduce --from compile --to time` against this machine's
-# store: the Deno binary and the definitions/extract/generate cells (with the safetensors blobs of
-# the definitions matching $1 only, to keep the bundle small). Writes .device/{deno.xz,store.tar.xz}.
+# store: the Deno binary and the definitions/extract/generate cells, with only the safetensors blobs
+# verify will read (of the definitions matching $1, default all; tools/gpu-bundle-blobs.ts), to keep
+# the bundle small. Writes .device/{deno.xz,store.tar.xz}.
 # See docs/GPU.md for the whole round trip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 store=${STORE:-$root/.tracepipe/store}
-keep=${1:-.}
 out=$root/.device
 mkdir -p "$out"
 # The x86 branch filter and preset 9e make the binary about 2 MB smaller than plain -6 (28.8 against
@@ -20,9 +20,9 @@ for st in definitions extract generate; do
   # only the cells of the stage's latest run: older keys of the same stage stay here
   for key in $(grep -oE '"key": *"[0-9a-f]+"' "runs/$st.json" | grep -oE '[0-9a-f]{16,}'); do
     find "cells/$st/$key" -type f ! -path '*/blob/*'
-    find "cells/$st/$key" -type f -path '*/blob/workloads/*' | grep -E "/blob/workloads/[^/]+/($keep)/" || true
   done
 done >"$list"
+"$root/node_modules/deno/deno" run -A "$root/tools/gpu-bundle-blobs.ts" "$store" ${1:+"$1"} >>"$list"
 tar cf - -T "$list" | xz -T0 -6 >"$out/store.tar.xz"
 rm -f "$list"
 ls -l "$out"
