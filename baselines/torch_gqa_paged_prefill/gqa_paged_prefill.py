@@ -4,12 +4,12 @@ One host sync reads the index arrays; per sequence the pages are gathered, and p
 fp32 logits (GQA-grouped batched matmul, no repeat_interleave), a bottom-right causal mask, a
 base-2 logsumexp and a bf16 P @ V are computed. Serves page_size 1 (no kv_last_page_len) and
 paged definitions. Value-returning: returns (output, lse). Rows that see no key: output 0, lse
--FLT_MAX (finite)."""
+-inf, as FlashInfer writes them (the reference leaves their output undefined, NaN)."""
 import math
 
 import torch
 
-_NEG_BIG = -3.4028234663852886e38  # lse of a row that sees no key (finite stand-in for -inf)
+_NO_KEY_LSE = float("-inf")  # lse of a row that sees no key, as in the reference
 _CHUNK_ELEMS = 1 << 27  # logits elements per chunk (512 MiB of fp32)
 
 
@@ -37,7 +37,7 @@ def _attend(q, k, v, sm_scale, out, lse):
         o = torch.matmul(p.view(hkv, -1, nkv).to(v.dtype), vb)  # [Hkv, cq*G, D]
         out[c0:c1] = o.view(hkv, c1 - c0, g, d).permute(1, 0, 2, 3).reshape(c1 - c0, hq, d)
         ls = (l_nat / math.log(2.0)).permute(1, 0, 2).reshape(c1 - c0, hq)
-        lse[c0:c1] = torch.where(torch.isfinite(ls), ls, torch.full_like(ls, _NEG_BIG))
+        lse[c0:c1] = torch.where(torch.isfinite(ls), ls, torch.full_like(ls, _NO_KEY_LSE))
 
 
 def run(q, k_cache, v_cache, qo_indptr, kv_indptr, kv_indices, *rest):
@@ -51,7 +51,7 @@ def run(q, k_cache, v_cache, qo_indptr, kv_indptr, kv_indices, *rest):
     total_q, hq, d = q.shape
     page_size, hkv = k_cache.shape[1], k_cache.shape[2]
     out = torch.zeros((total_q, hq, d), dtype=q.dtype, device=q.device)
-    lse = torch.full((total_q, hq), _NEG_BIG, dtype=torch.float32, device=q.device)
+    lse = torch.full((total_q, hq), _NO_KEY_LSE, dtype=torch.float32, device=q.device)
     qo = qo_indptr.tolist()
     kvp = kv_indptr.tolist()
     lasts = last.tolist() if last is not None else None

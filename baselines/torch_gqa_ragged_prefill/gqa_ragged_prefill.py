@@ -2,12 +2,12 @@
 
 One host sync reads the indptr arrays; per sequence and query chunk: fp32 logits (GQA-grouped
 batched matmul, no repeat_interleave), a bottom-right causal mask, a base-2 logsumexp and a bf16
-P @ V. Value-returning: returns (output, lse). Rows that see no key: output 0, lse -FLT_MAX."""
+P @ V. Value-returning: returns (output, lse). Rows that see no key: output 0, lse -inf."""
 import math
 
 import torch
 
-_NEG_BIG = -3.4028234663852886e38  # lse of a row that sees no key (finite stand-in for -inf)
+_NO_KEY_LSE = float("-inf")  # lse of a row that sees no key, as in the reference
 _CHUNK_ELEMS = 1 << 27  # logits elements per chunk (512 MiB of fp32)
 
 
@@ -35,13 +35,13 @@ def _attend(q, k, v, sm_scale, out, lse):
         o = torch.matmul(p.view(hkv, -1, nkv).to(v.dtype), vb)  # [Hkv, cq*G, D]
         out[c0:c1] = o.view(hkv, c1 - c0, g, d).permute(1, 0, 2, 3).reshape(c1 - c0, hq, d)
         ls = (l_nat / math.log(2.0)).permute(1, 0, 2).reshape(c1 - c0, hq)
-        lse[c0:c1] = torch.where(torch.isfinite(ls), ls, torch.full_like(ls, _NEG_BIG))
+        lse[c0:c1] = torch.where(torch.isfinite(ls), ls, torch.full_like(ls, _NO_KEY_LSE))
 
 
 def run(q, k, v, qo_indptr, kv_indptr, sm_scale):
     total_q, hq, d = q.shape
     out = torch.zeros((total_q, hq, d), dtype=q.dtype, device=q.device)
-    lse = torch.full((total_q, hq), _NEG_BIG, dtype=torch.float32, device=q.device)
+    lse = torch.full((total_q, hq), _NO_KEY_LSE, dtype=torch.float32, device=q.device)
     qo = qo_indptr.tolist()
     kvp = kv_indptr.tolist()
     for b in range(len(qo) - 1):

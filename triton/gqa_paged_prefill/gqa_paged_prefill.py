@@ -11,7 +11,7 @@ each K/V tile; it streams BLOCK_N-token K/V tiles with tl.dot (tensor cores) and
 softmax. Causal: query i of a sequence with qlen queries and kvlen keys sees keys j <= i + kvlen - qlen;
 tiles past the program's last visible key are skipped and only tiles crossing the diagonal are
 masked. The (sequence, tile) of a program is found on the device (no host sync). Rows that see no
-key get output 0 and lse -FLT_MAX (finite stand-in for the reference's -inf). lse is base 2.
+key get output 0 and lse -inf (the reference's lse; its output there is NaN, undefined). lse is base 2.
 Parameters (tp_params.py): BLOCK_M, BLOCK_N, NUM_WARPS, NUM_STAGES."""
 import math
 import os
@@ -135,7 +135,7 @@ def _prefill_kernel(Q, K, V, QO, KVP, IDX, LAST, O, LSE, scale_log2, B, HKV, num
         has = l_i > 0
         l_safe = tl.where(has, l_i, 1.0)
         o = acc / l_safe[:, None]
-        lse = tl.where(has, m_i + tl.log2(l_safe), -3.4028234663852886e38)
+        lse = tl.where(has, m_i + tl.log2(l_safe), float("-inf"))
         orow = (q0 + tok).to(tl.int64) * HQ + kvh * G + g
         tl.store(O + orow[:, None] * 128 + d[None, :], o.to(tl.bfloat16), mask=rvalid[:, None])
         tl.store(LSE + orow, lse, mask=rvalid)
