@@ -8,8 +8,8 @@
  */
 import { relative, resolve } from "node:path";
 import { Store } from "../pipeline/engine/mod.ts";
-import { mergeUpstream, selectSolutions } from "../pipeline/harness/judging.ts";
-import { chooseWorkloads, corpusRootsOf, VerifyParams } from "../stages/verify/stage.ts";
+import { mergeUpstream, selectSolutions } from "../pipeline/harness/mod.ts";
+import { chooseWorkloads, corpusRootsOf, VerifyParams } from "../stages/verify/mod.ts";
 
 const [storeRoot, regex] = Deno.args;
 if (!storeRoot) {

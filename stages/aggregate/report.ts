@@ -1,5 +1,5 @@
 /** The self-contained HTML report: summary, tables, charts, provenance and links to every trace. */
-import type { Analysis } from "./analysis.ts";
+import { type Analysis, BASELINES_SEE_SUMMARY } from "./analysis.ts";
 import type { Chart } from "./charts.ts";
 import type { Row } from "./db.ts";
 import { html, toHtml } from "./tables.ts";
@@ -30,6 +30,13 @@ th{background:#f3f3f3}.caption{font-size:13px;color:#444}.notes{font-size:13px}.
 .warn{background:#fff4e5;border:1px solid #f0b429;padding:.6em 1em}.chart svg{max-width:100%;height:auto}
 code{background:#f6f6f6;padding:0 3px}nav a{margin-right:1em}`;
 
+/** A section of its own after the charts (e.g. the decode characterization), with its nav link. */
+export interface ReportSection {
+  id: string;
+  title: string;
+  html: string;
+}
+
 /** Renders index.html. Everything is inline (CSS, SVG); links point at the CSVs and trace files. */
 export function renderReport(
   a: Analysis,
@@ -38,9 +45,10 @@ export function renderReport(
   links: TraceLink[],
   maxRows: number,
   minCoverage = 0.8,
-  page: { heading?: string; front?: string } = {},
+  page: { heading?: string; front?: string; sections?: ReportSection[] } = {},
 ): string {
   const c = a.counts;
+  const sections = page.sections ?? [];
   const noTraces = c.traces === 0;
   const summary = [
     `<p>${c.definitions} definitions (${c.definitions_with_workloads} with workloads), ${c.workloads} workloads, ` +
@@ -51,7 +59,9 @@ export function renderReport(
         "as COMPILE_ERROR on every judged workload of their definition."
       : "") +
     `</p>`,
-    `<p class="caption">${html(a.baselineCaption)}</p>`,
+    `<p class="caption" id="baselines"><b>Baselines</b> (every speedup in this report is against these): ${
+      html(a.baselineCaption.replace(/^Baseline: /, ""))
+    }</p>`,
     `<p>GPU of the evaluations: ${
       html(a.hardware.join(", ") || "none recorded")
     }. Git commit: <code>${html(prov.gitCommit)}</code>.</p>`,
@@ -67,14 +77,27 @@ export function renderReport(
   if (lead && lead.rows.length) summary.push(leaderboardHeadline(lead.rows, minCoverage));
   const tableHtml = a.tables.map((t) =>
     `<section id="${html(t.id)}"><h3>${html(t.title)}</h3><p class="caption">${
-      html(t.caption)
-    }</p>` +
+      // The baselines are stated once, under the summary; the table files keep them in full.
+      html(t.caption.replace(a.baselineCaption, BASELINES_SEE_SUMMARY))}</p>` +
     `<p class="caption">Files: <a href="tables/${html(t.id)}.csv">CSV</a> · <a href="tables/${
       html(t.id)
     }.md">Markdown</a></p>` +
-    toHtml(t, maxRows) +
+    (t.shown
+      ? toHtml({ ...t, ...t.shown }, maxRows) + `<p class="caption">${html(t.shown.note)}</p>`
+      : toHtml(t, maxRows)) +
     (t.notes?.length
-      ? `<ul class="notes">${t.notes.map((n) => `<li>${html(n)}</li>`).join("")}</ul>`
+      ? `<ul class="notes">${
+        t.notes.map((n) =>
+          `<li>${
+            html(
+              n.replace(
+                a.baselineCaption.slice("Baseline: ".length),
+                "as stated under the summary (Baselines); the paper: FlashInfer for every op type, torch.matmul (cuBLAS) for GEMM.",
+              ),
+            )
+          }</li>`
+        ).join("")
+      }</ul>`
       : "") +
     `</section>`
   ).join("\n");
@@ -103,14 +126,18 @@ export function renderReport(
 <body>
 <h1>${html(page.heading ?? "tracepipe: FlashInfer-Bench reproduction report")}</h1>
 ${page.front ?? ""}
-<nav><a href="#summary">Summary</a><a href="#tables">Tables</a><a href="#charts">Charts</a><a href="#provenance">Provenance</a><a href="#traces">Traces</a></nav>
+<nav><a href="#summary">Summary</a><a href="#tables">Tables</a><a href="#charts">Charts</a>${
+    sections.map((s) => `<a href="#${html(s.id)}">${html(s.title)}</a>`).join("")
+  }<a href="#provenance">Provenance</a><a href="#traces">Traces</a></nav>
 <h2 id="summary">Summary</h2>
 ${summary.join("\n")}
 <p class="caption">Paper: FlashInfer-Bench, arXiv 2601.00227; its figure values are in data/paper-figures.json (see data/PAPER-FIGURES-SOURCE.md).</p>
 <h2 id="charts">Charts</h2>
 ${chartHtml}
 <h2 id="tables">Tables</h2>
-${tableHtml}
+${tableHtml}${
+    // Nothing at all without sections, so reports without them keep their bytes.
+    sections.map((s) => `\n<h2 id="${html(s.id)}">${html(s.title)}</h2>\n${s.html}`).join("")}
 <h2 id="provenance">Provenance</h2>
 <p>Git commit: <code>${html(prov.gitCommit)}</code></p>
 <p>Evaluation environments (first line of each trace file): ${

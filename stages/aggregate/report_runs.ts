@@ -21,6 +21,7 @@ import {
 } from "./claims.ts";
 import { all, closeDb, openDb, type Row } from "./db.ts";
 import { loadDatabase } from "./load.ts";
+import { renderApplySection } from "./report_apply.ts";
 import { allRunsTable, renderFront, type RunLine, runsTable } from "./front.ts";
 import type { AggregateParams } from "./params.ts";
 import {
@@ -46,6 +47,8 @@ export interface ReportRun {
   commit: string | null;
   cells: Record<string, CellResult[]>;
   facts: RunFacts;
+  /** run.json's measurements (shipped runs): the apply() section reads `measurements.apply`. */
+  measurements?: Record<string, unknown>;
   /** Shipped runs: byte-stable, traces linked in results/. */
   stable: boolean;
 }
@@ -61,6 +64,7 @@ export function shippedReportRun(r: ShippedRun): ReportRun {
     commit: r.meta.commit.judged,
     cells: r.cells,
     facts: flattenFacts(r.meta),
+    measurements: r.meta.measurements,
     stable: true,
   };
 }
@@ -159,7 +163,13 @@ export async function buildMultiRunReport(input: MultiRunInput): Promise<MultiRu
         );
       }
       const runLines = runs.map((r) => lines.get(r.id)!);
-      return renderFront(claimsRun ? claimResults : null, claimsRun, runLines, input.claimsNote);
+      const first = renderFront(
+        claimsRun ? claimResults : null,
+        claimsRun,
+        runLines,
+        input.claimsNote,
+      );
+      return first + "\n" + renderApplySection(runs);
     };
     const summary = await runAggregate({
       fragments: fragmentsOf(run.cells),

@@ -12,6 +12,11 @@ export interface Table {
   rows: Row[];
   /** Notes shown under the table (e.g. the differences to the paper). */
   notes?: string[];
+  /**
+   * What the report's page shows in place of the rows, when the long form (kept in the CSV and
+   * Markdown files) reads badly on a page: e.g. Table B as the paper's grid of a few p columns.
+   */
+  shown?: { columns: string[]; rows: Row[]; note: string };
 }
 
 function cell(v: unknown): string {

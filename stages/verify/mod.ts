@@ -1,2 +1,8 @@
 /** verify: every solution judged on its workloads by the harness. */
-export { verifyStage, workloadsFor } from "./stage.ts";
+export {
+  chooseWorkloads,
+  corpusRootsOf,
+  VerifyParams,
+  verifyStage,
+  workloadsFor,
+} from "./stage.ts";
