@@ -1,5 +1,5 @@
 /**
- * The command line: reproduce, status, why, gc, validate, doctor.
+ * The command line: reproduce, status, why, gc, validate, doctor (doctor.ts).
  * Exit codes: 0 success; 1 some cells failed; 2 bad input or usage; 3 the store is locked;
  * 130/143 stopped by SIGINT/SIGTERM (finished cells kept).
  */
@@ -14,7 +14,6 @@ import {
   dryPlan,
   exitCodeFor,
   formatDiagnostic,
-  gpuArch,
   importStore,
   type Interruption,
   type LockHolder,
@@ -29,7 +28,14 @@ import {
   type Toolchain,
   unknownParamKey,
 } from "./engine/mod.ts";
-import { LOCK_CLOCKS_ENV } from "./harness/mod.ts";
+import {
+  GPUS_ENV,
+  GpuSelectionError,
+  hostGpus,
+  LOCK_CLOCKS_ENV,
+  parseGpuSelection,
+} from "./harness/mod.ts";
+import { doctor } from "./doctor.ts";
 import { validatePath } from "./trace/mod.ts";
 import { REFRESH_USAGE, refreshCommand } from "./refresh/mod.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
@@ -53,6 +59,8 @@ commands:
     --wait                wait for another run holding the store instead of refusing
     --lock-clocks         lock the GPU clocks at their maximum while timing (nvidia-smi -lgc/-lmc,
                             where permitted; each time cell records whether the lock held)
+    --gpus 0,1            judge on these GPUs only (default: all; verify runs its lanes on each,
+                            time one per GPU; a GPU another run holds is waited for)
     --shard I/N           run shard I (0 … N-1) of the judging stages' cells, stopping after them;
                             \`tp import\` of the N stores gives one run's cells (see slurm)
   status                what would run now, stage by stage
@@ -271,6 +279,7 @@ async function reproduce(args: string[], storeDir: string, command: string): Pro
       corpus: { type: "string", multiple: true, default: [] },
       wait: { type: "boolean", default: false },
       "lock-clocks": { type: "boolean", default: false },
+      gpus: { type: "string" },
       shard: { type: "string" },
       store: { type: "string" },
     },
@@ -292,6 +301,7 @@ async function reproduce(args: string[], storeDir: string, command: string): Pro
   checkSetKeys(values.set!, stages);
   // Read by the time stage (it enters time's keys only when set): lock the clocks while timing.
   if (values["lock-clocks"]) Deno.env.set(LOCK_CLOCKS_ENV, "1");
+  const toolchain = values.gpus === undefined ? undefined : await chooseGpus(values.gpus);
   // From here on a SIGINT or SIGTERM stops the run cleanly, and nothing the run starts outlives it.
   const guard = superviseRun((l) => console.error(l));
   try {
@@ -300,6 +310,7 @@ async function reproduce(args: string[], storeDir: string, command: string): Pro
     try {
       const { reports, ok, stoppedAt } = await runPipeline({
         ...planInputs(store, stages, profile, values),
+        toolchain,
         from: values.from,
         to: sharded.to,
         only,
@@ -324,6 +335,17 @@ async function reproduce(args: string[], storeDir: string, command: string): Pro
   } finally {
     guard.dispose();
   }
+}
+
+/**
+ * `--gpus 0,1`: checked against this host's GPUs, then handed to the judging stages' lanes through
+ * the environment, which no cell key reads (which GPU judged a cell is provenance). Returns the
+ * toolchain it probed, for the run to reuse.
+ */
+async function chooseGpus(spec: string): Promise<Toolchain> {
+  const tc = await discoverToolchain();
+  Deno.env.set(GPUS_ENV, parseGpuSelection(spec, hostGpus(tc.gpus)).join(","));
+  return tc;
 }
 
 /** Lets every stage that ran publish what its latest cells hold (aggregate: reports/). */
@@ -452,60 +474,6 @@ async function importCmd(args: string[], storeDir: string, command: string): Pro
   return 0;
 }
 
-async function doctor(): Promise<number> {
-  const tc: Toolchain = await discoverToolchain();
-  const line = (k: string, v: string) => console.log(`${k.padEnd(10)} ${v}`);
-  line("os", `${tc.os} ${tc.arch}`);
-  line("deno", tc.deno);
-  line(
-    "python",
-    tc.python
-      ? `${tc.python.version} (${tc.python.path}); torch ${tc.python.torch ?? "absent"}; triton ${
-        tc.python.triton ?? "absent"
-      }`
-      : "absent",
-  );
-  line("nvcc", tc.nvcc ? `${tc.nvcc.version} (${tc.nvcc.path})` : "absent");
-  line("ptxas", tc.ptxas ? `${tc.ptxas.version}` : "absent");
-  for (const [k, t] of [["c++", tc.hostCompilers?.cxx], ["g++", tc.hostCompilers?.gxx]] as const) {
-    line(k, t ? `${t.version} (${t.path})` : "absent");
-  }
-  if (tc.gpus.length) {
-    for (const g of tc.gpus) {
-      line(
-        `gpu ${g.index}`,
-        `${g.name}, cc ${g.computeCapability}, driver ${g.driver}, ${g.memoryMiB} MiB`,
-      );
-    }
-  } else line("gpu", "none");
-  line(
-    "nix",
-    tc.nix
-      ? `inside the dev shell (${tc.nix.storePaths.length} store paths)`
-      : "not in a Nix shell",
-  );
-  console.log("\nwhat can run here:");
-  const gpu = tc.gpus.length > 0 && tc.python?.cudaAvailable;
-  console.log(`  definitions, collect, extract, generate, aggregate: yes (CPU only)`);
-  console.log(
-    `  compile: ${
-      tc.nvcc
-        ? `CUDA sources compile${gpu ? ` for ${gpuArch(tc)}` : " (compile check only: no GPU)"}`
-        : "no nvcc: CUDA solutions not runnable here"
-    }; Python/Triton solutions need no build`,
-  );
-  console.log(
-    `  verify, time: ${
-      gpu
-        ? "all languages on the GPU"
-        : tc.python?.torch
-        ? "python solutions and references on the CPU; CUDA and Triton cells are listed as not runnable here"
-        : "nothing: no Python with torch (install python3-torch, or set TRACEPIPE_PYTHON)"
-    }`,
-  );
-  return 0;
-}
-
 /** Entry point; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -561,7 +529,7 @@ export async function main(argv: string[]): Promise<number> {
       return 3;
     }
     if (
-      e instanceof UsageError || e instanceof PipelineError ||
+      e instanceof UsageError || e instanceof PipelineError || e instanceof GpuSelectionError ||
       (e as Error).name === "TypeError" &&
         (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
     ) {

@@ -10,13 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT, treeDigest } from "../pipeline/engine/mod.ts";
 import { compareReport } from "../pipeline/claims/mod.ts";
-import {
-  AggregateParams,
-  aggregateStage,
-  buildShippedReport,
-  PUBLISH_DIR,
-} from "../stages/aggregate/mod.ts";
-import { runCellDirect } from "./stages.ts";
+import { AggregateParams, buildShippedReport, PUBLISH_DIR } from "../stages/aggregate/mod.ts";
+import { reportHere } from "./report.ts";
 import { writeFixtureRun } from "../stages/aggregate/testdata/fixture_run.ts";
 
 const SHIPPED = "h100-2026-12-06";
@@ -64,27 +59,8 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
       gpu: null,
       hardware: "cpu:x86_64",
     });
-    const cell = join(cpu, "cells", "fixture", "basic");
-    const upstream = { verify: [{ id: "basic", key: "k", digest: "d", dir: cell, summary: null }] };
-    const params = AggregateParams.parse({});
-    const ctx = {
-      params,
-      root,
-      upstream,
-      toolchain: { os: "linux", arch: "x86_64", deno: "x", gpus: [] },
-      env: {},
-      log: () => {},
-    };
-    const [plan] = await aggregateStage.plan(ctx);
+    const plan = await reportHere(root, cpu, []);
     assert(plan.inputs[`results/${SHIPPED}`], "the shipped run is an input of the report");
-    const outDir = join(root, "cell");
-    mkdirSync(outDir);
-    await runCellDirect(aggregateStage, plan, ctx, outDir);
-    await aggregateStage.publish!({
-      cells: [{ id: "report", key: "k", digest: "d", dir: outDir, summary: null }],
-      root,
-      log: () => {},
-    });
     // Nothing shipped changed: the runs and the committed report are byte-identical.
     assertEquals(treeDigest(join(root, "results")), before.results);
     assertEquals(

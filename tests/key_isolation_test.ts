@@ -36,6 +36,8 @@ Deno.test("editing a file re-keys only the stages that run it", async () => {
     ["pipeline/serving/simulate.ts", ["collect", "extract"]],
     // The harness judge: the judging stages.
     ["pipeline/harness/judge/__main__.py", ["compile", "verify", "time"]],
+    // The timing gate's PTX, a file of the judge's own that its code loads: the same stages.
+    ["pipeline/harness/judge/gate.ptx", ["compile", "verify", "time"]],
     // DuckDB: never in a judging stage's key (nor loaded by one: see dependencies_test.ts).
     ["pipeline/lib/duckdb.ts", ["collect", "extract"]],
   ];

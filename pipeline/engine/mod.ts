@@ -32,7 +32,7 @@ export {
 export { atProcessExit, RUN_MARKER, startReaper } from "./reaper.ts";
 export { type CellDiff, diffKeyDocuments, dryPlan, type StageStatus } from "./status.ts";
 export { type Diagnostic, formatDiagnostic, fromZodError, jsonPath } from "./diagnostics.ts";
-export { writeFileAtomic } from "./files.ts";
+export { copyDirAtomic, type CopyDirOptions, writeFileAtomic } from "./files.ts";
 export { canonicalJson, digestJson, digestParts, sha256, sha256File } from "./hash.ts";
 export { DEFAULT_STORE, fromFileUrl, REPO_ROOT } from "./paths.ts";
 export {

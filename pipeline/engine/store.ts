@@ -13,7 +13,6 @@
  * Many keys are kept per stage, so reverting a param restores instead of recomputing.
  */
 import {
-  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -28,7 +27,7 @@ import { hostname } from "node:os";
 import { join, relative } from "node:path";
 import { digestJson, sha256 } from "./hash.ts";
 import type { CellResult } from "./stage.ts";
-import { writeFileAtomic } from "./files.ts";
+import { copyDirAtomic, writeFileAtomic } from "./files.ts";
 
 /** One output file of a cell. */
 export interface ManifestEntry {
@@ -71,6 +70,8 @@ export interface LockHolder {
   startedAt?: string;
   /** The command line of the holding run (`reproduce --from compile`). */
   command?: string;
+  /** Tells this holder's lock from another's taken by the same process. */
+  token?: string;
 }
 
 /** How {@link Store.lock} takes the lock. */
@@ -123,12 +124,79 @@ const pidAlive = (pid: number) => {
   }
 };
 
+/**
+ * The live holder of the lock file at `path`; null when it is stale (its process on this host is
+ * dead, or it has no pid and has been unreadable for 5 s); "gone" when there is no file.
+ */
+function liveHolder(path: string): LockHolder | null | "gone" {
+  let holder: LockHolder = {};
+  try {
+    holder = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT" || e instanceof Deno.errors.NotFound) {
+      return "gone";
+    }
+    /* being written right now, or garbage: treat as stale below only if still unreadable */
+  }
+  try {
+    const stale = holder.pid === undefined
+      ? Date.now() - statSync(path).mtimeMs > 5_000
+      : holder.host === hostname() && !pidAlive(holder.pid);
+    return stale ? null : holder;
+  } catch {
+    return "gone";
+  }
+}
+
 /** The store at `root`. */
 export class Store {
   constructor(readonly root: string) {}
 
   private cellDir(stage: string, key: string) {
     return join(this.root, "cells", stage, key);
+  }
+
+  /**
+   * One attempt at a lock file at `path`, written as `holder` (pid, host and start filled in): the
+   * release function, or the live holder that keeps it. A lock left by a dead process on this host,
+   * or one unreadable for 5 s, is stale and taken over. The store lock and the harness's host-wide
+   * per-GPU locks share this one discipline; release removes the file only while it is still ours,
+   * so two holders in one process (two runs in a test) stay apart.
+   */
+  static takeLockFile(path: string, holder: LockHolder = {}): (() => void) | LockHolder {
+    const me = JSON.stringify(
+      {
+        pid: Deno.pid,
+        host: hostname(),
+        startedAt: new Date().toISOString(),
+        ...holder,
+        token: crypto.randomUUID(),
+      } satisfies LockHolder,
+    );
+    while (true) {
+      try {
+        writeFileSync(path, me, { flag: "wx" });
+        return () => {
+          try {
+            if (readFileSync(path, "utf8") === me) rmSync(path, { force: true });
+          } catch { /* already gone */ }
+        };
+      } catch (e) {
+        if (
+          (e as { code?: string }).code !== "EEXIST" && !(e instanceof Deno.errors.AlreadyExists)
+        ) throw e;
+      }
+      const live = liveHolder(path);
+      if (live === "gone") continue; // released between our write and our read: try again
+      if (live) return live;
+      rmSync(path, { force: true }); // stale
+    }
+  }
+
+  /** Who holds the lock file at `path`: the live holder, or null when it is free or stale. */
+  static lockFileHolder(path: string): LockHolder | null {
+    const live = liveHolder(path);
+    return live === "gone" ? null : live;
   }
 
   /**
@@ -140,43 +208,16 @@ export class Store {
   async lock(opts: LockOptions = {}): Promise<() => void> {
     mkdirSync(this.root, { recursive: true });
     const path = join(this.root, "lock");
-    const me = JSON.stringify(
-      {
-        pid: Deno.pid,
-        host: hostname(),
-        startedAt: new Date().toISOString(),
-        ...(opts.command ? { command: opts.command } : {}),
-      } satisfies LockHolder,
-    );
     const t0 = Date.now();
     let told = -Infinity;
-    while (true) {
-      try {
-        writeFileSync(path, me, { flag: "wx" });
-        break;
-      } catch (e) {
-        if (
-          (e as { code?: string }).code !== "EEXIST" && !(e instanceof Deno.errors.AlreadyExists)
-        ) throw e;
+    for (;;) {
+      const taken = Store.takeLockFile(path, opts.command ? { command: opts.command } : {});
+      if (typeof taken === "function") {
+        // We hold the lock: anything in tmp/ belongs to a run that died.
+        rmSync(join(this.root, "tmp"), { recursive: true, force: true });
+        return taken;
       }
-      let holder: LockHolder = {};
-      try {
-        holder = JSON.parse(readFileSync(path, "utf8"));
-      } catch {
-        /* being written right now, or garbage: treat as stale below only if still unreadable */
-      }
-      let stale: boolean;
-      try {
-        stale = holder.pid === undefined
-          ? Date.now() - statSync(path).mtimeMs > 5_000
-          : holder.host === hostname() && !pidAlive(holder.pid);
-      } catch {
-        continue; // released between our read and the stat: try again
-      }
-      if (stale) {
-        rmSync(path, { force: true });
-        continue;
-      }
+      const holder = taken;
       if (!opts.wait) {
         throw new StoreLockedError(
           `the store ${this.root} is in use by another tracepipe run (${
@@ -202,14 +243,6 @@ export class Store {
         setTimeout(r, Math.max(1, Math.min(opts.pollMs ?? 500, untilReport)))
       );
     }
-    // We hold the lock: anything in tmp/ belongs to a run that died.
-    rmSync(join(this.root, "tmp"), { recursive: true, force: true });
-    return () => {
-      try {
-        const cur = JSON.parse(readFileSync(path, "utf8"));
-        if (cur.pid === Deno.pid) rmSync(path, { force: true });
-      } catch { /* already gone */ }
-    };
   }
 
   /** The run holding the lock now, or null. */
@@ -385,11 +418,7 @@ export function importStore(from: Store, into: Store): { cells: number; stages: 
   for (const e of from.entries()) {
     const target = join(into.root, "cells", e.stage, e.key);
     if (existsSync(join(target, "cell.json"))) continue;
-    const tmp = into.tempDir();
-    rmSync(tmp, { recursive: true, force: true });
-    cpSync(e.dir, tmp, { recursive: true });
-    mkdirSync(join(into.root, "cells", e.stage), { recursive: true });
-    renameSync(tmp, target);
+    copyDirAtomic(e.dir, target, { tmp: into.tempDir() });
     copied++;
   }
   const stages: string[] = [];

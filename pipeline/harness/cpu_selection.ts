@@ -8,7 +8,7 @@
  * full: no test is shortened, so a verdict means here what it means on a GPU.
  */
 import { z } from "zod";
-import { type Definition, inferShape } from "../trace/mod.ts";
+import { type Definition, inferShape, type Workload } from "../trace/mod.ts";
 import type { Toolchain } from "../engine/mod.ts";
 
 /**
@@ -53,6 +53,25 @@ export function cpuSelectionInForce(tc: Toolchain, p: CpuSelection): boolean {
 /** How to ask a stage for everything (the end of every line that names the selection). */
 export function cpuSelectionEscape(stage: string): string {
   return `pass --set ${stage}.cpu_selection=false to judge everything`;
+}
+
+/**
+ * The line a judging stage logs when the CPU-sized selection is in force: what it judges (verify) or
+ * times (time, of the cells verify passed), within which bounds, what it leaves out (`leftOut`), and
+ * how to ask for everything.
+ */
+export function cpuSelectionLine(
+  stage: "verify" | "time",
+  p: CpuSelection,
+  leftOut: string,
+): string {
+  const what = stage === "time"
+    ? "timing a CPU-sized selection (of the cells verify passed, "
+    : "judging a CPU-sized selection (";
+  return `no GPU here: ${what}at most ${p.cpu_max_workloads} workloads per definition, each of ` +
+    `estimated cost at most ${formatCost(p.cpu_max_cost)}): ${leftOut}; ${
+      cpuSelectionEscape(stage)
+    }`;
 }
 
 /** The elements of one tensor of a definition on these axes (0 when an axis has no value). */
@@ -139,4 +158,24 @@ export function cpuSelectionReason(
 /** The not-runnable reason of a cell the CPU-sized selection leaves out. */
 export function cpuSelectionNotRunnable(stage: string, why: string): string {
   return `CPU-sized selection: ${why} (${cpuSelectionEscape(stage)})`;
+}
+
+/**
+ * A picker of the CPU-sized selection, definition by definition, in the order it is asked: the first
+ * `cpu_max_workloads` workloads whose estimated cost fits `cpu_max_cost` are taken (null), each other
+ * gets its not-runnable reason. Asking again about a workload taken takes it again.
+ */
+export function cpuSelectionPicker(
+  stage: string,
+  p: CpuSelection,
+): (def: Definition, w: Workload) => string | null {
+  const taken = new Map<string, string[]>();
+  return (def, w) => {
+    const uuids = taken.get(def.name) ?? [];
+    if (uuids.includes(w.uuid)) return null;
+    const why = cpuSelectionReason(def, w.axes, p, uuids.length);
+    if (why) return cpuSelectionNotRunnable(stage, why);
+    taken.set(def.name, [...uuids, w.uuid]);
+    return null;
+  };
 }

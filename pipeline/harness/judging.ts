@@ -24,8 +24,10 @@ import {
   writeFileAtomic,
 } from "../engine/mod.ts";
 import type { FiEvaluation, HarnessCell, HarnessResult, HarnessSession } from "./client.ts";
-import { evaluationToJson, SessionPool } from "./client.ts";
-import { Heartbeat, type HeartbeatOptions } from "./heartbeat.ts";
+import { evaluationToJson } from "./client.ts";
+import { gpuProvenance } from "./gpus.ts";
+import type { HeartbeatOptions } from "./heartbeat.ts";
+import type { Lane } from "./lanes.ts";
 
 /**
  * The harness files the judging stages execute (their bytes enter every cell key): the C ABI header
@@ -201,15 +203,19 @@ export interface GroupJobResult<P extends JudgedCell> {
   workloads: Workload[];
   /** Wall seconds of the job. */
   seconds: number;
+  /** For the job's log line: its phase times and, where the lane has one, its GPU (` [cells 3.2s] on GPU 1`). */
+  detail: string;
 }
 
 /**
- * Runs one definition's group of cells (verify or time) as one harness job on `session`: the
- * distinct solutions and workloads of the group, with `extra` (config, baseline) added. A job the
- * harness could not run is an error naming the command and the definition.
+ * Runs one definition's group of cells (verify or time) as one harness job on `session`, a judge of
+ * `lane`: the distinct solutions and workloads of the group, with `extra` (config, baseline) added.
+ * Each cell's provenance records the GPU that judged it. A job the harness could not run is an error
+ * naming the command and the definition.
  */
 export async function runGroupJob<P extends JudgedCell>(
   session: HarnessSession,
+  lane: Lane,
   command: "verify" | "time",
   group: CellJob[],
   extra: Record<string, unknown>,
@@ -232,6 +238,10 @@ export async function runGroupJob<P extends JudgedCell>(
   if (!result.ok) {
     throw new Error(`harness ${command} for ${first.definition.name}: ${result.error}`);
   }
+  const gpu = lane.gpu;
+  if (gpu) {
+    for (const job of group) job.recordProvenance?.({ gpu: gpuProvenance(gpu) });
+  }
   const cells = group.map((job, i) => ({
     job,
     payload: payloads[i],
@@ -239,7 +249,9 @@ export async function runGroupJob<P extends JudgedCell>(
       r.solution === payloads[i].solution.name && r.workload === payloads[i].workload.workload.uuid
     ),
   }));
-  return { result, cells, solutions, workloads, seconds: (performance.now() - t0) / 1000 };
+  const seconds = (performance.now() - t0) / 1000;
+  const detail = describeJobPhases(result.job_s) + (gpu ? ` on GPU ${gpu.index}` : "");
+  return { result, cells, solutions, workloads, seconds, detail };
 }
 
 /**
@@ -290,92 +302,9 @@ export function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> 
   return m;
 }
 
-/** Runs async work over items with at most `n` at a time. */
-export async function mapLimit<T>(
-  items: T[],
-  n: number,
-  f: (t: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (next < items.length) await f(items[next++]);
-  }));
-}
-
 /**
- * Serving harnesses shared by the judging stages of this process: one stage's judges serve the next (the
- * time stage starts with a judge that verify warmed up). Idle ones never keep the process alive.
- */
-const SHARED_SESSIONS = new SessionPool();
-
-/** How a stage shares the judging stages' serving harnesses (see {@link mapWithSessions}). */
-export interface SessionUse<T = unknown> {
-  /** The stage the judges prestarted by {@link prestartSharedSessions} were for: they are its to close. */
-  claimsPrestarted?: boolean;
-  /** No other judge may sit idle beside this stage (a timing stage: their clock monitors poll the GPU). */
-  alone?: boolean;
-  /** Progress lines while jobs run (cells done of all, elapsed, the jobs running): see {@link Heartbeat}. */
-  progress?: HeartbeatOptions<T>;
-}
-
-let prestarted = 0; // judges started ahead for a later stage's lanes: stages before it keep them idle
-
-/**
- * {@link mapLimit} with a serving harness per lane: each item gets a session of the shared pool (torch, the
- * CUDA context and the fork server start once per lane, not once per item). Afterwards one idle judge is
- * kept for the next stage (or the judges prestarted for a later stage) and the others are closed.
- */
-export async function mapWithSessions<T>(
-  items: T[],
-  lanes: number,
-  f: (item: T, session: HarnessSession) => Promise<void>,
-  use: SessionUse<T> = {},
-): Promise<void> {
-  if (use.alone) {
-    prestarted = 0;
-    await SHARED_SESSIONS.trim(lanes);
-  }
-  const beat = use.progress ? new Heartbeat(items, use.progress) : null;
-  try {
-    await mapLimit(items, lanes, async (item) => {
-      const id = beat?.start(item) ?? 0;
-      try {
-        await SHARED_SESSIONS.use((session) => f(item, session));
-      } finally {
-        beat?.finish(id);
-      }
-    });
-  } finally {
-    beat?.stop();
-    if (use.claimsPrestarted) prestarted = 0;
-    await SHARED_SESSIONS.trim(Math.max(1, prestarted));
-  }
-}
-
-/**
- * Starts `n` serving harnesses for a judging stage ahead of its first job (its prewarm, while the pipeline
- * probes its toolchain and plans): the seconds a judge takes to import torch and make its CUDA context then
- * overlap that work instead of delaying the stage's first cells. The stage claims them with
- * `claimsPrestarted`; a stage with `alone` closes them if it comes first.
- */
-export function prestartSharedSessions(n: number): Promise<void> {
-  prestarted = n;
-  return SHARED_SESSIONS.prestart(n);
-}
-
-/** Serving harnesses of the judging stages idle now (tests). */
-export function idleSharedSessions(): number {
-  return SHARED_SESSIONS.idleCount;
-}
-
-/** Closes the judging stages' serving harnesses (tests call it; a CLI run just exits). */
-export function closeSharedSessions(): Promise<void> {
-  return SHARED_SESSIONS.close();
-}
-
-/**
- * The progress lines of a judging stage whose harness jobs are groups of cells ({@link mapWithSessions}'s
- * `progress`): cells done of all, elapsed, and the jobs running, named by definition and solution.
+ * The progress lines of a judging stage whose harness jobs are groups of cells (`mapWithSessions`'s
+ * `progress`, lanes.ts): cells done of all, elapsed, and the jobs running, named by definition and solution.
  */
 export function cellProgress(log: (line: string) => void): HeartbeatOptions<CellJob[]> {
   return {

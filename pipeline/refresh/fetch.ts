@@ -6,18 +6,9 @@
  * folder digest, file sha256), so a night re-run from its lock reads the same bytes even after the
  * upstream moved on, and a night with nothing new copies nothing.
  */
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { digestParts, sha256, sha256File } from "../engine/mod.ts";
+import { copyDirAtomic, digestParts, sha256, sha256File, writeFileAtomic } from "../engine/mod.ts";
 import {
   type LockedTraceSet,
   RefreshInputError,
@@ -239,13 +230,7 @@ function fetchDirTraceSet(
     );
   }
   const dest = cached(digest);
-  if (!existsSync(dest)) {
-    const tmp = `${dest}.tmp-${Deno.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(dirname(dest), { recursive: true });
-    cpSync(folder, tmp, { recursive: true, filter: (s) => basename(s) !== ".git" });
-    renameSync(tmp, dest);
-  }
+  if (!existsSync(dest)) copyDirAtomic(folder, dest, { skip: [".git"] });
   return { locked: locked(digest), dir: dest };
 }
 
@@ -305,10 +290,7 @@ export async function fetchServingTrace(
         `${ctx.shown}: ${at}.sha256: ${origin} has sha256 ${got}, not the pinned ${src.sha256}`,
       );
     }
-    mkdirSync(dirname(dest), { recursive: true });
-    const tmp = `${dest}.tmp-${Deno.pid}`;
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, dest);
+    writeFileAtomic(dest, bytes);
   }
   ctx.log(`fetch: ${src.name}: sha256 ${src.sha256.slice(0, 12)} (${origin})`);
   return { locked: src, file: dest };

@@ -57,6 +57,7 @@ export {
   loadTraceSet,
   parseDefinition,
   parseJsonl,
+  parseJsonOrDiagnose,
   parseSolution,
   solutionPath,
   type TraceSet,
@@ -82,3 +83,10 @@ export {
   type WorkloadCheck,
   type WorkloadProblem,
 } from "./workload_check.ts";
+export {
+  CHARACTERIZATION_FILE,
+  GridPoint,
+  ManifestPoint,
+  readManifestPoints,
+  Sweep,
+} from "./characterization.ts";

@@ -131,6 +131,21 @@ function parseJsonText(text: string, file: string, line?: number): Parsed<unknow
   }
 }
 
+/**
+ * JSON text's value; where the text is malformed, undefined, with the one error diagnostic every
+ * reader of the format gives (`malformed JSON: …`, naming `file` and `line`) pushed to `diags`.
+ */
+export function parseJsonOrDiagnose(
+  text: string,
+  file: string,
+  diags: Diagnostic[],
+  line?: number,
+): unknown {
+  const j = parseJsonText(text, file, line);
+  if (!j.ok) diags.push(...j.diagnostics);
+  return j.ok ? j.value : undefined;
+}
+
 /** Parses a definition file's text, upgrading it first when `upgrade` is given. */
 export function parseDefinition(
   text: string,

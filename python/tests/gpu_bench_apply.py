@@ -222,6 +222,7 @@ def main():
         print("SKIP: no CUDA device")
         return 0
     RESULT["device"] = torch.cuda.get_device_name()
+    RESULT["args"] = vars(a)  # the setup (layers, steps, batches), for the report to state
     batches = [int(x) for x in a.batches.split(",")]
     skip = set(a.skip.split(","))
     t0 = time.time()

@@ -105,6 +105,17 @@ class TraceSetErrorsTest(TempDirs, unittest.TestCase):
         with self.assertRaisesRegex(TraceSetError, r"^traces/t/gemm/gemm_n4_k4\.jsonl:1: \$\.evaluation\.status"):
             TraceSet.from_path(root.root)
 
+    def test_a_second_object_of_the_same_name_names_its_file(self):
+        root = _set(self.tmp(), []).root
+        write_json(os.path.join(root, "definitions", "zz", "again.json"), gemm_def())
+        with self.assertRaisesRegex(TraceSetError, r"^definitions/zz/again\.json: \$\.name: duplicate definition "
+                                                   r"'gemm_n4_k4'$"):
+            TraceSet.from_path(root)
+        root = _set(self.tmp(), [])
+        write_json(os.path.join(root.root, "solutions", "zz", "again.json"), solution("a", "gemm_n4_k4", CODE))
+        with self.assertRaisesRegex(TraceSetError, r"^solutions/zz/again\.json: \$\.name: duplicate solution 'a'$"):
+            TraceSet.from_path(root.root)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -190,6 +190,17 @@ def _json_files(d, suffix):
     return sorted(out)
 
 
+def _read_named(root, section, kind, into, what):
+    """Reads every JSON file under `root`/`section` as a `kind` (Definition or Solution) into `into`, by name;
+    a second object of the same name is an error naming its file."""
+    for path in _json_files(os.path.join(root, section), ".json"):
+        raw, rel = _read_json(path, root)
+        obj = kind(raw, rel)
+        if obj.name in into:
+            raise TraceSetError(f"{rel}: $.name: duplicate {what} {obj.name!r}")
+        into[obj.name] = obj
+
+
 def _read_json(path, root):
     rel = os.path.relpath(path, root)
     try:
@@ -215,18 +226,8 @@ class TraceSet:
         if not root or not os.path.isdir(root):
             raise TraceSetError(f"{root}: $: not a TraceSet folder")
         ts = cls(os.path.abspath(root))
-        for path in _json_files(os.path.join(root, "definitions"), ".json"):
-            raw, rel = _read_json(path, root)
-            d = Definition(raw, rel)
-            if d.name in ts.definitions:
-                raise TraceSetError(f"{rel}: $.name: duplicate definition {d.name!r}")
-            ts.definitions[d.name] = d
-        for path in _json_files(os.path.join(root, "solutions"), ".json"):
-            raw, rel = _read_json(path, root)
-            s = Solution(raw, rel)
-            if s.name in ts.solutions:
-                raise TraceSetError(f"{rel}: $.name: duplicate solution {s.name!r}")
-            ts.solutions[s.name] = s
+        _read_named(root, "definitions", Definition, ts.definitions, "definition")
+        _read_named(root, "solutions", Solution, ts.solutions, "solution")
         if traces:
             ts.traces = ts._read_traces(os.path.join(root, "traces"))
         for path in _json_files(os.path.join(root, "workloads"), ".jsonl"):

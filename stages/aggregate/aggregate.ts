@@ -14,6 +14,7 @@ import {
 } from "../../pipeline/engine/mod.ts";
 import { analyse, loadPaperFigures } from "./analysis.ts";
 import { buildCharts } from "./charts.ts";
+import { characterizationSection, loadCharacterizationPoints } from "./characterization.ts";
 import { all, closeDb, openDb, sqlString } from "./db.ts";
 import { type Fragment, loadDatabase, REJECTED_DIR } from "./load.ts";
 import type { AggregateParams } from "./params.ts";
@@ -147,6 +148,7 @@ export async function runAggregate(input: AggregateInput): Promise<AggregateSumm
       `load (${loaded.traces} traces: ${loaded.tracesViaDuckdb} via read_ndjson, ${loaded.tracesViaJs} via the TS parser)`,
     );
 
+    await loadCharacterizationPoints(db.conn, input.fragments);
     const paper = loadPaperFigures(join(input.root, "data", "paper-figures.json"));
     const a = await analyse(db.conn, params, paper);
     lap(`analysis views (${a.tables.length} tables)`);
@@ -160,6 +162,16 @@ export async function runAggregate(input: AggregateInput): Promise<AggregateSumm
     const charts = await buildCharts(a.fastP, a.winCurve, a.correctness, paper, params.winP);
     for (const c of charts) writeFileSync(join(outDir, "charts", `${c.id}.svg`), c.svg);
     lap(`charts rendered (${charts.length} SVG)`);
+    // Only a run with judged points of the decode characterization grid has this section.
+    const char = await characterizationSection(db.conn, params.htmlMaxRows);
+    for (const t of char?.tables ?? []) {
+      writeFileSync(join(outDir, "tables", `${t.id}.csv`), toCsv(t));
+      writeFileSync(join(outDir, "tables", `${t.id}.md`), toMarkdown(t));
+    }
+    for (const c of char?.charts ?? []) writeFileSync(join(outDir, "charts", `${c.id}.svg`), c.svg);
+    if (char) {
+      lap(`decode characterization (${char.tables.length} tables, ${char.charts.length} SVG)`);
+    }
 
     const links = await traceLinks(db.conn, input);
     const prov = await provenanceOf(db.conn, input, timings);
@@ -169,6 +181,9 @@ export async function runAggregate(input: AggregateInput): Promise<AggregateSumm
       renderReport(a, charts, prov, links, params.htmlMaxRows, params.leaderboardMinCoverage, {
         heading: input.heading,
         front,
+        sections: char
+          ? [{ id: "characterization", title: "Decode characterization", html: char.html }]
+          : [],
       }),
     );
     lap("HTML report written");
@@ -176,8 +191,8 @@ export async function runAggregate(input: AggregateInput): Promise<AggregateSumm
     const summary: AggregateSummary = {
       counts: a.counts,
       diagnostics: loaded.diagnostics.length,
-      tables: a.tables.map((t) => t.id),
-      charts: charts.map((c) => c.id),
+      tables: [...a.tables, ...char?.tables ?? []].map((t) => t.id),
+      charts: [...charts, ...char?.charts ?? []].map((c) => c.id),
       leader,
       seconds: (performance.now() - tStart) / 1000,
       timings,

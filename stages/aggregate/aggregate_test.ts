@@ -29,14 +29,14 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { REPO_ROOT } from "../../pipeline/engine/mod.ts";
 import { all, closeDb, openDb, type Row } from "./db.ts";
 import { type Fragment, loadDatabase, pGrid } from "./load.ts";
 import { AggregateParams } from "./params.ts";
 import { publishReports, runAggregate } from "./stage.ts";
+import { BASIC } from "./testdata/fixture_run.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const FIXTURE = join(ROOT, "tests/fixtures/aggregate/basic");
-const EMPTY = join(ROOT, "tests/fixtures/aggregate/empty");
+const EMPTY = join(REPO_ROOT, "tests/fixtures/aggregate/empty");
 const frag = (dir: string): Fragment => ({ stage: "fixture", cellId: "basic", cellKey: "k", dir });
 const quiet = () => {};
 
@@ -46,7 +46,7 @@ async function withDb<T>(
 ) {
   const db = await openDb(":memory:");
   try {
-    const res = await loadDatabase(db.conn, [frag(FIXTURE)], AggregateParams.parse(params), quiet);
+    const res = await loadDatabase(db.conn, [frag(BASIC)], AggregateParams.parse(params), quiet);
     // The malformed line is reported with its file and line; the rest of that file still loads.
     assertEquals(res.diagnostics.length, 1);
     assertEquals(res.diagnostics[0].file, "fixture/basic/traces/bob/gemm/gemm_n4_k4.jsonl");
@@ -240,7 +240,13 @@ Deno.test("torch fallback where FlashInfer is absent is said in the caption", as
   });
   const out = mkdtempSync(join(tmpdir(), "agg-"));
   try {
-    await runAggregate({ fragments: [frag(FIXTURE)], params, outDir: out, root: ROOT, log: quiet });
+    await runAggregate({
+      fragments: [frag(BASIC)],
+      params,
+      outDir: out,
+      root: REPO_ROOT,
+      log: quiet,
+    });
     const md = readFileSync(
       join(out, "tables", "table_a_correctness_by_language_author.md"),
       "utf8",
@@ -257,7 +263,7 @@ Deno.test("solutions never evaluated count nowhere: not in the baseline caption,
   const data = mkdtempSync(join(tmpdir(), "agg-data-"));
   const out = mkdtempSync(join(tmpdir(), "agg-"));
   try {
-    cpSync(FIXTURE, data, { recursive: true });
+    cpSync(BASIC, data, { recursive: true });
     const def = JSON.parse(readFileSync(join(data, "definitions/rmsnorm/rmsnorm_h8.json"), "utf8"));
     mkdirSync(join(data, "definitions/silu"));
     writeFileSync(
@@ -287,7 +293,13 @@ Deno.test("solutions never evaluated count nowhere: not in the baseline caption,
         gemm: [{ author: "baseline", match: "^torch_matmul", label: "cuBLAS", kind: "torch" }],
       },
     });
-    await runAggregate({ fragments: [frag(data)], params, outDir: out, root: ROOT, log: quiet });
+    await runAggregate({
+      fragments: [frag(data)],
+      params,
+      outDir: out,
+      root: REPO_ROOT,
+      log: quiet,
+    });
     const md = readFileSync(join(out, "tables", "baseline_choice.md"), "utf8");
     assertMatch(
       md,
@@ -311,10 +323,10 @@ Deno.test("runAggregate writes every table, chart and the report; publishReports
   const pub = mkdtempSync(join(tmpdir(), "pub-"));
   try {
     const s = await runAggregate({
-      fragments: [frag(FIXTURE)],
+      fragments: [frag(BASIC)],
       params: AggregateParams.parse({}),
       outDir: out,
-      root: ROOT,
+      root: REPO_ROOT,
       log: quiet,
     });
     assertEquals(s.counts.traces, 21);
@@ -348,7 +360,7 @@ Deno.test("Table C ranks only authors of comparable coverage; the headline state
   const data = mkdtempSync(join(tmpdir(), "agg-data-"));
   const out = mkdtempSync(join(tmpdir(), "agg-"));
   try {
-    cpSync(FIXTURE, data, { recursive: true });
+    cpSync(BASIC, data, { recursive: true });
     const solPath = "solutions/alice/rmsnorm/rmsnorm_h8/alice_triton_rms.json";
     const sol = JSON.parse(readFileSync(join(data, solPath), "utf8"));
     mkdirSync(join(data, "solutions/carol/rmsnorm/rmsnorm_h8"), { recursive: true });
@@ -367,7 +379,7 @@ Deno.test("Table C ranks only authors of comparable coverage; the headline state
       fragments: [frag(data)],
       params: AggregateParams.parse({}),
       outDir: out,
-      root: ROOT,
+      root: REPO_ROOT,
       log: quiet,
     });
     const csv = readFileSync(join(out, "tables", "table_c_win_at_p_leaderboard.csv"), "utf8");
@@ -403,7 +415,7 @@ Deno.test("zero traces: the report says so and every table still exists", async 
       fragments: [frag(EMPTY)],
       params: AggregateParams.parse({}),
       outDir: out,
-      root: ROOT,
+      root: REPO_ROOT,
       log: quiet,
     });
     assertEquals(s.counts.traces, 0);

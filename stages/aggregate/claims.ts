@@ -116,7 +116,6 @@ async function loadFacts(conn: DuckDBConnection, facts: RunFacts): Promise<void>
   await appendRows(
     conn,
     "run_facts",
-    ["VARCHAR", "DOUBLE", "VARCHAR"],
     Object.entries(facts).map(([k, v]) => [
       k,
       typeof v === "number" ? v : null,
@@ -226,13 +225,8 @@ async function crossRunValues(file: ClaimsFile, runs: ClaimRun[], primary: strin
        CREATE TABLE runs (run VARCHAR, gpu VARCHAR);`,
     );
     for (const r of runs) {
-      await appendRows(db.conn, "runs", ["VARCHAR", "VARCHAR"], [[r.id, r.gpu]]);
-      await appendRows(
-        db.conn,
-        "run_cells",
-        ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE"],
-        r.inputs.cells.map((c) => [r.id, r.gpu, ...c]),
-      );
+      await appendRows(db.conn, "runs", [[r.id, r.gpu]]);
+      await appendRows(db.conn, "run_cells", r.inputs.cells.map((c) => [r.id, r.gpu, ...c]));
     }
     for (const c of claims) {
       out[c.id] = await queryValue(db.conn, substitute(c.sql, { root, run: primary }));

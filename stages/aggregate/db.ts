@@ -51,16 +51,36 @@ export async function columnsOf(conn: DuckDBConnection, sql: string): Promise<st
   return reader.columnNames();
 }
 
+const APPENDED_TYPES = ["VARCHAR", "DOUBLE", "INTEGER", "BIGINT"] as const;
 /** SQL type of an appended column, as far as the appender needs to know. */
-export type ColType = "VARCHAR" | "DOUBLE" | "INTEGER" | "BIGINT";
+type ColType = typeof APPENDED_TYPES[number];
 
-/** Appends rows (arrays in column order) to a table; null/undefined become NULL. */
+/**
+ * The type of each column of `table`, in order, read from the database: its CREATE TABLE
+ * (sql/00_schema.sql, or the caller's) is the one place a column's type is written.
+ */
+async function columnTypes(conn: DuckDBConnection, table: string): Promise<ColType[]> {
+  const cols = await all(
+    conn,
+    `SELECT name, type FROM pragma_table_info(${sqlString(table)}) ORDER BY cid`,
+  );
+  return cols.map(({ name, type }) => {
+    const t = APPENDED_TYPES.find((a) => a === type);
+    if (!t) throw new Error(`appendRows: ${table}.${name} is ${type}, which it cannot append`);
+    return t;
+  });
+}
+
+/**
+ * Appends rows (arrays in the table's column order) to a table; null/undefined become NULL, and so
+ * does a non-finite number in a column that is not DOUBLE.
+ */
 export async function appendRows(
   conn: DuckDBConnection,
   table: string,
-  types: ColType[],
   rows: Iterable<unknown[]>,
 ): Promise<number> {
+  const types = await columnTypes(conn, table);
   const app = await conn.createAppender(table);
   let n = 0;
   try {

@@ -18,7 +18,7 @@ import {
   parseSolution,
   type Solution,
 } from "../../pipeline/trace/mod.ts";
-import { all, appendRows, type ColType, runSqlFile, sqlString } from "./db.ts";
+import { all, appendRows, runSqlFile, sqlString } from "./db.ts";
 import { displayName, type Fragment, readOrDiagnose } from "./fragment.ts";
 import {
   countTraces,
@@ -113,16 +113,10 @@ export async function loadDatabase(
     `rejected solutions (${rejected}), compile-error classes, baselines timed beside candidates (${sideBaselines})`,
   );
   await addOrphanWorkloadCosts(conn, files, jsFiles, cat);
-  await appendRows(
-    conn,
-    "workload_cost",
-    ["VARCHAR", "VARCHAR", "DOUBLE", "DOUBLE", "VARCHAR"],
-    cat.costRows,
-  );
+  await appendRows(conn, "workload_cost", cat.costRows);
   await appendRows(
     conn,
     "diagnostics",
-    ["VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "VARCHAR"],
     cat.diags.map((d) => [d.level, d.file, d.line ?? null, d.path, d.message]),
   );
   await createViews(conn);
@@ -193,15 +187,9 @@ async function loadCatalogue(
     readSolutions(f, cat);
     readWorkloads(f, cat);
   }
-  const text5: ColType[] = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"];
-  await appendRows(conn, "definitions", text5, cat.defRows);
-  await appendRows(conn, "solutions", text5, cat.solRows);
-  await appendRows(
-    conn,
-    "workloads",
-    ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "INTEGER"],
-    cat.wlRows,
-  );
+  await appendRows(conn, "definitions", cat.defRows);
+  await appendRows(conn, "solutions", cat.solRows);
+  await appendRows(conn, "workloads", cat.wlRows);
   return cat;
 }
 
@@ -294,26 +282,12 @@ async function loadProvenance(conn: DuckDBConnection, fragments: Fragment[]): Pr
       provRows.push([f.stage, f.cellId, f.cellKey, f.dir, readFileSync(p, "utf8")]);
     }
   }
-  await appendRows(
-    conn,
-    "provenance",
-    ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"],
-    provRows,
-  );
+  await appendRows(conn, "provenance", provRows);
 }
 
 /** The parameters the views read: the settings row and the baseline rules, in their order. */
 async function loadSettings(conn: DuckDBConnection, params: AggregateParams): Promise<void> {
-  await appendRows(conn, "settings", [
-    "VARCHAR",
-    "DOUBLE",
-    "VARCHAR",
-    "DOUBLE",
-    "DOUBLE",
-    "DOUBLE",
-    "DOUBLE",
-    "DOUBLE",
-  ], [[
+  await appendRows(conn, "settings", [[
     params.fastPOperator,
     params.winP,
     params.winBaselineFallback,
@@ -327,14 +301,7 @@ async function loadSettings(conn: DuckDBConnection, params: AggregateParams): Pr
   for (const [op, rules] of Object.entries(params.baselines)) {
     rules.forEach((r, i) => ruleRows.push([op, i, r.author, r.match, r.label, r.kind]));
   }
-  await appendRows(conn, "baseline_rules", [
-    "VARCHAR",
-    "INTEGER",
-    "VARCHAR",
-    "VARCHAR",
-    "VARCHAR",
-    "VARCHAR",
-  ], ruleRows);
+  await appendRows(conn, "baseline_rules", ruleRows);
 }
 
 /** The fast_p grid of each panel; its maximum comes from the panel, else its op type, else "*". */
@@ -350,7 +317,7 @@ async function loadPGrid(
     const max = params.pGridMax[panel] ?? params.pGridMax[op] ?? params.pGridMax["*"] ?? 1.5;
     for (const p of pGrid(params.pGridStep, max)) gridRows.push([panel, p]);
   }
-  await appendRows(conn, "p_grid", ["VARCHAR", "DOUBLE"], gridRows);
+  await appendRows(conn, "p_grid", gridRows);
 }
 
 /**

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DuckDBConnection } from "@duckdb/node-api";
 import type { Diagnostic } from "../../pipeline/engine/mod.ts";
-import type { Solution } from "../../pipeline/trace/mod.ts";
+import { parseJsonOrDiagnose, type Solution } from "../../pipeline/trace/mod.ts";
 import { classifyCompileError } from "./compile_errors.ts";
 import { all, appendRows } from "./db.ts";
 import { displayName, type Fragment } from "./fragment.ts";
@@ -51,7 +51,6 @@ export async function classifyCompileErrors(conn: DuckDBConnection): Promise<voi
   await appendRows(
     conn,
     "compile_error_class",
-    ["VARCHAR", "VARCHAR", "VARCHAR"],
     logs.map((r) => {
       const c = classifyCompileError(r.log as string | null);
       return [r.log ?? null, c.firstError, c.category];
@@ -104,18 +103,8 @@ export async function loadSideBaselines(
     const s = (f.summary ?? null) as TimeSummary | null;
     if (!s || typeof s.baseline !== "string" || !existsSync(path)) continue;
     const file = displayName(f, path);
-    let t: Timing;
-    try {
-      t = JSON.parse(readFileSync(path, "utf8"));
-    } catch (e) {
-      diags.push({
-        level: "error",
-        file,
-        path: "$",
-        message: `malformed JSON: ${(e as Error).message}`,
-      });
-      continue;
-    }
+    const t = parseJsonOrDiagnose(readFileSync(path, "utf8"), file, diags) as Timing | undefined;
+    if (t === undefined) continue;
     const base = sols.get(s.baseline);
     const uuid = typeof t.workload === "string" ? t.workload : s.workload;
     const lat = sideBaselineLatency(t);
@@ -132,11 +121,6 @@ export async function loadSideBaselines(
     }
     rows.push([base.definition, uuid, base.name, lat, file]);
   }
-  await appendRows(
-    conn,
-    "side_baseline",
-    ["VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"],
-    rows,
-  );
+  await appendRows(conn, "side_baseline", rows);
   return rows.length;
 }

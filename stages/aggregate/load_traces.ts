@@ -14,7 +14,7 @@ import {
   type Solution,
   type Trace,
 } from "../../pipeline/trace/mod.ts";
-import { all, appendRows, type ColType, sqlString } from "./db.ts";
+import { all, appendRows, sqlString } from "./db.ts";
 import { displayName, type Fragment, readOrDiagnose } from "./fragment.ts";
 
 const TRACE_COLUMNS =
@@ -22,25 +22,6 @@ const TRACE_COLUMNS =
   `evaluation: 'STRUCT(status VARCHAR, environment STRUCT(hardware VARCHAR), timestamp VARCHAR, ` +
   `log VARCHAR, correctness STRUCT(max_relative_error DOUBLE, max_absolute_error DOUBLE), ` +
   `performance STRUCT(latency_ms DOUBLE, reference_latency_ms DOUBLE, speedup_factor DOUBLE))'}`;
-
-/** Column types of the traces table (sql/00_schema.sql), for the rows the TS parser appends. */
-const TRACE_TYPES: ColType[] = [
-  "VARCHAR",
-  "INTEGER",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "VARCHAR",
-  "DOUBLE",
-  "DOUBLE",
-  "DOUBLE",
-  "DOUBLE",
-  "DOUBLE",
-  "VARCHAR",
-];
 
 /** Inserts the traces of the given files, read by read_ndjson, into the traces table. */
 function traceInsertSql(paths: string[]): string {
@@ -99,7 +80,6 @@ export async function loadTraceFiles(
   await appendRows(
     conn,
     "trace_files",
-    ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR"],
     files.map((x) => [
       x.name,
       x.path,
@@ -159,7 +139,7 @@ export async function reloadTracesViaJs(
     const text = readOrDiagnose(x.frag, x.path, checks.diags);
     if (text === null) continue;
     const traceRows = jsTraceRows(text, x.name, checks);
-    rows += await appendRows(conn, "traces", TRACE_TYPES, traceRows);
+    rows += await appendRows(conn, "traces", traceRows);
   }
   return { rows, deleted };
 }

@@ -1,6 +1,6 @@
 /** aggregate: every trace in DuckDB; the paper's tables, charts and the HTML report. */
 export { aggregateStage, PUBLISH_DIR, publishReports, publishTarget } from "./stage.ts";
-export { gemmDefinition, rmsnormDefinition } from "./synth.ts";
+export { gemmDefinition, rmsnormDefinition, syntheticSolution } from "./synth.ts";
 export { AggregateParams } from "./params.ts";
 export {
   buildShippedReport,

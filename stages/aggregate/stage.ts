@@ -85,6 +85,7 @@ export const aggregateStage = defineStage<AggregateParams>({
     "stages/aggregate/sql/70_status_and_compile_error_taxonomy.sql",
     "stages/aggregate/sql/80_roofline_per_cell.sql",
     "stages/aggregate/sql/90_definition_summary.sql",
+    "stages/aggregate/sql/95_characterization.sql",
     "data/paper-figures.json",
     "claims.json",
   ],

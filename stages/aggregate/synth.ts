@@ -23,6 +23,7 @@ import {
   type Workload,
   workloadsPath,
 } from "../../pipeline/trace/mod.ts";
+import { rng } from "../../pipeline/lib/mod.ts";
 
 /** Options of the generator. */
 export interface SynthOptions {
@@ -45,18 +46,6 @@ export interface SynthResult {
   workloads: number;
   solutions: number;
   malformed: number;
-}
-
-/** A small, fast, seedable PRNG (mulberry32) so the data set is reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const REF = "import torch\n\ndef run(*args):\n    raise NotImplementedError\n";
@@ -167,13 +156,20 @@ function workloadFor(def: Definition, i: number, r: () => number): Workload {
   };
 }
 
-function solution(
+/**
+ * A solution of `def` whose one source file (`<stem>.cu` for CUDA, `<stem>.py` otherwise) holds
+ * `content`: a placeholder the aggregate reads but never runs (the benchmark's data and the
+ * hand-checked fixture's).
+ */
+export function syntheticSolution(
   def: Definition,
   author: string,
   language: "cuda" | "triton" | "python",
   name: string,
+  stem = "kernel",
+  content = "// synthetic\n",
 ): Solution {
-  const file = language === "cuda" ? "kernel.cu" : "kernel.py";
+  const file = `${stem}.${language === "cuda" ? "cu" : "py"}`;
   return {
     name,
     definition: def.name,
@@ -186,7 +182,7 @@ function solution(
       destination_passing_style: true,
       binding: null,
     },
-    sources: [{ path: file, content: "// synthetic\n" }],
+    sources: [{ path: file, content }],
   };
 }
 
@@ -232,7 +228,7 @@ export function writeSynthTraceSet(root: string, opts: SynthOptions): SynthResul
     const base = def.op_type === "gemm"
       ? `torch_matmul_${def.name}`
       : `flashinfer_wrapper_${def.name}`;
-    sols.push({ def, sol: solution(def, "baseline", "python", base), skill: 1, pass: 1 });
+    sols.push({ def, sol: syntheticSolution(def, "baseline", "python", base), skill: 1, pass: 1 });
     authors.forEach((a, ai) => {
       for (const lang of ["cuda", "triton"] as const) {
         for (let s = 0; s < spal; s++) {
@@ -240,7 +236,7 @@ export function writeSynthTraceSet(root: string, opts: SynthOptions): SynthResul
           const pass = lang === "triton" ? 0.8 + 0.15 * r() : 0.3 + 0.1 * ai + 0.2 * r();
           sols.push({
             def,
-            sol: solution(def, a, lang, `${a}_${lang}_${def.name}_${s}`),
+            sol: syntheticSolution(def, a, lang, `${a}_${lang}_${def.name}_${s}`),
             skill,
             pass,
           });

@@ -5,7 +5,7 @@
 import { cpSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { assert, assertEquals } from "../../tests/assert.ts";
-import type { CellResult } from "../../pipeline/engine/mod.ts";
+import { type CellResult, REPO_ROOT } from "../../pipeline/engine/mod.ts";
 import { loadTraceSet, validatePath } from "../../pipeline/trace/mod.ts";
 import {
   ApplyParams,
@@ -16,8 +16,7 @@ import {
   rankedTable,
 } from "./mod.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
-const FIXTURE = join(ROOT, "tests/fixtures/aggregate/basic");
+const FIXTURE = join(REPO_ROOT, "tests/fixtures/aggregate/basic");
 /** The fixture's `sub` folder alone, as the cell of the stage that makes such objects holds it. */
 const part = (sub: string) => {
   const dir = mkdtempSync(`/tmp/tp-apply-${sub}-`);
@@ -46,7 +45,7 @@ const upstream = (timeDigest = "d0") => ({
 async function runStage(params: Partial<ApplyParams>, timeDigest = "d0") {
   const ctx = {
     params: ApplyParams.parse(params),
-    root: ROOT,
+    root: REPO_ROOT,
     upstream: upstream(timeDigest),
     toolchain: {} as never,
     env: {},

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { sha256File } from "../../pipeline/engine/mod.ts";
+import { REPO_ROOT, sha256File } from "../../pipeline/engine/mod.ts";
 import { DuckDBInstance } from "@duckdb/node-api";
 import {
   deriveShape,
@@ -19,15 +19,14 @@ import {
 } from "../../pipeline/serving/mod.ts";
 import { CollectParams, collectStage } from "./stage.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
-const MC = join(ROOT, "data/models/model-configs.json");
+const MC = join(REPO_ROOT, "data/models/model-configs.json");
 const llama = () =>
   deriveShape("meta-llama/Llama-3.1-8B", loadModelConfig(MC, "meta-llama/Llama-3.1-8B"), {
     tp: 1,
     ep: 1,
   }, 1);
 const conv = (limit: number) =>
-  loadTrace(join(ROOT, KNOWN_TRACES["azure-conv"].path), "azure-csv", { limit });
+  loadTrace(join(REPO_ROOT, KNOWN_TRACES["azure-conv"].path), "azure-csv", { limit });
 
 Deno.test("bad trace rows fail with file and line", () => {
   assert(
@@ -193,7 +192,14 @@ Deno.test("prefix reuse from Mooncake hash_ids reduces processed tokens by exact
 
 /** Plans the collect stage for one trace × model × engine and runs its single cell. */
 async function runCollectCell(params: CollectParams) {
-  const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
+  const ctx = {
+    params,
+    root: REPO_ROOT,
+    upstream: {},
+    toolchain: {} as never,
+    env: {},
+    log: () => {},
+  };
   const [cell] = await collectStage.plan(ctx);
   const outDir = mkdtempSync("/tmp/tp-collect-");
   let summary: Record<string, number> = {};

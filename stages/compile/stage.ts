@@ -119,7 +119,9 @@ export const compileStage = defineStage<CompileParams>({
           `${definition.name}: ${group.length} solutions built or checked (${failed} compile errors)`,
         );
       },
-      { progress: cellProgress(ctx.log) },
+      // Its lanes in all, spread over the run's GPUs: the builds share one build folder, and each GPU
+      // then has a judge warmed up for verify.
+      { progress: cellProgress(ctx.log), gpus: ctx.toolchain.gpus, signal: jobs[0]?.signal },
     );
   },
 });

@@ -21,6 +21,7 @@ import { chooseShapes } from "./choose.ts";
 import { repairOfficial } from "./repair.ts";
 import { axisChartSpec, type ExtractSummary, renderReport } from "./report.ts";
 import { mergeDumpWorkloads, writeAndCheckWorkloads } from "./write.ts";
+import { writeDecodeGrid } from "./decode_write.ts";
 
 export {
   axisChartSpec,
@@ -39,6 +40,18 @@ export const ExtractParams = z.object({
   timeWeight: z.number().min(0).max(1).default(0.5),
   /** TraceSet root holding the official workloads to repair (repo-relative); "" disables. */
   officialRoot: z.string().default("data"),
+  /**
+   * The synthetic decode-attention grid of the characterization profile (docs/CHARACTERIZATION.md),
+   * written by a cell `characterization` of its own; `grid: "none"` writes none.
+   */
+  characterization: z.object({
+    /** "main": the main head configuration's batch × KV grid; "sparse": the profile's design; "full": every factor crossed. */
+    grid: z.enum(["none", "main", "sparse", "full"]).default("none"),
+    /** Points whose K and V pages exceed this many bytes are left out (the harness holds several copies). */
+    max_kv_bytes: z.number().int().positive().default(1024 ** 3),
+    /** Seed of the page order. */
+    seed: z.number().int().nonnegative().default(0),
+  }).prefault({}),
 });
 export type ExtractParams = z.infer<typeof ExtractParams>;
 
@@ -89,13 +102,34 @@ export const extractStage = defineStage<ExtractParams>({
         payload: { kind: "repair", root: abs(ctx.root, p.officialRoot), defsDir: defs.dir },
       });
     }
+    if (p.characterization.grid !== "none") {
+      cells.push({
+        id: "characterization",
+        params: { characterization: p.characterization },
+        inputs: { definitions: defs.digest },
+        payload: { kind: "characterization", defsDir: defs.dir },
+      });
+    }
     return Promise.resolve(cells);
   },
   async run(job, ctx) {
     const pl = job.plan.payload as
       | { kind: "model"; model: string; collect: CellResult[]; defsDir: string }
-      | { kind: "repair"; root: string; defsDir: string };
+      | { kind: "repair"; root: string; defsDir: string }
+      | { kind: "characterization"; defsDir: string };
     const defs = [...loadTraceSet(pl.defsDir).set.definitions.values()];
+    if (pl.kind === "characterization") {
+      const r = writeDecodeGrid(
+        new Map(defs.map((d) => [d.name, d])),
+        job.outDir,
+        ctx.params.characterization,
+      );
+      job.setSummary(r);
+      job.log(
+        `decode characterization grid "${r.grid}": ${r.workloads} workloads, ${r.dropped} points over the KV budget left out, ${r.generated.length} definitions generated`,
+      );
+      return;
+    }
     if (pl.kind === "repair") {
       const r = repairOfficial(pl.root, defs, job.outDir, ctx.params.seed);
       job.setSummary(r);

@@ -16,6 +16,7 @@ import {
   isWorkloadTrace,
   listFiles,
   looksDraft,
+  parseJsonOrDiagnose,
   Solution,
   Trace,
   type TraceSet,
@@ -75,19 +76,8 @@ export interface CorpusImport {
   };
 }
 
-function readJson(path: string, file: string, diags: Diagnostic[]): unknown {
-  try {
-    return JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    diags.push({
-      level: "error",
-      file,
-      path: "$",
-      message: `malformed JSON: ${(e as Error).message}`,
-    });
-    return undefined;
-  }
-}
+const readJson = (path: string, file: string, diags: Diagnostic[]) =>
+  parseJsonOrDiagnose(readFileSync(path, "utf8"), file, diags);
 
 /**
  * Imports the corpus at `dir`. `label` prefixes diagnostic file names (e.g. the corpus folder as
@@ -328,13 +318,8 @@ class CorpusImporter {
     seen: Map<string, number>,
     unknown: Map<string, number>,
   ): Trace | undefined {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (e) {
-      this.err(this.at(f), "$", `malformed JSON: ${(e as Error).message}`, line);
-      return undefined;
-    }
+    const raw = parseJsonOrDiagnose(text, this.at(f), this.diags, line);
+    if (raw === undefined) return undefined;
     const up = upgradeTraceLine(raw, seen);
     if (!up.ok) {
       this.err(this.at(f), "$", `cannot upgrade: ${up.reason}`, line);

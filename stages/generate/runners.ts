@@ -34,7 +34,7 @@ import { type EndpointConfig, RecordingStore } from "./llm/client.ts";
 import { harnessEvaluate } from "./llm/harness_eval.ts";
 import type { GenerateParams } from "./params.ts";
 import type { CorpusPayload, LlmPayload, SweepPayload } from "./plan.ts";
-import { buildSweep, loadManifest, matchDefinitions } from "./sweep.ts";
+import { buildSweep, loadManifest, matchDefinitions, unmetRequirement } from "./sweep.ts";
 import type { Upstream } from "./upstream.ts";
 
 function writeReport(
@@ -136,10 +136,24 @@ export function runSweepCell(job: CellJob, payload: SweepPayload, up: Upstream):
   );
   const set = emptyTraceSet(job.outDir);
   let index: SweepIndexEntry[] = [];
+  let leftOut: Array<{ definition: string; reason: string }> = [];
   const diags = [...diagnostics];
   if (manifest) {
-    const defs = matchDefinitions(manifest, up.definitions.values());
-    if (defs.length === 0) {
+    const matched = matchDefinitions(manifest, up.definitions.values());
+    leftOut = matched.flatMap((d) => {
+      const why = unmetRequirement(manifest, d);
+      return why ? [{ definition: d.name, reason: why }] : [];
+    });
+    for (const l of leftOut) {
+      diags.push({
+        level: "warning",
+        file: payload.label,
+        path: "$.requires",
+        message: `${l.definition} left out: ${l.reason}`,
+      });
+    }
+    const defs = matched.filter((d) => !leftOut.some((l) => l.definition === d.name));
+    if (matched.length === 0) {
       diags.push({
         level: "warning",
         file: payload.label,
@@ -170,7 +184,13 @@ export function runSweepCell(job: CellJob, payload: SweepPayload, up: Upstream):
     diags,
     job.log,
   );
-  job.setSummary({ backend: "sweep", kernel: manifest?.name ?? payload.label, sweep: index });
+  job.setSummary({
+    backend: "sweep",
+    kernel: manifest?.name ?? payload.label,
+    sweep: index,
+    // Only when a requirement ruled a definition out, so other cells' summaries keep their shape.
+    ...(leftOut.length ? { left_out: leftOut } : {}),
+  });
 }
 
 /** What the LLM runner takes from outside the params (injectable in tests). */

@@ -14,6 +14,7 @@ import {
   BuildSpec,
   checkSolutionSignature,
   type Definition,
+  evaluate,
   Solution,
   type SweepIndexEntry,
 } from "../../pipeline/trace/mod.ts";
@@ -23,6 +24,14 @@ export const ParamValue = z.union([z.number(), z.boolean(), z.string().regex(/^[
 export type ParamValue = z.infer<typeof ParamValue>;
 
 const Ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an identifier");
+
+/**
+ * A limit of the kernel's own, over a definition's constant axes (Python syntax, as a definition's
+ * constraints), e.g. `num_qo_heads // num_kv_heads <= 8`. A definition the name regex matches but a
+ * requirement rules out gets no solution, and the reason is reported instead of a failed judgement.
+ */
+export const Requirement = z.object({ expr: z.string().min(1), reason: z.string().min(1) });
+export type Requirement = z.infer<typeof Requirement>;
 
 /** The `kernel.json` manifest of one kernel folder. */
 export const KernelManifest = z.object({
@@ -38,6 +47,7 @@ export const KernelManifest = z.object({
   ).optional(),
   params: z.record(Ident, z.array(ParamValue).min(1)).default({}),
   default: z.record(Ident, ParamValue).default({}),
+  requires: z.array(Requirement).default([]),
   description: z.string().optional(),
 });
 export type KernelManifest = z.infer<typeof KernelManifest>;
@@ -126,6 +136,25 @@ export function matchDefinitions(m: KernelManifest, defs: Iterable<Definition>):
     a,
     b,
   ) => (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * Why the manifest's `requires` rule out a definition (the first requirement it fails, or one that
+ * cannot be evaluated on its constant axes), or null when it meets them all.
+ */
+export function unmetRequirement(m: KernelManifest, def: Definition): string | null {
+  const env: Record<string, number> = {};
+  for (const [name, ax] of Object.entries(def.axes)) if (ax.type === "const") env[name] = ax.value;
+  for (const [i, r] of m.requires.entries()) {
+    let ok: number | boolean;
+    try {
+      ok = evaluate(r.expr, env);
+    } catch (e) {
+      return `$.requires[${i}] "${r.expr}" cannot be evaluated: ${(e as Error).message}`;
+    }
+    if (!ok) return `${r.reason} ($.requires[${i}]: ${r.expr})`;
+  }
+  return null;
 }
 
 /**

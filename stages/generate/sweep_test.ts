@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadTraceSet } from "../../pipeline/trace/mod.ts";
-import { buildSweep, loadManifest, matchDefinitions } from "./sweep.ts";
+import { buildSweep, loadManifest, matchDefinitions, unmetRequirement } from "./sweep.ts";
 import { RMS_TRITON } from "./testdata/manifests.ts";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 
@@ -156,4 +156,28 @@ Deno.test("grid regex: the whole grid only on matching definitions, the default 
     sourcesOf("rms_cuda__rmsnorm_h128__THREADS-256__VEC-8"),
     sourcesOf("rms_cuda__rmsnorm_h2048__THREADS-256__VEC-8"),
   );
+});
+
+Deno.test("requires: a definition the kernel cannot serve is left out with the manifest's reason", () => {
+  const dir = kernel({
+    ...cudaManifest,
+    requires: [
+      { expr: "hidden_size <= 1024", reason: "one block holds the row" },
+      { expr: "hidden_size % 64 == 0", reason: "rows in 64-element vectors" },
+    ],
+  }, { "kernel.cu": "// k\n", "main.cpp": MAIN_CPP });
+  const { manifest } = loadManifest(join(dir, "kernel.json"), "k/kernel.json");
+  const [h128, h2048] = matchDefinitions(manifest!, defs().values());
+  assertEquals([h128.name, h2048.name], ["rmsnorm_h128", "rmsnorm_h2048"]);
+  assertEquals(unmetRequirement(manifest!, h128), null);
+  assertEquals(
+    unmetRequirement(manifest!, h2048),
+    "one block holds the row ($.requires[0]: hidden_size <= 1024)",
+  );
+  const unknown = { ...manifest!, requires: [{ expr: "group_size <= 8", reason: "x" }] };
+  assertMatch(
+    unmetRequirement(unknown, h128)!,
+    /requires\[0\] "group_size <= 8" cannot be evaluated/,
+  );
+  assertEquals(unmetRequirement({ ...manifest!, requires: [] }, h2048), null);
 });

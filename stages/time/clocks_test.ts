@@ -11,7 +11,12 @@ import { discoverToolchain, REPO_ROOT, runPipeline, Store } from "../../pipeline
 import { stageEnv } from "../../pipeline/engine/dag.ts";
 import { FAKE_GPU } from "../../pipeline/engine/testdata/engine_stages.ts";
 import { Solution } from "../../pipeline/trace/mod.ts";
-import { closeSharedSessions, LOCK_CLOCKS_ENV } from "../../pipeline/harness/mod.ts";
+import {
+  closeSharedSessions,
+  GPU_LOCK_DIR_ENV,
+  LOCK_CLOCKS_ENV,
+} from "../../pipeline/harness/mod.ts";
+import { withEnv } from "../../pipeline/harness/testdata/lanes.ts";
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { rmsnormSolution, rmsnormUpstream } from "../../tests/fixtures/rmsnorm.ts";
 import { registered } from "../../tests/stages.ts";
@@ -38,19 +43,6 @@ exit 0
   );
   chmodSync(join(dir, "nvidia-smi"), 0o755);
   return dir;
-}
-
-/** Runs `f` with these env vars set (undefined: unset), restoring them afterwards. */
-async function withEnv<T>(vars: Record<string, string | undefined>, f: () => Promise<T>) {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
-  const put = (k: string, v: string | undefined) =>
-    v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  for (const [k, v] of Object.entries(vars)) put(k, v);
-  try {
-    return await f();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) put(k, v);
-  }
 }
 
 Deno.test("without the flag the time stage's env adds nothing to its keys", () => {
@@ -92,7 +84,7 @@ Deno.test({
     // The pipeline with the fake nvidia-smi first on PATH and these env vars set (undefined: unset).
     const run = (env: Record<string, string | undefined>) =>
       withEnv(
-        { PATH: path, ...env },
+        { PATH: path, [GPU_LOCK_DIR_ENV]: mkdtempSync(join(tmpdir(), "tp-gpu-locks-")), ...env },
         () =>
           runPipeline({
             root: REPO_ROOT,
@@ -115,7 +107,9 @@ Deno.test({
       gpus: [{ index: 0, smMHz: 1980, smLocked: true, memMHz: 2619, memLocked: true }],
     };
     const record = JSON.parse(readFileSync(join(cell.dir, "..", "cell.json"), "utf8"));
-    assertEquals(record.provenance.stage, { clocks: expected });
+    // Which GPU timed the cell is provenance too (the toolchain's one GPU here).
+    const gpu = { index: 0, name: FAKE_GPU.name, uuid: FAKE_GPU.uuid };
+    assertEquals(record.provenance.stage, { clocks: expected, gpu });
     assertEquals(record.keyDocument.env, { [LOCK_CLOCKS_ENV]: "1" });
     const timing = JSON.parse(readFileSync(join(cell.dir, "timing.json"), "utf8"));
     assertEquals(timing.clocks_lock, expected);
@@ -129,7 +123,7 @@ Deno.test({
     assert(!after.slice(before).some((c) => /-(l|r)[gm]c/.test(c)), "no lock without the flag");
     const [unlocked] = store.lastResults("time")!;
     const rec2 = JSON.parse(readFileSync(join(unlocked.dir, "..", "cell.json"), "utf8"));
-    assertEquals([rec2.keyDocument.env, rec2.provenance.stage], [{}, undefined]);
+    assertEquals([rec2.keyDocument.env, rec2.provenance.stage], [{}, { gpu }]);
     assert(!("clocks_lock" in JSON.parse(readFileSync(join(unlocked.dir, "timing.json"), "utf8"))));
   },
 });

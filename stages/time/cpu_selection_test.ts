@@ -4,15 +4,10 @@
  * here, saying why and how to ask for everything. On a GPU the plan and its keys are what they were.
  */
 import { type CellResult, REPO_ROOT, type Toolchain } from "../../pipeline/engine/mod.ts";
-import { formatSolution, Solution, solutionPath, workloadsPath } from "../../pipeline/trace/mod.ts";
+import { Solution } from "../../pipeline/trace/mod.ts";
+import { rmsnormPlanUpstream } from "../../pipeline/harness/testdata/upstream.ts";
 import { assertEquals, assertMatch } from "../../tests/assert.ts";
-import {
-  RMSNORM_DEF as DEF,
-  RMSNORM_DEF_PATH,
-  rmsnormDefinitionText,
-  rmsnormSolution,
-  rmsnormWorkloadsJsonl,
-} from "../../tests/fixtures/rmsnorm.ts";
+import { RMSNORM_DEF as DEF, rmsnormSolution } from "../../tests/fixtures/rmsnorm.ts";
 import { CPU_TOOLCHAIN, fragmentCell, GPU_TOOLCHAIN } from "../../tests/stages.ts";
 import { TimeParams, timeStage } from "./stage.ts";
 
@@ -22,16 +17,9 @@ const GPU = GPU_TOOLCHAIN;
 
 /** time's upstream: DEF, workloads of these batch sizes (uuid `b<batch>`), each passed by verify. */
 function upstream(batches: number[]): Record<string, CellResult[]> {
-  const solution = Solution.parse(rmsnormSolution(SOL));
-  const workloads = batches.map((b) => ({ axes: { batch_size: b }, inputs: {}, uuid: `b${b}` }));
+  const { workloads, cells } = rmsnormPlanUpstream(batches, Solution.parse(rmsnormSolution(SOL)));
   return {
-    definitions: [fragmentCell("definitions", { [RMSNORM_DEF_PATH]: rmsnormDefinitionText() })],
-    extract: [fragmentCell("llama", {
-      [workloadsPath("rmsnorm", DEF)]: rmsnormWorkloadsJsonl(workloads),
-    })],
-    generate: [fragmentCell("kernels", {
-      [solutionPath(solution, "rmsnorm")]: formatSolution(solution),
-    })],
+    ...cells,
     verify: workloads.map((w) =>
       fragmentCell(`${DEF}/${SOL}/${w.uuid}`, {}, {
         definition: DEF,

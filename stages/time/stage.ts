@@ -8,12 +8,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import {
-  type Definition,
-  type RootedWorkload,
-  type Solution,
-  workloadDigest,
-} from "../../pipeline/trace/mod.ts";
+import { type Solution, workloadDigest } from "../../pipeline/trace/mod.ts";
 import {
   type CellJob,
   type CellPlan,
@@ -24,18 +19,17 @@ import {
 } from "../../pipeline/engine/mod.ts";
 import {
   cellProgress,
-  cpuSelectionEscape,
   cpuSelectionFields,
   cpuSelectionInForce,
-  cpuSelectionNotRunnable,
-  cpuSelectionReason,
-  describeJobPhases,
-  formatCost,
+  cpuSelectionLine,
+  cpuSelectionPicker,
   groupBy,
   groupCost,
   HARNESS_CODE,
   type HarnessCell,
   hasGpu,
+  type JudgedCell,
+  laneGpus,
   LOCK_CLOCKS_ENV,
   lockClocks,
   mapWithSessions,
@@ -89,10 +83,7 @@ export const TimeParams = SelectionParams.extend({
 });
 export type TimeParams = z.infer<typeof TimeParams>;
 
-interface Payload {
-  solution: Solution;
-  definition: Definition;
-  workload: RootedWorkload;
+interface Payload extends JudgedCell {
   baseline: Solution | null;
   verifyDir: string;
 }
@@ -151,15 +142,7 @@ export const timeStage = defineStage<TimeParams>({
     const re = ctx.params.definition_regex ? new RegExp(ctx.params.definition_regex) : null;
     // Without a GPU: the first `cpu_max_workloads` workloads of each definition that fit the budget.
     const cpu = cpuSelectionInForce(ctx.toolchain, ctx.params);
-    const taken = new Map<string, string[]>();
-    const cpuChoice = (def: Definition, w: RootedWorkload): string | null => {
-      const uuids = taken.get(def.name) ?? [];
-      if (uuids.includes(w.workload.uuid)) return null;
-      const why = cpuSelectionReason(def, w.workload.axes, ctx.params, uuids.length);
-      if (why) return cpuSelectionNotRunnable("time", why);
-      taken.set(def.name, [...uuids, w.workload.uuid]);
-      return null;
-    };
+    const cpuChoice = cpuSelectionPicker("time", ctx.params);
     for (const v of ctx.upstream.verify ?? []) {
       const s = v.summary as VerifySummary | null;
       if (!s || s.status !== "PASSED") continue;
@@ -183,7 +166,7 @@ export const timeStage = defineStage<TimeParams>({
       plans.push({
         id: v.id,
         params: timingParams(ctx.params),
-        notRunnable: cpu ? cpuChoice(definition, workload) ?? undefined : undefined,
+        notRunnable: cpu ? cpuChoice(definition, workload.workload) ?? undefined : undefined,
         inputs: {
           verify: v.digest,
           workload: workloadDigest(workload),
@@ -195,12 +178,11 @@ export const timeStage = defineStage<TimeParams>({
     if (cpu) {
       const left = plans.filter((p) => p.notRunnable).length;
       ctx.log(
-        `no GPU here: timing a CPU-sized selection (of the cells verify passed, at most ` +
-          `${ctx.params.cpu_max_workloads} workloads per definition, each of estimated cost at most ` +
-          `${
-            formatCost(ctx.params.cpu_max_cost)
-          }): ${left} of ${plans.length} cells not runnable ` +
-          `here for it; ${cpuSelectionEscape("time")}`,
+        cpuSelectionLine(
+          "time",
+          ctx.params,
+          `${left} of ${plans.length} cells not runnable here for it`,
+        ),
       );
     }
     return Promise.resolve(plans);
@@ -212,17 +194,19 @@ export const timeStage = defineStage<TimeParams>({
     });
     const timing = timingParams(ctx.params);
     const { harness_timeout_s } = ctx.params;
-    // One timing process per GPU at a time, cheapest definitions first, so that a run cut short
-    // by a time limit has timed as many definitions as it could.
-    const order = [...groups.values()].sort((a, b) => groupCost(a) - groupCost(b));
-    // Opt-in: the clocks locked for the whole stage, reset at its end (or by the reaper).
-    const lock = ctx.env[LOCK_CLOCKS_ENV]
-      ? await lockClocks(ctx.toolchain.gpus, { log: ctx.log })
-      : null;
+    // One timing process per GPU at a time. On one GPU, cheapest definitions first, so that a run cut
+    // short by a time limit has timed as many definitions as it could; on several, costliest first,
+    // so that no GPU is left alone with a big job at the end.
+    const gpus = laneGpus(ctx.toolchain.gpus);
+    const order = [...groups.values()].sort((a, b) =>
+      (groupCost(a) - groupCost(b)) * (gpus.length > 1 ? -1 : 1)
+    );
+    // Opt-in: the clocks of the run's GPUs locked for the whole stage, reset at its end (or by the reaper).
+    const lock = ctx.env[LOCK_CLOCKS_ENV] ? await lockClocks(gpus, { log: ctx.log }) : null;
     const clocks = lock?.state ?? null;
-    await mapWithSessions(order, 1, async (group: CellJob[], session) => {
+    await mapWithSessions(order, 1, async (group: CellJob[], session, lane) => {
       const baseline = (group[0].plan.payload as Payload).baseline;
-      const run = await runGroupJob<Payload>(session, "time", group, {
+      const run = await runGroupJob<Payload>(session, lane, "time", group, {
         ...(baseline ? { baseline } : {}),
         config: { timing },
       }, harness_timeout_s * 1000);
@@ -258,10 +242,16 @@ export const timeStage = defineStage<TimeParams>({
       ctx.log(
         `${first.definition.name}: timed ${run.solutions.length} solutions x ${run.workloads.length} workloads in ${
           run.seconds.toFixed(1)
-        }s${describeJobPhases(run.result.job_s)}${
+        }s${run.detail}${
           hasGpu(ctx.toolchain) ? "" : " (CPU timings: not comparable with GPU ones)"
         }`,
       );
-    }, { alone: true, progress: cellProgress(ctx.log) }).finally(() => lock?.release());
+    }, {
+      alone: true,
+      progress: cellProgress(ctx.log),
+      gpus: ctx.toolchain.gpus,
+      perGpu: true,
+      signal: jobs[0]?.signal,
+    }).finally(() => lock?.release());
   },
 });

@@ -10,15 +10,10 @@ import {
   REPO_ROOT,
   type Toolchain,
 } from "../../pipeline/engine/mod.ts";
-import { formatSolution, Solution, solutionPath, workloadsPath } from "../../pipeline/trace/mod.ts";
+import { Solution } from "../../pipeline/trace/mod.ts";
+import { rmsnormPlanUpstream } from "../../pipeline/harness/testdata/upstream.ts";
 import { assertEquals, assertMatch } from "../../tests/assert.ts";
-import {
-  RMSNORM_DEF as DEF,
-  RMSNORM_DEF_PATH,
-  rmsnormDefinitionText,
-  rmsnormSolution,
-  rmsnormWorkloadsJsonl,
-} from "../../tests/fixtures/rmsnorm.ts";
+import { RMSNORM_DEF as DEF, rmsnormSolution } from "../../tests/fixtures/rmsnorm.ts";
 import { CPU_TOOLCHAIN, fragmentCell, GPU_TOOLCHAIN } from "../../tests/stages.ts";
 import { VerifyParams, verifyStage } from "./stage.ts";
 
@@ -32,15 +27,8 @@ const GPU = GPU_TOOLCHAIN;
  */
 function rmsnormCells(batches: number[], sol = SOL): Record<string, CellResult[]> {
   const solution = Solution.parse(rmsnormSolution(sol, undefined, "baseline"));
-  const workloads = batches.map((b) => ({ axes: { batch_size: b }, inputs: {}, uuid: `b${b}` }));
   return {
-    definitions: [fragmentCell("definitions", { [RMSNORM_DEF_PATH]: rmsnormDefinitionText() })],
-    extract: [fragmentCell("llama", {
-      [workloadsPath("rmsnorm", DEF)]: rmsnormWorkloadsJsonl(workloads),
-    })],
-    generate: [fragmentCell("kernels", {
-      [solutionPath(solution, "rmsnorm")]: formatSolution(solution),
-    })],
+    ...rmsnormPlanUpstream(batches, solution).cells,
     compile: [fragmentCell(`${DEF}/${sol}`, {}, {
       solution: sol,
       definition: DEF,

@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { z } from "zod";
 import {
   checkWorkload,
-  type Definition,
   type RootedWorkload,
   runBlockers,
   type Solution,
@@ -29,17 +28,16 @@ import {
   cellProgress,
   type CompileSummary,
   corpusWorkloadsFirst,
-  cpuSelectionEscape,
   cpuSelectionFields,
   cpuSelectionInForce,
+  cpuSelectionLine,
   cpuSelectionNotRunnable,
   cpuSelectionReason,
-  describeJobPhases,
-  formatCost,
   groupBy,
   HARNESS_CODE,
   type HarnessCell,
   hasGpu,
+  type JudgedCell,
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
@@ -76,10 +74,7 @@ export const VerifyParams = SelectionParams.extend({
 });
 export type VerifyParams = z.infer<typeof VerifyParams>;
 
-interface Payload {
-  solution: Solution;
-  definition: Definition;
-  workload: RootedWorkload;
+interface Payload extends JudgedCell {
   compile: CompileSummary;
   compileDir: string;
 }
@@ -184,13 +179,14 @@ function describeCpuSelection(
   leftOut: { cells: number; definitions: Set<string>; none: Set<string> },
 ): string {
   const none = [...leftOut.none].sort();
-  return `no GPU here: judging a CPU-sized selection (at most ${p.cpu_max_workloads} workloads per ` +
-    `definition, each of estimated cost at most ${formatCost(p.cpu_max_cost)}): ` +
+  return cpuSelectionLine(
+    "verify",
+    p,
     `${leftOut.cells} cells of ${leftOut.definitions.size} definitions not runnable here for it` +
-    (none.length
-      ? `, ${none.length} definitions with no workload in it (${none.join(", ")})`
-      : "") +
-    `; ${cpuSelectionEscape("verify")}`;
+      (none.length
+        ? `, ${none.length} definitions with no workload in it (${none.join(", ")})`
+        : ""),
+  );
 }
 
 /** The stage. */
@@ -209,7 +205,7 @@ export const verifyStage = defineStage<VerifyParams>({
     // On a GPU machine the lanes' judges start while the pipeline probes its toolchain and plans. Without a
     // GPU nothing starts early: two lanes start quickly there, and CI's runs are often all cached.
     gpus.then((found) =>
-      found.length > 0 ? prestartSharedSessions(params.parallel_processes) : undefined
+      found.length > 0 ? prestartSharedSessions(params.parallel_processes, found) : undefined
     )
       .catch(() => {/* the stage starts its judges itself, and reports what fails */});
   },
@@ -325,11 +321,11 @@ export const verifyStage = defineStage<VerifyParams>({
     const parallel = hasGpu(ctx.toolchain)
       ? ctx.params.parallel_processes
       : Math.min(2, ctx.params.parallel_processes);
-    // Costliest jobs first: lanes that finish early then pick up the cheap ones, instead of one lane
-    // working through a big job alone at the end.
+    // Costliest jobs first, over the lanes of every GPU: lanes that finish early then pick up the cheap
+    // ones, instead of one lane working through a big job alone at the end.
     const order = [...groups.values()].sort((a, b) => verifyCost(b) - verifyCost(a));
-    await mapWithSessions(order, parallel, async (group, session) => {
-      const run = await runGroupJob<Payload>(session, "verify", group, {
+    await mapWithSessions(order, parallel, async (group, session, lane) => {
+      const run = await runGroupJob<Payload>(session, lane, "verify", group, {
         config: {
           num_trials: ctx.params.num_trials,
           rtol: ctx.params.rtol,
@@ -344,10 +340,14 @@ export const verifyStage = defineStage<VerifyParams>({
       ctx.log(
         `${run.cells[0].payload.definition.name}: ${
           run.solutions[0].name
-        }: ${run.workloads.length} workloads in ${run.seconds.toFixed(1)}s${
-          describeJobPhases(run.result.job_s)
-        }`,
+        }: ${run.workloads.length} workloads in ${run.seconds.toFixed(1)}s${run.detail}`,
       );
-    }, { claimsPrestarted: true, progress: cellProgress(ctx.log) });
+    }, {
+      claimsPrestarted: true,
+      progress: cellProgress(ctx.log),
+      gpus: ctx.toolchain.gpus,
+      perGpu: true,
+      signal: jobs[0]?.signal,
+    });
   },
 });

@@ -15,8 +15,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../pipeline/engine/mod.ts";
-import { AggregateParams, aggregateStage } from "../../stages/aggregate/mod.ts";
 import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts";
+import { reportHere } from "../../tests/report.ts";
 import { digestDiffs } from "./kick.ts";
 import { compareWithShipped, measuredSpread } from "./full.ts";
 import { shipCell } from "./ship_run.ts";
@@ -63,15 +63,6 @@ async function judgedHere(scale: number): Promise<string> {
     extra: { measurements: { run_to_run: { p90_pct: 10 } } },
   });
   const here = writeFixtureRun(join(root, "scratch"), "here", { gpu: "FakeGPU", scale });
-  const upstream = {
-    verify: [{
-      id: "basic",
-      key: "k",
-      digest: "d",
-      dir: join(here, "cells", "fixture", "basic"),
-      summary: null,
-    }],
-  };
   const gpu = {
     index: 0,
     name: "FakeGPU",
@@ -80,31 +71,7 @@ async function judgedHere(scale: number): Promise<string> {
     computeCapability: "9.0",
     memoryMiB: 1,
   };
-  const ctx = {
-    params: AggregateParams.parse({}),
-    root,
-    upstream,
-    toolchain: { os: "linux", arch: "x86_64", deno: "x", gpus: [gpu] },
-    env: {},
-    log: () => {},
-  };
-  const [plan] = await aggregateStage.plan(ctx);
-  const outDir = join(root, "cell");
-  mkdirSync(outDir);
-  const job = {
-    plan,
-    key: "k",
-    outDir,
-    log: () => {},
-    setSummary: () => {},
-    signal: new AbortController().signal,
-  };
-  await aggregateStage.run!(job, ctx);
-  await aggregateStage.publish!({
-    cells: [{ id: "report", key: "k", digest: "d", dir: outDir, summary: null }],
-    root,
-    log: () => {},
-  });
+  await reportHere(root, here, [gpu]);
   return root;
 }
 

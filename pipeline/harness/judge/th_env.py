@@ -87,6 +87,14 @@ def _clock_keys(fields):
     return [x.split(".")[-2] + "_" + x.split(".")[-1] if x.count(".") > 1 else x.replace(".", "_") for x in fields]
 
 
+def smi_device_args(visible=None):
+    """`-i <GPU>` for the GPU this judge sees: nvidia-smi ignores CUDA_VISIBLE_DEVICES and would report every
+    GPU of the host, one line each, and a judge on one lane of a multi-GPU host would record another GPU's
+    clocks. The pipeline pins a judge by UUID (or index); anything else (a MIG id, none) leaves it out."""
+    first = (os.environ.get("CUDA_VISIBLE_DEVICES", "") if visible is None else visible).split(",")[0].strip()
+    return ["-i", first] if first.isdigit() or first.startswith("GPU-") else []
+
+
 class ClockMonitor:
     """One `nvidia-smi --query-gpu ... -lms 100` for the whole job, read by a thread: a snapshot per timed cell
     costs nothing (starting nvidia-smi twice per cell cost more than timing a small kernel), and the
@@ -99,7 +107,8 @@ class ClockMonitor:
             return
         try:
             # Under a lifeline (th_lifeline.py): a judge killed outright leaves no nvidia-smi polling the GPU.
-            self.proc = subprocess.Popen(lifeline_argv(["nvidia-smi", "--query-gpu=" + ",".join(CLOCK_FIELDS),
+            self.proc = subprocess.Popen(lifeline_argv(["nvidia-smi", *smi_device_args(),
+                                                        "--query-gpu=" + ",".join(CLOCK_FIELDS),
                                                         "--format=csv,noheader,nounits", "-lms", "100"]),
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                          start_new_session=True)

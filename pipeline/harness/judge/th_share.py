@@ -21,9 +21,13 @@ def ran_out_of_memory(text):
 
 
 class GpuShare:
-    def __init__(self, root):
-        self.main = os.path.join(root, "gpu.lock")
-        self.turnstile = os.path.join(root, "gpu.turnstile")
+    def __init__(self, root, visible=None):
+        """One lock per GPU: judges pinned to other GPUs (CUDA_VISIBLE_DEVICES, one GPU per lane on a
+        multi-GPU host) neither share its memory nor wait for it."""
+        dev = os.environ.get("CUDA_VISIBLE_DEVICES", "") if visible is None else visible
+        tag = "-" + re.sub(r"[^A-Za-z0-9._-]", "_", dev) if dev else ""
+        self.main = os.path.join(root, f"gpu{tag}.lock")
+        self.turnstile = os.path.join(root, f"gpu{tag}.turnstile")
 
     @contextlib.contextmanager
     def _locked(self, mode):

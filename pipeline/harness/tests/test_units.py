@@ -57,12 +57,13 @@ def stop_rule_and_gate_tests():
     check("stop rule: host-bound rounds (hold expired in most samples so far) stop at the looser target",
           host_bound and not dev_bound and host_target == 0.02 and dev_target == off_target == 0.005 and
           n_host is not None and (n_dev is None or n_host * 4 < n_dev), f"{n_host} vs {n_dev}")
-    # The timing gate's PTX was generated from the gate.cu beside it, and assembles where ptxas exists.
+    # The timing gate's PTX (judge/gate.ptx) was generated from the current gate/gate.cu, and assembles where ptxas
+    # exists.
     import hashlib
     import th_gate
     with open(os.path.join(HARNESS, "gate", "gate.cu"), "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
-    check("gate: th_gate.py holds the PTX of the current gate/gate.cu (tools/gen-gate-ptx.sh)",
+    check("gate: judge/gate.ptx is the PTX of the current gate/gate.cu (tools/gen-gate-ptx.sh)",
           th_gate.GATE_CU_SHA256 == sha and ".entry tp_gate(" in th_gate.GATE_PTX, th_gate.GATE_CU_SHA256)
     if not torch.cuda.is_available():
         try:
@@ -189,6 +190,18 @@ def unit_tests(work):
           len({round(C.perturb_scale(5, n), 6) for n in range(100)}) == 100)
 
 
+def _free(share):
+    """Whether `share`'s lock can be taken exclusively at once."""
+    import fcntl
+    with open(share.main, "a") as m:
+        try:
+            fcntl.flock(m, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(m, fcntl.LOCK_UN)
+        return True
+
+
 def io_and_share_tests(work):
     """Tensor files with misaligned offsets, the GPU-sharing lock, stale scratch clean-up."""
     import threading
@@ -236,6 +249,17 @@ def io_and_share_tests(work):
     names = [n for n, _ in order]
     check("GPU lock: exclusive waits for shared holders; later shared requests wait for it",
           names == ["r1", "writer", "r2"] and dict(order)["writer"] >= 0.5, str(order))
+    # Judges pinned to other GPUs (one lane per GPU) never wait for each other's exclusive retries.
+    with th_share.GpuShare(work, visible="GPU-a").exclusive():
+        other = th_share.GpuShare(work, visible="GPU-b")
+        check("GPU lock: one per GPU (CUDA_VISIBLE_DEVICES); another GPU's is free meanwhile",
+              other.main != share.main and other.main.endswith("gpu-GPU-b.lock") and _free(other)
+              and not _free(th_share.GpuShare(work, visible="GPU-a")))
+    import th_env
+    check("clock monitor: nvidia-smi asked only for the judge's GPU (by UUID or index), else for all",
+          th_env.smi_device_args("GPU-1f2e,GPU-99") == ["-i", "GPU-1f2e"] and
+          th_env.smi_device_args("3") == ["-i", "3"] and th_env.smi_device_args("") == [] and
+          th_env.smi_device_args("MIG-4a1b") == [])
     # Scratch directories of judges that are gone are removed; a live judge's stays.
     root = os.path.join(work, "scratchroot")
     os.makedirs(root)
