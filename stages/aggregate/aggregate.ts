@@ -49,6 +49,8 @@ export interface AggregateInput {
   linkFrom?: string;
   /** The commit shown as the report's provenance (a shipped run's run.json), instead of git's. */
   gitCommit?: string;
+  /** Which machine judged the traces and which aggregated them (the report's provenance). */
+  machines?: string;
   /** The report's heading (which run, which machine). */
   heading?: string;
   /** HTML placed at the top of index.html (the front page: claims, runs), built after withDb. */
@@ -268,6 +270,7 @@ async function provenanceOf(
   const tc = input.toolchain ?? {};
   return {
     gitCommit: input.gitCommit ?? gitCommit(input.root, prov.map((r) => String(r.doc))),
+    machines: input.machines ?? "",
     toolchain: input.stable ? {} : {
       deno: tc.deno,
       os: tc.os,

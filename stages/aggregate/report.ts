@@ -7,6 +7,8 @@ import { html, toHtml } from "./tables.ts";
 /** Provenance shown in the report. */
 export interface ReportProvenance {
   gitCommit: string;
+  /** Which machine judged the traces and which aggregated them (empty: not said). */
+  machines: string;
   toolchain: Record<string, unknown>;
   upstream: Row[];
   environments: string[];
@@ -139,7 +141,9 @@ ${tableHtml}${
     // Nothing at all without sections, so reports without them keep their bytes.
     sections.map((s) => `\n<h2 id="${html(s.id)}">${html(s.title)}</h2>\n${s.html}`).join("")}
 <h2 id="provenance">Provenance</h2>
-<p>Git commit: <code>${html(prov.gitCommit)}</code></p>
+${prov.machines ? `<p>${html(prov.machines)}</p>\n` : ""}<p>Git commit: <code>${
+    html(prov.gitCommit)
+  }</code></p>
 <p>Evaluation environments (first line of each trace file): ${
     prov.environments.length
       ? prov.environments.map((e) => `<code>${html(e)}</code>`).join(" ")

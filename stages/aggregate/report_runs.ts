@@ -51,6 +51,25 @@ export interface ReportRun {
   measurements?: Record<string, unknown>;
   /** Shipped runs: byte-stable, traces linked in results/. */
   stable: boolean;
+  /** Which machine judged the run and which aggregated it, for the report's provenance. */
+  machines: string;
+}
+
+/** The provenance line of a shipped run: the machine that judged it, apart from the one aggregating. */
+export function shippedMachines(r: ShippedRun): string {
+  const m = r.meta.machine as Record<string, unknown>;
+  const facts = [m.kind, m.driver ? `driver ${m.driver}` : null, m.judged_utc]
+    .filter((x) => typeof x === "string" && x !== "");
+  return `Judged on ${r.meta.gpu ?? "no GPU"}${
+    facts.length ? ` (${facts.join("; ")})` : ""
+  } at commit ` +
+    `${
+      r.meta.commit.judged.slice(0, 12)
+    }. Aggregated from results/${r.id}/ by \`tp report --ship\`, ` +
+    "which gives these bytes on any machine: the aggregating machine is deliberately not recorded" +
+    (r.meta.commit.aggregated
+      ? `; the report code of commit ${r.meta.commit.aggregated.slice(0, 12)} first shipped it.`
+      : ".");
 }
 
 /** A shipped run as a report run. */
@@ -66,6 +85,7 @@ export function shippedReportRun(r: ShippedRun): ReportRun {
     facts: flattenFacts(r.meta),
     measurements: r.meta.measurements,
     stable: true,
+    machines: shippedMachines(r),
   };
 }
 
@@ -87,6 +107,9 @@ export function thisMachineRun(
     cells: upstream,
     facts: flattenFacts({ gpu, machine: { kind: "this machine" } }),
     stable: false,
+    machines: `Judged and aggregated on this machine (${
+      gpu ?? "no GPU: CPU judgements"
+    }); its toolchain is below.`,
   };
 }
 
@@ -181,6 +204,7 @@ export async function buildMultiRunReport(input: MultiRunInput): Promise<MultiRu
       stable: run.stable,
       linkFrom: run.stable ? pageAt : undefined,
       gitCommit: run.commit ?? undefined,
+      machines: run.machines,
       heading: `tracepipe report — run ${run.id} (${run.kind}; ${
         run.gpu ?? "no GPU: CPU judgements"
       })`,
