@@ -15,11 +15,13 @@ every case, so a stopped run still leaves what it had).
 """
 import argparse
 import concurrent.futures as cf
+import faulthandler
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -28,7 +30,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SM90_SRC = os.path.join(HERE, "gemm_sm90.cu")
 OLD_SRC = os.environ.get("TP_OLD_SRC") or os.path.normpath(os.path.join(HERE, "..", "..", "gemm", "gemm.cu"))
 BUILD = os.environ.get("TP_WGMMA_BUILD", "/tmp/tp_wgmma_build")
-ARCH_FLAGS = ["-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a"]
+# No -std here: torch.utils.cpp_extension only adds its own default (c++17, or c++20 on newer
+# torch whose headers require it) when the flags carry none, so a pinned -std=c++17 could break
+# the build against newer headers. The -gencode (contains 'arch') also stops torch from adding its
+# own sm_90 (non-'a') target, on which wgmma/setmaxnreg would not assemble.
+ARCH_FLAGS = ["-O3", "-gencode=arch=compute_90a,code=sm_90a"]
+CUDA_HOME = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+
+
+def cuda_tool(name):
+    p = shutil.which(name)
+    if p:
+        return p
+    p = os.path.join(CUDA_HOME, "bin", name)
+    return p if os.path.exists(p) else None
 CFG_NAMES = ["128x256", "128x128", "swap8", "swap16", "swap32", "swap64"]
 
 SHAPES = [(4096, 4096), (2048, 4096), (128, 2048), (4096, 14336), (28672, 4096), (6144, 4096),
@@ -97,15 +112,20 @@ def ptxas_and_sass(src, d):
     """Kernel-only build (-DTP_NO_TORCH) with -Xptxas -v, then SASS instruction counts."""
     info = {}
     obj = os.path.join(d, "kernels_only.o")
-    cmd = ["nvcc", "-DTP_NO_TORCH", "-c", *ARCH_FLAGS, "-Xptxas", "-v", "-I", d, src, "-o", obj]
+    nvcc = cuda_tool("nvcc")
+    if nvcc is None:
+        return {"error": "nvcc not found (PATH, $CUDA_HOME/bin)"}
+    cmd = [nvcc, "-DTP_NO_TORCH", "-c", *ARCH_FLAGS, "-std=c++17", "-Xptxas", "-v", "-I", d, src,
+           "-o", obj]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         lines = [l for l in (r.stdout + r.stderr).splitlines()
                  if any(k in l for k in ("registers", "stack frame", "warning", "error", "C75"))]
         info["ptxas"] = lines
         info["nvcc_rc"] = r.returncode
-        if r.returncode == 0 and shutil.which("cuobjdump"):
-            s = subprocess.run(["cuobjdump", "--dump-sass", obj], capture_output=True, text=True,
+        cuobjdump = cuda_tool("cuobjdump")
+        if r.returncode == 0 and cuobjdump:
+            s = subprocess.run([cuobjdump, "--dump-sass", obj], capture_output=True, text=True,
                                timeout=120).stdout
             info["HGMMA"] = s.count("HGMMA")
             info["HMMA"] = s.count("HMMA") - s.count("HGMMA")
@@ -128,6 +148,41 @@ def ptxas_and_sass(src, d):
 
 
 # ------------------------------------------------------------------------------------ helpers
+# Watchdog for calls that block inside CUDA without a poll loop (do_bench, synchronize): if one
+# does not return within its limit, record a HANG note, write the JSON and exit with code 3.
+# faulthandler is the fallback when the blocked call holds the GIL (it needs no GIL): it dumps
+# the stacks and exits 30 s later.
+_WATCH = {"what": None, "deadline": 0.0}
+
+
+def _watchdog():
+    while True:
+        time.sleep(1.0)
+        what, dl = _WATCH["what"], _WATCH["deadline"]
+        if what is not None and time.time() > dl:
+            RES["notes"].append(f"HANG: {what} did not return in time; stopping")
+            print(f"!!! HANG in {what}: writing results and exiting", flush=True)
+            write_json()
+            os._exit(3)
+
+
+class watch:
+    def __init__(self, what, limit):
+        self.what, self.limit = what, limit
+
+    def __enter__(self):
+        if not MOCK:
+            _WATCH["what"], _WATCH["deadline"] = self.what, time.time() + self.limit
+            faulthandler.dump_traceback_later(self.limit + 30, exit=True)
+        return self
+
+    def __exit__(self, *exc):
+        if not MOCK:
+            _WATCH["what"] = None
+            faulthandler.cancel_dump_traceback_later()
+        return False
+
+
 def sync_or_die(torch, what, timeout=15.0):
     """Wait for the GPU without hanging forever: a deadlocked kernel ends the script cleanly."""
     if MOCK:
@@ -179,7 +234,8 @@ def is_ctx_dead(torch):
     if MOCK:
         return False
     try:
-        torch.cuda.synchronize()
+        with watch("synchronize after an error", 60.0):
+            torch.cuda.synchronize()
         return False
     except Exception:  # noqa: BLE001
         return True
@@ -264,7 +320,11 @@ def main():
         write_json()
         return 2
 
-    def bench(fn):
+    def bench(fn, what="timing"):
+        with watch(what, 120.0):
+            return _bench(fn)
+
+    def _bench(fn):
         if MOCK:
             t = time.time()
             fn()
@@ -283,6 +343,7 @@ def main():
 
     torch.manual_seed(0)
     dead = False
+    threading.Thread(target=_watchdog, daemon=True).start()
 
     # ---------------------------------------------------------------- every kernel path
     if not a.no_variants:
@@ -365,7 +426,7 @@ def main():
                         raise
             if rec["ok"]:
                 C_first = C.clone()
-                rec["sm90_us"] = bench(lambda: new.run(A, B, C))
+                rec["sm90_us"] = bench(lambda: new.run(A, B, C), f"sm90 timing N={N} K={K} M={M}")
                 # after many back-to-back launches (split-K counters must have reset): same bits
                 C.fill_(float("nan"))
                 new.run(A, B, C)
@@ -379,10 +440,10 @@ def main():
                 rec["sm90_us"] = "FAIL"
             if old is not None and rec.get("old_ok"):
                 C2 = torch.empty_like(C)
-                rec["old_us"] = bench(lambda: old.run(A, B, C2))
+                rec["old_us"] = bench(lambda: old.run(A, B, C2), f"old timing N={N} K={K} M={M}")
                 del C2
             C3 = torch.empty_like(C)
-            rec["torch_us"] = bench(lambda: torch.matmul(A, B.t(), out=C3))
+            rec["torch_us"] = bench(lambda: torch.matmul(A, B.t(), out=C3), f"torch timing N={N} K={K} M={M}")
             del A, B, C, C3
             if isinstance(rec.get("sm90_us"), float):
                 rec["sm90_tflops"] = rec["flops"] / (rec["sm90_us"] * 1e-6) / 1e12

@@ -267,7 +267,8 @@ __host__ __device__ __forceinline__ void decode_unit(const Params& p, int unit, 
   const int group_size = SM90_GROUP_M * p.tiles_c;
   const int g = tile / group_size;
   const int first_r = g * SM90_GROUP_M;
-  const int gsz = min(p.tiles_r - first_r, SM90_GROUP_M);
+  const int rem = p.tiles_r - first_r;  // (no min(): keep host/device overload lookup out of it)
+  const int gsz = rem < SM90_GROUP_M ? rem : SM90_GROUP_M;
   const int in_g = tile - g * group_size;
   tr = first_r + in_g % gsz;
   tc = in_g / gsz;
@@ -385,6 +386,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         named_bar(1 + cw, 128);
         int* arrive = p.counters + 2 * (tile * kCons + cw);
         if (tid == 0) {
+          // Cumulative release by the publishing thread itself (the cooperative-groups grid.sync
+          // pattern): bar.sync made the other 127 threads' partial stores visible to this thread.
+          __threadfence();
           atomicAdd(arrive, 1);
           while (ld_acquire_gpu(arrive) < p.splits) __nanosleep(64);
         }
@@ -622,14 +626,30 @@ static cudaError_t launch_t(const Plan& pl, const void* A, const void* B, void* 
   p.tiles_r = pl.tiles_r;
   p.tiles_c = pl.tiles_c;
   p.units = pl.units;
+  if (pl.splits > 1) {
+    // The split-K reduction spins on sibling CTAs, so they must all be resident at once. A
+    // cooperative launch guarantees that or fails with cudaErrorCooperativeLaunchTooLarge
+    // (launch_plan then falls back to splits = 1) instead of deadlocking.
+    cudaLaunchConfig_t lc = {};
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    lc.gridDim = dim3(pl.grid);
+    lc.blockDim = dim3(kThreads);
+    lc.dynamicSmemBytes = CF::kSmem;
+    lc.stream = st;
+    lc.attrs = at;
+    lc.numAttrs = 1;
+    e = cudaLaunchKernelEx(&lc, gemm_sm90_kernel<BN, SWAP>, mp, mq, p);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // clear the (non-sticky) launch error
+    return e;
+  }
   gemm_sm90_kernel<BN, SWAP><<<pl.grid, kThreads, CF::kSmem, st>>>(mp, mq, p);
   return cudaGetLastError();
 }
 
-static cudaError_t launch_plan(const Plan& pl, const void* A, const void* B, void* C, int M, int N,
-                               int K, float* ws, cudaStream_t st) {
-  if (M <= 0 || N <= 0) return cudaSuccess;
-  if (K <= 0) return cudaMemsetAsync(C, 0, (size_t)M * N * sizeof(__half), st);
+static cudaError_t launch_cfg(const Plan& pl, const void* A, const void* B, void* C, int M, int N,
+                              int K, float* ws, cudaStream_t st) {
   switch (pl.cfg) {
     case kCfg256: return launch_t<256, false>(pl, A, B, C, M, N, K, ws, st);
     case kCfg128: return launch_t<128, false>(pl, A, B, C, M, N, K, ws, st);
@@ -639,6 +659,19 @@ static cudaError_t launch_plan(const Plan& pl, const void* A, const void* B, voi
     case kCfgSwap64: return launch_t<64, true>(pl, A, B, C, M, N, K, ws, st);
     default: return cudaErrorInvalidValue;
   }
+}
+
+static cudaError_t launch_plan(const Plan& pl, const void* A, const void* B, void* C, int M, int N,
+                               int K, float* ws, cudaStream_t st) {
+  if (M <= 0 || N <= 0) return cudaSuccess;
+  if (K <= 0) return cudaMemsetAsync(C, 0, (size_t)M * N * sizeof(__half), st);
+  cudaError_t e = launch_cfg(pl, A, B, C, M, N, K, ws, st);
+  if (pl.splits > 1 && (e == cudaErrorCooperativeLaunchTooLarge || e == cudaErrorNotSupported)) {
+    // the split CTAs cannot all be co-resident (GPU shared with other work, MPS, ...): no split-K
+    const Plan p1 = make_plan_for(pl.cfg, 1, M, N, K, num_sms());
+    e = launch_cfg(p1, A, B, C, M, N, K, nullptr, st);
+  }
+  return e;
 }
 
 }  // namespace
@@ -656,8 +689,10 @@ extern "C" int tp_sm90_gemm(const void* A, const void* B, void* C, int M, int N,
 }
 
 #ifndef TP_NO_TORCH
-#include <ATen/cuda/CUDAContext.h>
+// c10/cuda/CUDAStream.h rather than ATen/cuda/CUDAContext.h: the latter also pulls in cublas_v2.h,
+// cublasLt.h, cusparse.h and cusolverDn.h, which a minimal CUDA toolkit does not ship.
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 #include <pybind11/stl.h>  // std::vector return of plan()
 
@@ -692,7 +727,7 @@ static void run_impl(torch::Tensor A, torch::Tensor B, torch::Tensor C, int forc
     wsp = ws.data_ptr<float>();
   }
   cudaError_t e = tp_sm90::launch_plan(pl, A.data_ptr(), B.data_ptr(), C.data_ptr(), M, N, K, wsp,
-                                       at::cuda::getCurrentCUDAStream());
+                                       c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(e == cudaSuccess, "sm90 gemm launch failed: ", cudaGetErrorString(e));
 }
 
