@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU checks that are not pipeline cells, in one call on the GPU machine (repository root), in the
+# order that pays most per second when a call may be the session's only one; each writes its log
+# under $OUT and the last lines of every log are printed at the end:
+#   1. trace a Llama-3.1-8B-shaped generation into $OUT/trace-llama (python/tests/gpu_trace_llama.py)
+#      and, beside it, the apply() substitution check on that model (gpu_check_llama.py): light GPU use,
+#      run while 2. checks the harness's units on CUDA (correctness only, so sharing the GPU is harmless);
+#   3. apply()'s dispatch overhead per call (host-side, seconds; $OUT/apply_dispatch.json);
+#   4. the harness's cheaters and timing defences on CUDA, on a quiet GPU;
+#   5. apply()'s end-to-end section with whatever time is left ($OUT/apply_bench.json).
+# Usage: bash tools/gpu-checks.sh SECONDS   (the whole script stays within SECONDS; default 520)
+set -uo pipefail
+limit=${1:-520}
+start=$(date +%s)
+left() { echo $((limit - $(date +%s) + start)); }
+export PYTHONUNBUFFERED=1 PYTHONPATH=python:python/tests
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
+(
+  (time timeout 70 python3 python/tests/gpu_trace_llama.py "$OUT/trace-llama") >"$OUT/trace.log" 2>&1
+  (time timeout 90 python3 python/tests/gpu_check_llama.py) >"$OUT/llama.log" 2>&1
+) &
+(time timeout 200 python3 pipeline/harness/tests/test_harness.py --device cuda --skip timing,cheaters) \
+  >"$OUT/harness_units.log" 2>&1
+wait
+(time timeout 60 python3 python/tests/gpu_bench_apply.py --skip e2e,paged) >"$OUT/apply_dispatch.log" 2>&1
+[ -f "$OUT/apply_bench.json" ] && mv "$OUT/apply_bench.json" "$OUT/apply_dispatch.json"
+t=$(($(left) - 40))
+[ "$t" -gt 30 ] && (time timeout "$t" python3 pipeline/harness/tests/test_harness.py --device cuda \
+  --skip units) >"$OUT/harness_gpu.log" 2>&1
+t=$(left)
+[ "$t" -gt 30 ] && (time timeout "$t" python3 python/tests/gpu_bench_apply.py --skip dispatch,paged) \
+  >"$OUT/apply_e2e.log" 2>&1
+for f in gpu.txt trace.log llama.log harness_units.log apply_dispatch.log harness_gpu.log apply_e2e.log; do
+  [ -f "$OUT/$f" ] && { echo "== $f"; tail -12 "$OUT/$f" | cut -c1-220; }
+done
