@@ -9,7 +9,10 @@
    eager, prompt 32 + --steps greedy steps, batch 1/16/64, in bf16 and fp16: unpatched; patched with
    the fallback as the solution (pinned: torch_kernels.py); patched with the project's kernels where
    they serve a definition of that dtype (cuda/rmsnorm is bf16, cuda/gemm fp16), or with the pinned
-   choice of --traceset DIR (an apply stage cell or .tracepipe/apply). Tokens compared with unpatched.
+   choice of --traceset DIR (an apply stage cell or .tracepipe/apply); and patched with a deliberately
+   slower solution (each gemm computed SLOW_REPEATS times), whose measured slowdown over the fallback
+   is checked against the sum over calls of its per-call difference (`slow_predicted_ms`; --skip slow
+   leaves it out). Tokens compared with unpatched.
 3. The paged decoder on the bf16 model (page size 1, batch 1/16/64): the torch attention fallback
    against the project's CUDA paged decode/prefill kernels.
 Prints compact tables; writes $OUT/apply_bench.json (after each section, so a cut run keeps results).
@@ -27,14 +30,16 @@ import traceback
 import torch
 import torch.nn.functional as F
 
-from gpu_common import (fallback_solutions, hf_greedy, llama_config, llama_definitions, make_llama, project_solutions,
-                        timed, write_pinned)
+from gpu_common import (fallback_solutions, hf_greedy, llama_config, llama_definitions, make_llama,
+                        predicted_slow_delta_ms, project_solutions, slow_solutions, timed, write_pinned)
 from helpers import gemm_def, solution, write_set
 from tracepipe_apply import apply, disable_apply, enable_apply, get_runtime, loader, patch_llama, reset_stats, stats
 from tracepipe_apply.paged import PagedDecoder
 from tracepipe_apply.traceset import Solution
 
 KERNELS = ["cuda/rmsnorm", "cuda/gemm", "cuda/gqa_paged_decode", "cuda/gqa_paged_prefill"]
+PROMPT = 32  # prompt tokens of every end-to-end generation
+SLOW_REPEATS = 3  # the slower solution computes each gemm this many times
 RESULT = {"device": None, "torch": torch.__version__, "dispatch": {}, "e2e": [], "paged": [], "notes": []}
 
 
@@ -134,24 +139,30 @@ def prebuild(tmp, cfg):
     print(f"prebuilt {len(sols)} project solutions in {time.time() - t0:.0f} s; not built: {bad or 'none'}", flush=True)
 
 
-def bench_e2e(tmp, cfg, model32, steps, batches, traceset):
+def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True):
     """Section 2."""
     patch_llama()
-    print(f"\n== end to end: HF Llama ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}), prompt 32 + "
-          f"{steps} steps, eager, median of 3 (ms) ==")
+    print(f"\n== end to end: HF Llama ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}), prompt {PROMPT} + "
+          f"{steps} steps, eager, median of 3 (ms); slow-fb: the slower solution's measured slowdown over the "
+          "fallback, predicted: the sum over calls of its per-call difference ==")
     print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'ovh %':>6s} "
-          f"{'tok=fb':>7s} {'tok=proj':>8s}  substituted")
+          f"{'tok=fb':>7s} {'tok=proj':>8s} {'slow-fb':>8s} {'predicted':>9s}  substituted")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
         defs = llama_definitions(cfg, dtype)
         fb_root = write_pinned(os.path.join(tmp, f"fb_{dtype}".replace("torch.", "")), defs, fallback_solutions(defs))
         proj_root, served = project_root(tmp, cfg, dtype, traceset)
+        variants = [("fallback", fb_root), ("project", proj_root)]
+        if with_slow:
+            slow_root = write_pinned(os.path.join(tmp, f"slow_{dtype}".replace("torch.", "")), defs,
+                                     slow_solutions(defs, SLOW_REPEATS))
+            variants.append(("slow", slow_root))
         for b in batches:
-            prompts = torch.randint(0, cfg.vocab_size, (b, 32), device="cuda",
+            prompts = torch.randint(0, cfg.vocab_size, (b, PROMPT), device="cuda",
                                     generator=torch.Generator(device="cuda").manual_seed(b))
             t_ref, (ref, _) = timed(lambda: hf_greedy(model, prompts, steps))
             row = {"dtype": str(dtype), "batch": b, "unpatched_ms": t_ref * 1e3}
-            for label, root in (("fallback", fb_root), ("project", proj_root)):
+            for label, root in variants:
                 reset_stats()
                 try:
                     with enable_apply(root, mode="pinned"):
@@ -164,11 +175,15 @@ def bench_e2e(tmp, cfg, model32, steps, batches, traceset):
                     while get_runtime() is not None:
                         disable_apply()
             row["fallback_overhead_pct"] = 100 * (row.get("fallback_ms", float("nan")) / row["unpatched_ms"] - 1)
+            if with_slow:
+                row["slow_predicted_ms"] = predicted_slow_delta_ms(cfg, dtype, b, PROMPT, steps, SLOW_REPEATS)
             RESULT["e2e"].append(row)
             save()
             print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.1f} {row.get('fallback_ms', float('nan')):10.1f} "
                   f"{row.get('project_ms', float('nan')):10.1f} {row['fallback_overhead_pct']:6.2f} "
                   f"{row.get('fallback_tokens_equal', float('nan')):7.3f} {row.get('project_tokens_equal', float('nan')):8.3f}"
+                  f" {row.get('slow_ms', float('nan')) - row.get('fallback_ms', float('nan')):8.1f}"
+                  f" {row.get('slow_predicted_ms', float('nan')):9.1f}"
                   f"  {', '.join(sorted({x.split('_')[0] for x in served if not x.startswith('gqa')}))}"
                   f"{'  ERROR ' + row['project_error'] if 'project_error' in row else ''}", flush=True)
         del model
@@ -216,7 +231,7 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--batches", default="1,16,64")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: dispatch,e2e,paged")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: dispatch,e2e,paged; slow: e2e without the slower solution")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("SKIP: no CUDA device")
@@ -231,7 +246,7 @@ def main():
         model32 = None
         sections = [("dispatch", lambda: bench_dispatch(tmp)),
                     ("prebuild", lambda: None if a.traceset or {"e2e", "paged"} <= skip else prebuild(tmp, cfg)),
-                    ("e2e", lambda: bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset)),
+                    ("e2e", lambda: bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset, "slow" not in skip)),
                     ("paged", lambda: bench_paged(tmp, cfg, model32, a.steps, batches, a.traceset))]
         for name, run in sections:
             if name in skip:

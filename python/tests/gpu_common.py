@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from helpers import kernel_solution, write_json  # noqa: E402
+from helpers import KERNELS_SOURCE, kernel_solution, solution, write_json  # noqa: E402
 from tracepipe_apply import templates  # noqa: E402
 from tracepipe_apply.templates import trace_dtype  # noqa: E402
 
@@ -126,6 +126,51 @@ def write_pinned(root, definitions, solutions):
 def fallback_solutions(definitions):
     """torch_kernels.py as the solution of each definition: the fallback itself."""
     return [kernel_solution("fallback_" + d["name"], d["name"]) for d in definitions]
+
+
+def slow_solutions(definitions, repeats):
+    """The fallback made deliberately slower by a known amount: each gemm is computed `repeats` times
+    (the last result returned, so the output is the fallback's); the other definitions keep the
+    fallback. The end-to-end section checks that the slowdown it measures is the sum over calls of
+    the per-call difference (`predicted_slow_delta_ms`)."""
+    code = KERNELS_SOURCE + (f"\n\ndef slow_gemm(A, B):\n    for _ in range({repeats - 1}):\n"
+                             "        gemm(A, B)\n    return gemm(A, B)\n")
+    return [solution("slow_" + d["name"], d["name"], code, entry="torch_kernels.py::slow_gemm", author="tracepipe")
+            if d["name"].startswith("gemm_") else kernel_solution("fallback_" + d["name"], d["name"])
+            for d in definitions]
+
+
+def device_ms(fn, reps=30):
+    """Median device ms of fn() between two CUDA events, after a warm-up call (no L2 flush: inside
+    the model the same weights are read warm too)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def predicted_slow_delta_ms(cfg, dtype, batch, prompt, steps, repeats):
+    """What `slow_solutions` should add to one greedy generation (`hf_greedy`: one prefill forward of
+    batch x prompt tokens, then steps - 1 decode forwards of batch tokens): over the model's gemm
+    definitions, calls per forward x (slow - fallback) per call at each forward's M."""
+    from tracepipe_apply import torch_kernels  # noqa: PLC0415
+
+    total = 0.0
+    for (n, k), calls in llama_gemms(cfg).items():
+        B = torch.randn(n, k, device="cuda", dtype=dtype)
+        for m, forwards in ((batch * prompt, 1), (batch, steps - 1)):
+            A = torch.randn(m, k, device="cuda", dtype=dtype)
+            once = device_ms(lambda: torch_kernels.gemm(A, B))
+            slow = device_ms(lambda: [torch_kernels.gemm(A, B) for _ in range(repeats)])
+            total += calls * forwards * (slow - once)
+        del A, B
+    return total
 
 
 def project_solutions(definitions, kernel_dirs):

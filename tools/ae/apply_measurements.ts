@@ -13,6 +13,9 @@
  * - `dispatch_overhead_ns`: host ns that apply() adds per call on a hit whose solution is the
  *   fallback, over the plain call; null when the dispatch section did not run.
  * - `tokens_identical`: every fallback-patched generation gave the unpatched model's greedy tokens.
+ * - `additivity_max_dev_pct`: how far, at most, the end-to-end slowdown of a deliberately slower
+ *   solution strays from the sum over calls of its per-call difference, in % of that sum (the
+ *   issue's check that kernel differences carry through to end-to-end latency); null when unmeasured.
  * - `dispatch`: one row per case ({case, ns_per_call, overhead_ns}); rows, not a map, because case
  *   names hold dots ("F.linear, original") and the claims flatten run.json into dotted keys.
  * - `e2e`, `paged`: the script's rows, rounded, hits summed to calls and named by definition.
@@ -48,6 +51,10 @@ const E2eRow = z.object({
   fallback_overhead_pct: maybeNum,
   fallback_error: z.string().optional(),
   project_error: z.string().optional(),
+  // The deliberately slower solution (absent from files of before it, or with --skip slow).
+  slow_ms: maybeNum,
+  slow_predicted_ms: maybeNum,
+  slow_error: z.string().optional(),
 }).passthrough().superRefine((r, ctx) => {
   // The script writes a row after both variants ran: each has a time or an error.
   for (const v of ["fallback", "project"] as const) {
@@ -109,6 +116,13 @@ export interface ApplyE2eRow {
   project_definitions: string[];
   fallback_error?: string;
   project_error?: string;
+  /** The deliberately slower solution's slowdown over the fallback, measured end to end (ms). */
+  slow_delta_ms: number | null;
+  /** The same predicted: the sum over calls of its per-call difference (ms). */
+  slow_predicted_ms: number | null;
+  /** slow_delta_ms / slow_predicted_ms (1: the per-call differences add up exactly). */
+  slow_vs_predicted: number | null;
+  slow_error?: string;
 }
 
 /** One paged-decoder row of the summary. */
@@ -127,6 +141,8 @@ export interface ApplySummary {
   e2e_overhead_pct: number | null;
   dispatch_overhead_ns: number | null;
   tokens_identical: boolean | null;
+  /** The farthest slow_vs_predicted of the e2e rows from 1, in % (null: none measured). */
+  additivity_max_dev_pct: number | null;
   dispatch: { case: string; ns_per_call: number; overhead_ns: number }[];
   e2e: ApplyE2eRow[];
   paged: ApplyPagedRow[];
@@ -174,6 +190,18 @@ const round = (v: number | null | undefined, digits: number): number | null =>
 const sum = (h: Record<string, number> | undefined) =>
   Object.values(h ?? {}).reduce((a, b) => a + b, 0);
 
+/** The slower solution's fields of a summary row: measured slowdown, predicted, their ratio. */
+function slowFields(r: z.infer<typeof E2eRow>) {
+  const delta = r.slow_ms != null && r.fallback_ms != null ? r.slow_ms - r.fallback_ms : null;
+  const predicted = r.slow_predicted_ms ?? null;
+  return {
+    slow_delta_ms: round(delta, 2),
+    slow_predicted_ms: round(predicted, 2),
+    slow_vs_predicted: delta !== null && predicted ? round(delta / predicted, 3) : null,
+    ...(r.slow_error ? { slow_error: r.slow_error.slice(0, 300) } : {}),
+  };
+}
+
 /** The compact summary of one measurement (see the module doc for each field). */
 export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
   const e2e: ApplyE2eRow[] = b.e2e.map((r) => ({
@@ -192,6 +220,7 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     project_definitions: Object.keys(r.project_hits ?? {}).sort(),
     ...(r.fallback_error ? { fallback_error: r.fallback_error.slice(0, 300) } : {}),
     ...(r.project_error ? { project_error: r.project_error.slice(0, 300) } : {}),
+    ...slowFields(r),
   }));
   const overheads = e2e.map((r) => r.fallback_overhead_pct).filter((v): v is number => v !== null);
   const tokens = e2e.map((r) => r.fallback_tokens_equal).filter((v): v is number => v !== null);
@@ -200,10 +229,14 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
       ? [String((n as { section: unknown }).section)]
       : []
   );
+  const ratios = e2e.map((r) => r.slow_vs_predicted).filter((v): v is number => v !== null);
   return {
     e2e_overhead_pct: overheads.length ? Math.max(...overheads) : null,
     dispatch_overhead_ns: round(b.dispatch[HIT_CASE]?.overhead_ns, 1),
     tokens_identical: tokens.length ? tokens.every((t) => t === 1) : null,
+    additivity_max_dev_pct: ratios.length
+      ? round(Math.max(...ratios.map((q) => Math.abs(q - 1))) * 100, 1)
+      : null,
     dispatch: Object.entries(b.dispatch).map(([k, v]) => ({
       case: k,
       ns_per_call: round(v.ns_per_call, 1)!,
@@ -263,6 +296,10 @@ export function summaryLine(runJson: string, s: ApplySummary): string {
       v(s.e2e_overhead_pct, "%")
     }, tokens identical: ${
       s.tokens_identical === null ? "not measured" : s.tokens_identical ? "yes" : "no"
+    }${
+      s.additivity_max_dev_pct === null
+        ? ""
+        : `, a slower solution's slowdown within ${s.additivity_max_dev_pct} % of the sum of its per-call differences`
     }${s.failed_sections.length ? `; sections that failed: ${s.failed_sections.join(", ")}` : ""}`;
 }
 

@@ -14,10 +14,15 @@ import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts"
 import { e2eSummaryRow } from "../../tests/fixtures/apply.ts";
 import { HIT_CASE, main, parseJsonWithNaN, recordApplyMeasurements } from "./apply_measurements.ts";
 
-/** An apply_bench.json in the script's own layout; `overhead` is the worst fallback overhead. */
-function applyBenchText(overhead = 0.42): string {
+/**
+ * An apply_bench.json in the script's own layout; `overhead` is the worst fallback overhead,
+ * `slowDelta` the slower solution's slowdown in the first row (100 ms predicted in each).
+ */
+function applyBenchText(overhead = 0.42, slowDelta = 120): string {
   const hits = { rmsnorm_h4096: 576, gemm_n4096_k4096: 1152 };
-  const e2e = (dtype: string, batch: number, pct: number, tokens: number) => ({
+  // slowDelta: the deliberately slower solution's measured slowdown over the fallback (ms), against
+  // a predicted 100 ms.
+  const e2e = (dtype: string, batch: number, pct: number, tokens: number, slowDelta: number) => ({
     dtype: `torch.${dtype}`,
     batch,
     unpatched_ms: 1000,
@@ -28,6 +33,8 @@ function applyBenchText(overhead = 0.42): string {
     project_tokens_equal: 0.96875,
     project_hits: { rmsnorm_h4096: 576, gemm_n1024_k4096: 10 },
     fallback_overhead_pct: pct,
+    slow_ms: 1000 * (1 + pct / 100) + slowDelta,
+    slow_predicted_ms: 100,
   });
   // The script's json.dump writes NaN for a variant that failed; JSON.parse alone refuses it.
   const failed =
@@ -44,9 +51,9 @@ function applyBenchText(overhead = 0.42): string {
         "F.linear adapter, empty table": { ns_per_call: 2300, overhead_ns: 300 },
       },
       e2e: [
-        e2e("bfloat16", 1, 0.3, 1),
-        e2e("bfloat16", 16, overhead, 1),
-        e2e("float16", 1, -0.1, 1),
+        e2e("bfloat16", 1, 0.3, 1, slowDelta),
+        e2e("bfloat16", 16, overhead, 1, 95),
+        e2e("float16", 1, -0.1, 1, 101),
       ],
       paged: [
         {
@@ -116,6 +123,10 @@ Deno.test("apply_measurements: the summary lands in measurements.apply, every ot
     assertEquals(s.e2e[3].fallback_overhead_pct, null);
     assertEquals(s.e2e[3].unpatched_ms, 2000.12);
     assertEquals(s.e2e[3].fallback_error, "RuntimeError: NaN in out");
+    // The slower solution: 120, 95 and 101 ms measured against 100 predicted; the failed row (a file
+    // of before the slower solution, or --skip slow) has none.
+    assertEquals(s.e2e.map((r) => r.slow_vs_predicted), [1.2, 0.95, 1.01, null]);
+    assertEquals(s.additivity_max_dev_pct, 20);
     assertEquals(s.paged[1], {
       batch: 16,
       torch_ms: 950,
@@ -163,7 +174,7 @@ Deno.test("apply_measurements CLI: one line on success; bad input is one line na
     const ok = cli([f.bench, f.runJson]);
     assertEquals(ok.code, 0, ok.err.join("\n"));
     assertEquals(ok.out, [
-      `${f.runJson}: measurements.apply written from apply_bench.json (NVIDIA H100 80GB HBM3): dispatch +700.5 ns per call, e2e overhead at most 0.42 %, tokens identical: yes; sections that failed: paged`,
+      `${f.runJson}: measurements.apply written from apply_bench.json (NVIDIA H100 80GB HBM3): dispatch +700.5 ns per call, e2e overhead at most 0.42 %, tokens identical: yes, a slower solution's slowdown within 20 % of the sum of its per-call differences; sections that failed: paged`,
     ]);
     const written = readFileSync(f.runJson, "utf8");
     const cases: [string, RegExp][] = [
@@ -205,7 +216,10 @@ Deno.test("apply_measurements CLI: one line on success; bad input is one line na
 });
 
 /** `tp claims` with the repository's claims.json on the fixture run; returns the overhead's line. */
-async function overheadClaim(f: ReturnType<typeof fixture>): Promise<string> {
+async function applyClaim(
+  f: ReturnType<typeof fixture>,
+  id = "paper.apply.overhead",
+): Promise<string> {
   const out: string[] = [];
   const [log, error] = [console.log, console.error];
   console.log = (...a: unknown[]) => out.push(a.join(" "));
@@ -222,7 +236,7 @@ async function overheadClaim(f: ReturnType<typeof fixture>): Promise<string> {
   } finally {
     [console.log, console.error] = [log, error];
   }
-  return out.find((l) => l.split(/\s{2,}/)[1] === "paper.apply.overhead") ?? out.join("\n");
+  return out.find((l) => l.split(/\s{2,}/)[1] === id) ?? out.join("\n");
 }
 
 Deno.test("tp claims decides paper.apply.overhead from measurements.apply: PASS under 0.8 %, FAIL over, NOT RUN without", async () => {
@@ -242,11 +256,34 @@ Deno.test("tp claims decides paper.apply.overhead from measurements.apply: PASS 
     const f = fixture(bench);
     try {
       assertMatch(
-        await overheadClaim(f),
+        await applyClaim(f),
         /^NOT RUN +paper\.apply\.overhead .*apply\(\) results absent/,
       );
       recordApplyMeasurements(f.bench, f.runJson);
-      assertMatch(await overheadClaim(f), want);
+      assertMatch(await applyClaim(f), want);
+    } finally {
+      rmSync(f.dir, { recursive: true, force: true });
+    }
+  }
+});
+
+Deno.test("tp claims decides paper.apply.additivity: PASS within 20 %, FAIL beyond, NOT RUN without the slower solution", async () => {
+  const cases: [string, RegExp][] = [
+    [applyBenchText(), /^PASS +paper\.apply\.additivity +ours 20 %/],
+    [
+      applyBenchText(0.42, 130),
+      /^FAIL +paper\.apply\.additivity +ours 30 %/,
+    ],
+    [
+      applyBenchText().replaceAll(/"slow_predicted_ms": 100/g, '"slow_predicted_ms": null'),
+      /^NOT RUN +paper\.apply\.additivity .* — no measurement of the slower solution/,
+    ],
+  ];
+  for (const [bench, want] of cases) {
+    const f = fixture(bench);
+    try {
+      recordApplyMeasurements(f.bench, f.runJson);
+      assertMatch(await applyClaim(f, "paper.apply.additivity"), want);
     } finally {
       rmSync(f.dir, { recursive: true, force: true });
     }
