@@ -13,7 +13,11 @@
    slower solution (each gemm computed SLOW_REPEATS times), whose measured slowdown over the fallback
    is checked against the sum over calls of its per-call difference (`slow_predicted_ms`; --skip slow
    leaves it out). Tokens compared with unpatched.
-3. The paged decoder on the bf16 model (page size 1, batch 1/16/64): the torch attention fallback
+3. CUDA graphs: one decode-shaped forward (batch x 1 token, no KV cache) captured after eager warm-up
+   and replayed, unpatched / fallback / project / slower, bf16 and fp16: apply()'s cost where the
+   paper's Fig. 8 measured it (SGLang replays graphs, so dispatch happens at capture only); the
+   counters show no call fell back for being captured unwarmed.
+4. The paged decoder on the bf16 model (page size 1, batch 1/16/64): the torch attention fallback
    against the project's CUDA paged decode/prefill kernels.
 Prints compact tables; writes $OUT/apply_bench.json (after each section, so a cut run keeps results).
 """
@@ -40,7 +44,8 @@ from tracepipe_apply.traceset import Solution
 KERNELS = ["cuda/rmsnorm", "cuda/gemm", "cuda/gqa_paged_decode", "cuda/gqa_paged_prefill"]
 PROMPT = 32  # prompt tokens of every end-to-end generation
 SLOW_REPEATS = 3  # the slower solution computes each gemm this many times
-RESULT = {"device": None, "torch": torch.__version__, "dispatch": {}, "e2e": [], "paged": [], "notes": []}
+RESULT = {"device": None, "torch": torch.__version__, "dispatch": {}, "e2e": [], "graphs": [], "paged": [],
+          "notes": []}
 
 
 def save():
@@ -190,8 +195,86 @@ def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True):
         torch.cuda.empty_cache()
 
 
-def bench_paged(tmp, cfg, model32, steps, batches, traceset):
+def graph_forward_ms(model, ids, reps=20):
+    """(median ms of one replay, logits) of a CUDA graph of model(ids) without a KV cache, captured
+    after three eager calls on a side stream (PyTorch's recipe; with apply() enabled they also load
+    the solutions, which the runtime never does during capture)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            model(input_ids=ids, use_cache=False)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        logits = model(input_ids=ids, use_cache=False).logits
+    graph.replay()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    out = logits.clone()
+    del graph
+    return sorted(times)[len(times) // 2], out
+
+
+@torch.no_grad()
+def bench_graphs(tmp, cfg, model32, batches, traceset):
     """Section 3."""
+    patch_llama()
+    print("\n== CUDA graphs: one decode-shaped forward (batch x 1 token, no KV cache), median replay (ms) ==")
+    print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'slow':>8s} "
+          f"{'ovh %':>6s} {'argmax=':>8s} {'in capture':>10s}")
+    for dtype in (torch.bfloat16, torch.float16):
+        model = copy.deepcopy(model32).to(dtype)
+        defs = llama_definitions(cfg, dtype)
+        roots = [("fallback", write_pinned(os.path.join(tmp, f"gfb_{dtype}".replace("torch.", "")), defs,
+                                           fallback_solutions(defs))),
+                 ("project", project_root(tmp, cfg, dtype, traceset)[0]),
+                 ("slow", write_pinned(os.path.join(tmp, f"gslow_{dtype}".replace("torch.", "")), defs,
+                                       slow_solutions(defs, SLOW_REPEATS)))]
+        for b in batches:
+            ids = torch.randint(0, cfg.vocab_size, (b, 1), device="cuda",
+                                generator=torch.Generator(device="cuda").manual_seed(b))
+            row = {"dtype": str(dtype), "batch": b}
+            try:
+                row["unpatched_ms"], ref = graph_forward_ms(model, ids)
+            except Exception as e:  # noqa: BLE001 - a model that cannot be captured is a result
+                row["unpatched_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                RESULT["graphs"].append(row)
+                save()
+                print(f"{str(dtype)[6:]:9s} {b:5d} ERROR {row['unpatched_error']}", flush=True)
+                continue
+            for label, root in roots:
+                reset_stats()
+                try:
+                    with enable_apply(root, mode="pinned"):
+                        t, out = graph_forward_ms(model, ids)
+                    row[f"{label}_ms"] = t
+                    row[f"{label}_argmax_equal"] = float((out[:, -1].argmax(-1) == ref[:, -1].argmax(-1)).float().mean())
+                    row[f"{label}_fallback_capture"] = sum(c["fallback_capture"] for c in stats().values())
+                except Exception as e:  # noqa: BLE001
+                    row[f"{label}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                    while get_runtime() is not None:
+                        disable_apply()
+            row["fallback_overhead_pct"] = 100 * (row.get("fallback_ms", float("nan")) / row["unpatched_ms"] - 1)
+            RESULT["graphs"].append(row)
+            save()
+            print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.3f} {row.get('fallback_ms', float('nan')):10.3f} "
+                  f"{row.get('project_ms', float('nan')):10.3f} {row.get('slow_ms', float('nan')):8.3f} "
+                  f"{row['fallback_overhead_pct']:6.2f} {row.get('fallback_argmax_equal', float('nan')):8.3f} "
+                  f"{row.get('fallback_fallback_capture', -1):10d}"
+                  f"{''.join(f'  {k}: {v}' for k, v in row.items() if k.endswith('_error'))}", flush=True)
+        del model
+        torch.cuda.empty_cache()
+
+
+def bench_paged(tmp, cfg, model32, steps, batches, traceset):
+    """Section 4."""
     model = copy.deepcopy(model32).to(torch.bfloat16)
     root, _ = project_root(tmp, cfg, torch.bfloat16, traceset)
     print(f"\n== paged decoder (bf16, page size 1), prompt 32 + {steps} steps (ms) ==")
@@ -231,7 +314,8 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--batches", default="1,16,64")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: dispatch,e2e,paged; slow: e2e without the slower solution")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: dispatch,e2e,graphs,paged; slow: e2e without the slower "
+                    "solution")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("SKIP: no CUDA device")
@@ -245,13 +329,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         model32 = None
         sections = [("dispatch", lambda: bench_dispatch(tmp)),
-                    ("prebuild", lambda: None if a.traceset or {"e2e", "paged"} <= skip else prebuild(tmp, cfg)),
+                    ("prebuild", lambda: None if a.traceset or {"e2e", "graphs", "paged"} <= skip
+                     else prebuild(tmp, cfg)),
                     ("e2e", lambda: bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset, "slow" not in skip)),
+                    ("graphs", lambda: bench_graphs(tmp, cfg, model32, batches, a.traceset)),
                     ("paged", lambda: bench_paged(tmp, cfg, model32, a.steps, batches, a.traceset))]
         for name, run in sections:
             if name in skip:
                 continue
-            if name in ("e2e", "paged") and model32 is None:
+            if name in ("e2e", "graphs", "paged") and model32 is None:
                 model32 = make_llama(cfg, torch.float32)
             try:
                 run()

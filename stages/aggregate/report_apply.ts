@@ -31,6 +31,7 @@ export const ApplyMeasurements = z.object({
   dispatch_overhead_ns: num,
   tokens_identical: z.boolean().nullable().default(null),
   additivity_max_dev_pct: num,
+  graph_overhead_pct: num,
   dispatch: z.array(
     z.object({ case: z.string(), ns_per_call: z.number(), overhead_ns: z.number() }),
   ).default([]),
@@ -52,6 +53,20 @@ export const ApplyMeasurements = z.object({
       slow_predicted_ms: num,
       slow_vs_predicted: num,
       slow_error: err,
+    }).passthrough(),
+  ).default([]),
+  graphs: z.array(
+    z.object({
+      dtype: z.string(),
+      batch: z.number(),
+      unpatched_ms: num,
+      fallback_ms: num,
+      fallback_overhead_pct: num,
+      project_ms: num,
+      slow_ms: num,
+      fallback_argmax_equal: num,
+      fallback_in_capture: num,
+      errors: z.array(z.string()).default([]),
     }).passthrough(),
   ).default([]),
   paged: z.array(
@@ -128,6 +143,17 @@ export function applyFindings(a: ApplyMeasurements): string {
         })${tokens}`,
     );
   }
+  if (a.graph_overhead_pct !== null) {
+    const captured = a.graphs.reduce((n, r) => n + (r.fallback_in_capture ?? 0), 0);
+    parts.push(
+      `replayed as a CUDA graph, where dispatch happens at capture only, the fallback-patched ` +
+        `forward costs at most ${fmt(a.graph_overhead_pct, 2)} % more than the unpatched one${
+          captured
+            ? ` (${captured} calls captured before their solution was loaded ran the fallback)`
+            : ""
+        }`,
+    );
+  }
   if (a.additivity_max_dev_pct !== null) {
     parts.push(
       `a deliberately slower solution's end-to-end slowdown is within ${
@@ -157,7 +183,7 @@ export function applyFindings(a: ApplyMeasurements): string {
 /** The definition families of a list of definition names (gemm_n4096_k4096 → gemm). */
 const families = (defs: string[]) => [...new Set(defs.map((d) => d.split("_")[0]))].sort();
 
-/** The three tables of one run's measurement. */
+/** The tables of one run's measurement (dispatch, end to end, CUDA graphs, paged decoder). */
 export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
   const tables: Table[] = [];
   if (a.dispatch.length) {
@@ -222,6 +248,39 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
           r.slow_error && `slower: ${r.slow_error}`,
         ]
           .filter(Boolean).join("; ") || null,
+      })),
+    });
+  }
+  if (a.graphs.length) {
+    const errors = a.graphs.some((r) => r.errors.length);
+    tables.push({
+      id: `apply_graphs_${runId}`,
+      title: "CUDA graphs: one decode-shaped forward replayed, unpatched and patched",
+      caption:
+        "One forward of batch × 1 token without a KV cache, captured as a CUDA graph after three eager calls and replayed (ms, median of 20 replays): unpatched; patched with the fallback (overhead % against unpatched: the paper's Fig. 8 setting, SGLang replaying graphs); with the project's kernels; with the deliberately slower solution. argmax equal: share of rows whose next token matches the unpatched graph's (fallback). in capture: calls that ran the fallback for being captured before their solution was loaded (0 after warm-up).",
+      columns: [
+        "dtype",
+        "batch",
+        "unpatched ms",
+        "fallback ms",
+        "overhead %",
+        "project ms",
+        "slower ms",
+        "argmax equal",
+        "in capture",
+        ...(errors ? ["error"] : []),
+      ],
+      rows: a.graphs.map((r) => ({
+        dtype: r.dtype,
+        batch: r.batch,
+        "unpatched ms": r.unpatched_ms,
+        "fallback ms": r.fallback_ms,
+        "overhead %": r.fallback_overhead_pct,
+        "project ms": r.project_ms,
+        "slower ms": r.slow_ms,
+        "argmax equal": r.fallback_argmax_equal,
+        "in capture": r.fallback_in_capture,
+        error: r.errors.join("; ") || null,
       })),
     });
   }

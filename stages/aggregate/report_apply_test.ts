@@ -30,6 +30,7 @@ const MEASURED = {
   dispatch_overhead_ns: 700.5,
   tokens_identical: true,
   additivity_max_dev_pct: 20,
+  graph_overhead_pct: 0.3,
   dispatch: [
     { case: "plain call", ns_per_call: 60, overhead_ns: 0 },
     { case: "apply, hit (solution = fallback)", ns_per_call: 760.5, overhead_ns: 700.5 },
@@ -52,6 +53,18 @@ const MEASURED = {
       fallback_error: "RuntimeError: boom",
     },
   ],
+  graphs: [{
+    dtype: "bfloat16",
+    batch: 16,
+    unpatched_ms: 3,
+    fallback_ms: 3.009,
+    fallback_overhead_pct: 0.3,
+    project_ms: null,
+    slow_ms: 6.2,
+    fallback_argmax_equal: 1,
+    fallback_in_capture: 0,
+    errors: ["project: RuntimeError: boom"],
+  }],
   paged: [{ batch: 16, torch_ms: 900, project_ms: 300, speedup: 3, tokens_equal: 1, hits: 512 }],
   failed_sections: [],
   source: { file: "apply_bench.json", device: "NVIDIA H100 80GB HBM3", torch: "2.11.0+cu130" },
@@ -69,7 +82,7 @@ Deno.test("apply findings: one sentence, ours beside the paper's, only what was 
   const a = ApplyMeasurements.parse(MEASURED);
   assertEquals(
     applyFindings(a),
-    "Dispatch adds 701 ns per call on a hit (0.701 µs; paper: 1-2 µs); patching the model with the fallback costs at most 0.42 % end to end over 1 (dtype, batch) run (paper: < 0.8 %, reproduced), with the unpatched model's greedy tokens; a deliberately slower solution's end-to-end slowdown is within 20 % of the sum over calls of its per-call difference (kernel differences carry through to end-to-end latency, as in the paper's Fig. 8); the project's kernels run the model 1.25–2× as fast as unpatched; the paged decoder runs 3× as fast on the project's attention kernels.",
+    "Dispatch adds 701 ns per call on a hit (0.701 µs; paper: 1-2 µs); patching the model with the fallback costs at most 0.42 % end to end over 1 (dtype, batch) run (paper: < 0.8 %, reproduced), with the unpatched model's greedy tokens; replayed as a CUDA graph, where dispatch happens at capture only, the fallback-patched forward costs at most 0.3 % more than the unpatched one; a deliberately slower solution's end-to-end slowdown is within 20 % of the sum over calls of its per-call difference (kernel differences carry through to end-to-end latency, as in the paper's Fig. 8); the project's kernels run the model 1.25–2× as fast as unpatched; the paged decoder runs 3× as fast on the project's attention kernels.",
   );
   const worse = ApplyMeasurements.parse({
     e2e_overhead_pct: 1.5,
@@ -84,7 +97,7 @@ Deno.test("apply findings: one sentence, ours beside the paper's, only what was 
 });
 
 Deno.test("apply tables: dispatch beside the paper's 1-2 µs, e2e beside Fig. 8 by batch, the paged decoder", () => {
-  const [dispatch, e2e, paged] = applyTables("r1", ApplyMeasurements.parse(MEASURED));
+  const [dispatch, e2e, graphs, paged] = applyTables("r1", ApplyMeasurements.parse(MEASURED));
   assertEquals(dispatch.rows.map((r) => r.paper), [null, "1-2 µs"]);
   assertEquals(e2e.rows[0], {
     dtype: "bfloat16",
@@ -106,6 +119,13 @@ Deno.test("apply tables: dispatch beside the paper's 1-2 µs, e2e beside Fig. 8 
   assertEquals(e2e.rows[1]["paper overhead %"], 0.11);
   assertEquals(e2e.rows[1].error, "fallback: RuntimeError: boom");
   assertEquals(e2e.rows[1]["tokens equal"], "– / 1");
+  // CUDA graphs: a failed variant gets the error column; the others keep their figures.
+  assertEquals(graphs.id, "apply_graphs_r1");
+  assertEquals(graphs.columns.at(-1), "error");
+  assertEquals(
+    [graphs.rows[0]["overhead %"], graphs.rows[0]["slower ms"], graphs.rows[0].error],
+    [0.3, 6.2, "project: RuntimeError: boom"],
+  );
   // No paged row failed: no error column, and the row carries the measured speedup.
   assertEquals(paged.columns.includes("error"), false);
   assertEquals([paged.rows[0].batch, paged.rows[0].speedup], [16, 3]);
@@ -134,7 +154,7 @@ Deno.test("apply section: one line on how to measure when no run has a measureme
     /<h3 id="apply-b">Run b: NVIDIA H100 80GB HBM3 \(torch 2\.11\.0\+cu130\)<\/h3>/,
   );
   assertMatch(html, /<p>Dispatch adds 701 ns per call/);
-  assertEquals(html.match(/<table /g)?.length, 3);
+  assertEquals(html.match(/<table /g)?.length, 4);
   assertMatch(html, /<td>apply, hit \(solution = fallback\)<\/td><td class="num">760\.5<\/td>/);
 });
 

@@ -16,9 +16,11 @@
  * - `additivity_max_dev_pct`: how far, at most, the end-to-end slowdown of a deliberately slower
  *   solution strays from the sum over calls of its per-call difference, in % of that sum (the
  *   issue's check that kernel differences carry through to end-to-end latency); null when unmeasured.
+ * - `graph_overhead_pct`: the largest fallback overhead, in %, with the forward replayed as a CUDA
+ *   graph (where the paper's Fig. 8 measured it: dispatch then happens at capture only).
  * - `dispatch`: one row per case ({case, ns_per_call, overhead_ns}); rows, not a map, because case
  *   names hold dots ("F.linear, original") and the claims flatten run.json into dotted keys.
- * - `e2e`, `paged`: the script's rows, rounded, hits summed to calls and named by definition.
+ * - `e2e`, `graphs`, `paged`: the script's rows, rounded, hits summed to calls and named by definition.
  * - `failed_sections`: sections the script reports as broken (their results are absent).
  * - `source`: the file, the device that measured and its torch.
  *
@@ -68,6 +70,20 @@ const E2eRow = z.object({
   }
 });
 
+/** One CUDA-graph row: median replay of a decode-shaped forward, four ways. */
+const GraphRow = z.object({
+  dtype: z.string(),
+  batch: z.number().int().positive(),
+  unpatched_ms: maybeNum,
+  unpatched_error: z.string().optional(),
+  fallback_ms: maybeNum,
+  project_ms: maybeNum,
+  slow_ms: maybeNum,
+  fallback_argmax_equal: maybeNum,
+  fallback_fallback_capture: z.number().int().nonnegative().optional(),
+  fallback_overhead_pct: maybeNum,
+}).passthrough();
+
 /** One paged-decoder row: the torch attention fallback against the project's paged kernels. */
 const PagedRow = z.object({
   batch: z.number().int().positive(),
@@ -85,12 +101,14 @@ export const ApplyBench = z.object({
   torch: z.string(),
   dispatch: z.record(z.string(), z.object({ ns_per_call: num, overhead_ns: num })),
   e2e: z.array(E2eRow),
+  // Absent from files of before the CUDA-graph section.
+  graphs: z.array(GraphRow).default([]),
   paged: z.array(PagedRow),
   notes: z.array(z.unknown()).default([]),
   wall_s: maybeNum,
 }).passthrough().refine(
-  (b) => Object.keys(b.dispatch).length + b.e2e.length + b.paged.length > 0,
-  { message: "no measurement: dispatch, e2e and paged are all empty" },
+  (b) => Object.keys(b.dispatch).length + b.e2e.length + b.graphs.length + b.paged.length > 0,
+  { message: "no measurement: dispatch, e2e, graphs and paged are all empty" },
 );
 /** Parsed apply_bench.json. */
 export type ApplyBench = z.infer<typeof ApplyBench>;
@@ -125,6 +143,24 @@ export interface ApplyE2eRow {
   slow_error?: string;
 }
 
+/** One CUDA-graph row of the summary (ms per replay of one decode-shaped forward). */
+export interface ApplyGraphRow {
+  dtype: string;
+  batch: number;
+  unpatched_ms: number | null;
+  fallback_ms: number | null;
+  /** 100 × (fallback_ms / unpatched_ms − 1). */
+  fallback_overhead_pct: number | null;
+  project_ms: number | null;
+  slow_ms: number | null;
+  /** Share of rows whose next-token argmax equals the unpatched graph's, fallback-patched. */
+  fallback_argmax_equal: number | null;
+  /** Calls that ran the fallback because they were captured before their solution was loaded. */
+  fallback_in_capture: number | null;
+  /** Variants that failed, with their errors. */
+  errors: string[];
+}
+
 /** One paged-decoder row of the summary. */
 export interface ApplyPagedRow {
   batch: number;
@@ -143,8 +179,11 @@ export interface ApplySummary {
   tokens_identical: boolean | null;
   /** The farthest slow_vs_predicted of the e2e rows from 1, in % (null: none measured). */
   additivity_max_dev_pct: number | null;
+  /** The largest fallback overhead under CUDA graphs, in % (null: none measured). */
+  graph_overhead_pct: number | null;
   dispatch: { case: string; ns_per_call: number; overhead_ns: number }[];
   e2e: ApplyE2eRow[];
+  graphs: ApplyGraphRow[];
   paged: ApplyPagedRow[];
   failed_sections: string[];
   source: { file: string; device: string; torch: string; script: string };
@@ -229,6 +268,22 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
       ? [String((n as { section: unknown }).section)]
       : []
   );
+  const graphs: ApplyGraphRow[] = b.graphs.map((r) => ({
+    dtype: r.dtype.replace(/^torch\./, ""),
+    batch: r.batch,
+    unpatched_ms: round(r.unpatched_ms, 4),
+    fallback_ms: round(r.fallback_ms, 4),
+    fallback_overhead_pct: round(r.fallback_overhead_pct, 3),
+    project_ms: round(r.project_ms, 4),
+    slow_ms: round(r.slow_ms, 4),
+    fallback_argmax_equal: round(r.fallback_argmax_equal, 4),
+    fallback_in_capture: r.fallback_fallback_capture ?? null,
+    errors: Object.entries(r).filter(([k, v]) => k.endsWith("_error") && typeof v === "string")
+      .map(([k, v]) => `${k.replace(/_error$/, "")}: ${String(v).slice(0, 300)}`),
+  }));
+  const graphOverheads = graphs.map((r) => r.fallback_overhead_pct).filter((v): v is number =>
+    v !== null
+  );
   const ratios = e2e.map((r) => r.slow_vs_predicted).filter((v): v is number => v !== null);
   return {
     e2e_overhead_pct: overheads.length ? Math.max(...overheads) : null,
@@ -237,12 +292,14 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     additivity_max_dev_pct: ratios.length
       ? round(Math.max(...ratios.map((q) => Math.abs(q - 1))) * 100, 1)
       : null,
+    graph_overhead_pct: graphOverheads.length ? Math.max(...graphOverheads) : null,
     dispatch: Object.entries(b.dispatch).map(([k, v]) => ({
       case: k,
       ns_per_call: round(v.ns_per_call, 1)!,
       overhead_ns: round(v.overhead_ns, 1)!,
     })),
     e2e,
+    graphs,
     paged: b.paged.map((r) => ({
       batch: r.batch,
       torch_ms: round(r.torch_ms, 2)!,

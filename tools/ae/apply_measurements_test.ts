@@ -55,6 +55,29 @@ function applyBenchText(overhead = 0.42, slowDelta = 120): string {
         e2e("bfloat16", 16, overhead, 1, 95),
         e2e("float16", 1, -0.1, 1, 101),
       ],
+      graphs: [
+        {
+          dtype: "torch.bfloat16",
+          batch: 1,
+          unpatched_ms: 2,
+          fallback_ms: 2.002,
+          project_ms: 1.5,
+          slow_ms: 4.1,
+          fallback_argmax_equal: 1,
+          fallback_fallback_capture: 0,
+          fallback_overhead_pct: 0.1,
+        },
+        {
+          dtype: "torch.float16",
+          batch: 16,
+          unpatched_ms: 3,
+          fallback_ms: 3.009,
+          project_error: "RuntimeError: operation not permitted when stream is capturing",
+          fallback_argmax_equal: 1,
+          fallback_fallback_capture: 2,
+          fallback_overhead_pct: 0.3,
+        },
+      ],
       paged: [
         {
           batch: 1,
@@ -127,6 +150,20 @@ Deno.test("apply_measurements: the summary lands in measurements.apply, every ot
     // of before the slower solution, or --skip slow) has none.
     assertEquals(s.e2e.map((r) => r.slow_vs_predicted), [1.2, 0.95, 1.01, null]);
     assertEquals(s.additivity_max_dev_pct, 20);
+    // CUDA graphs: the worst fallback overhead, a failed variant named with its error.
+    assertEquals(s.graph_overhead_pct, 0.3);
+    assertEquals(s.graphs[1], {
+      dtype: "float16",
+      batch: 16,
+      unpatched_ms: 3,
+      fallback_ms: 3.009,
+      fallback_overhead_pct: 0.3,
+      project_ms: null,
+      slow_ms: null,
+      fallback_argmax_equal: 1,
+      fallback_in_capture: 2,
+      errors: ["project: RuntimeError: operation not permitted when stream is capturing"],
+    });
     assertEquals(s.paged[1], {
       batch: 16,
       torch_ms: 950,
@@ -188,7 +225,7 @@ Deno.test("apply_measurements CLI: one line on success; bad input is one line na
       ],
       [
         JSON.stringify({ device: "X", torch: "t", dispatch: {}, e2e: [], paged: [], notes: [] }),
-        /^error: .*apply_bench\.json: \$: no measurement: dispatch, e2e and paged are all empty$/,
+        /^error: .*apply_bench\.json: \$: no measurement: dispatch, e2e, graphs and paged are all empty$/,
       ],
       [
         applyBenchText().replace('"device": "NVIDIA H100 80GB HBM3",', ""),
