@@ -34,7 +34,7 @@ import traceback
 import torch
 import torch.nn.functional as F
 
-from gpu_common import (fallback_solutions, hf_greedy, llama_config, llama_definitions, make_llama,
+from gpu_common import (device_ms, fallback_solutions, hf_greedy, llama_config, llama_definitions, make_llama,
                         predicted_slow_delta_ms, project_solutions, slow_solutions, timed, write_pinned)
 from helpers import gemm_def, solution, write_set
 from tracepipe_apply import apply, disable_apply, enable_apply, get_runtime, loader, patch_llama, reset_stats, stats
@@ -208,18 +208,10 @@ def graph_forward_ms(model, ids, reps=20):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         logits = model(input_ids=ids, use_cache=False).logits
-    graph.replay()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+    ms = device_ms(graph.replay, reps)
     out = logits.clone()
     del graph
-    return sorted(times)[len(times) // 2], out
+    return ms, out
 
 
 @torch.no_grad()
