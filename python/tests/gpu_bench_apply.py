@@ -124,6 +124,23 @@ def project_root(tmp, cfg, dtype, traceset):
     return root, sorted(served)
 
 
+_VARIANTS = {}
+
+
+def variant_roots(tmp, cfg, dtype, traceset):
+    """([(label, pinned folder)] for fallback, project and slow, definitions the project serves) for
+    `dtype`: written once and shared by the end-to-end and CUDA-graph sections."""
+    if dtype not in _VARIANTS:
+        defs = llama_definitions(cfg, dtype)
+        name = str(dtype).replace("torch.", "")
+        proj_root, served = project_root(tmp, cfg, dtype, traceset)
+        roots = [("fallback", write_pinned(os.path.join(tmp, f"fb_{name}"), defs, fallback_solutions(defs))),
+                 ("project", proj_root),
+                 ("slow", write_pinned(os.path.join(tmp, f"slow_{name}"), defs, slow_solutions(defs, SLOW_REPEATS)))]
+        _VARIANTS[dtype] = (roots, served)
+    return _VARIANTS[dtype]
+
+
 def _dtype_ok(sol, dtype):
     """The project's kernels are written for the official dtypes (gemm fp16, the others bf16)."""
     official = "float16" if sol["definition"].startswith("gemm_") else "bfloat16"
@@ -154,14 +171,8 @@ def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True):
           f"{'tok=fb':>7s} {'tok=proj':>8s} {'slow-fb':>8s} {'predicted':>9s}  substituted")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
-        defs = llama_definitions(cfg, dtype)
-        fb_root = write_pinned(os.path.join(tmp, f"fb_{dtype}".replace("torch.", "")), defs, fallback_solutions(defs))
-        proj_root, served = project_root(tmp, cfg, dtype, traceset)
-        variants = [("fallback", fb_root), ("project", proj_root)]
-        if with_slow:
-            slow_root = write_pinned(os.path.join(tmp, f"slow_{dtype}".replace("torch.", "")), defs,
-                                     slow_solutions(defs, SLOW_REPEATS))
-            variants.append(("slow", slow_root))
+        roots, served = variant_roots(tmp, cfg, dtype, traceset)
+        variants = [(label, root) for label, root in roots if with_slow or label != "slow"]
         for b in batches:
             prompts = torch.randint(0, cfg.vocab_size, (b, PROMPT), device="cuda",
                                     generator=torch.Generator(device="cuda").manual_seed(b))
@@ -223,12 +234,7 @@ def bench_graphs(tmp, cfg, model32, batches, traceset):
           f"{'ovh %':>6s} {'argmax=':>8s} {'in capture':>10s}")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
-        defs = llama_definitions(cfg, dtype)
-        roots = [("fallback", write_pinned(os.path.join(tmp, f"gfb_{dtype}".replace("torch.", "")), defs,
-                                           fallback_solutions(defs))),
-                 ("project", project_root(tmp, cfg, dtype, traceset)[0]),
-                 ("slow", write_pinned(os.path.join(tmp, f"gslow_{dtype}".replace("torch.", "")), defs,
-                                       slow_solutions(defs, SLOW_REPEATS)))]
+        roots, _ = variant_roots(tmp, cfg, dtype, traceset)
         for b in batches:
             ids = torch.randint(0, cfg.vocab_size, (b, 1), device="cuda",
                                 generator=torch.Generator(device="cuda").manual_seed(b))

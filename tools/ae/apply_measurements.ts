@@ -229,6 +229,14 @@ const round = (v: number | null | undefined, digits: number): number | null =>
 const sum = (h: Record<string, number> | undefined) =>
   Object.values(h ?? {}).reduce((a, b) => a + b, 0);
 
+/** The values that were measured (null: not measured). */
+const measured = (values: (number | null)[]) => values.filter((v): v is number => v !== null);
+/** The largest measured value; null when none was measured. */
+const maxMeasured = (values: (number | null)[]) => {
+  const v = measured(values);
+  return v.length ? Math.max(...v) : null;
+};
+
 /** The slower solution's fields of a summary row: measured slowdown, predicted, their ratio. */
 function slowFields(r: z.infer<typeof E2eRow>) {
   const delta = r.slow_ms != null && r.fallback_ms != null ? r.slow_ms - r.fallback_ms : null;
@@ -261,8 +269,7 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     ...(r.project_error ? { project_error: r.project_error.slice(0, 300) } : {}),
     ...slowFields(r),
   }));
-  const overheads = e2e.map((r) => r.fallback_overhead_pct).filter((v): v is number => v !== null);
-  const tokens = e2e.map((r) => r.fallback_tokens_equal).filter((v): v is number => v !== null);
+  const tokens = measured(e2e.map((r) => r.fallback_tokens_equal));
   const failed = b.notes.flatMap((n) =>
     n !== null && typeof n === "object" && "section" in n && "error" in n
       ? [String((n as { section: unknown }).section)]
@@ -281,18 +288,15 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     errors: Object.entries(r).filter(([k, v]) => k.endsWith("_error") && typeof v === "string")
       .map(([k, v]) => `${k.replace(/_error$/, "")}: ${String(v).slice(0, 300)}`),
   }));
-  const graphOverheads = graphs.map((r) => r.fallback_overhead_pct).filter((v): v is number =>
-    v !== null
+  const deviation = maxMeasured(
+    measured(e2e.map((r) => r.slow_vs_predicted)).map((q) => Math.abs(q - 1)),
   );
-  const ratios = e2e.map((r) => r.slow_vs_predicted).filter((v): v is number => v !== null);
   return {
-    e2e_overhead_pct: overheads.length ? Math.max(...overheads) : null,
+    e2e_overhead_pct: maxMeasured(e2e.map((r) => r.fallback_overhead_pct)),
     dispatch_overhead_ns: round(b.dispatch[HIT_CASE]?.overhead_ns, 1),
     tokens_identical: tokens.length ? tokens.every((t) => t === 1) : null,
-    additivity_max_dev_pct: ratios.length
-      ? round(Math.max(...ratios.map((q) => Math.abs(q - 1))) * 100, 1)
-      : null,
-    graph_overhead_pct: graphOverheads.length ? Math.max(...graphOverheads) : null,
+    additivity_max_dev_pct: deviation === null ? null : round(deviation * 100, 1),
+    graph_overhead_pct: maxMeasured(graphs.map((r) => r.fallback_overhead_pct)),
     dispatch: Object.entries(b.dispatch).map(([k, v]) => ({
       case: k,
       ns_per_call: round(v.ns_per_call, 1)!,
