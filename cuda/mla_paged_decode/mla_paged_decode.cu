@@ -22,7 +22,9 @@
 // combines them. 8 query heads run as 16 with zero rows.
 #include "tp_params.h"
 
-// PIPE: 0 = 64-token tiles x 2 stages, 1 = 32 x 4, 2 = 32 x 5 (KV_TILE / STAGES override).
+// PIPE: 0 = 64-token tiles x 2 stages, 1 = 32 x 4, 2 = 32 x 5, 3 = 32 x 2 (KV_TILE / STAGES
+// override). PIPE 3 needs 95 KB of shared memory, so two blocks share an SM (8 warps issuing
+// mma.sync and cp.async instead of 4); the others hold one block per SM.
 #ifndef PIPE
 #define PIPE 0
 #endif
@@ -38,8 +40,10 @@
 #define STAGES 2
 #elif PIPE == 1
 #define STAGES 4
-#else
+#elif PIPE == 2
 #define STAGES 5
+#else
+#define STAGES 2
 #endif
 #endif
 // BALANCED 1: the concatenated KV of all sequences is cut into equal pieces, one per block
@@ -86,6 +90,10 @@ constexpr int kSmemP = 16 * kPStride * 2;
 constexpr int kSmemRed = 2 * kWarps * 16 * 4;
 constexpr int kSmemBytes = kSmemKV + kSmemQ + kSmemP + kSmemRed;
 [[maybe_unused]] constexpr int kMaxB = 1024;  // sequences per launch in BALANCED mode (the host splits larger batches)
+// Blocks resident per SM: the H100 has 228 KB of shared memory per SM and reserves 1 KB per block;
+// BALANCED adds the static sequence-start table.
+constexpr int kStaticSmem = BALANCED ? (kMaxB + 1) * 4 : 0;
+constexpr int kBlocksPerSm = 2 * (kSmemBytes + kStaticSmem + 1024) <= 228 * 1024 ? 2 : 1;
 
 struct Args {
   const __nv_bfloat16* q_nope;  // [B, H, 512]
@@ -398,7 +406,7 @@ __device__ __forceinline__ void process_segment(const Args& a, unsigned char* sm
   }
 }
 
-__global__ void __launch_bounds__(kThreads, 1) mla_decode_kernel(Args a) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) mla_decode_kernel(Args a) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int s_work[6];
   __shared__ int s_tot[kWarps];
@@ -570,11 +578,11 @@ inline void plan(long long nnz, int page_size, int batch, int num_sms, int& chun
   const long long total = nnz * (long long)page_size;  // >= sum of lengths
 #if BALANCED
   chunk = MIN_CHUNK;
-  grid = num_sms * BAL_CTAS;
+  grid = num_sms * BAL_CTAS * kBlocksPerSm;
   cap = grid + batch;
   need_merge = total > MIN_CHUNK;
 #else
-  const long long target = (long long)num_sms * ITEMS_PER_SM;
+  const long long target = (long long)num_sms * ITEMS_PER_SM * kBlocksPerSm;
   long long c = (total + target - 1) / target;
   if (c < MIN_CHUNK) c = MIN_CHUNK;
   c = (c + kT - 1) / kT * kT;
