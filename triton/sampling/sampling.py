@@ -16,7 +16,17 @@ keys outside the bracket only add known totals, so chunks without keys inside it
 tied elements in the reference (r from the count/mass above); here each tied element gets weight
 T*r/c (the reference marginalised over the order of ties). Then u ~ U(0, M) (tl.rand, seed drawn
 per call from torch's CPU generator) and a cumulative-sum pass in index order finds the token.
-Parameters (tp_params.py): BLOCK, NT, NUM_WARPS."""
+
+Small batches (SPLIT 1, when batch x ceil(V / CHUNK) programs fit on the GPU at once, CHUNK a power
+of two from 1024 to 4096): the same search with every row cut into CHUNK-element pieces, one
+program each, holding its piece in registers for the whole call (the row is read from memory
+once). Each pass's per-piece counts and masses are written to a workspace and the pieces of a row
+meet at a grid barrier (an atomic arrival counter per row and pass) before every program sums them
+in the same order, so all of a row's programs narrow the bracket identically. The sampling pass
+takes each piece's offset from the pieces before it. A barrier that waits too long gives up
+instead of hanging (the result is then wrong and verification says so). One program per row
+leaves all but B SMs idle at batch 1; this uses ceil(V / CHUNK) of them.
+Parameters (tp_params.py): BLOCK, NT, NUM_WARPS, SPLIT."""
 import os
 
 import torch
@@ -25,7 +35,7 @@ import triton.language as tl
 
 
 def _params():
-    ns = {"BLOCK": 1024, "NT": 16, "NUM_WARPS": 8}
+    ns = {"BLOCK": 1024, "NT": 16, "NUM_WARPS": 8, "SPLIT": 0}
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tp_params.py")
     if os.path.exists(path):
         with open(path) as f:
@@ -195,6 +205,238 @@ def _sampling_kernel(PROBS, TOPK, TOPP, OUT, V, seed, HAS_K: tl.constexpr, HAS_P
         tl.store(OUT + pid, res.to(tl.int64))
 
 
+# ---- small batches: a row's pieces on many programs, meeting at grid barriers ----------------------
+
+_MAX_BARRIERS = 64  # per row; a call uses at most 1 + 2 x (passes of a search, <= 9 at NT 16) + 2
+_MAX_SPINS = tl.constexpr(1 << 22)  # about a second of polling before a barrier gives up
+
+
+@triton.jit
+def _grid_sync(BAR, C):
+    """All C programs of a row arrive at the barrier counter BAR before any of them leaves."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(BAR, 1, sem="acq_rel") + 1
+    spins = arrived * 0
+    while (arrived < C) & (spins < _MAX_SPINS):
+        arrived = tl.atomic_add(BAR, 0, sem="acq_rel")
+        spins += 1
+    tl.debug_barrier()
+
+
+@triton.jit
+def _publish(WS_I, WS_F, slot, cid, ivec, fvec, NT: tl.constexpr, CP: tl.constexpr):
+    """Writes this piece's NT counts (int32) and masses (float32) into column cid of a slot."""
+    o = slot + tl.arange(0, NT) * CP + cid
+    tl.store(WS_I + o, ivec)
+    tl.store(WS_F + o, fvec)
+
+
+@triton.jit
+def _gather(WS_I, WS_F, slot, C, NT: tl.constexpr, CP: tl.constexpr):
+    """The slot's [NT, CP] counts and masses of every piece (columns >= C zero) and the mask."""
+    r = tl.arange(0, NT)[:, None]
+    c = tl.arange(0, CP)[None, :]
+    m = (c < C) & (r >= 0)
+    iv = tl.load(WS_I + slot + r * CP + c, mask=m, other=0, volatile=True)
+    fv = tl.load(WS_F + slot + r * CP + c, mask=m, other=0.0, volatile=True)
+    return iv, fv, m
+
+
+@triton.jit
+def _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, ivec, fvec, NT: tl.constexpr,
+          CP: tl.constexpr):
+    """Publishes this piece's vectors for barrier n, waits for the row, and returns everyone's."""
+    slot = row_ws + (n % 2) * NT * CP  # two slots: a fast program can be at most one pass ahead
+    _publish(WS_I, WS_F, slot, cid, ivec, fvec, NT, CP)
+    _grid_sync(BAR + row_bar + n, C)
+    return _gather(WS_I, WS_F, slot, C, NT, CP)
+
+
+@triton.jit
+def _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, key, w, target, lo, hi, clo,
+                  BY_MASS: tl.constexpr, NT: tl.constexpr, CP: tl.constexpr):
+    """The NT-ary search of _sampling_kernel with each pass summed over the row's pieces: the
+    smallest bracket [lo, hi) with count(key >= hi) < target <= count(key >= lo) (BY_MASS 0), or
+    mass(key >= hi) <= target < mass(key >= lo) (BY_MASS 1). Returns the bracket, the counts and
+    masses at its ends and the next barrier number."""
+    ii = tl.arange(0, NT).to(tl.int64)
+    chi = clo * 0
+    mhi = tl.sum(w, axis=0) * 0.0
+    while hi - lo > 1:
+        thr = lo + ((ii + 1) * (hi - lo)) // (NT + 1)
+        inb = (key >= lo) & (key < hi)
+        cnt_l = tl.zeros([NT], dtype=tl.int32)
+        mass_l = tl.zeros([NT], dtype=tl.float32)
+        if tl.max(inb.to(tl.int32), axis=0) > 0:
+            ge = inb[None, :] & (key[None, :] >= thr[:, None])
+            cnt_l = tl.sum(ge.to(tl.int32), axis=1)
+            mass_l = tl.sum(tl.where(ge, w[None, :], 0.0), axis=1)
+        iv, fv, m = _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, cnt_l, mass_l, NT, CP)
+        n += 1
+        cnt = tl.sum(iv, axis=1) + chi
+        mass = tl.sum(fv, axis=1) + mhi
+        if BY_MASS:
+            ntrue = tl.sum((mass > target).to(tl.int32), axis=0)
+        else:
+            ntrue = tl.sum((cnt >= target).to(tl.int32), axis=0)
+        sel_lo = ii == (ntrue - 1).to(tl.int64)
+        sel_hi = ii == ntrue.to(tl.int64)
+        lo_n = _pick(thr, sel_lo, lo)
+        clo = _pick(cnt, sel_lo, clo)
+        hi_n = _pick(thr, sel_hi, hi)
+        chi = _pick(cnt, sel_hi, chi)
+        mhi = _pick(mass, sel_hi, mhi)
+        lo = lo_n
+        hi = hi_n
+    return lo, hi, clo, chi, mhi, n
+
+
+@triton.jit(do_not_specialize=["seed"])
+def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
+                           HAS_K: tl.constexpr, HAS_P: tl.constexpr, CHUNK: tl.constexpr,
+                           NT: tl.constexpr, CP: tl.constexpr, MAXB: tl.constexpr):
+    cid = tl.program_id(0)  # the piece of the row
+    pid = tl.program_id(1)  # the row
+    row = PROBS + pid.to(tl.int64) * V
+    row_ws = pid.to(tl.int64) * 2 * NT * CP
+    row_bar = pid * MAXB
+    offs = cid * CHUNK + tl.arange(0, CHUNK)
+    v = tl.load(row + offs, mask=offs < V, other=0.0)
+    if HAS_K:
+        k = tl.load(TOPK + pid)
+    else:
+        k = pid * 0
+    if HAS_P:
+        p = tl.load(TOPP + pid)
+    else:
+        p = pid.to(tl.float32) * 0.0 + 1.0
+    i_nt = tl.arange(0, NT)
+    zero64 = (pid * 0).to(tl.int64)
+    n = pid * 0  # the row's next barrier
+    if p <= 0.0:
+        # argmax, first index of the maximum: each piece's (max, first index), then the row's
+        a = tl.where((v == v) & (offs < V), v, -1.0)
+        cm = tl.max(a, axis=0)
+        ci = cid * CHUNK + tl.argmax(a, axis=0, tie_break_left=True)
+        iv, fv, m = _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
+                          tl.where(i_nt == 0, ci, 0), tl.where(i_nt == 0, cm, 0.0), NT, CP)
+        first = (i_nt[:, None] == 0) & m
+        pmax = tl.max(tl.max(tl.where(first, fv, -2.0), axis=1), axis=0)
+        cand = tl.where(first & (fv == pmax), iv, 2147483647)
+        best = tl.min(tl.min(cand, axis=1), axis=0)
+        if cid == 0:
+            tl.store(OUT + pid, best.to(tl.int64))
+    else:
+        key = v.to(tl.int32, bitcast=True)
+        ok = (v > 0.0) & (key < 0x7F800000)
+        key = tl.where(ok, key, 0).to(tl.int64)
+        val = tl.where(ok, v, 0.0)
+        # totals: usable count, mass, smallest and largest key of the row
+        npos_l = tl.sum((key > 0).to(tl.int32), axis=0)
+        kmin_l = tl.min(tl.where(key > 0, key, 0x7F800000), axis=0).to(tl.int32)
+        kmax_l = tl.max(key, axis=0).to(tl.int32)
+        ivec = tl.where(i_nt == 0, npos_l, tl.where(i_nt == 1, kmin_l, tl.where(i_nt == 2, kmax_l, 0)))
+        fvec = tl.where(i_nt == 0, tl.sum(val, axis=0), 0.0)
+        iv, fv, m = _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, ivec, fvec, NT, CP)
+        n += 1
+        sel0 = (i_nt[:, None] == 0) & m
+        npos = tl.sum(tl.sum(tl.where(sel0, iv, 0), axis=1), axis=0)
+        tot = tl.sum(tl.sum(tl.where(sel0, fv, 0.0), axis=1), axis=0)
+        kmin = tl.min(tl.min(tl.where((i_nt[:, None] == 1) & m, iv, 0x7F800000), axis=1),
+                      axis=0).to(tl.int64)
+        kmax = tl.max(tl.max(tl.where((i_nt[:, None] == 2) & m, iv, 0), axis=1), axis=0).to(tl.int64)
+        T = zero64            # boundary key: keys > T keep their value
+        tie_w = tot * 0.0     # weight of each element with key == T
+        M = tot               # kept mass
+        Tk = zero64
+        rk = npos * 0
+        clo_k = npos
+        have_k = (k > 0) & (k < V) & (k < npos)
+        if have_k:
+            lo, hi, clo, chi, mhi, n = _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
+                                                     key, val, k, kmin, kmax + 1, npos, False, NT,
+                                                     CP)
+            Tk = lo
+            Tv = Tk.to(tl.int32).to(tl.float32, bitcast=True)
+            rk = k - chi
+            ck = clo - chi
+            tie_w = Tv * rk.to(tl.float32) / tl.maximum(ck, 1).to(tl.float32)
+            T = Tk
+            M = mhi + rk.to(tl.float32) * Tv
+            clo_k = clo
+        P = tl.where(have_k, p * M, p)
+        if (p < 1.0) & (P < M):
+            w = tl.where(key > T, val, tl.where(key == T, tie_w, 0.0))
+            w = tl.where(ok, w, 0.0)
+            lo, hi, clo, chi, mhi, n = _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
+                                                     key, w, P, tl.where(have_k, Tk, kmin),
+                                                     kmax + 1, clo_k, True, NT, CP)
+            Tv = lo.to(tl.int32).to(tl.float32, bitcast=True)
+            c = clo - chi
+            mult = tl.where(have_k & (lo == Tk), rk, c)
+            r = tl.floor((P - mhi) / Tv) + 1.0
+            r = tl.minimum(tl.maximum(r, 1.0), tl.maximum(mult, 1).to(tl.float32))
+            tie_w = Tv * r / tl.maximum(c, 1).to(tl.float32)
+            T = lo
+            M = mhi + r * Tv
+        # u ~ U(0, M) (the same draw on every piece of the row), this piece's offset from the
+        # pieces before it, then the first index whose inclusive cumulative weight exceeds u
+        u = tl.sum(tl.rand(seed, pid + tl.zeros([2], dtype=tl.int32)), axis=0) * 0.5 * M
+        w = tl.where(key > T, val, tl.where(key == T, tie_w, 0.0))
+        w = tl.where(ok, w, 0.0)
+        iv, fv, m = _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, tl.zeros([NT], tl.int32),
+                          tl.where(i_nt == 0, tl.sum(w, axis=0), 0.0), NT, CP)
+        n += 1
+        before = (i_nt[:, None] == 0) & m & (tl.arange(0, CP)[None, :] < cid)
+        base = tl.sum(tl.sum(tl.where(before, fv, 0.0), axis=1), axis=0)
+        cs = tl.cumsum(w, axis=0)
+        hit = (base + cs > u) & (w > 0.0)
+        found_l = tl.min(tl.where(hit, offs, 2147483647), axis=0)
+        last_l = tl.max(tl.where(w > 0.0, offs, -1), axis=0)
+        iv, fv, m = _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
+                          tl.where(i_nt == 0, found_l, tl.where(i_nt == 1, last_l, 0)),
+                          tl.zeros([NT], tl.float32), NT, CP)
+        if cid == 0:
+            found = tl.min(tl.min(tl.where((i_nt[:, None] == 0) & m, iv, 2147483647), axis=1),
+                           axis=0)
+            last = tl.max(tl.max(tl.where((i_nt[:, None] == 1) & m, iv, -1), axis=1), axis=0)
+            res = tl.where(found < 2147483647, found, last)
+            res = tl.maximum(res, 0)
+            tl.store(OUT + pid, res.to(tl.int64))
+
+
+_SMS = {}
+
+
+def _split_plan(probs):
+    """(CHUNK, pieces per row) when every piece of every row can run at once, else None."""
+    if not _P["SPLIT"] or not probs.is_cuda:
+        return None
+    dev = probs.device.index if probs.device.index is not None else torch.cuda.current_device()
+    if dev not in _SMS:
+        _SMS[dev] = torch.cuda.get_device_properties(dev).multi_processor_count
+    bsz, vocab = probs.shape
+    for chunk in (1024, 2048, 4096):
+        pieces = triton.cdiv(vocab, chunk)
+        if bsz * pieces <= _SMS[dev] and pieces <= 256:
+            return chunk, pieces
+    return None
+
+
+def _run_split(probs, tk, tp, samples, top_k, top_p, seed, chunk, pieces):
+    bsz = probs.shape[0]
+    nt = 16
+    cp = triton.next_power_of_2(pieces)
+    ws_i = torch.empty(bsz * 2 * nt * cp, dtype=torch.int32, device=probs.device)
+    ws_f = torch.empty(bsz * 2 * nt * cp, dtype=torch.float32, device=probs.device)
+    bar = torch.zeros(bsz * _MAX_BARRIERS, dtype=torch.int32, device=probs.device)
+    _sampling_split_kernel[(pieces, bsz)](probs, tk, tp, samples, probs.shape[1], seed, ws_i, ws_f,
+                                          bar, pieces, HAS_K=top_k is not None,
+                                          HAS_P=top_p is not None, CHUNK=chunk, NT=nt, CP=cp,
+                                          MAXB=_MAX_BARRIERS, num_warps=8)
+    return samples
+
+
 def run(probs, *rest):
     if len(rest) == 2:
         x, samples = rest
@@ -214,6 +456,9 @@ def run(probs, *rest):
     tk = top_k.to(torch.int32).contiguous() if top_k is not None else probs
     tp = top_p.to(torch.float32).contiguous() if top_p is not None else probs
     seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    plan = _split_plan(probs)
+    if plan is not None:
+        return _run_split(probs, tk, tp, samples, top_k, top_p, seed, *plan)
     _sampling_kernel[(bsz,)](probs, tk, tp, samples, vocab, seed, HAS_K=top_k is not None,
                              HAS_P=top_p is not None, BLOCK=_P["BLOCK"], NT=_P["NT"],
                              num_warps=_P["NUM_WARPS"])
