@@ -100,11 +100,25 @@ def make_cases(V, dev):
         torch.tensor(ps, dtype=torch.float32, device=dev)
 
 
-def check(name, fn, dps, probs, ks, ps, mode, reps):
+def sample_rows_one_by_one(fn, probs, args, reps):
+    """reps calls per row at batch 1 (the small-batch paths), as one [B * reps] tensor laid out like
+    a call on the tiled rows."""
+    B = probs.shape[0]
+    out = torch.full((reps, B), -7, dtype=torch.int64, device=probs.device)
+    for i in range(B):
+        row = [probs[i:i + 1]] + [a[i:i + 1] for a in args]
+        for j in range(reps):
+            fn(*row, out[j, i:i + 1])
+    return out.reshape(-1)
+
+
+def check(name, fn, dps, probs, ks, ps, mode, reps, one_by_one=False):
     B, V = probs.shape
     args = {"k": (ks,), "p": (ps,), "kp": (ks, ps)}[mode]
     tiled = [probs.repeat(reps, 1)] + [a.repeat(reps) for a in args]
-    if dps:
+    if one_by_one:
+        out = sample_rows_one_by_one(fn, probs, args, reps)
+    elif dps:
         out = torch.full((B * reps,), -7, dtype=torch.int64, device=probs.device)
         fn(*tiled, out)
     else:
@@ -164,6 +178,8 @@ def main():
     ap.add_argument("--reps", type=int, default=100000)
     ap.add_argument("--batches", default="1,8,29,48")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--split-reps", type=int, default=20000,
+                    help="calls per row at batch 1 for the Triton kernel's SPLIT path (0: skip it)")
     a = ap.parse_args()
     t0 = time.time()
     pts = [(int(c), int(t)) for c in a.clusters.split(",") for t in a.threads.split(",")]
@@ -173,9 +189,14 @@ def main():
     if a.build_only:
         return 0
     impls = [(f"cuda_c{c}_t{t}", m.run, True) for (c, t), m in mods.items()]
+    split = None
     if not a.no_triton:
         tri = load_py(os.path.join(ROOT, "triton", "sampling", "sampling.py"), "tp_tri_samp")
+        tri._P["SPLIT"] = 0
         impls.append(("triton", tri.run, True))
+        if a.split_reps:
+            split = load_py(os.path.join(ROOT, "triton", "sampling", "sampling.py"), "tp_tri_split")
+            split._P["SPLIT"] = 1  # used where batch x pieces fit on the GPU, else the row kernel
     base = load_py(os.path.join(ROOT, "baselines", "torch_sampling", "sampling.py"), "tp_base_samp")
     impls.append(("torch_baseline", base.run, False))
 
@@ -187,6 +208,10 @@ def main():
             ok &= check(name, fn, dps, probs, ks, ps, mode, a.reps)
     for name, fn, dps in impls[1:len(mods)]:  # the other CUDA points: one quick pass each
         ok &= check(name, fn, dps, probs, ks, ps, "kp", a.reps // 4)
+    if split is not None:
+        for mode in ("k", "p", "kp"):
+            ok &= check("triton_split", split.run, True, probs, ks, ps, mode, a.split_reps, True)
+        impls.insert(len(impls) - 1, ("triton_split", split.run, True))
     print(f"[check] done in {time.time() - t0:.0f} s: {'ALL OK' if ok else 'FAILURES'}", flush=True)
 
     for V in (128256, 151936):
