@@ -83,6 +83,39 @@ def _pick(vec, sel, default):
     return tl.where(has, tl.sum(tl.where(sel, vec, 0), axis=0), default)
 
 
+@triton.jit
+def _narrow(ii, thr, cnt, mass, ntrue, lo, hi, clo, chi, mhi):
+    """One step of the NT-ary search: thresholds 0..ntrue-1 satisfy the search's condition, so the
+    bracket becomes [thr[ntrue - 1], thr[ntrue]) (the old ends where ntrue is 0 or NT), with the
+    counts and mass at its ends."""
+    sel_lo = ii == (ntrue - 1).to(tl.int64)
+    sel_hi = ii == ntrue.to(tl.int64)
+    return (_pick(thr, sel_lo, lo), _pick(thr, sel_hi, hi), _pick(cnt, sel_lo, clo),
+            _pick(cnt, sel_hi, chi), _pick(mass, sel_hi, mhi))
+
+
+@triton.jit
+def _k_boundary(Tk, clo, chi, mhi, k):
+    """After the top-k search ended on key Tk: how many of its clo - chi ties are kept (rk), the
+    weight each tie gets (the reference marginalised over their order) and the kept mass."""
+    Tv = Tk.to(tl.int32).to(tl.float32, bitcast=True)
+    rk = k - chi
+    tie_w = Tv * rk.to(tl.float32) / tl.maximum(clo - chi, 1).to(tl.float32)
+    return rk, tie_w, mhi + rk.to(tl.float32) * Tv
+
+
+@triton.jit
+def _p_boundary(lo, clo, chi, mhi, P, have_k, Tk, rk):
+    """After the top-p search ended on key lo: the weight of each of its ties (r of them kept, r at
+    most what top-k left of them) and the kept mass."""
+    Tv = lo.to(tl.int32).to(tl.float32, bitcast=True)
+    c = clo - chi
+    mult = tl.where(have_k & (lo == Tk), rk, c)
+    r = tl.floor((P - mhi) / Tv) + 1.0
+    r = tl.minimum(tl.maximum(r, 1.0), tl.maximum(mult, 1).to(tl.float32))
+    return Tv * r / tl.maximum(c, 1).to(tl.float32), mhi + r * Tv
+
+
 @triton.jit(do_not_specialize=["seed"])
 def _sampling_kernel(PROBS, TOPK, TOPP, OUT, V, seed, HAS_K: tl.constexpr, HAS_P: tl.constexpr,
                      BLOCK: tl.constexpr, NT: tl.constexpr):
@@ -142,22 +175,10 @@ def _sampling_kernel(PROBS, TOPK, TOPP, OUT, V, seed, HAS_K: tl.constexpr, HAS_P
                 thr = lo + ((ii + 1) * (hi - lo)) // (NT + 1)
                 cnt, mass = _ge_stats(row, V, thr, zero64, 0.0, lo, hi, chi, mhi, BLOCK, NT)
                 ntrue = tl.sum((cnt >= k).to(tl.int32), axis=0)
-                sel_lo = ii == (ntrue - 1).to(tl.int64)
-                sel_hi = ii == ntrue.to(tl.int64)
-                lo_n = _pick(thr, sel_lo, lo)
-                clo = _pick(cnt, sel_lo, clo)
-                hi_n = _pick(thr, sel_hi, hi)
-                chi = _pick(cnt, sel_hi, chi)
-                mhi = _pick(mass, sel_hi, mhi)
-                lo = lo_n
-                hi = hi_n
+                lo, hi, clo, chi, mhi = _narrow(ii, thr, cnt, mass, ntrue, lo, hi, clo, chi, mhi)
             Tk = lo
-            Tv = Tk.to(tl.int32).to(tl.float32, bitcast=True)
-            rk = k - chi
-            ck = clo - chi
-            tie_w = Tv * rk.to(tl.float32) / tl.maximum(ck, 1).to(tl.float32)
+            rk, tie_w, M = _k_boundary(Tk, clo, chi, mhi, k)
             T = Tk
-            M = mhi + rk.to(tl.float32) * Tv
             clo_k = clo
         P = tl.where(have_k, p * M, p)
         if (p < 1.0) & (P < M):
@@ -170,23 +191,9 @@ def _sampling_kernel(PROBS, TOPK, TOPP, OUT, V, seed, HAS_K: tl.constexpr, HAS_P
                 thr = lo + ((ii + 1) * (hi - lo)) // (NT + 1)
                 cnt, mass = _ge_stats(row, V, thr, T, tie_w, lo, hi, chi, mhi, BLOCK, NT)
                 ntrue = tl.sum((mass > P).to(tl.int32), axis=0)
-                sel_lo = ii == (ntrue - 1).to(tl.int64)
-                sel_hi = ii == ntrue.to(tl.int64)
-                lo_n = _pick(thr, sel_lo, lo)
-                clo = _pick(cnt, sel_lo, clo)
-                hi_n = _pick(thr, sel_hi, hi)
-                chi = _pick(cnt, sel_hi, chi)
-                mhi = _pick(mass, sel_hi, mhi)
-                lo = lo_n
-                hi = hi_n
-            Tv = lo.to(tl.int32).to(tl.float32, bitcast=True)
-            c = clo - chi
-            mult = tl.where(have_k & (lo == Tk), rk, c)
-            r = tl.floor((P - mhi) / Tv) + 1.0
-            r = tl.minimum(tl.maximum(r, 1.0), tl.maximum(mult, 1).to(tl.float32))
-            tie_w = Tv * r / tl.maximum(c, 1).to(tl.float32)
+                lo, hi, clo, chi, mhi = _narrow(ii, thr, cnt, mass, ntrue, lo, hi, clo, chi, mhi)
+            tie_w, M = _p_boundary(lo, clo, chi, mhi, P, have_k, Tk, rk)
             T = lo
-            M = mhi + r * Tv
         # u ~ U(0, M), then the first index whose inclusive cumulative weight exceeds u
         u = tl.sum(tl.rand(seed, pid + tl.zeros([2], dtype=tl.int32)), axis=0) * 0.5 * M
         base = tot * 0.0
@@ -279,15 +286,7 @@ def _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, key, w, target, l
             ntrue = tl.sum((mass > target).to(tl.int32), axis=0)
         else:
             ntrue = tl.sum((cnt >= target).to(tl.int32), axis=0)
-        sel_lo = ii == (ntrue - 1).to(tl.int64)
-        sel_hi = ii == ntrue.to(tl.int64)
-        lo_n = _pick(thr, sel_lo, lo)
-        clo = _pick(cnt, sel_lo, clo)
-        hi_n = _pick(thr, sel_hi, hi)
-        chi = _pick(cnt, sel_hi, chi)
-        mhi = _pick(mass, sel_hi, mhi)
-        lo = lo_n
-        hi = hi_n
+        lo, hi, clo, chi, mhi = _narrow(ii, thr, cnt, mass, ntrue, lo, hi, clo, chi, mhi)
     return lo, hi, clo, chi, mhi, n
 
 
@@ -357,12 +356,8 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
                                                      key, val, k, kmin, kmax + 1, npos, False, NT,
                                                      CP)
             Tk = lo
-            Tv = Tk.to(tl.int32).to(tl.float32, bitcast=True)
-            rk = k - chi
-            ck = clo - chi
-            tie_w = Tv * rk.to(tl.float32) / tl.maximum(ck, 1).to(tl.float32)
+            rk, tie_w, M = _k_boundary(Tk, clo, chi, mhi, k)
             T = Tk
-            M = mhi + rk.to(tl.float32) * Tv
             clo_k = clo
         P = tl.where(have_k, p * M, p)
         if (p < 1.0) & (P < M):
@@ -371,14 +366,8 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
             lo, hi, clo, chi, mhi, n = _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
                                                      key, w, P, tl.where(have_k, Tk, kmin),
                                                      kmax + 1, clo_k, True, NT, CP)
-            Tv = lo.to(tl.int32).to(tl.float32, bitcast=True)
-            c = clo - chi
-            mult = tl.where(have_k & (lo == Tk), rk, c)
-            r = tl.floor((P - mhi) / Tv) + 1.0
-            r = tl.minimum(tl.maximum(r, 1.0), tl.maximum(mult, 1).to(tl.float32))
-            tie_w = Tv * r / tl.maximum(c, 1).to(tl.float32)
+            tie_w, M = _p_boundary(lo, clo, chi, mhi, P, have_k, Tk, rk)
             T = lo
-            M = mhi + r * Tv
         # u ~ U(0, M) (the same draw on every piece of the row), this piece's offset from the
         # pieces before it, then the first index whose inclusive cumulative weight exceeds u
         u = tl.sum(tl.rand(seed, pid + tl.zeros([2], dtype=tl.int32)), axis=0) * 0.5 * M
