@@ -259,14 +259,20 @@ __device__ __forceinline__ void process_segment(const Args& a, unsigned char* sm
     const __nv_bfloat16* kb = s_kv + (it % kStages) * kT * kStride;
     const int nvalid = t1 - (t0 + it * kT);  // tokens of this tile that exist (>= 1)
 
-    // ---- S = Q K^T for this warp's kTW tokens
+    // ---- S = Q K^T for this warp's kTW tokens. The 36 k-steps alternate between two
+    // accumulators per n-tile, so consecutive mma.sync are independent (a single chain of 36
+    // dependent steps bounds a tile's latency); the two are summed afterwards.
     constexpr int kQN = kTW / 8;
-    float sacc[kQN][4];
+    float sacc[kQN][4], sacc2[kQN][4];
 #pragma unroll
-    for (int i = 0; i < kQN; ++i) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
+    for (int i = 0; i < kQN; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sacc[i][e] = sacc2[i][e] = 0.f;
     const __nv_bfloat16* qa = s_q + (lane & 15) * kStride + (lane >> 4) * 8;
+    static_assert((kD / 16) % 4 == 0, "the k loop is unrolled by 4 and alternates accumulators");
 #pragma unroll 4
     for (int kk = 0; kk < kD / 16; ++kk) {
+      float(&acc_k)[kQN][4] = (kk & 1) ? sacc2 : sacc;
       uint32_t a0, a1, a2, a3;
       ldsm_x4(a0, a1, a2, a3, qa + kk * 16);
       if constexpr (kQN == 2) {
@@ -274,15 +280,19 @@ __device__ __forceinline__ void process_segment(const Args& a, unsigned char* sm
         ldsm_x4(b0, b1, b2, b3,
                 kb + (warp * kTW + (lane & 7) + ((lane >> 4) << 3)) * kStride + kk * 16 +
                     ((lane >> 3) & 1) * 8);
-        mma16816(sacc[0], a0, a1, a2, a3, b0, b1);
-        mma16816(sacc[1], a0, a1, a2, a3, b2, b3);
+        mma16816(acc_k[0], a0, a1, a2, a3, b0, b1);
+        mma16816(acc_k[1], a0, a1, a2, a3, b2, b3);
       } else {
         uint32_t b0, b1;
         ldsm_x2(b0, b1,
                 kb + (warp * kTW + (lane & 7)) * kStride + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma16816(sacc[0], a0, a1, a2, a3, b0, b1);
+        mma16816(acc_k[0], a0, a1, a2, a3, b0, b1);
       }
     }
+#pragma unroll
+    for (int i = 0; i < kQN; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sacc[i][e] += sacc2[i][e];
     // scale to log2 domain, mask, per-warp row max (rows g and g+8)
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
