@@ -18,7 +18,7 @@ import {
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { CollectParams, collectStage } from "../collect/mod.ts";
 import { repairOfficial } from "./repair.ts";
-import { extractModel } from "./stage.ts";
+import { extractDumps, extractModel, ExtractParams, extractStage } from "./stage.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const DEFS = [...loadTraceSet(join(ROOT, "data")).set.definitions.values()];
@@ -198,12 +198,12 @@ Deno.test("extract: valid workloads for every family a model uses, byte-identica
   assertEquals(digests[0], digests[1]);
 });
 
-Deno.test("an engine dump's workloads join the simulated ones; a broken dump names its file", async () => {
+/** An engine dump as a TraceSet folder: one decode request of 3 tokens in pages 2, 0, 1 of a 4-page cache. */
+function writeDump(): { dump: string; d: Definition; w: Workload } {
   const dump = mkdtempSync("/tmp/tp-dump-");
   const d = def("gqa_paged_decode_h32_kv8_d128_ps1");
   mkdirSync(join(dump, "definitions", d.op_type), { recursive: true });
   writeFileSync(join(dump, "definitions", d.op_type, `${d.name}.json`), formatDefinition(d));
-  // One decode request of 3 tokens in pages 2, 0, 1 of a 4-page cache, as an engine would dump it.
   const blob = blobPath(d.op_type, d.name, "dumped-1");
   mkdirSync(join(dump, blob, ".."), { recursive: true });
   writeFileSync(
@@ -234,7 +234,11 @@ Deno.test("an engine dump's workloads join the simulated ones; a broken dump nam
     join(dump, workloadsPath(d.op_type, d.name)),
     JSON.stringify({ definition: d.name, workload: w, solution: null, evaluation: null }) + "\n",
   );
+  return { dump, d, w: w as Workload };
+}
 
+Deno.test("an engine dump's workloads join the simulated ones; a broken dump names its file", async () => {
+  const { dump, d, w } = writeDump();
   const cells = await collectCells("meta-llama/Llama-3.1-8B", 1, 1, undefined, [dump]);
   assert(cells.some((c) => (c.summary as { kind?: string }).kind === "dump"));
   const out = mkdtempSync("/tmp/tp-ext-");
@@ -263,4 +267,65 @@ Deno.test("an engine dump's workloads join the simulated ones; a broken dump nam
     () => collectCells("meta-llama/Llama-3.1-8B", 1, 1, undefined, [broken]),
     /does not exist/,
   );
+});
+
+Deno.test("with no simulated model, a cell `dumps` writes the dumps' workloads alone and names unknown definitions", async () => {
+  const { dump, d, w } = writeDump();
+  // A workload of a definition only the dump defines (the definitions stage does not know it) is
+  // left out and named.
+  const orphan = "gqa_paged_decode_h32_kv8_d128_ps1_traced";
+  writeFileSync(
+    join(dump, "definitions", d.op_type, `${orphan}.json`),
+    formatDefinition({ ...d, name: orphan }),
+  );
+  writeFileSync(
+    join(dump, "workloads", d.op_type, `${orphan}.jsonl`),
+    JSON.stringify({
+      definition: orphan,
+      workload: { ...w, uuid: "orphan" },
+      solution: null,
+      evaluation: null,
+    }) + "\n",
+  );
+  const params = CollectParams.parse({ traces: [], models: [], dumps: [dump] });
+  const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
+  const [plan] = await collectStage.plan(ctx);
+  const colDir = mkdtempSync("/tmp/tp-col-");
+  let summary: unknown;
+  await collectStage.run!({
+    plan,
+    key: "k",
+    outDir: colDir,
+    log: () => {},
+    setSummary: (x) => (summary = x),
+    signal: new AbortController().signal,
+  }, ctx);
+  const collect: CellResult[] = [{ id: plan.id, key: "k", digest: "c", dir: colDir, summary }];
+  const definitions: CellResult[] = [{
+    id: "data",
+    key: "k",
+    digest: "d",
+    dir: join(ROOT, "data"),
+    summary: {},
+  }];
+  const plans = await extractStage.plan({
+    params: ExtractParams.parse({ officialRoot: "" }),
+    root: ROOT,
+    upstream: { definitions, collect },
+    toolchain: {} as never,
+    env: {},
+    log: () => {},
+  });
+  assertEquals(plans.map((p) => p.id), ["dumps"]);
+
+  const out = mkdtempSync("/tmp/tp-ext-");
+  const r = extractDumps(collect, DEFS, out);
+  assertEquals(r.workloads, 1);
+  assertEquals(r.definitions, [d.name]);
+  assertEquals(r.unknown, [orphan]);
+  const { set, diagnostics } = loadTraceSet(out, {
+    knownDefinitions: new Map(DEFS.map((x) => [x.name, x])),
+  });
+  assertEquals(diagnostics, []);
+  assertEquals(set.workloads.get(d.name)!.map((x) => x.uuid), ["dumped-1"]);
 });

@@ -2,7 +2,8 @@
  * extract: maps collect's kernel-call events to definitions, picks a representative workload set
  * per definition (deterministic for a seed), writes FlashInfer workloads JSONL + safetensors index
  * blobs, and reports what matched nothing. One cell per model, plus one that repairs the official
- * workloads (their blobs were never published).
+ * workloads (their blobs were never published). Engine dumps (TraceSets traced from a real model)
+ * join each model's cell; with no simulated model, a cell `dumps` writes their workloads alone.
  */
 import { writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
@@ -91,6 +92,16 @@ export const extractStage = defineStage<ExtractParams>({
         payload: { kind: "model", model, collect: [...cs, ...dumps], defsDir: defs.dir },
       });
     }
+    if (byModel.size === 0 && dumps.length) {
+      const inputs: Record<string, string> = { definitions: defs.digest };
+      for (const c of dumps) inputs[`collect:${c.id}`] = c.digest;
+      cells.push({
+        id: "dumps",
+        params: {},
+        inputs,
+        payload: { kind: "dumps", collect: dumps, defsDir: defs.dir },
+      });
+    }
     if (p.officialRoot) {
       cells.push({
         id: "official-repair",
@@ -114,7 +125,7 @@ export const extractStage = defineStage<ExtractParams>({
   },
   async run(job, ctx) {
     const pl = job.plan.payload as
-      | { kind: "model"; model: string; collect: CellResult[]; defsDir: string }
+      | { kind: "model" | "dumps"; model?: string; collect: CellResult[]; defsDir: string }
       | { kind: "repair"; root: string; defsDir: string }
       | { kind: "characterization"; defsDir: string };
     const defs = [...loadTraceSet(pl.defsDir).set.definitions.values()];
@@ -138,10 +149,51 @@ export const extractStage = defineStage<ExtractParams>({
       );
       return;
     }
+    if (pl.kind === "dumps") {
+      const r = extractDumps(pl.collect, defs, job.outDir);
+      job.setSummary(r);
+      job.log(
+        `${r.workloads} workloads of ${r.definitions.length} definitions from ${pl.collect.length} engine dump(s)` +
+          (r.unknown.length ? `; no definition for ${r.unknown.join(", ")}` : ""),
+      );
+      return;
+    }
     const res = await extractModel(ctx.root, pl.collect, defs, job.outDir, ctx.params, job.log);
     job.setSummary(res);
   },
 });
+
+/** extract's summary of the `dumps` cell. */
+export interface DumpsSummary {
+  workloads: number;
+  /** Definitions with at least one dumped workload, in name order. */
+  definitions: string[];
+  /** Definitions the dumps name that the definitions stage does not know (their workloads are left out). */
+  unknown: string[];
+  unsupportedConstraints: string[];
+}
+
+/** Writes the engine dumps' workloads alone (no simulated model) and checks each one. */
+export function extractDumps(dumps: CellResult[], defs: Definition[], out: string): DumpsSummary {
+  const byDef = new Map(defs.map((def) => [def.name, { def, built: new Map() }]));
+  mergeDumpWorkloads(dumps, byDef);
+  const unknown = new Set<string>();
+  for (const d of dumps) {
+    for (const name of loadTraceSet(d.dir).set.workloads.keys()) {
+      if (!byDef.has(name)) unknown.add(name);
+    }
+  }
+  for (const [name, e] of byDef) if (!e.built.size) byDef.delete(name);
+  const written = writeAndCheckWorkloads(byDef, out);
+  const summary: DumpsSummary = {
+    workloads: written.workloads,
+    definitions: [...byDef.keys()].sort(),
+    unknown: [...unknown].sort(),
+    unsupportedConstraints: written.unsupportedConstraints,
+  };
+  writeFileSync(join(out, "report.json"), JSON.stringify(summary, null, 2) + "\n");
+  return summary;
+}
 
 /** Runs extract for one model over its collect cells. */
 export async function extractModel(
