@@ -4,8 +4,8 @@
  * engine dump, and the runtime's ranked table checked against the apply stage's. Skipped, with the
  * reason printed, when torch is missing.
  */
-import { cpSync, mkdtempSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assert, assertEquals } from "../tests/assert.ts";
 import type { CellResult } from "../pipeline/engine/mod.ts";
@@ -13,6 +13,7 @@ import { loadTraceSet, validatePath } from "../pipeline/trace/mod.ts";
 import { runCellDirect } from "../tests/stages.ts";
 import { ApplyParams, applyStage } from "../stages/apply/mod.ts";
 import { CollectParams, collectStage } from "../stages/collect/mod.ts";
+import { runCli } from "../tests/cli.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -160,5 +161,50 @@ Deno.test({
       assertEquals(py.pinned, pinned.solutions, root);
       assertEquals(py.folder, pinned.solutions, root);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "python: a traced generation runs through `reproduce` under profiles/llama-traced.json: extract writes its workloads alone, verify judges them",
+  ignore: skip !== null,
+  async fn() {
+    const out = mkdtempSync("/tmp/tp-traced-");
+    const r = await python([join(HERE, "tests", "trace_tiny.py"), out]);
+    assertEquals(r.code, 0, r.stderr);
+    const calls = JSON.parse(r.stdout.trim().split("\n").pop()!).calls as Record<string, number>;
+    // The shipped profile, pointed at this trace (its roots are repo-relative) and its tiny shapes.
+    const profile = JSON.parse(readFileSync(join(ROOT, "profiles", "llama-traced.json"), "utf8"));
+    const rel = relative(ROOT, out);
+    profile.definitions.roots.push(rel);
+    profile.collect.dumps = [rel];
+    for (const stage of ["compile", "verify", "time"]) {
+      profile[stage].definition_regex = "^(rmsnorm_h64|gemm_n64_k64)$";
+    }
+    const profilePath = join(mkdtempSync("/tmp/tp-traced-profile-"), "profile.json");
+    writeFileSync(profilePath, JSON.stringify(profile));
+    const store = mkdtempSync("/tmp/tp-traced-store-");
+    const run = await runCli([
+      "reproduce",
+      "--store",
+      store,
+      "--profile",
+      profilePath,
+      "--to",
+      "verify",
+    ]);
+    assertEquals(run.code, 0, run.text);
+    const [extractCell] = JSON.parse(readFileSync(join(store, "runs", "extract.json"), "utf8"))
+      .cells;
+    assertEquals(extractCell.id, "dumps");
+    const report = JSON.parse(
+      readFileSync(join(store, "cells", "extract", extractCell.key, "out", "report.json"), "utf8"),
+    );
+    assertEquals(report.workloads, Object.values(calls).reduce((a, b) => a + b, 0));
+    assertEquals(report.unknown, []);
+    const verified = JSON.parse(readFileSync(join(store, "runs", "verify.json"), "utf8"));
+    const judged = verified.cells.length; // the run index lists the cells not runnable here apart
+    assert(judged > 0, `verify judged none of the traced workloads:\n${run.out.slice(-1500)}`);
+    assertEquals(verified.failed, []);
   },
 });
