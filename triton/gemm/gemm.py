@@ -1,6 +1,6 @@
 """tracepipe Triton GEMM: C = A @ B^T (fp16 in/out, fp32 accumulate). DPS: run(A, B, C).
 No autotuning: tile sizes come from tp_params.py (BM, BN, BK, GROUP_M, NUM_WARPS, NUM_STAGES).
-For M <= 16 the M tile shrinks to 16 and the N tile to 64 (decode-sized M)."""
+For M <= 16 the M tile shrinks to 16 and the N tile to 64 (decode-sized M); for M <= 64 to 64."""
 import os
 
 import torch
@@ -65,6 +65,8 @@ def run(A, B, C):
     bm, bn, stages, warps = _P["BM"], _P["BN"], _P["NUM_STAGES"], _P["NUM_WARPS"]
     if M <= 16:
         bm, bn, warps = 16, 64, 4
+    elif M <= 64 and bm > 64:
+        bm = 64  # one wgmma row block covers M: a 128-row tile would compute half zeros
     grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
     _gemm_kernel[grid](A, B, C, M, N, K, BM=bm, BN=bn, BK=_P["BK"], GROUP_M=_P["GROUP_M"],
                        num_warps=warps, num_stages=stages)
