@@ -7,7 +7,8 @@
 #      run while 2. checks the harness's units on CUDA (correctness only, so sharing the GPU is harmless);
 #   3. apply()'s dispatch overhead per call (host-side, seconds; $OUT/apply_dispatch.json);
 #   4. the harness's cheaters and timing defences on CUDA, on a quiet GPU;
-#   5. apply()'s end-to-end section with whatever time is left ($OUT/apply_bench.json).
+#   5. apply()'s end-to-end section with whatever time is left ($OUT/apply_bench.json, into which the
+#      dispatch rows of 3. are merged at the end).
 # Usage: bash tools/gpu-checks.sh SECONDS   (the whole script stays within SECONDS; default 520)
 set -uo pipefail
 limit=${1:-520}
@@ -32,6 +33,19 @@ t=$(($(left) - 40))
 t=$(left)
 [ "$t" -gt 30 ] && (time timeout "$t" python3 python/tests/gpu_bench_apply.py --skip dispatch,paged) \
   >"$OUT/apply_e2e.log" 2>&1
+# One apply_bench.json for tools/ae/apply_measurements.ts: the end-to-end run's sections with the
+# dispatch run's rows (each run wrote only its own sections).
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+disp_path, bench_path = os.path.join(out, "apply_dispatch.json"), os.path.join(out, "apply_bench.json")
+if os.path.exists(disp_path):
+    disp = json.load(open(disp_path))
+    bench = json.load(open(bench_path)) if os.path.exists(bench_path) else dict(disp)
+    bench["dispatch"] = disp.get("dispatch", {})
+    bench["notes"] = disp.get("notes", []) + [n for n in bench.get("notes", []) if n not in disp.get("notes", [])]
+    json.dump(bench, open(bench_path, "w"), indent=1)
+PY
 for f in gpu.txt trace.log llama.log harness_units.log apply_dispatch.log harness_gpu.log apply_e2e.log; do
   [ -f "$OUT/$f" ] && { echo "== $f"; tail -12 "$OUT/$f" | cut -c1-220; }
 done
