@@ -134,11 +134,15 @@ async function collectCells(
   gpu?: number,
   dumps: string[] = [],
 ): Promise<CellResult[]> {
-  const params = CollectParams.parse({
+  return await runCollect(CollectParams.parse({
     traces: [{ name: "azure-conv", limit: 300 }],
     models: [{ name: model, tp, ep, gpuMemoryGB: gpu }],
     dumps,
-  });
+  }));
+}
+
+/** Plans and runs every collect cell of these params, each into a temporary folder. */
+async function runCollect(params: CollectParams): Promise<CellResult[]> {
   const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
   const out: CellResult[] = [];
   for (const plan of await collectStage.plan(ctx)) {
@@ -287,20 +291,7 @@ Deno.test("with no simulated model, a cell `dumps` writes the dumps' workloads a
       evaluation: null,
     }) + "\n",
   );
-  const params = CollectParams.parse({ traces: [], models: [], dumps: [dump] });
-  const ctx = { params, root: ROOT, upstream: {}, toolchain: {} as never, env: {}, log: () => {} };
-  const [plan] = await collectStage.plan(ctx);
-  const colDir = mkdtempSync("/tmp/tp-col-");
-  let summary: unknown;
-  await collectStage.run!({
-    plan,
-    key: "k",
-    outDir: colDir,
-    log: () => {},
-    setSummary: (x) => (summary = x),
-    signal: new AbortController().signal,
-  }, ctx);
-  const collect: CellResult[] = [{ id: plan.id, key: "k", digest: "c", dir: colDir, summary }];
+  const collect = await runCollect(CollectParams.parse({ traces: [], models: [], dumps: [dump] }));
   const definitions: CellResult[] = [{
     id: "data",
     key: "k",

@@ -84,6 +84,30 @@ def _pick(vec, sel, default):
 
 
 @triton.jit
+def _row_k_p(TOPK, TOPP, pid, HAS_K: tl.constexpr, HAS_P: tl.constexpr):
+    """The row's k (0: no top-k) and p (1: no top-p)."""
+    if HAS_K:
+        k = tl.load(TOPK + pid)
+    else:
+        k = pid * 0
+    if HAS_P:
+        p = tl.load(TOPP + pid)
+    else:
+        p = pid.to(tl.float32) * 0.0 + 1.0
+    return k, p
+
+
+@triton.jit
+def _no_boundary(npos, tot, k, V):
+    """The state before any search: boundary key T (keys > T keep their value), the weight of each
+    element with key == T, the kept mass, the top-k boundary and its kept ties, the count of keys
+    >= the top-k boundary, and whether top-k applies to the row."""
+    zero64 = (npos * 0).to(tl.int64)
+    have_k = (k > 0) & (k < V) & (k < npos)
+    return zero64, tot * 0.0, tot, zero64, npos * 0, npos, have_k
+
+
+@triton.jit
 def _narrow(ii, thr, cnt, mass, ntrue, lo, hi, clo, chi, mhi):
     """One step of the NT-ary search: thresholds 0..ntrue-1 satisfy the search's condition, so the
     bracket becomes [thr[ntrue - 1], thr[ntrue]) (the old ends where ntrue is 0 or NT), with the
@@ -121,14 +145,7 @@ def _sampling_kernel(PROBS, TOPK, TOPP, OUT, V, seed, HAS_K: tl.constexpr, HAS_P
                      BLOCK: tl.constexpr, NT: tl.constexpr):
     pid = tl.program_id(0)
     row = PROBS + pid.to(tl.int64) * V
-    if HAS_K:
-        k = tl.load(TOPK + pid)
-    else:
-        k = pid * 0
-    if HAS_P:
-        p = tl.load(TOPP + pid)
-    else:
-        p = pid.to(tl.float32) * 0.0 + 1.0
+    k, p = _row_k_p(TOPK, TOPP, pid, HAS_K, HAS_P)
     zero64 = (pid * 0).to(tl.int64)
     if p <= 0.0:
         # argmax, first index of the maximum
@@ -158,13 +175,7 @@ def _sampling_kernel(PROBS, TOPK, TOPP, OUT, V, seed, HAS_K: tl.constexpr, HAS_P
             kmin = tl.minimum(kmin, tl.min(tl.where(key > 0, key, 0x7F800000), axis=0))
             kmax = tl.maximum(kmax, tl.max(key, axis=0))
         ii = tl.arange(0, NT).to(tl.int64)
-        T = zero64            # boundary key: keys > T keep their value
-        tie_w = tot * 0.0     # weight of each element with key == T
-        M = tot               # kept mass
-        Tk = zero64
-        rk = npos * 0
-        clo_k = npos
-        have_k = (k > 0) & (k < V) & (k < npos)
+        T, tie_w, M, Tk, rk, clo_k, have_k = _no_boundary(npos, tot, k, V)
         if have_k:
             lo = kmin
             hi = kmax + 1
@@ -301,16 +312,8 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
     row_bar = pid * MAXB
     offs = cid * CHUNK + tl.arange(0, CHUNK)
     v = tl.load(row + offs, mask=offs < V, other=0.0)
-    if HAS_K:
-        k = tl.load(TOPK + pid)
-    else:
-        k = pid * 0
-    if HAS_P:
-        p = tl.load(TOPP + pid)
-    else:
-        p = pid.to(tl.float32) * 0.0 + 1.0
+    k, p = _row_k_p(TOPK, TOPP, pid, HAS_K, HAS_P)
     i_nt = tl.arange(0, NT)
-    zero64 = (pid * 0).to(tl.int64)
     n = pid * 0  # the row's next barrier
     if p <= 0.0:
         # argmax, first index of the maximum: each piece's (max, first index), then the row's
@@ -344,13 +347,7 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
         kmin = tl.min(tl.min(tl.where((i_nt[:, None] == 1) & m, iv, 0x7F800000), axis=1),
                       axis=0).to(tl.int64)
         kmax = tl.max(tl.max(tl.where((i_nt[:, None] == 2) & m, iv, 0), axis=1), axis=0).to(tl.int64)
-        T = zero64            # boundary key: keys > T keep their value
-        tie_w = tot * 0.0     # weight of each element with key == T
-        M = tot               # kept mass
-        Tk = zero64
-        rk = npos * 0
-        clo_k = npos
-        have_k = (k > 0) & (k < V) & (k < npos)
+        T, tie_w, M, Tk, rk, clo_k, have_k = _no_boundary(npos, tot, k, V)
         if have_k:
             lo, hi, clo, chi, mhi, n = _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
                                                      key, val, k, kmin, kmax + 1, npos, False, NT,
