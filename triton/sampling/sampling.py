@@ -35,7 +35,7 @@ import triton.language as tl
 
 
 def _params():
-    ns = {"BLOCK": 1024, "NT": 16, "NUM_WARPS": 8, "SPLIT": 0}
+    ns = {"BLOCK": 1024, "NT": 16, "NUM_WARPS": 8, "SPLIT": 1}
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tp_params.py")
     if os.path.exists(path):
         with open(path) as f:
