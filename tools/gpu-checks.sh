@@ -2,7 +2,7 @@
 # The GPU checks that are not pipeline cells, in one call on the GPU machine (repository root), in the
 # order that pays most per second when a call may be the session's only one; each writes its log
 # under $OUT and the last lines of every log are printed at the end:
-#   1. trace a Llama-3.1-8B-shaped generation into $OUT/trace-llama (python/tests/gpu_trace_llama.py)
+#   1. trace a Llama-3.1-8B-shaped generation into $OUT/trace-llama.tar.xz (python/tests/gpu_trace_llama.py)
 #      and, beside it, the apply() substitution check on that model (gpu_check_llama.py): light GPU use,
 #      run while 2. checks the harness's units on CUDA (correctness only, so sharing the GPU is harmless);
 #   3. apply()'s dispatch overhead per call (host-side, seconds; $OUT/apply_dispatch.json);
@@ -19,7 +19,10 @@ left() { echo $((limit - $(date +%s) + start)); }
 export PYTHONUNBUFFERED=1 PYTHONPATH=python:python/tests
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
 (
-  (time timeout 70 python3 python/tests/gpu_trace_llama.py "$OUT/trace-llama") >"$OUT/trace.log" 2>&1
+  # The device tool does not bring back folders as deep as a TraceSet's: it travels as a tarball.
+  rm -rf /tmp/trace-llama
+  (time timeout 70 python3 python/tests/gpu_trace_llama.py /tmp/trace-llama) >"$OUT/trace.log" 2>&1
+  [ -d /tmp/trace-llama ] && tar cJf "$OUT/trace-llama.tar.xz" -C /tmp trace-llama
   (time timeout 90 python3 python/tests/gpu_check_llama.py) >"$OUT/llama.log" 2>&1
 ) &
 t=$(($(left) - 60)) # leave a minute for the dispatch measurement
