@@ -125,7 +125,8 @@ export const extractStage = defineStage<ExtractParams>({
   },
   async run(job, ctx) {
     const pl = job.plan.payload as
-      | { kind: "model" | "dumps"; model?: string; collect: CellResult[]; defsDir: string }
+      | { kind: "model"; model: string; collect: CellResult[]; defsDir: string }
+      | { kind: "dumps"; collect: CellResult[]; defsDir: string }
       | { kind: "repair"; root: string; defsDir: string }
       | { kind: "characterization"; defsDir: string };
     const defs = [...loadTraceSet(pl.defsDir).set.definitions.values()];
@@ -176,13 +177,8 @@ export interface DumpsSummary {
 /** Writes the engine dumps' workloads alone (no simulated model) and checks each one. */
 export function extractDumps(dumps: CellResult[], defs: Definition[], out: string): DumpsSummary {
   const byDef = new Map(defs.map((def) => [def.name, { def, built: new Map() }]));
-  mergeDumpWorkloads(dumps, byDef);
   const unknown = new Set<string>();
-  for (const d of dumps) {
-    for (const name of loadTraceSet(d.dir).set.workloads.keys()) {
-      if (!byDef.has(name)) unknown.add(name);
-    }
-  }
+  mergeDumpWorkloads(dumps, byDef, unknown);
   for (const [name, e] of byDef) if (!e.built.size) byDef.delete(name);
   const written = writeAndCheckWorkloads(byDef, out);
   const summary: DumpsSummary = {

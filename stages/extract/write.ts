@@ -15,19 +15,23 @@ import {
 import type { DefinitionWorkloads } from "./build.ts";
 
 /**
- * Adds the engine dumps' workloads of the definitions this model uses (the others are skipped);
- * returns how many were added.
+ * Adds the engine dumps' workloads of the definitions this model uses (the others are skipped, and
+ * their definitions' names added to `skipped` when given); returns how many were added.
  */
 export function mergeDumpWorkloads(
   dumps: CellResult[],
   byDef: Map<string, DefinitionWorkloads>,
+  skipped?: Set<string>,
 ): number {
   let added = 0;
   for (const d of dumps) {
     const { set } = loadTraceSet(d.dir);
     for (const [name, wls] of set.workloads) {
       const e = byDef.get(name);
-      if (!e) continue;
+      if (!e) {
+        skipped?.add(name);
+        continue;
+      }
       for (const w of wls) {
         const blobs = new Set(
           Object.values(w.inputs).flatMap((i) => (i.type === "safetensors" ? [i.path] : [])),

@@ -44,18 +44,29 @@ def _params():
 
 
 _P = _params()
-_KEY_INF = 0x7F800000
+
+
+@triton.jit
+def _keys(v):
+    """The float-bit keys of probabilities v (0 where v is not a positive finite number) and
+    where they are usable."""
+    key = v.to(tl.int32, bitcast=True)
+    ok = (v > 0.0) & (key < 0x7F800000)
+    return tl.where(ok, key, 0).to(tl.int64), ok
+
+
+@triton.jit
+def _weights(key, v, ok, Tk, tie_w):
+    """Each element's weight once the boundary is Tk: its value above it, tie_w on it, else 0."""
+    w = tl.where(key > Tk, v, tl.where(key == Tk, tie_w, 0.0))
+    return tl.where(ok, w, 0.0)
 
 
 @triton.jit
 def _keys_weights(row, offs, V, Tk, tie_w):
     v = tl.load(row + offs, mask=offs < V, other=0.0)
-    key = v.to(tl.int32, bitcast=True)
-    ok = (v > 0.0) & (key < 0x7F800000)
-    key = tl.where(ok, key, 0).to(tl.int64)
-    w = tl.where(key > Tk, v, tl.where(key == Tk, tie_w, 0.0))
-    w = tl.where(ok, w, 0.0)
-    return key, w
+    key, ok = _keys(v)
+    return key, _weights(key, v, ok, Tk, tie_w)
 
 
 @triton.jit
@@ -329,9 +340,7 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
         if cid == 0:
             tl.store(OUT + pid, best.to(tl.int64))
     else:
-        key = v.to(tl.int32, bitcast=True)
-        ok = (v > 0.0) & (key < 0x7F800000)
-        key = tl.where(ok, key, 0).to(tl.int64)
+        key, ok = _keys(v)
         val = tl.where(ok, v, 0.0)
         # totals: usable count, mass, smallest and largest key of the row
         npos_l = tl.sum((key > 0).to(tl.int32), axis=0)
@@ -358,8 +367,7 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
             clo_k = clo
         P = tl.where(have_k, p * M, p)
         if (p < 1.0) & (P < M):
-            w = tl.where(key > T, val, tl.where(key == T, tie_w, 0.0))
-            w = tl.where(ok, w, 0.0)
+            w = _weights(key, v, ok, T, tie_w)
             lo, hi, clo, chi, mhi, n = _split_search(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C,
                                                      key, w, P, tl.where(have_k, Tk, kmin),
                                                      kmax + 1, clo_k, True, NT, CP)
@@ -368,8 +376,7 @@ def _sampling_split_kernel(PROBS, TOPK, TOPP, OUT, V, seed, WS_I, WS_F, BAR, C,
         # u ~ U(0, M) (the same draw on every piece of the row), this piece's offset from the
         # pieces before it, then the first index whose inclusive cumulative weight exceeds u
         u = tl.sum(tl.rand(seed, pid + tl.zeros([2], dtype=tl.int32)), axis=0) * 0.5 * M
-        w = tl.where(key > T, val, tl.where(key == T, tie_w, 0.0))
-        w = tl.where(ok, w, 0.0)
+        w = _weights(key, v, ok, T, tie_w)
         iv, fv, m = _meet(WS_I, WS_F, BAR, row_ws, row_bar, n, cid, C, tl.zeros([NT], tl.int32),
                           tl.where(i_nt == 0, tl.sum(w, axis=0), 0.0), NT, CP)
         n += 1
