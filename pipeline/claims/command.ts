@@ -8,19 +8,14 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { PipelineError, REPO_ROOT } from "../engine/mod.ts";
-import {
-  AggregateParams,
-  buildShippedReport,
-  claimLines,
-  ClaimsError,
-  claimsOnRuns,
-  listShippedRuns,
-  publishReports,
-  readRunFolder,
-  RUN_STAGES,
-  RunFolderError,
-  type ShippedRun,
-} from "../../stages/aggregate/mod.ts";
+import type { AggregateParams, ShippedRun } from "../../stages/aggregate/mod.ts";
+
+/**
+ * The aggregate stage, loaded on a command's first use rather than with the CLI: its DuckDB native
+ * binding is not on a GPU machine that carries only what judging needs (docs/GPU.md), and the CLI
+ * imports this module for every command.
+ */
+const aggregateStage = () => import("../../stages/aggregate/mod.ts");
 
 /** Usage lines of the two commands (the CLI's help). */
 export const CLAIMS_USAGE =
@@ -36,7 +31,8 @@ export const CLAIMS_USAGE =
 class InputError extends Error {}
 
 /** The aggregate params of the default profile (the committed report is built with them). */
-function profileParams(root: string): AggregateParams {
+async function profileParams(root: string): Promise<AggregateParams> {
+  const { AggregateParams } = await aggregateStage();
   const p = join(root, "profiles", "default.json");
   let section: unknown = {};
   if (existsSync(p)) section = JSON.parse(readFileSync(p, "utf8")).aggregate ?? {};
@@ -53,6 +49,7 @@ async function guarded(f: () => Promise<number>): Promise<number> {
   try {
     return await f();
   } catch (e) {
+    const { ClaimsError, RunFolderError } = await aggregateStage();
     if (
       e instanceof InputError || e instanceof ClaimsError || e instanceof RunFolderError ||
       e instanceof PipelineError ||
@@ -68,6 +65,8 @@ async function guarded(f: () => Promise<number>): Promise<number> {
 /** `tp claims`. */
 export function claimsCommand(args: string[], root = REPO_ROOT): Promise<number> {
   return guarded(async () => {
+    const { claimLines, claimsOnRuns, listShippedRuns, readRunFolder, RUN_STAGES } =
+      await aggregateStage();
     const { values } = parseArgs({
       args,
       options: {
@@ -91,7 +90,7 @@ export function claimsCommand(args: string[], root = REPO_ROOT): Promise<number>
       runs,
       on,
       claimsPath: resolve(values.claims!),
-      params: profileParams(root),
+      params: await profileParams(root),
     });
     console.log(
       `claims on run ${run.id} (${run.gpu ?? "CPU"}; ${runs.length} run${
@@ -162,7 +161,8 @@ export function reportCommand(args: string[], root = REPO_ROOT): Promise<number>
         "report: give one of --ship (rewrite reports/), --check (compare with reports/) or --out DIR",
       );
     }
-    const params = profileParams(root);
+    const { buildShippedReport, publishReports } = await aggregateStage();
+    const params = await profileParams(root);
     const outDir = values.out ? resolve(values.out) : mkdtempSync(join(tmpdir(), "tp-report-"));
     try {
       const t0 = performance.now();

@@ -4,7 +4,7 @@
  * Fig. 6 (fast_p grid, op × language) and Fig. 7 (correctness bars).
  */
 import { renderSvg } from "../../pipeline/lib/vega.ts";
-import * as vl from "vega-lite";
+import type * as vl from "vega-lite";
 import type { Row } from "./db.ts";
 import type { PaperFigures } from "./analysis.ts";
 
