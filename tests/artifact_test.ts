@@ -14,7 +14,10 @@ import { AggregateParams, buildShippedReport, PUBLISH_DIR } from "../stages/aggr
 import { reportHere } from "./report.ts";
 import { writeFixtureRun } from "../stages/aggregate/testdata/fixture_run.ts";
 
-const SHIPPED = "h100-2026-12-06";
+/** The newest shipped GPU run: the claims are decided on it. */
+const SHIPPED = "h100-2026-12-07";
+/** The run before it, shown beside it. */
+const EARLIER = "h100-2026-12-06";
 
 Deno.test("the committed report is the shipped runs re-aggregated, byte for byte", async () => {
   const out = mkdtempSync(join(tmpdir(), "artifact-report-"));
@@ -83,7 +86,13 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assertMatch(
       front,
       new RegExp(
-        `<a href="runs/${SHIPPED}/index.html">${SHIPPED}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-06</td><td>05126f885eaa</td><td>345</td><td>345</td><td>431</td><td>2658</td>`,
+        `<a href="runs/${SHIPPED}/index.html">${SHIPPED}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-07</td><td>c343ee5cc9f3</td><td>342</td><td>342</td><td>431</td><td>2647</td>`,
+      ),
+    );
+    assertMatch(
+      front,
+      new RegExp(
+        `<a href="runs/${EARLIER}/index.html">${EARLIER}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-06</td><td>05126f885eaa</td><td>345</td>`,
       ),
     );
     assertMatch(
@@ -93,8 +102,8 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assertMatch(front, /run this-machine \(this machine; no GPU: CPU judgements\)/);
     // The shipped run's own report: its tables, charts and provenance, its traces linked in results/.
     const shipped = readFileSync(join(latest, "runs", SHIPPED, "index.html"), "utf8");
-    assertMatch(shipped, /<b>345<\/b> traces in 345 files/);
-    assertMatch(shipped, /Git commit: <code>05126f885eaa442895d0338c025a2b677aee6776<\/code>/);
+    assertMatch(shipped, /<b>342<\/b> traces in 342 files/);
+    assertMatch(shipped, /Git commit: <code>c343ee5cc9f3999e7da19b03436a522565b7fa03<\/code>/);
     assertMatch(shipped, /NVIDIA H100 80GB HBM3/);
     assertMatch(shipped, /<svg/);
     assertMatch(shipped, new RegExp(`href="../../../../results/${SHIPPED}/cells/time/`));
@@ -118,6 +127,7 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     );
     assertMatch(all, /^run,hardware,author,language,/);
     assertMatch(all, new RegExp(`\\n${SHIPPED},NVIDIA H100 80GB HBM3,gpt-5,cuda,`));
+    assertMatch(all, new RegExp(`\\n${EARLIER},NVIDIA H100 80GB HBM3,gpt-5,cuda,`));
     assertMatch(all, /\nthis-machine,cpu:x86_64,alice,cuda,/);
   } finally {
     rmSync(root, { recursive: true, force: true });

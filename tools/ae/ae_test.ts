@@ -113,7 +113,7 @@ Deno.test("ae:full on fixture runs: cells 50 % slower are listed and the run is 
   }
 });
 
-Deno.test("ship_run: a cell's fragment is copied without its blobs, with a cell.json; an empty cell is not", () => {
+Deno.test("ship_run: a cell's fragment is copied without its blobs, with a cell.json and timing.json compact; an empty cell is not", () => {
   const src = mkdtempSync(join(tmpdir(), "ship-src-"));
   const dest = mkdtempSync(join(tmpdir(), "ship-dest-"));
   try {
@@ -128,10 +128,12 @@ Deno.test("ship_run: a cell's fragment is copied without its blobs, with a cell.
       mkdirSync(join(src, p, ".."), { recursive: true });
       writeFileSync(join(src, p), "x");
     }
+    const timing = { details: { candidate: [0.5, 0.25] }, evaluation: { status: "PASSED" } };
+    writeFileSync(join(src, "timing.json"), JSON.stringify(timing, null, 2));
     const cell = { id: "a/b", key: "k1", digest: "d", dir: src, summary: { n: 1 } };
     assert(shipCell("extract", cell, join(dest, "a")));
     assert(existsSync(join(dest, "a/workloads/gemm/g.jsonl")));
-    assert(existsSync(join(dest, "a/timing.json")));
+    assertEquals(readFileSync(join(dest, "a/timing.json"), "utf8"), JSON.stringify(timing) + "\n");
     assertEquals(existsSync(join(dest, "a/blob")), false);
     assertEquals(existsSync(join(dest, "a/log.txt")), false);
     assertEquals(JSON.parse(readFileSync(join(dest, "a/cell.json"), "utf8")), {

@@ -126,14 +126,7 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
         return failed
     samples, round_samples = m["samples"], m["round_samples"]
     if tcfg["reuse_reference"]:
-        # Reference and baseline are timed once per workload (interleaved with the first candidate) and
-        # their samples reused for the other candidates of the job: same inputs, same process, same GPU.
-        for role in ("reference", "baseline"):
-            if role in samples and samples[role]:
-                cache[role] = (samples[role], round_samples[role])
-            elif role in cache:
-                samples[role], round_samples[role] = cache[role]
-                details.setdefault("reused", []).append(role)
+        share_honest_roles(samples, round_samples, m["tails"], cache, details)
     _noop_overhead(ctx, noop, base_req, cache, details)
     t_phase = time.monotonic()
     # The candidate's per-sample host times, in sample order (what its `host_submit_median_ms` is taken over).
@@ -153,6 +146,23 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     details["recheck"] = {"status": st or "PASSED", "max_absolute_error": a, "max_relative_error": r,
                           "message": msg}
     return _cell_result(ctx, tcfg, cand, sol, wl, axes, details, samples, round_samples, recheck)
+
+
+def share_honest_roles(samples, round_samples, tails, cache, details):
+    """Reference and baseline are timed once per workload (interleaved with the first candidate) and
+    their samples reused for the other candidates of the job: same inputs, same process, same GPU.
+
+    Their tails travel with them: they are the honest tails every later candidate's tail is judged
+    against. Without them the no-op's alone was the bar, and 19 honest cells of an H100 run (torch
+    baselines and the project's kernels among them) were charged for async work (BENCHMARKS.md,
+    "Twelfth session"). Fills `samples`, `round_samples` and `tails` in place from `cache`, or the
+    cache from them."""
+    for role in ("reference", "baseline"):
+        if samples.get(role):
+            cache[role] = (samples[role], round_samples[role], tails.get(role) or [])
+        elif role in cache:
+            samples[role], round_samples[role], tails[role] = cache[role]
+            details.setdefault("reused", []).append(role)
 
 
 def _measure(ctx, tcfg, roles, base_req, details, sol, wl):

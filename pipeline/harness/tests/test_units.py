@@ -184,6 +184,20 @@ def unit_tests(work):
     check("tail check: work left running far beyond the reference's tail is still charged",
           det["rigor"] == ["async_work_after_return"] and
           all(abs(t - 0.21) < 1e-12 for t in timed["candidate"]), str(det))
+    # The reference's and baseline's tails are shared with the workload's later candidates together
+    # with their samples: a second candidate with an honest torch-sized tail is judged against the
+    # reference's tail, not the no-op's alone.
+    import th_time
+    cache, first = {}, {"rigor": []}
+    samples = {"candidate": [0.01] * 4, "reference": [0.02] * 4}
+    th_time.share_honest_roles(samples, {"candidate": [[0.01]], "reference": [[0.02]]},
+                               {"candidate": [0.006] * 4, "reference": [0.016] * 4}, cache, first)
+    later, timed, tails = {"rigor": []}, {"candidate": [0.01] * 4}, {"candidate": [0.017] * 4}
+    th_time.share_honest_roles(timed, {"candidate": [[0.01]]}, tails, cache, later)
+    th_timing.charge_async_work(later, timed, tails, [0.005] * 3)
+    check("tail check: a later candidate of the workload is judged against the shared reference's tail",
+          later.get("reused") == ["reference"] and tails.get("reference") == [0.016] * 4 and
+          later["rigor"] == [] and later["tail_ms"]["honest_from"] == "reference", str(later))
     # Perturbation is deterministic and identical in both processes.
     check("perturb scale deterministic", C.perturb_scale(5, 7) == C.perturb_scale(5, 7) and
           all(0.5 <= abs(C.perturb_scale(5, n)) <= 0.99 for n in range(100)) and
