@@ -11,6 +11,8 @@ export {
 export { claimLines, type ClaimResult, ClaimsError } from "./claims.ts";
 export {
   listShippedRuns,
+  PACKED_CELLS,
+  PACKED_STAGES,
   readRunFolder,
   RUN_STAGES,
   RunFolderError,

@@ -4,8 +4,26 @@
  * `cells/<stage>/<cell id>/`, each cell a TraceSet fragment as the store held it (definitions/,
  * solutions/, workloads/, traces/, rejected/, timing.json) with a `cell.json` ({stage, id, key,
  * summary}) naming it. The aggregate reports on each run separately, so no row mixes machines.
+ *
+ * The cells the report never links (definitions, extract, generate: solution sources, workloads)
+ * may travel packed in `cells.tar.xz` beside `cells/`: shipped runs are tracked files, and the whole
+ * tracked tree goes with every GPU call (64 MiB with Deno; docs/GPU.md). They unpack once per
+ * archive digest into the temporary folder and read like the others.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { z } from "zod";
 import { type CellResult, treeDigest } from "../../pipeline/engine/mod.ts";
@@ -48,6 +66,43 @@ export class RunFolderError extends Error {}
 
 const CELL_FILE = "cell.json";
 
+/** The archive of a run folder's packed cells (`cells/<stage>/…` inside). */
+export const PACKED_CELLS = "cells.tar.xz";
+/** The stages whose cells a shipped run packs: the report links none of their files. */
+export const PACKED_STAGES = ["definitions", "extract", "generate"];
+
+/**
+ * The folder a run's `cells.tar.xz` is unpacked into (holding `cells/`), or null without one.
+ * Unpacked once per archive digest: into a staging folder first, renamed into place when whole, so
+ * two processes reading the same run never see half an archive.
+ */
+export function unpackedCells(dir: string, shown = dir): string | null {
+  const archive = join(dir, PACKED_CELLS);
+  if (!existsSync(archive)) return null;
+  const digest = createHash("sha256").update(readFileSync(archive)).digest("hex");
+  const parent = join(tmpdir(), "tracepipe-packed-cells");
+  const target = join(parent, digest);
+  const done = join(target, ".unpacked");
+  if (existsSync(done)) return target;
+  mkdirSync(parent, { recursive: true });
+  const staging = mkdtempSync(join(parent, "staging-"));
+  const r = spawnSync("tar", ["-xJf", archive, "-C", staging], { encoding: "utf8" });
+  if (r.status !== 0) {
+    rmSync(staging, { recursive: true, force: true });
+    const why = (r.error?.message ?? r.stderr ?? "").trim().split("\n")[0];
+    throw new RunFolderError(`${join(shown, PACKED_CELLS)}: cannot unpack (tar -xJf): ${why}`);
+  }
+  writeFileSync(join(staging, ".unpacked"), digest + "\n");
+  try {
+    renameSync(staging, target);
+  } catch (e) {
+    // Another process put the same archive in place first: theirs is as good as ours.
+    rmSync(staging, { recursive: true, force: true });
+    if (!existsSync(done)) throw e;
+  }
+  return target;
+}
+
 /** Parses a run folder's run.json; a bad one throws RunFolderError naming the file and field. */
 export function readRunMeta(dir: string, shown = dir): RunMeta {
   const file = join(dir, "run.json");
@@ -75,9 +130,37 @@ export function readRunCells(
   dir: string,
   stageOrder: string[] = [],
 ): Record<string, CellResult[]> {
-  const root = join(dir, "cells");
   const byStage: Record<string, CellResult[]> = {};
-  if (!existsSync(root)) return byStage;
+  const seen = new Map<string, string>();
+  const packed = unpackedCells(dir);
+  for (const base of packed ? [dir, packed] : [dir]) {
+    const shownBase = base === dir ? "" : PACKED_CELLS + ":";
+    walkCells(dir, join(base, "cells"), shownBase, byStage, seen);
+  }
+  const rank = (s: string) => {
+    const i = stageOrder.indexOf(s);
+    return i < 0 ? stageOrder.length : i;
+  };
+  const ordered: Record<string, CellResult[]> = {};
+  for (const s of Object.keys(byStage).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : 1))) {
+    ordered[s] = byStage[s].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  }
+  return ordered;
+}
+
+/**
+ * Adds the cells under `root` (a run's cells/, plain or unpacked) to `byStage`; `seen` maps each
+ * stage/id to where it was found, so a cell both plain and packed is an error, not read twice.
+ */
+function walkCells(
+  dir: string,
+  root: string,
+  shownBase: string,
+  byStage: Record<string, CellResult[]>,
+  seen: Map<string, string>,
+): void {
+  if (!existsSync(root)) return;
+  const shownOf = (file: string) => shownBase + relative(shownBase ? join(root, "..") : dir, file);
   const walk = (d: string) => {
     const names = readdirSync(d).sort();
     if (names.includes(CELL_FILE)) {
@@ -86,11 +169,18 @@ export function readRunCells(
       try {
         c = JSON.parse(readFileSync(file, "utf8"));
       } catch (e) {
-        throw new RunFolderError(`${relative(dir, file)}: $: ${(e as Error).message}`);
+        throw new RunFolderError(`${shownOf(file)}: $: ${(e as Error).message}`);
       }
       const rel = relative(root, d).split("/");
       const stage = typeof c.stage === "string" ? c.stage : rel[0];
       const id = typeof c.id === "string" ? c.id : rel.slice(1).join("/");
+      const where = seen.get(`${stage}/${id}`);
+      if (where) {
+        throw new RunFolderError(
+          `${shownOf(file)}: $.id: cell ${stage}/${id} is also at ${where} (one place for a cell)`,
+        );
+      }
+      seen.set(`${stage}/${id}`, shownOf(file));
       (byStage[stage] ??= []).push({
         id,
         key: typeof c.key === "string" ? c.key : "",
@@ -106,15 +196,6 @@ export function readRunCells(
     }
   };
   walk(root);
-  const rank = (s: string) => {
-    const i = stageOrder.indexOf(s);
-    return i < 0 ? stageOrder.length : i;
-  };
-  const ordered: Record<string, CellResult[]> = {};
-  for (const s of Object.keys(byStage).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : 1))) {
-    ordered[s] = byStage[s].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-  }
-  return ordered;
 }
 
 /**

@@ -79,3 +79,49 @@ Deno.test("a run.json that cannot be used is one line naming the file, the field
     );
     assert(err instanceof PipelineError);
   }));
+
+/** Packs `cells/<stages>` of `dir` into its cells.tar.xz with tar and xz, as tools/ae/ship_run.ts does. */
+function pack(dir: string, stages: string[]): void {
+  const r = new Deno.Command("bash", {
+    args: [
+      "-o",
+      "pipefail",
+      "-c",
+      `tar -C "${dir}" -cf - ${stages.join(" ")} | xz >"${dir}/cells.tar.xz"`,
+    ],
+  }).outputSync();
+  assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
+}
+
+Deno.test("packed cells: cells.tar.xz reads like cells/; a cell in both places or a broken archive is one line", () =>
+  withResults((_root, results) => {
+    const dir = writeFixtureRun(results, "p-run", { gpu: "G", date: "2026-01-01" });
+    const defs = join(dir, "cells", "definitions", "all");
+    mkdirSync(defs, { recursive: true });
+    writeFileSync(join(defs, "cell.json"), JSON.stringify({ stage: "definitions", id: "all" }));
+    const plain = readRunCells(dir, ["definitions", "fixture"]);
+    pack(dir, ["cells/definitions"]);
+    // Both places: refused, naming the archive and the cell.
+    let e = assertThrows(() => readRunCells(dir, ["definitions", "fixture"]));
+    assert(e instanceof RunFolderError);
+    assertEquals(
+      e.message,
+      "cells.tar.xz:cells/definitions/all/cell.json: $.id: cell definitions/all is also at cells/definitions/all/cell.json (one place for a cell)",
+    );
+    rmSync(join(dir, "cells", "definitions"), { recursive: true });
+    const packed = readRunCells(dir, ["definitions", "fixture"]);
+    assertEquals(Object.keys(packed), Object.keys(plain));
+    assertEquals(packed.fixture, plain.fixture);
+    assertEquals(packed.definitions.map((c) => c.id), ["all"]);
+    assert(!packed.definitions[0].dir.startsWith(dir), "unpacked outside the run folder");
+    // A second read reuses the unpacked folder (one per archive digest).
+    assertEquals(readRunCells(dir).definitions[0].dir, packed.definitions[0].dir);
+    writeFileSync(join(dir, "cells.tar.xz"), "not an archive");
+    e = assertThrows(() => listShippedRuns(results));
+    assert(e instanceof RunFolderError);
+    assertEquals(e.message.split("\n").length, 1);
+    assert(
+      e.message.startsWith(`${join(dir, "cells.tar.xz")}: cannot unpack (tar -xJf): `),
+      e.message,
+    );
+  }));

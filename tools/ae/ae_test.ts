@@ -19,7 +19,8 @@ import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts"
 import { reportHere } from "../../tests/report.ts";
 import { digestDiffs } from "./kick.ts";
 import { compareWithShipped, measuredSpread } from "./full.ts";
-import { shipCell } from "./ship_run.ts";
+import { packRunCells, shipCell } from "./ship_run.ts";
+import { readRunFolder } from "../../stages/aggregate/mod.ts";
 
 Deno.test("kick: a pure cell whose digest changed, went missing or is new is named", () => {
   const want = {
@@ -147,5 +148,34 @@ Deno.test("ship_run: a cell's fragment is copied without its blobs, with a cell.
     rmSync(empty, { recursive: true });
   } finally {
     for (const d of [src, dest]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+Deno.test("ship_run --pack: a run's definitions, extract and generate cells go into cells.tar.xz and read the same", () => {
+  const results = mkdtempSync(join(tmpdir(), "ship-pack-"));
+  try {
+    const dir = writeFixtureRun(results, "p-run", { gpu: "G" });
+    for (const stage of ["definitions", "generate"]) {
+      const cell = join(dir, "cells", stage, "c1");
+      mkdirSync(cell, { recursive: true });
+      writeFileSync(join(cell, "cell.json"), JSON.stringify({ stage, id: "c1", key: "k" }));
+    }
+    const before = readRunFolder(dir).cells;
+    assertEquals(packRunCells(dir), ["definitions", "generate"]);
+    assert(existsSync(join(dir, "cells.tar.xz")));
+    assertEquals(existsSync(join(dir, "cells", "generate")), false);
+    const after = readRunFolder(dir).cells;
+    assertEquals(Object.keys(after), Object.keys(before));
+    assertEquals(after.generate.map((c) => [c.id, c.key]), [["c1", "k"]]);
+    // A packed run is not packed again over itself.
+    let refused = "";
+    try {
+      packRunCells(dir);
+    } catch (e) {
+      refused = (e as Error).message;
+    }
+    assertMatch(refused, /cells\.tar\.xz: exists; this run is packed already/);
+  } finally {
+    rmSync(results, { recursive: true, force: true });
   }
 });

@@ -9,11 +9,27 @@
  *
  * `--run-json` holds what no store knows (machine, driver, commits, stage walls); its `id` names the
  * folder. An existing folder of that id is refused: a shipped run is never overwritten.
+ *
+ * The cells the report links none of (definitions, extract, generate) are packed into the folder's
+ * `cells.tar.xz` (stages/aggregate/runs.ts reads it): a run's solution sources and workloads are
+ * three quarters of its bytes, and every tracked byte travels with each GPU call (docs/GPU.md).
+ *
+ *   deno run -A tools/ae/ship_run.ts --pack results/<id>   packs a run folder shipped unpacked
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { type CellResult, REPO_ROOT, Store } from "../../pipeline/engine/mod.ts";
+import { PACKED_CELLS, PACKED_STAGES } from "../../stages/aggregate/mod.ts";
 
 /** The stages whose cells the aggregate reads (its upstream). */
 export const SHIPPED_STAGES = ["definitions", "extract", "generate", "compile", "verify", "time"];
@@ -64,6 +80,35 @@ export function cellsFromPublishedTraces(dir: string, stage: string): CellResult
   return out;
 }
 
+/**
+ * Packs a run folder's cells of PACKED_STAGES into its cells.tar.xz and removes them from cells/.
+ * The archive is reproducible (names sorted, owners and times fixed). Returns the stages packed; a
+ * folder already packed is an error.
+ */
+export function packRunCells(runDir: string): string[] {
+  if (existsSync(join(runDir, PACKED_CELLS))) {
+    throw new Error(`${join(runDir, PACKED_CELLS)}: exists; this run is packed already`);
+  }
+  const stages = PACKED_STAGES.filter((s) => existsSync(join(runDir, "cells", s)));
+  if (!stages.length) return [];
+  const archive = join(runDir, PACKED_CELLS);
+  const tar = spawnSync("bash", [
+    "-o",
+    "pipefail",
+    "-c",
+    'd=$1; shift; tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d" -cf - "$@" | xz -9 -T1 >"$d/.packing" && mv "$d/.packing" "$d/' +
+    PACKED_CELLS + '"',
+    "bash",
+    runDir,
+    ...stages.map((s) => `cells/${s}`),
+  ], { encoding: "utf8" });
+  if (tar.status !== 0 || !existsSync(archive)) {
+    throw new Error(`${archive}: tar | xz failed: ${(tar.stderr ?? "").trim()}`);
+  }
+  for (const s of stages) rmSync(join(runDir, "cells", s), { recursive: true });
+  return stages;
+}
+
 function main(args: string[]): number {
   const { values } = parseArgs({
     args,
@@ -72,8 +117,14 @@ function main(args: string[]): number {
       "run-json": { type: "string" },
       out: { type: "string", default: join(REPO_ROOT, "results") },
       "traces-from": { type: "string" },
+      pack: { type: "string" },
     },
   });
+  if (values.pack) {
+    const packed = packRunCells(values.pack);
+    console.log(`${values.pack}: packed ${packed.join(", ") || "nothing"} into ${PACKED_CELLS}`);
+    return 0;
+  }
   if (!values.store || !values["run-json"]) {
     console.error("usage: ship_run.ts --store DIR --run-json FILE [--out DIR] [--traces-from DIR]");
     return 2;
@@ -99,8 +150,13 @@ function main(args: string[]): number {
       if (shipCell(stage, c, join(runDir, "cells", stage, c.id))) n++;
     }
   }
+  const packed = packRunCells(runDir);
   writeFileSync(join(runDir, "run.json"), JSON.stringify(meta, null, 2) + "\n");
-  console.log(`shipped ${n} cells into ${runDir}; write its README.md (what is missing, and why)`);
+  console.log(
+    `shipped ${n} cells into ${runDir} (${
+      packed.join(", ") || "none"
+    } packed into ${PACKED_CELLS}); write its README.md (what is missing, and why)`,
+  );
   return 0;
 }
 
