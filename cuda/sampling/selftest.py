@@ -112,17 +112,38 @@ def sample_rows_one_by_one(fn, probs, args, reps):
     return out.reshape(-1)
 
 
+# Probabilities one tiled call may hold: 2**27 fp32 values (512 MiB). The torch baseline sorts its
+# input, which takes several times that; one call over every repetition of a 128256-wide vocabulary
+# ran an 80 GB H100 out of memory (BENCHMARKS-kernels-sampling.md, twelfth session).
+_TILED_VALUES = 1 << 27
+
+
+def sample_tiled(fn, dps, probs, args, reps):
+    """reps samples per row from calls on the rows tiled, as few repetitions to a call as fit
+    _TILED_VALUES: one [B * reps] tensor, repetition-major. Every call draws a fresh seed, so chunks
+    are independent."""
+    B, V = probs.shape
+    per = max(1, min(reps, _TILED_VALUES // (B * V)))
+    outs = []
+    for start in range(0, reps, per):
+        n = min(per, reps - start)
+        tiled = [probs.repeat(n, 1)] + [a.repeat(n) for a in args]
+        if dps:
+            out = torch.full((B * n,), -7, dtype=torch.int64, device=probs.device)
+            fn(*tiled, out)
+        else:
+            out = fn(*tiled)
+        outs.append(out.reshape(-1))
+    return torch.cat(outs)
+
+
 def check(name, fn, dps, probs, ks, ps, mode, reps, one_by_one=False):
     B, V = probs.shape
     args = {"k": (ks,), "p": (ps,), "kp": (ks, ps)}[mode]
-    tiled = [probs.repeat(reps, 1)] + [a.repeat(reps) for a in args]
     if one_by_one:
         out = sample_rows_one_by_one(fn, probs, args, reps)
-    elif dps:
-        out = torch.full((B * reps,), -7, dtype=torch.int64, device=probs.device)
-        fn(*tiled, out)
     else:
-        out = fn(*tiled)
+        out = sample_tiled(fn, dps, probs, args, reps)
     if probs.is_cuda:
         torch.cuda.synchronize()
     s = out.reshape(reps, B)
