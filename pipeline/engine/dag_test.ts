@@ -274,6 +274,30 @@ Deno.test("merging runs drops what the older run says of a cell the newer one pl
   assertEquals(mergeRuns(older, shard).cells.map((c) => c.id), ["v", "w", "x", "y"]);
 });
 
+Deno.test("merging runs drops what the older run judged on another accelerator, keeps shards of one", () => {
+  const on = (gpu: string | null) => ({
+    code: "v1",
+    toolchain: { gpu: gpu ? { name: gpu } : null },
+  });
+  const index = (finishedAt: string, docs: Record<string, Record<string, unknown>>): RunIndex => ({
+    stage: "verify",
+    finishedAt,
+    cells: Object.keys(docs).map((id) => ({ id, key: `k-${id}` })),
+    notRunnable: [],
+    failed: [],
+    keyDocuments: docs,
+  });
+  // A CPU run of another profile, then an H100 run imported: the CPU cells it did not plan go.
+  const cpu = index("2026-01-01", { c1: on(null), c2: on(null) });
+  const h100 = index("2026-01-02", { g1: on("H100"), g2: on("H100") });
+  assertEquals(mergeRuns(cpu, h100).cells.map((c) => c.id), ["g1", "g2"]);
+  // Two shards of one H100 run add up.
+  const shard = index("2026-01-03", { g3: on("H100") });
+  assertEquals(mergeRuns(h100, shard).cells.map((c) => c.id), ["g1", "g2", "g3"]);
+  // Cells of a stage with no accelerator in its keys (a pure stage) add up as before.
+  assertEquals(mergeRuns(cpu, index("2026-01-04", { c3: on(null) })).cells.length, 3);
+});
+
 Deno.test("prewarm: each stage the run includes starts with its params and the GPUs found; others do not", async () => {
   const calls: Array<{ stage: string; params: unknown; gpus: number }> = [];
   const pending: Promise<void>[] = [];

@@ -434,15 +434,27 @@ export function importStore(from: Store, into: Store): { cells: number; stages: 
   return { cells: copied, stages };
 }
 
+/** The accelerator a key document's toolchain names (null: none, a CPU cell or a pure stage's). */
+function acceleratorOf(doc: Record<string, unknown> | undefined): string | null {
+  const gpu = (doc?.toolchain as { gpu?: { name?: unknown } } | undefined)?.gpu;
+  return typeof gpu?.name === "string" ? gpu.name : null;
+}
+
 /**
  * Union of two run indexes of one stage, by cell id; `b` wins where both have an id. What `a` says
  * of an id that `b` planned under a different key (changed code, inputs or toolchain) is stale and
- * dropped, even where `b` left that id without a result (not runnable there, or interrupted).
+ * dropped, even where `b` left that id without a result (not runnable there, or interrupted). So is
+ * what `a` judged on an accelerator `b` did not use (a CPU run of another profile beside an imported
+ * H100 run): shards and resumed runs of one machine add up, two machines' judgements never mix in
+ * one index, where the aggregate would report them as one run.
  */
 export function mergeRuns(a: RunIndex, b: RunIndex): RunIndex {
+  const theirs = new Set(Object.values(b.keyDocuments).map(acceleratorOf));
   const stale = new Set(
-    Object.keys(b.keyDocuments).filter((id) =>
-      id in a.keyDocuments && digestJson(a.keyDocuments[id]) !== digestJson(b.keyDocuments[id])
+    Object.keys(a.keyDocuments).filter((id) =>
+      id in b.keyDocuments
+        ? digestJson(a.keyDocuments[id]) !== digestJson(b.keyDocuments[id])
+        : theirs.size > 0 && !theirs.has(acceleratorOf(a.keyDocuments[id]))
     ),
   );
   const byId = <T extends { id: string }>(xs: T[], ys: T[]) => {

@@ -28,6 +28,12 @@ export const DefinitionsParams = z.object({
   roots: z.array(z.string()).default(["data"]),
   /** Only definitions whose op_type is listed (empty: all). */
   op_types: z.array(z.string()).default([]),
+  /**
+   * TraceSet roots whose definitions fill in names no root of `roots` defines: an engine dump's own
+   * definitions for the shapes the dataset lacks (profiles/llama-traced.json). A name both define
+   * keeps the dataset's definition, so the dump adds and never redefines.
+   */
+  supplements: z.array(z.string()).default([]),
 });
 export type DefinitionsParams = z.infer<typeof DefinitionsParams>;
 
@@ -36,6 +42,8 @@ export interface DefinitionsSummary {
   count: number;
   byOpType: Record<string, number>;
   rejected: number;
+  /** Definitions taken from `supplements` (absent when none are configured). */
+  supplemented?: string[];
 }
 
 /**
@@ -46,14 +54,29 @@ export async function loadDefinitions(
   roots: string[],
   opTypes: string[] = [],
   python?: string | null,
-): Promise<{ definitions: Definition[]; diagnostics: Diagnostic[]; syntaxChecked: boolean }> {
+  supplements: string[] = [],
+): Promise<
+  {
+    definitions: Definition[];
+    diagnostics: Diagnostic[];
+    syntaxChecked: boolean;
+    supplemented: string[];
+  }
+> {
   const diagnostics: Diagnostic[] = [];
   const byName = new Map<string, { def: Definition; file: string }>();
-  for (const root of roots) {
+  const supplemented: string[] = [];
+  const all = [
+    ...roots.map((r) => ({ root: r, fill: false })),
+    ...supplements.map((r) => ({ root: r, fill: true })),
+  ];
+  for (const { root, fill } of all) {
     const { set, diagnostics: d } = loadTraceSet(root);
     diagnostics.push(...d.map((x) => ({ ...x, file: join(root, x.file) })));
     for (const [name, def] of set.definitions) {
       const file = join(root, set.files.get(`definition:${name}`)!);
+      if (fill && byName.has(name)) continue;
+      if (fill) supplemented.push(name);
       if (byName.has(name)) {
         diagnostics.push({
           level: "error",
@@ -84,7 +107,8 @@ export async function loadDefinitions(
     a,
     b,
   ) => (a.name < b.name ? -1 : 1));
-  return { definitions, diagnostics, syntaxChecked: problems !== null };
+  const kept = supplemented.filter((n) => byName.has(n)).sort();
+  return { definitions, diagnostics, syntaxChecked: problems !== null, supplemented: kept };
 }
 
 /** The stage. */
@@ -100,17 +124,18 @@ export const definitionsStage = defineStage<DefinitionsParams>({
   toolchainFacts: (tc) => ({ pythonSyntax: tc.python?.version ?? null }),
   plan(ctx) {
     const inputs: Record<string, string> = {};
-    for (const r of ctx.params.roots) {
+    for (const r of [...ctx.params.roots, ...ctx.params.supplements]) {
       inputs[r] = pathDigest(join(ctx.root, r, "definitions"));
     }
     return Promise.resolve([{ id: "all", params: ctx.params, inputs }]);
   },
   async run(job, ctx) {
     const roots = ctx.params.roots.map((r) => join(ctx.root, r));
-    const { definitions, diagnostics, syntaxChecked } = await loadDefinitions(
+    const { definitions, diagnostics, syntaxChecked, supplemented } = await loadDefinitions(
       roots,
       ctx.params.op_types,
       ctx.toolchain.python?.path ?? null,
+      ctx.params.supplements.map((r) => join(ctx.root, r)),
     );
     for (const def of definitions) {
       writeFileAtomic(join(job.outDir, definitionPath(def)), formatDefinition(def));
@@ -130,8 +155,12 @@ export const definitionsStage = defineStage<DefinitionsParams>({
       count: definitions.length,
       byOpType,
       rejected: new Set(rel.filter((d) => d.level === "error").map((d) => d.file)).size,
+      ...(ctx.params.supplements.length ? { supplemented } : {}),
     };
     job.setSummary(summary);
     ctx.log(`${definitions.length} definitions (${summary.rejected} files rejected)`);
+    if (supplemented.length) {
+      ctx.log(`${supplemented.length} from supplements: ${supplemented.join(", ")}`);
+    }
   },
 });

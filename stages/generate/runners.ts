@@ -148,7 +148,7 @@ export function runSweepCell(job: CellJob, payload: SweepPayload, up: Upstream):
       diags.push({
         level: "warning",
         file: payload.label,
-        path: "$.requires",
+        path: l.reason.endsWith("($.dtypes)") ? "$.dtypes" : "$.requires",
         message: `${l.definition} left out: ${l.reason}`,
       });
     }

@@ -33,6 +33,16 @@ const Ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an identifie
 export const Requirement = z.object({ expr: z.string().min(1), reason: z.string().min(1) });
 export type Requirement = z.infer<typeof Requirement>;
 
+/** The dtypes a manifest's `dtypes` speaks of (index tensors and other types always pass). */
+const FLOATING_DTYPES = [
+  "float32",
+  "float16",
+  "bfloat16",
+  "float8_e4m3fn",
+  "float8_e5m2",
+  "float4_e2m1",
+] as const;
+
 /** The `kernel.json` manifest of one kernel folder. */
 export const KernelManifest = z.object({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be path-safe ([A-Za-z0-9_.-])"),
@@ -48,6 +58,12 @@ export const KernelManifest = z.object({
   params: z.record(Ident, z.array(ParamValue).min(1)).default({}),
   default: z.record(Ident, ParamValue).default({}),
   requires: z.array(Requirement).default([]),
+  /**
+   * The floating-point dtypes the kernel is written for (empty: any). A definition with a
+   * floating-point input or output of another dtype gets no solution, the reason reported: a
+   * kernel's dtype check would otherwise fail every workload of it as a runtime error.
+   */
+  dtypes: z.array(z.enum(FLOATING_DTYPES)).default([]),
   description: z.string().optional(),
 });
 export type KernelManifest = z.infer<typeof KernelManifest>;
@@ -138,11 +154,21 @@ export function matchDefinitions(m: KernelManifest, defs: Iterable<Definition>):
   ) => (a.name < b.name ? -1 : 1));
 }
 
+const FLOATING = new Set<string>(FLOATING_DTYPES);
+
 /**
- * Why the manifest's `requires` rule out a definition (the first requirement it fails, or one that
+ * Why the manifest's `dtypes` or `requires` rule out a definition (the first requirement it fails, or one that
  * cannot be evaluated on its constant axes), or null when it meets them all.
  */
 export function unmetRequirement(m: KernelManifest, def: Definition): string | null {
+  if (m.dtypes.length) {
+    const tensors = [...Object.entries(def.inputs), ...Object.entries(def.outputs)];
+    for (const [name, t] of tensors) {
+      if (FLOATING.has(t.dtype) && !(m.dtypes as string[]).includes(t.dtype)) {
+        return `the kernel takes ${m.dtypes.join(", ")}; ${name} is ${t.dtype} ($.dtypes)`;
+      }
+    }
+  }
   const env: Record<string, number> = {};
   for (const [name, ax] of Object.entries(def.axes)) if (ax.type === "const") env[name] = ax.value;
   for (const [i, r] of m.requires.entries()) {

@@ -181,3 +181,37 @@ Deno.test("requires: a definition the kernel cannot serve is left out with the m
   );
   assertEquals(unmetRequirement({ ...manifest!, requires: [] }, h2048), null);
 });
+
+Deno.test("dtypes: a definition whose tensors the kernel's dtypes do not cover is left out with the tensor named", () => {
+  const dir = kernel({ ...cudaManifest, dtypes: ["float16"] }, {
+    "kernel.cu": "// k\n",
+    "main.cpp": MAIN_CPP,
+  });
+  const { manifest } = loadManifest(join(dir, "kernel.json"), "k/kernel.json");
+  const [h128] = matchDefinitions(manifest!, defs().values());
+  // The definition with every tensor in `dtype` but the first input in `first` (default: the same).
+  const retype = (tensors: typeof h128.inputs, dtype: string) =>
+    Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { ...t, dtype }]));
+  const as = (dtype: string, first = dtype) => {
+    const inputs = retype(h128.inputs, dtype);
+    const name = Object.keys(inputs)[0];
+    inputs[name] = { ...inputs[name], dtype: first } as typeof inputs[string];
+    return { ...h128, inputs, outputs: retype(h128.outputs, dtype) } as typeof h128;
+  };
+  const first = Object.keys(h128.inputs)[0];
+  assertEquals(unmetRequirement(manifest!, as("float16")), null);
+  assertEquals(
+    unmetRequirement(manifest!, as("float16", "bfloat16")),
+    `the kernel takes float16; ${first} is bfloat16 ($.dtypes)`,
+  );
+  // Index tensors and other non-floating types are not the manifest's business.
+  assertEquals(unmetRequirement(manifest!, as("float16", "int32")), null);
+  // Without `dtypes`, any dtype is served (the kernel says nothing).
+  assertEquals(unmetRequirement({ ...manifest!, dtypes: [] }, as("bfloat16")), null);
+  // A dtype outside the floating-point ones is a manifest error.
+  const bad = kernel({ ...cudaManifest, dtypes: ["int32"] }, {
+    "kernel.cu": "// k\n",
+    "main.cpp": MAIN_CPP,
+  });
+  assertEquals(loadManifest(join(bad, "kernel.json"), "k/kernel.json").manifest, undefined);
+});
