@@ -33,6 +33,13 @@ const Claim = z.object({
   check: Check,
   /** Why it is NOT RUN when the query finds nothing to decide it. */
   empty: z.string().default("no data in this run decides it"),
+  /**
+   * `run`: decided on the deciding run alone. `newest-record`: for measurements recorded beside a
+   * run's traces rather than in them (apply(), harness fidelity), taken in calls of their own: where
+   * the deciding run records none, the newest other run of the same GPU model that does decides it,
+   * and the verdict names that run.
+   */
+  from: z.enum(["run", "newest-record"]).default("run"),
   how: z.string().min(1),
 });
 /** One claim of claims.json. */
@@ -183,6 +190,8 @@ export interface ClaimResult {
   n: number | null;
   why: string;
   how: string;
+  /** The run whose record decided it, where that is not the deciding run (`from: newest-record`). */
+  recordedIn?: string;
   /** The query failed: the claims file is wrong (tp claims exits 2). */
   error?: string;
 }
@@ -248,33 +257,53 @@ export async function decideClaims(
   if (!run) throw new ClaimsError(`claims: no run "${primary}" among ${runs.map((r) => r.id)}`);
   const cross = await crossRunValues(file, runs, primary, root);
   return file.claims.map((c) => {
-    const v = c.scope === "run" ? run.inputs.values[c.id] : cross[c.id];
-    const unmet = c.requires.filter((q) => !run.inputs.met[q]).map((q) => file.requirements[q].why);
-    const base = {
-      id: c.id,
-      source: c.source,
-      where: c.where,
-      claim: c.claim,
-      ours: v?.value ?? null,
-      paper: c.paper,
-      unit: c.unit,
-      expected: expectedText(c),
-      n: v?.n ?? null,
-      how: c.how,
-    };
-    if (unmet.length) {
-      return { ...base, ours: null, n: null, status: "NOT RUN", why: unmet.join("; ") };
+    const own = decideOn(file, c, run, cross);
+    if (c.from !== "newest-record" || own.status !== "NOT RUN" || own.error) return own;
+    // The newest other run of the same GPU model whose record decides it (runs are oldest first).
+    for (const other of [...runs].reverse()) {
+      if (other.id === primary || other.gpu !== run.gpu) continue;
+      const theirs = decideOn(file, c, other, cross);
+      if (theirs.status !== "NOT RUN") {
+        return { ...theirs, recordedIn: other.id, why: `recorded in run ${other.id}` };
+      }
     }
-    if (!v || v.error) {
-      return { ...base, status: "NOT RUN", why: `query failed: ${v?.error}`, error: v?.error };
-    }
-    if (v.value === null) return { ...base, status: "NOT RUN", why: c.empty };
-    if (c.min_n && (v.n ?? 0) < c.min_n) {
-      return { ...base, status: "NOT RUN", why: `too few cells (n = ${v.n ?? 0} < ${c.min_n})` };
-    }
-    const ok = passes(c, v.value);
-    return { ...base, status: ok ? "PASS" : "FAIL", why: "" };
+    return own;
   });
+}
+
+/** One claim decided on one run's values (cross-run values are the primary run's). */
+function decideOn(
+  file: ClaimsFile,
+  c: Claim,
+  run: ClaimRun,
+  cross: RunClaimInputs["values"],
+): ClaimResult {
+  const v = c.scope === "run" ? run.inputs.values[c.id] : cross[c.id];
+  const unmet = c.requires.filter((q) => !run.inputs.met[q]).map((q) => file.requirements[q].why);
+  const base = {
+    id: c.id,
+    source: c.source,
+    where: c.where,
+    claim: c.claim,
+    ours: v?.value ?? null,
+    paper: c.paper,
+    unit: c.unit,
+    expected: expectedText(c),
+    n: v?.n ?? null,
+    how: c.how,
+  };
+  if (unmet.length) {
+    return { ...base, ours: null, n: null, status: "NOT RUN", why: unmet.join("; ") };
+  }
+  if (!v || v.error) {
+    return { ...base, status: "NOT RUN", why: `query failed: ${v?.error}`, error: v?.error };
+  }
+  if (v.value === null) return { ...base, status: "NOT RUN", why: c.empty };
+  if (c.min_n && (v.n ?? 0) < c.min_n) {
+    return { ...base, status: "NOT RUN", why: `too few cells (n = ${v.n ?? 0} < ${c.min_n})` };
+  }
+  const ok = passes(c, v.value);
+  return { ...base, status: ok ? "PASS" : "FAIL", why: "" };
 }
 
 const fmt = (v: number | null) =>
@@ -311,7 +340,7 @@ export function claimLines(results: ClaimResult[]): string[] {
     const nums = `ours ${fmt(r.ours)}${r.ours === null ? "" : unit}, paper ${fmt(r.paper)}${
       r.paper === null ? "" : unit
     }, expected ${r.expected}`;
-    const tail = r.status === "NOT RUN" ? ` — ${r.why}` : "";
+    const tail = r.status === "NOT RUN" || r.recordedIn ? ` — ${r.why}` : "";
     return `${r.status.padEnd(7)}  ${r.id.padEnd(w)}  ${nums}${tail}`;
   });
 }

@@ -15,14 +15,20 @@ import { FIXTURE_CLAIMS, writeFixtureRun } from "./testdata/fixture_run.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-async function decide(runs: { id: string; gpu: string | null; scale?: number }[], on?: string) {
+interface FixtureRunSpec {
+  id: string;
+  gpu: string | null;
+  scale?: number;
+  date?: string;
+  extra?: Record<string, unknown>;
+}
+
+async function decide(runs: FixtureRunSpec[], on?: string, claims: unknown = FIXTURE_CLAIMS) {
   const dir = mkdtempSync(join(tmpdir(), "claims-"));
   try {
     const claimsPath = join(dir, "claims.json");
-    writeFileSync(claimsPath, JSON.stringify(FIXTURE_CLAIMS));
-    const folders = runs.map((r) =>
-      readRunFolder(writeFixtureRun(dir, r.id, { gpu: r.gpu, scale: r.scale }))
-    );
+    writeFileSync(claimsPath, JSON.stringify(claims));
+    const folders = runs.map((r) => readRunFolder(writeFixtureRun(dir, r.id, r)));
     const { results } = await claimsOnRuns({
       root: ROOT,
       runs: folders,
@@ -108,4 +114,43 @@ Deno.test("a claims file that cannot be used is one line naming the file, JSON p
 Deno.test("claims.json at the repository root parses, and every claim names how to check it", () => {
   const f = loadClaims(join(ROOT, "claims.json"), "claims.json");
   for (const c of f.claims) assertMatch(c.how, /\S/);
+});
+
+Deno.test("a claim on a measurement recorded beside the traces falls back to the newest run of the same GPU that records it", async () => {
+  const claims = structuredClone(FIXTURE_CLAIMS) as { claims: Record<string, unknown>[] };
+  const probe = {
+    id: "t.record",
+    source: "project",
+    where: "fixture",
+    claim: "a probe measured in a call of its own stays under 1",
+    paper: null,
+    unit: "",
+    from: "newest-record",
+    sql: "SELECT max(num) AS value, 1 AS n FROM run_facts WHERE key = 'measurements.probe'",
+    check: { op: "<=", value: 1 },
+    empty: "no probe recorded",
+    how: "by hand",
+  };
+  claims.claims.push(probe, { ...probe, id: "t.record_here", from: "run" });
+  const runs: FixtureRunSpec[] = [
+    { id: "old", gpu: "FakeGPU", date: "2026-01-01", extra: { measurements: { probe: 0.5 } } },
+    { id: "mid", gpu: "FakeGPU", date: "2026-01-02", extra: { measurements: { probe: 3 } } },
+    { id: "other", gpu: "OtherGPU", date: "2026-01-03", extra: { measurements: { probe: 0.1 } } },
+    { id: "new", gpu: "FakeGPU", date: "2026-01-04" },
+  ];
+  const r = await decide(runs, "new", claims);
+  // The newest FakeGPU run with a probe decides (mid, FAIL), not OtherGPU's nor the older one's.
+  assertEquals([r["t.record"].status, r["t.record"].ours, r["t.record"].recordedIn], [
+    "FAIL",
+    3,
+    "mid",
+  ]);
+  assertEquals(r["t.record"].why, "recorded in run mid");
+  // A claim decided on the run alone does not fall back; nor does one the run records itself.
+  assertEquals([r["t.record_here"].status, r["t.record_here"].why], [
+    "NOT RUN",
+    "no probe recorded",
+  ]);
+  const own = await decide(runs, "old", claims);
+  assertEquals([own["t.record"].status, own["t.record"].recordedIn], ["PASS", undefined]);
 });

@@ -105,7 +105,9 @@ export function renderFront(
         }</td><td>${html(c.expected)}</td><td class="num">${
           c.n ?? ""
         }</td><td style="white-space:normal;min-width:28em">${
-          html(c.status === "NOT RUN" ? c.why : c.claim)
+          html(
+            c.status === "NOT RUN" ? c.why : c.recordedIn ? `${c.claim} (${c.why})` : c.claim,
+          )
         }</td></tr>`,
       );
     }
