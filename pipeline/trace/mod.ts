@@ -34,6 +34,7 @@ export {
   type DType,
   Evaluation,
   type EvaluationStatus,
+  FLOATING_DTYPES,
   FloatOrSpecial,
   type InputSpec,
   isWorkloadTrace,

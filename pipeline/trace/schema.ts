@@ -15,14 +15,19 @@ const NonEmpty = z.string().min(1);
 const NonNegInt = z.number().int().nonnegative();
 const OptDescription = z.string().nullable().optional();
 
-/** The 11 dtypes of the format; any other string is an error. */
-export const DTYPES = [
+/** The format's floating-point dtypes (what a kernel manifest's `dtypes` may name). */
+export const FLOATING_DTYPES = [
   "float32",
   "float16",
   "bfloat16",
   "float8_e4m3fn",
   "float8_e5m2",
   "float4_e2m1",
+] as const;
+
+/** The 11 dtypes of the format; any other string is an error. */
+export const DTYPES = [
+  ...FLOATING_DTYPES,
   "int64",
   "int32",
   "int16",

@@ -15,6 +15,7 @@ import {
   checkSolutionSignature,
   type Definition,
   evaluate,
+  FLOATING_DTYPES,
   Solution,
   type SweepIndexEntry,
 } from "../../pipeline/trace/mod.ts";
@@ -32,16 +33,6 @@ const Ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an identifie
  */
 export const Requirement = z.object({ expr: z.string().min(1), reason: z.string().min(1) });
 export type Requirement = z.infer<typeof Requirement>;
-
-/** The dtypes a manifest's `dtypes` speaks of (index tensors and other types always pass). */
-const FLOATING_DTYPES = [
-  "float32",
-  "float16",
-  "bfloat16",
-  "float8_e4m3fn",
-  "float8_e5m2",
-  "float4_e2m1",
-] as const;
 
 /** The `kernel.json` manifest of one kernel folder. */
 export const KernelManifest = z.object({
