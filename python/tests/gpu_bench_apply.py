@@ -34,8 +34,9 @@ import traceback
 import torch
 import torch.nn.functional as F
 
-from gpu_common import (device_ms, fallback_solutions, hf_greedy, llama_config, llama_definitions, make_llama,
-                        predicted_slow_delta_ms, project_solutions, slow_solutions, timed, write_pinned)
+from gpu_common import (device_ms, fallback_solutions, hf_greedy, interleaved, llama_config, llama_definitions,
+                        make_llama, paired, predicted_slow_delta_ms, project_solutions, slow_solutions, timed,
+                        write_pinned)
 from helpers import gemm_def, solution, write_set
 from tracepipe_apply import apply, disable_apply, enable_apply, get_runtime, loader, patch_llama, reset_stats, stats
 from tracepipe_apply.paged import PagedDecoder
@@ -161,49 +162,83 @@ def prebuild(tmp, cfg):
     print(f"prebuilt {len(sols)} project solutions in {time.time() - t0:.0f} s; not built: {bad or 'none'}", flush=True)
 
 
-def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True):
-    """Section 2."""
+def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True, rounds=5):
+    """Section 2. The variants run interleaved, one generation each per round in rotating order
+    (`interleaved`), and each is compared with the unpatched model round by round (`paired`): timed
+    in blocks one after the other, the eleventh session's eager runs drifted ±20 % between blocks,
+    more than any overhead they were to show."""
     patch_llama()
     print(f"\n== end to end: HF Llama ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}), prompt {PROMPT} + "
-          f"{steps} steps, eager, median of 3 (ms); slow-fb: the slower solution's measured slowdown over the "
-          "fallback, predicted: the sum over calls of its per-call difference ==")
+          f"{steps} steps, eager, {rounds} interleaved rounds (ms, medians); ovh: fallback over unpatched, "
+          "round by round, with its interquartile range; slow-fb: the slower solution's slowdown over the "
+          "fallback, round by round; predicted: the sum over calls of its per-call difference ==")
     print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'ovh %':>6s} "
-          f"{'tok=fb':>7s} {'tok=proj':>8s} {'slow-fb':>8s} {'predicted':>9s}  substituted")
+          f"{'iqr %':>6s} {'tok=fb':>7s} {'tok=proj':>8s} {'slow-fb':>8s} {'predicted':>9s}  substituted")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
         roots, served = variant_roots(tmp, cfg, dtype, traceset)
-        variants = [(label, root) for label, root in roots if with_slow or label != "slow"]
+        variants = [("unpatched", None)] + [(label, root) for label, root in roots if with_slow or label != "slow"]
         for b in batches:
             prompts = torch.randint(0, cfg.vocab_size, (b, PROMPT), device="cuda",
                                     generator=torch.Generator(device="cuda").manual_seed(b))
-            t_ref, (ref, _) = timed(lambda: hf_greedy(model, prompts, steps))
-            row = {"dtype": str(dtype), "batch": b, "unpatched_ms": t_ref * 1e3}
-            for label, root in variants:
+
+            def generate(root):
+                """(seconds, tokens) of one generation, apply enabled around it (not timed) for a root."""
+                if root is None:
+                    return once(lambda: hf_greedy(model, prompts, steps)[0])
+                with enable_apply(root, mode="pinned"):
+                    return once(lambda: hf_greedy(model, prompts, steps)[0])
+
+            row = {"dtype": str(dtype), "batch": b, "rounds": rounds}
+            # A first, untimed round: builds and warms each variant, and gives its tokens and counters.
+            _, ref = generate(None)
+            runners = {}
+            for label, root in variants[1:]:
                 reset_stats()
                 try:
-                    with enable_apply(root, mode="pinned"):
-                        t, (out, _) = timed(lambda: hf_greedy(model, prompts, steps))
-                    row[f"{label}_ms"] = t * 1e3
+                    _, out = generate(root)
                     row[f"{label}_tokens_equal"] = float((out == ref).float().mean())
                     row[f"{label}_hits"] = {n: c["hit"] for n, c in stats().items() if c["hit"]}
+                    runners[label] = (lambda r: lambda: generate(r)[0])(root)
                 except Exception as e:  # noqa: BLE001 - one failed variant is a result, not the end
                     row[f"{label}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
-                    while get_runtime() is not None:
-                        disable_apply()
-            row["fallback_overhead_pct"] = 100 * (row.get("fallback_ms", float("nan")) / row["unpatched_ms"] - 1)
+                while get_runtime() is not None:
+                    disable_apply()
+            times, errors = interleaved({"unpatched": lambda: generate(None)[0], **runners}, rounds)
+            for label, err in errors.items():
+                row[f"{label}_error"] = err
+            for label, ts in times.items():
+                if ts:
+                    row[f"{label}_ms"] = sorted(ts)[len(ts) // 2] * 1e3
+            fb = paired(times, "fallback", "unpatched")
+            row["fallback_overhead_pct"] = fb[0] if fb else float("nan")
+            row["fallback_overhead_iqr_pct"] = fb[1] if fb else float("nan")
+            slow = paired(times, "slow", "fallback")
+            if slow:
+                row["slow_delta_ms"] = slow[2] * 1e3
             if with_slow:
                 row["slow_predicted_ms"] = predicted_slow_delta_ms(cfg, dtype, b, PROMPT, steps, SLOW_REPEATS)
             RESULT["e2e"].append(row)
             save()
             print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.1f} {row.get('fallback_ms', float('nan')):10.1f} "
                   f"{row.get('project_ms', float('nan')):10.1f} {row['fallback_overhead_pct']:6.2f} "
+                  f"{row['fallback_overhead_iqr_pct']:6.2f} "
                   f"{row.get('fallback_tokens_equal', float('nan')):7.3f} {row.get('project_tokens_equal', float('nan')):8.3f}"
-                  f" {row.get('slow_ms', float('nan')) - row.get('fallback_ms', float('nan')):8.1f}"
+                  f" {row.get('slow_delta_ms', float('nan')):8.1f}"
                   f" {row.get('slow_predicted_ms', float('nan')):9.1f}"
                   f"  {', '.join(sorted({x.split('_')[0] for x in served if not x.startswith('gqa')}))}"
                   f"{'  ERROR ' + row['project_error'] if 'project_error' in row else ''}", flush=True)
         del model
         torch.cuda.empty_cache()
+
+
+def once(fn):
+    """(seconds, result) of one call of fn, the GPU synchronised around it."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    res = fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0, res
 
 
 def graph_forward_ms(model, ids, reps=20):
@@ -312,6 +347,7 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--batches", default="1,16,64")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the eager end-to-end section")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: dispatch,e2e,graphs,paged; slow: e2e without the slower "
                     "solution")
     a = ap.parse_args()
@@ -329,7 +365,8 @@ def main():
         sections = [("dispatch", lambda: bench_dispatch(tmp)),
                     ("prebuild", lambda: None if a.traceset or {"e2e", "graphs", "paged"} <= skip
                      else prebuild(tmp, cfg)),
-                    ("e2e", lambda: bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset, "slow" not in skip)),
+                    ("e2e", lambda: bench_e2e(tmp, cfg, model32, a.steps, batches, a.traceset, "slow" not in skip,
+                                                   a.rounds)),
                     ("graphs", lambda: bench_graphs(tmp, cfg, model32, batches, a.traceset)),
                     ("paged", lambda: bench_paged(tmp, cfg, model32, a.steps, batches, a.traceset))]
         for name, run in sections:

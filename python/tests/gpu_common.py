@@ -71,6 +71,43 @@ def timed(fn, repeats=3):
     return sorted(times)[len(times) // 2], res
 
 
+def interleaved(runners, rounds):
+    """{label: [seconds, one per round]} and {label: error}: each runner (a callable returning the
+    seconds it measured) is called once per round, the order rotating round by round, so drift over
+    the measurement (clocks, host state, allocator) falls on every runner alike instead of on whichever
+    ran last. A runner that raises is left out of the later rounds, its error kept."""
+    labels = list(runners)
+    times, errors = {label: [] for label in labels}, {}
+    for r in range(rounds):
+        k = r % len(labels)
+        for label in labels[k:] + labels[:k]:
+            if label in errors:
+                continue
+            try:
+                times[label].append(runners[label]())
+            except Exception as e:  # noqa: BLE001 - one failed variant is a result, not the end
+                errors[label] = f"{type(e).__name__}: {str(e)[:300]}"
+    return times, errors
+
+
+def paired(times, label, base):
+    """label against base, round by round: (median of label/base - 1 in %, interquartile range of
+    that ratio in %, median of label - base in seconds); None where either has no round."""
+    pairs = list(zip(times.get(label) or [], times.get(base) or []))
+    if not pairs:
+        return None
+    ratios = sorted(a / b for a, b in pairs)
+    deltas = sorted(a - b for a, b in pairs)
+
+    def quantile(xs, q):
+        pos = q * (len(xs) - 1)
+        lo = int(pos)
+        return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+
+    return (100 * (quantile(ratios, 0.5) - 1), 100 * (quantile(ratios, 0.75) - quantile(ratios, 0.25)),
+            quantile(deltas, 0.5))
+
+
 def llama_gemms(cfg):
     """(N, K) of every linear a Llama forward calls, with calls per forward."""
     h, d = cfg.hidden_size, cfg.head_dim

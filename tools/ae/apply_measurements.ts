@@ -55,6 +55,11 @@ const E2eRow = z.object({
   project_error: z.string().optional(),
   // The deliberately slower solution (absent from files of before it, or with --skip slow).
   slow_ms: maybeNum,
+  // Interleaved rounds (files of after the twelfth session): the slower solution's slowdown over the
+  // fallback and the fallback's overhead taken round by round, with that overhead's spread.
+  rounds: z.number().int().positive().optional(),
+  slow_delta_ms: maybeNum,
+  fallback_overhead_iqr_pct: maybeNum,
   slow_predicted_ms: maybeNum,
   slow_error: z.string().optional(),
 }).passthrough().superRefine((r, ctx) => {
@@ -119,8 +124,12 @@ export interface ApplyE2eRow {
   batch: number;
   unpatched_ms: number;
   fallback_ms: number | null;
-  /** 100 × (fallback_ms / unpatched_ms − 1). */
+  /** 100 × (fallback_ms / unpatched_ms − 1); round by round where the rounds were interleaved. */
   fallback_overhead_pct: number | null;
+  /** The interquartile range of that ratio over the rounds, in % (the measurement's own spread). */
+  fallback_overhead_iqr_pct?: number | null;
+  /** Interleaved rounds each variant was timed in (absent: blocks of 3, before the twelfth session). */
+  rounds?: number;
   project_ms: number | null;
   /** unpatched_ms / project_ms. */
   project_speedup: number | null;
@@ -239,7 +248,9 @@ const maxMeasured = (values: (number | null)[]) => {
 
 /** The slower solution's fields of a summary row: measured slowdown, predicted, their ratio. */
 function slowFields(r: z.infer<typeof E2eRow>) {
-  const delta = r.slow_ms != null && r.fallback_ms != null ? r.slow_ms - r.fallback_ms : null;
+  // Round by round where the rounds were interleaved; else the difference of the two medians.
+  const delta = r.slow_delta_ms ??
+    (r.slow_ms != null && r.fallback_ms != null ? r.slow_ms - r.fallback_ms : null);
   const predicted = r.slow_predicted_ms ?? null;
   return {
     slow_delta_ms: round(delta, 2),
@@ -258,6 +269,12 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     fallback_ms: round(r.fallback_ms, 2),
     // Three decimals: the claim compares this with 0.8, and two could round across it.
     fallback_overhead_pct: round(r.fallback_overhead_pct, 3),
+    ...(r.rounds
+      ? {
+        rounds: r.rounds,
+        fallback_overhead_iqr_pct: round(r.fallback_overhead_iqr_pct, 3),
+      }
+      : {}),
     project_ms: round(r.project_ms, 2),
     project_speedup: r.project_ms ? round(r.unpatched_ms / r.project_ms, 3) : null,
     fallback_tokens_equal: round(r.fallback_tokens_equal, 4),

@@ -12,7 +12,14 @@ import { claimsCommand } from "../../pipeline/claims/mod.ts";
 import { ApplyMeasurements } from "../../stages/aggregate/report_apply.ts";
 import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts";
 import { e2eSummaryRow } from "../../tests/fixtures/apply.ts";
-import { HIT_CASE, main, parseJsonWithNaN, recordApplyMeasurements } from "./apply_measurements.ts";
+import {
+  ApplyBench,
+  HIT_CASE,
+  main,
+  parseJsonWithNaN,
+  recordApplyMeasurements,
+  summarizeApplyBench,
+} from "./apply_measurements.ts";
 
 /**
  * An apply_bench.json in the script's own layout; `overhead` is the worst fallback overhead,
@@ -329,4 +336,21 @@ Deno.test("tp claims decides paper.apply.additivity: PASS within 20 %, FAIL beyo
       rmSync(f.dir, { recursive: true, force: true });
     }
   }
+});
+
+Deno.test("apply_measurements: interleaved rounds' own slowdown and spread are taken over the difference of medians", () => {
+  const bench = JSON.parse(applyBenchText().replaceAll("NaN", "null")) as {
+    e2e: Record<string, unknown>[];
+  };
+  // Round by round the slower solution cost 90 ms over the fallback; its median minus the
+  // fallback's median says 120.
+  Object.assign(bench.e2e[0], { rounds: 5, slow_delta_ms: 90, fallback_overhead_iqr_pct: 1.25 });
+  const s = summarizeApplyBench(ApplyBench.parse(bench), "apply_bench.json");
+  assertEquals(
+    [s.e2e[0].rounds, s.e2e[0].fallback_overhead_iqr_pct, s.e2e[0].slow_delta_ms],
+    [5, 1.25, 90],
+  );
+  assertEquals(s.e2e[0].slow_vs_predicted, 0.9);
+  // A row timed in blocks (no rounds) keeps the difference of the medians, and no spread field.
+  assertEquals([s.e2e[1].rounds, s.e2e[1].slow_delta_ms], [undefined, 95]);
 });
