@@ -43,6 +43,7 @@ from tracepipe_apply.paged import PagedDecoder
 from tracepipe_apply.traceset import Solution
 
 KERNELS = ["cuda/rmsnorm", "cuda/gemm", "cuda/gqa_paged_decode", "cuda/gqa_paged_prefill"]
+TRITON_KERNELS = ["triton/rmsnorm", "triton/gemm", "triton/gqa_paged_decode", "triton/gqa_paged_prefill"]
 PROMPT = 32  # prompt tokens of every end-to-end generation
 SLOW_REPEATS = 3  # the slower solution computes each gemm this many times
 RESULT = {"device": None, "torch": torch.__version__, "dispatch": {}, "e2e": [], "graphs": [], "paged": [],
@@ -110,17 +111,17 @@ def bench_dispatch(tmp):
     save()
 
 
-def project_root(tmp, cfg, dtype, traceset):
-    """(pinned folder, definitions served): the project's kernels for the definitions of this dtype,
-    or the pinned choice of --traceset."""
+def project_root(tmp, cfg, dtype, traceset, kernels=KERNELS, label="project"):
+    """(pinned folder, definitions served): the project's kernels (the `kernels` folders) for the
+    definitions of this dtype, or the pinned choice of --traceset."""
     if traceset:
         if os.path.exists(os.path.join(traceset, "pinned.json")):
             return traceset, ["(--traceset)"]
         return os.path.join(traceset, "pinned"), ["(--traceset)"]
     defs = llama_definitions(cfg, dtype, attention_page_sizes=(1,))
-    sols = [s for s in project_solutions(defs, KERNELS) if _dtype_ok(s, dtype)]
+    sols = [s for s in project_solutions(defs, kernels) if _dtype_ok(s, dtype)]
     served = {s["definition"] for s in sols}
-    root = write_pinned(os.path.join(tmp, f"project_{dtype}".replace("torch.", "")),
+    root = write_pinned(os.path.join(tmp, f"{label}_{dtype}".replace("torch.", "")),
                         [d for d in defs if d["name"] in served], sols)
     return root, sorted(served)
 
@@ -129,8 +130,8 @@ _VARIANTS = {}
 
 
 def variant_roots(tmp, cfg, dtype, traceset):
-    """([(label, pinned folder)] for fallback, project and slow, definitions the project serves) for
-    `dtype`: written once and shared by the end-to-end and CUDA-graph sections."""
+    """([(label, pinned folder)] for fallback, project (CUDA), triton and slow, definitions the CUDA
+    kernels serve) for `dtype`: written once and shared by the end-to-end and CUDA-graph sections."""
     if dtype not in _VARIANTS:
         defs = llama_definitions(cfg, dtype)
         name = str(dtype).replace("torch.", "")
@@ -138,6 +139,10 @@ def variant_roots(tmp, cfg, dtype, traceset):
         roots = [("fallback", write_pinned(os.path.join(tmp, f"fb_{name}"), defs, fallback_solutions(defs))),
                  ("project", proj_root),
                  ("slow", write_pinned(os.path.join(tmp, f"slow_{name}"), defs, slow_solutions(defs, SLOW_REPEATS)))]
+        if not traceset:
+            # The project's Triton kernels as a variant of their own (JIT-compiled in the untimed
+            # first round); --traceset pins one choice per definition instead.
+            roots.insert(2, ("triton", project_root(tmp, cfg, dtype, None, TRITON_KERNELS, "triton")[0]))
         _VARIANTS[dtype] = (roots, served)
     return _VARIANTS[dtype]
 
@@ -172,8 +177,8 @@ def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True, round
           f"{steps} steps, eager, {rounds} interleaved rounds (ms, medians); ovh: fallback over unpatched, "
           "round by round, with its interquartile range; slow-fb: the slower solution's slowdown over the "
           "fallback, round by round; predicted: the sum over calls of its per-call difference ==")
-    print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'ovh %':>6s} "
-          f"{'iqr %':>6s} {'tok=fb':>7s} {'tok=proj':>8s} {'slow-fb':>8s} {'predicted':>9s}  substituted")
+    print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'triton':>10s} "
+          f"{'ovh %':>6s} {'iqr %':>6s} {'tok=fb':>7s} {'tok=proj':>8s} {'slow-fb':>8s} {'predicted':>9s}  substituted")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
         roots, served = variant_roots(tmp, cfg, dtype, traceset)
@@ -221,13 +226,13 @@ def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True, round
             RESULT["e2e"].append(row)
             save()
             print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.1f} {row.get('fallback_ms', float('nan')):10.1f} "
-                  f"{row.get('project_ms', float('nan')):10.1f} {row['fallback_overhead_pct']:6.2f} "
-                  f"{row['fallback_overhead_iqr_pct']:6.2f} "
+                  f"{row.get('project_ms', float('nan')):10.1f} {row.get('triton_ms', float('nan')):10.1f} "
+                  f"{row['fallback_overhead_pct']:6.2f} {row['fallback_overhead_iqr_pct']:6.2f} "
                   f"{row.get('fallback_tokens_equal', float('nan')):7.3f} {row.get('project_tokens_equal', float('nan')):8.3f}"
                   f" {row.get('slow_delta_ms', float('nan')):8.1f}"
                   f" {row.get('slow_predicted_ms', float('nan')):9.1f}"
                   f"  {', '.join(sorted({x.split('_')[0] for x in served if not x.startswith('gqa')}))}"
-                  f"{'  ERROR ' + row['project_error'] if 'project_error' in row else ''}", flush=True)
+                  f"{''.join(f'  {k}: {v}' for k, v in row.items() if k.endswith('_error'))}", flush=True)
         del model
         torch.cuda.empty_cache()
 
@@ -265,8 +270,8 @@ def bench_graphs(tmp, cfg, model32, batches, traceset):
     """Section 3."""
     patch_llama()
     print("\n== CUDA graphs: one decode-shaped forward (batch x 1 token, no KV cache), median replay (ms) ==")
-    print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'slow':>8s} "
-          f"{'ovh %':>6s} {'argmax=':>8s} {'in capture':>10s}")
+    print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'triton':>10s} "
+          f"{'slow':>8s} {'ovh %':>6s} {'argmax=':>8s} {'in capture':>10s}")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
         roots, _ = variant_roots(tmp, cfg, dtype, traceset)
@@ -298,7 +303,8 @@ def bench_graphs(tmp, cfg, model32, batches, traceset):
             RESULT["graphs"].append(row)
             save()
             print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.3f} {row.get('fallback_ms', float('nan')):10.3f} "
-                  f"{row.get('project_ms', float('nan')):10.3f} {row.get('slow_ms', float('nan')):8.3f} "
+                  f"{row.get('project_ms', float('nan')):10.3f} {row.get('triton_ms', float('nan')):10.3f} "
+                  f"{row.get('slow_ms', float('nan')):8.3f} "
                   f"{row['fallback_overhead_pct']:6.2f} {row.get('fallback_argmax_equal', float('nan')):8.3f} "
                   f"{row.get('fallback_fallback_capture', -1):10d}"
                   f"{''.join(f'  {k}: {v}' for k, v in row.items() if k.endswith('_error'))}", flush=True)

@@ -24,6 +24,8 @@ const HIT_CASE = "apply, hit (solution = fallback)";
 
 const num = z.number().nullable().default(null);
 const err = z.string().optional();
+/** A field that files of before it lack (absent stays absent: the tables add its column only when present). */
+const later = z.number().nullable().optional();
 
 /** What `measurements.apply` of a run.json holds (tools/ae/apply_measurements.ts documents it). */
 export const ApplyMeasurements = z.object({
@@ -49,6 +51,13 @@ export const ApplyMeasurements = z.object({
       project_definitions: z.array(z.string()).default([]),
       fallback_error: err,
       project_error: err,
+      rounds: z.number().optional(),
+      fallback_overhead_iqr_pct: later,
+      triton_ms: later,
+      triton_speedup: later,
+      triton_tokens_equal: later,
+      triton_definitions: z.array(z.string()).optional(),
+      triton_error: err,
       slow_delta_ms: num,
       slow_predicted_ms: num,
       slow_vs_predicted: num,
@@ -63,6 +72,7 @@ export const ApplyMeasurements = z.object({
       fallback_ms: num,
       fallback_overhead_pct: num,
       project_ms: num,
+      triton_ms: later,
       slow_ms: num,
       fallback_argmax_equal: num,
       fallback_in_capture: num,
@@ -203,18 +213,29 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
     });
   }
   if (a.e2e.length) {
-    const errors = a.e2e.some((r) => r.fallback_error || r.project_error || r.slow_error);
+    const errors = a.e2e.some((r) =>
+      r.fallback_error || r.project_error || r.triton_error || r.slow_error
+    );
+    const triton = a.e2e.some((r) => r.triton_ms !== undefined || r.triton_error);
+    const rounds = a.e2e.find((r) => r.rounds)?.rounds;
     const slow = a.e2e.some((r) => r.slow_delta_ms !== null || r.slow_error);
     tables.push({
       id: `apply_e2e_${runId}`,
       title:
         "End to end: a Hugging Face Llama, unpatched, patched with the fallback, patched with the project's kernels",
-      caption:
-        `Greedy generation (ms, median of 3) of the Llama-3.1-8B-dimensioned model of python/tests/gpu_bench_apply.py (random weights, eager). overhead %: fallback against unpatched, the paper's "apply overhead"; its claim is < ${PAPER_APPLY.e2eOverheadMaxPct} % (Fig. 8 measured it in SGLang with CUDA graphs, one kernel substituted; here every RMSNorm and linear layer goes through apply()). project speedup: unpatched / project. tokens equal: share of greedy tokens equal to the unpatched model's, fallback / project.${
-          slow
-            ? " slower: a solution computing each gemm several times, its slowdown over the fallback measured end to end / predicted as the sum over calls of its per-call difference (ms)."
-            : ""
-        }`,
+      caption: `Greedy generation (ms, ${
+        rounds
+          ? `median of ${rounds} rounds, the variants interleaved round by round; overhead % and the slower solution's slowdown taken round by round`
+          : "median of 3"
+      }) of the Llama-3.1-8B-dimensioned model of python/tests/gpu_bench_apply.py (random weights, eager). overhead %: fallback against unpatched, the paper's "apply overhead"; its claim is < ${PAPER_APPLY.e2eOverheadMaxPct} % (Fig. 8 measured it in SGLang with CUDA graphs, one kernel substituted; here every RMSNorm and linear layer goes through apply()). project speedup: unpatched / project${
+        triton ? " (CUDA kernels); triton: the same with the project's Triton kernels" : ""
+      }. tokens equal: share of greedy tokens equal to the unpatched model's, fallback / project${
+        triton ? " / triton" : ""
+      }.${
+        slow
+          ? " slower: a solution computing each gemm several times, its slowdown over the fallback measured end to end / predicted as the sum over calls of its per-call difference (ms)."
+          : ""
+      }`,
       columns: [
         "dtype",
         "batch",
@@ -224,6 +245,7 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         "paper overhead %",
         "project ms",
         "project speedup",
+        ...(triton ? ["triton ms", "triton speedup"] : []),
         "tokens equal",
         "project kernels",
         ...(slow ? ["slower: measured / predicted ms"] : []),
@@ -238,7 +260,12 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         "paper overhead %": PAPER_APPLY.fallbackOverheadPct[String(r.batch)] ?? null,
         "project ms": r.project_ms,
         "project speedup": r.project_speedup,
-        "tokens equal": `${r.fallback_tokens_equal ?? "–"} / ${r.project_tokens_equal ?? "–"}`,
+        ...(triton
+          ? { "triton ms": r.triton_ms ?? null, "triton speedup": r.triton_speedup ?? null }
+          : {}),
+        "tokens equal": `${r.fallback_tokens_equal ?? "–"} / ${r.project_tokens_equal ?? "–"}${
+          triton ? ` / ${r.triton_tokens_equal ?? "–"}` : ""
+        }`,
         "project kernels": families(r.project_definitions).join(", "),
         "slower: measured / predicted ms": r.slow_delta_ms === null
           ? null
@@ -246,6 +273,7 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         error: [
           r.fallback_error && `fallback: ${r.fallback_error}`,
           r.project_error && `project: ${r.project_error}`,
+          r.triton_error && `triton: ${r.triton_error}`,
           r.slow_error && `slower: ${r.slow_error}`,
         ]
           .filter(Boolean).join("; ") || null,
@@ -254,6 +282,7 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
   }
   if (a.graphs.length) {
     const errors = a.graphs.some((r) => r.errors.length);
+    const triton = a.graphs.some((r) => r.triton_ms !== undefined);
     tables.push({
       id: `apply_graphs_${runId}`,
       title: "CUDA graphs: one decode-shaped forward replayed, unpatched and patched",
@@ -266,6 +295,7 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         "fallback ms",
         "overhead %",
         "project ms",
+        ...(triton ? ["triton ms"] : []),
         "slower ms",
         "argmax equal",
         "in capture",
@@ -278,6 +308,7 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         "fallback ms": r.fallback_ms,
         "overhead %": r.fallback_overhead_pct,
         "project ms": r.project_ms,
+        ...(triton ? { "triton ms": r.triton_ms ?? null } : {}),
         "slower ms": r.slow_ms,
         "argmax equal": r.fallback_argmax_equal,
         "in capture": r.fallback_in_capture,

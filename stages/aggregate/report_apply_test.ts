@@ -196,3 +196,31 @@ Deno.test("the committed report's first screen carries the apply section of a sh
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+Deno.test("apply tables: the Triton variant and interleaved rounds get their columns and caption only where measured", () => {
+  const measured = ApplyMeasurements.parse({
+    ...MEASURED,
+    e2e: [e2eSummaryRow({
+      rounds: 5,
+      fallback_overhead_iqr_pct: 1.5,
+      triton_ms: 900,
+      triton_speedup: 1.111,
+      triton_tokens_equal: 0.95,
+      triton_definitions: ["rmsnorm_h4096"],
+    })],
+    graphs: [{ dtype: "bfloat16", batch: 1, unpatched_ms: 2, fallback_ms: 2.01, triton_ms: 1.9 }],
+  });
+  const [, e2e, graphs] = applyTables("r3", measured);
+  assertEquals(e2e.columns.slice(7, 10), ["project speedup", "triton ms", "triton speedup"]);
+  assertEquals([e2e.rows[0]["triton ms"], e2e.rows[0]["triton speedup"]], [900, 1.111]);
+  assertEquals(e2e.rows[0]["tokens equal"], "1 / 0.9688 / 0.95");
+  assertMatch(e2e.caption, /median of 5 rounds, the variants interleaved/);
+  assertMatch(e2e.caption, /triton: the same with the project's Triton kernels/);
+  assert(graphs.columns.includes("triton ms"));
+  assertEquals(graphs.rows[0]["triton ms"], 1.9);
+  // Without them (files of before): no Triton column, the caption of blocks of 3.
+  const [, before, beforeGraphs] = applyTables("r1", ApplyMeasurements.parse(MEASURED));
+  assertEquals(before.columns.includes("triton ms"), false);
+  assertEquals(beforeGraphs.columns.includes("triton ms"), false);
+  assertMatch(before.caption, /median of 3\)/);
+});

@@ -60,6 +60,11 @@ const E2eRow = z.object({
   rounds: z.number().int().positive().optional(),
   slow_delta_ms: maybeNum,
   fallback_overhead_iqr_pct: maybeNum,
+  // The project's Triton kernels as a variant of their own (files of after the twelfth session).
+  triton_ms: maybeNum,
+  triton_tokens_equal: maybeNum,
+  triton_hits: hits,
+  triton_error: z.string().optional(),
   slow_predicted_ms: maybeNum,
   slow_error: z.string().optional(),
 }).passthrough().superRefine((r, ctx) => {
@@ -87,6 +92,7 @@ const GraphRow = z.object({
   fallback_argmax_equal: maybeNum,
   fallback_fallback_capture: z.number().int().nonnegative().optional(),
   fallback_overhead_pct: maybeNum,
+  triton_ms: maybeNum,
 }).passthrough();
 
 /** One paged-decoder row: the torch attention fallback against the project's paged kernels. */
@@ -141,6 +147,13 @@ export interface ApplyE2eRow {
   project_hits: number;
   /** The definitions the project's kernels served (hit at least once). */
   project_definitions: string[];
+  /** The same for the project's Triton kernels (present where the file measured them). */
+  triton_ms?: number | null;
+  /** unpatched_ms / triton_ms. */
+  triton_speedup?: number | null;
+  triton_tokens_equal?: number | null;
+  triton_definitions?: string[];
+  triton_error?: string;
   fallback_error?: string;
   project_error?: string;
   /** The deliberately slower solution's slowdown over the fallback, measured end to end (ms). */
@@ -161,6 +174,8 @@ export interface ApplyGraphRow {
   /** 100 × (fallback_ms / unpatched_ms − 1). */
   fallback_overhead_pct: number | null;
   project_ms: number | null;
+  /** The project's Triton kernels (present where the file measured them). */
+  triton_ms?: number | null;
   slow_ms: number | null;
   /** Share of rows whose next-token argmax equals the unpatched graph's, fallback-patched. */
   fallback_argmax_equal: number | null;
@@ -246,6 +261,18 @@ const maxMeasured = (values: (number | null)[]) => {
   return v.length ? Math.max(...v) : null;
 };
 
+/** The Triton variant's fields of a summary row, where the file measured it (else none). */
+function tritonFields(r: z.infer<typeof E2eRow>) {
+  if (r.triton_ms === undefined && r.triton_error === undefined) return {};
+  return {
+    triton_ms: round(r.triton_ms, 2),
+    triton_speedup: r.triton_ms ? round(r.unpatched_ms / r.triton_ms, 3) : null,
+    triton_tokens_equal: round(r.triton_tokens_equal, 4),
+    triton_definitions: Object.keys(r.triton_hits ?? {}).sort(),
+    ...(r.triton_error ? { triton_error: r.triton_error.slice(0, 300) } : {}),
+  };
+}
+
 /** The slower solution's fields of a summary row: measured slowdown, predicted, their ratio. */
 function slowFields(r: z.infer<typeof E2eRow>) {
   // Round by round where the rounds were interleaved; else the difference of the two medians.
@@ -284,6 +311,7 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     project_definitions: Object.keys(r.project_hits ?? {}).sort(),
     ...(r.fallback_error ? { fallback_error: r.fallback_error.slice(0, 300) } : {}),
     ...(r.project_error ? { project_error: r.project_error.slice(0, 300) } : {}),
+    ...tritonFields(r),
     ...slowFields(r),
   }));
   const tokens = measured(e2e.map((r) => r.fallback_tokens_equal));
@@ -299,6 +327,7 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     fallback_ms: round(r.fallback_ms, 4),
     fallback_overhead_pct: round(r.fallback_overhead_pct, 3),
     project_ms: round(r.project_ms, 4),
+    ...(r.triton_ms !== undefined ? { triton_ms: round(r.triton_ms, 4) } : {}),
     slow_ms: round(r.slow_ms, 4),
     fallback_argmax_equal: round(r.fallback_argmax_equal, 4),
     fallback_in_capture: r.fallback_fallback_capture ?? null,

@@ -354,3 +354,27 @@ Deno.test("apply_measurements: interleaved rounds' own slowdown and spread are t
   // A row timed in blocks (no rounds) keeps the difference of the medians, and no spread field.
   assertEquals([s.e2e[1].rounds, s.e2e[1].slow_delta_ms], [undefined, 95]);
 });
+
+Deno.test("apply_measurements: the Triton variant's time, speedup, tokens and kernels are summarised where measured", () => {
+  const bench = JSON.parse(applyBenchText().replaceAll("NaN", "null")) as {
+    e2e: Record<string, unknown>[];
+    graphs: Record<string, unknown>[];
+  };
+  Object.assign(bench.e2e[0], {
+    triton_ms: 1250,
+    triton_tokens_equal: 0.9,
+    triton_hits: { rmsnorm_h4096: 576, gemm_n4096_k4096: 3 },
+  });
+  Object.assign(bench.e2e[1], { triton_error: "CompilationError: boom" });
+  bench.graphs[0].triton_ms = 1.23456;
+  const s = summarizeApplyBench(ApplyBench.parse(bench), "apply_bench.json");
+  assertEquals(
+    [s.e2e[0].triton_ms, s.e2e[0].triton_speedup, s.e2e[0].triton_tokens_equal],
+    [1250, 0.8, 0.9],
+  );
+  assertEquals(s.e2e[0].triton_definitions, ["gemm_n4096_k4096", "rmsnorm_h4096"]);
+  assertEquals([s.e2e[1].triton_ms, s.e2e[1].triton_error], [null, "CompilationError: boom"]);
+  // A row of a file without the variant has none of its fields; the graph row keeps its time.
+  assertEquals("triton_ms" in s.e2e[2], false);
+  assertEquals(s.graphs[0].triton_ms, 1.2346);
+});
