@@ -58,7 +58,47 @@ Deno.test("cells.csv round-trips through the parser, quotes and empty latencies 
   const csv =
     'solution,definition,uuid,status,latency_ms\n"a,b",d,w1,PASSED,0.5\nc,d,w2,COMPILE_ERROR,\n';
   assertEquals(parseCellsCsv(csv), [
-    { solution: "a,b", definition: "d", uuid: "w1", status: "PASSED", latency_ms: 0.5 },
-    { solution: "c", definition: "d", uuid: "w2", status: "COMPILE_ERROR", latency_ms: null },
+    {
+      solution: "a,b",
+      definition: "d",
+      uuid: "w1",
+      status: "PASSED",
+      latency_ms: 0.5,
+      bound: null,
+    },
+    {
+      solution: "c",
+      definition: "d",
+      uuid: "w2",
+      status: "COMPILE_ERROR",
+      latency_ms: null,
+      bound: null,
+    },
   ]);
+  // The bound column (reports of the twelfth session on) is read where present.
+  const withBound = "solution,definition,uuid,status,latency_ms,bound\na,d,w1,PASSED,0.5,host\n";
+  assertEquals(parseCellsCsv(withBound)[0].bound, "host");
+});
+
+Deno.test("per kind of cell: a host-bound cell is held to the host-bound spread, a device-bound one to its own", () => {
+  const cell = (uuid: string, ms: number, bound: string | null) => ({
+    solution: "s",
+    definition: "d",
+    uuid,
+    status: "PASSED",
+    latency_ms: ms,
+    bound,
+  });
+  const shipped = [cell("h", 1, "host"), cell("v", 1, "device"), cell("u", 1, null)];
+  // Each 10 % slower: within the host-bound 15 %, outside the device-bound 2.6 %; a cell of unknown
+  // kind is held to the larger.
+  const now = [cell("h", 1.1, "host"), cell("v", 1.1, "device"), cell("u", 1.1, null)];
+  const c = compareCells(shipped, now, { device: 2.6, host: 15 }, 0.5);
+  assertEquals(c.outside.map((d) => [d.uuid, d.bound]), [["v", "device"]]);
+  assertEquals(c.within, 2);
+  const lines = comparisonLines(c, "run-a");
+  assertMatch(lines[0], /2 within ±2\.6 % device-bound, ±15 % host-bound, 1 outside/);
+  assertMatch(lines[1], /OUTSIDE .* \(\+10 %, device-bound\)$/);
+  // One number for every cell, as before.
+  assertEquals(compareCells(shipped, now, 5, 0.5).outside.length, 3);
 });

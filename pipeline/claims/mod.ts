@@ -12,4 +12,6 @@ export {
   type Comparison,
   comparisonLines,
   parseCellsCsv,
+  type Tolerance,
+  toleranceText,
 } from "./compare.ts";

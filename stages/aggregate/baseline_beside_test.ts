@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 import type { Fragment } from "./load.ts";
-import { sideBaselineLatency } from "./load_derived.ts";
+import { cellBound, sideBaselineLatency } from "./load_derived.ts";
 import { AggregateParams } from "./params.ts";
 import { runAggregate } from "./stage.ts";
 
@@ -88,4 +88,21 @@ Deno.test("a baseline timed beside a candidate: the harness's ratio times the ca
     sideBaselineLatency({ details: { baseline_error: "RUNTIME_ERROR" } as never }),
     null,
   );
+});
+
+Deno.test("what bounds a timed cell: host where its host submission took 0.8 of its median or more", () => {
+  const timing = (host: unknown, median: unknown) => ({
+    details: {
+      candidate: { median_ms: median },
+      gate: { candidate: { host_submit_median_ms: host } },
+    },
+  });
+  assertEquals(cellBound(timing(0.9, 1)), "host");
+  assertEquals(cellBound(timing(0.8, 1)), "host");
+  assertEquals(cellBound(timing(0.5, 1)), "device");
+  assertEquals(cellBound(timing(0, 1)), "device");
+  // Not recorded (a CPU run, a file of before the gate) or nonsense: unknown, not guessed.
+  assertEquals(cellBound(timing(undefined, 1)), null);
+  assertEquals(cellBound(timing(0.5, 0)), null);
+  assertEquals(cellBound({}), null);
 });

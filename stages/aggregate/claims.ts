@@ -155,8 +155,10 @@ export async function runClaimInputs(
   }
   const cells = (await all(
     conn,
-    "SELECT solution, definition, uuid, status, latency_ms FROM cells ORDER BY solution, definition, uuid",
-  )).map((r) => [r.solution, r.definition, r.uuid, r.status, r.latency_ms]);
+    `SELECT c.solution, c.definition, c.uuid, c.status, c.latency_ms, b.bound
+       FROM cells c LEFT JOIN (SELECT solution, uuid, any_value(bound) AS bound FROM cell_bound GROUP BY ALL) b
+       USING (solution, uuid) ORDER BY solution, definition, uuid`,
+  )).map((r) => [r.solution, r.definition, r.uuid, r.status, r.latency_ms, r.bound]);
   return { values, met, cells, facts };
 }
 
@@ -235,7 +237,11 @@ async function crossRunValues(file: ClaimsFile, runs: ClaimRun[], primary: strin
     );
     for (const r of runs) {
       await appendRows(db.conn, "runs", [[r.id, r.gpu]]);
-      await appendRows(db.conn, "run_cells", r.inputs.cells.map((c) => [r.id, r.gpu, ...c]));
+      await appendRows(
+        db.conn,
+        "run_cells",
+        r.inputs.cells.map((c) => [r.id, r.gpu, ...c.slice(0, 5)]),
+      );
     }
     for (const c of claims) {
       out[c.id] = await queryValue(db.conn, substitute(c.sql, { root, run: primary }));

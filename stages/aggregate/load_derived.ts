@@ -1,8 +1,9 @@
 /**
  * The load steps that derive rows from what load.ts and load_traces.ts read: the solutions generate
  * rejected (one COMPILE_ERROR run on every judged workload of their definition), the first error of
- * every COMPILE_ERROR log (compile_errors.ts), and the baseline latencies the time stage measured
- * beside each candidate (timing.json), which stand in where the baseline has no trace of its own.
+ * every COMPILE_ERROR log (compile_errors.ts), the baseline latencies the time stage measured
+ * beside each candidate (timing.json), which stand in where the baseline has no trace of its own,
+ * and what bounds each timed cell (host or device, from the same file).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -67,9 +68,32 @@ interface TimeSummary {
 
 /** The part of a time cell's timing.json (the harness's result) read here. */
 interface Timing {
+  solution?: unknown;
   workload?: unknown;
   evaluation?: { performance?: { latency_ms?: unknown } | null } | null;
-  details?: { baseline?: { median_ms?: unknown } | null; speedup_vs_baseline?: unknown } | null;
+  details?: {
+    baseline?: { median_ms?: unknown } | null;
+    speedup_vs_baseline?: unknown;
+    candidate?: { median_ms?: unknown } | null;
+    gate?: { candidate?: { host_submit_median_ms?: unknown } | null } | null;
+  } | null;
+}
+
+/** A host submission at least this share of the median makes a cell host-bound. */
+export const HOST_BOUND_SHARE = 0.8;
+
+/**
+ * What bounds a timed cell: "host" where the candidate's host submission (the gate's
+ * host_submit_median_ms) took at least HOST_BOUND_SHARE of its median, "device" otherwise, null
+ * where the harness recorded neither (a CPU run, or a timing.json of before the gate).
+ */
+export function cellBound(t: Timing): "host" | "device" | null {
+  const host = t.details?.gate?.candidate?.host_submit_median_ms;
+  const median = t.details?.candidate?.median_ms;
+  if (typeof host !== "number" || !Number.isFinite(host) || host < 0 || !positive(median)) {
+    return null;
+  }
+  return host >= HOST_BOUND_SHARE * median ? "host" : "device";
 }
 
 const positive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
@@ -98,13 +122,20 @@ export async function loadSideBaselines(
   diags: Diagnostic[],
 ): Promise<number> {
   const rows: unknown[][] = [];
+  const bounds: unknown[][] = [];
   for (const f of fragments) {
     const path = join(f.dir, "timing.json");
     const s = (f.summary ?? null) as TimeSummary | null;
-    if (!s || typeof s.baseline !== "string" || !existsSync(path)) continue;
+    if (!s || !existsSync(path)) continue;
     const file = displayName(f, path);
     const t = parseJsonOrDiagnose(readFileSync(path, "utf8"), file, diags) as Timing | undefined;
     if (t === undefined) continue;
+    // Every timed cell's bound (cell_bound), the baseline's or not.
+    const bound = cellBound(t);
+    if (bound && typeof t.solution === "string" && typeof t.workload === "string") {
+      bounds.push([t.solution, t.workload, bound]);
+    }
+    if (typeof s.baseline !== "string") continue;
     const base = sols.get(s.baseline);
     const uuid = typeof t.workload === "string" ? t.workload : s.workload;
     const lat = sideBaselineLatency(t);
@@ -122,5 +153,6 @@ export async function loadSideBaselines(
     rows.push([base.definition, uuid, base.name, lat, file]);
   }
   await appendRows(conn, "side_baseline", rows);
+  await appendRows(conn, "cell_bound", bounds);
   return rows.length;
 }

@@ -234,7 +234,7 @@ export async function buildMultiRunReport(input: MultiRunInput): Promise<MultiRu
   return { summaries, claims: claimResults.map((c) => ({ id: c.id, status: c.status })) };
 }
 
-const CELL_COLUMNS = ["solution", "definition", "uuid", "status", "latency_ms"];
+const CELL_COLUMNS = ["solution", "definition", "uuid", "status", "latency_ms", "bound"];
 
 /** A run's cells (solution, definition, workload uuid, status, latency) as a table. */
 function cellsTable(cells: unknown[][]): Table {
@@ -242,7 +242,7 @@ function cellsTable(cells: unknown[][]): Table {
     id: "cells",
     title: "Cells",
     caption:
-      "Each (solution, workload) cell: its status and its latency (the minimum over its timed runs).",
+      "Each (solution, workload) cell: its status, its latency (the minimum over its timed runs) and what bounded its time (host: the call's host submission took at least 0.8 of its median; device; empty where the harness did not record it).",
     columns: CELL_COLUMNS,
     rows: cells.map((c) => Object.fromEntries(CELL_COLUMNS.map((k, i) => [k, c[i]]))),
   };

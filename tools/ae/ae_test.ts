@@ -41,11 +41,15 @@ Deno.test("kick: a pure cell whose digest changed, went missing or is new is nam
   assertEquals(digestDiffs(want, { ...want }), []);
 });
 
-Deno.test("ae:full compares within the largest run-to-run p90 a shipped run measured", () => {
+Deno.test("ae:full compares within the run-to-run p90 a shipped run measured, per kind of cell where it has both", () => {
   assertEquals(
     measuredSpread({
       run_to_run: { p90_pct: 3.1, device_bound: { p90_pct: 2.6 }, host_bound: { p90_pct: 15 } },
     }),
+    { device: 2.6, host: 15 },
+  );
+  assertEquals(
+    measuredSpread({ run_to_run: { p90_pct: 3.1, host_bound: { p90_pct: 15 } } }),
     15,
   );
   assertEquals(measuredSpread({ run_to_run: { p90_pct: 3.1 } }), 3.1);

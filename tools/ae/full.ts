@@ -15,19 +15,30 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { discoverToolchain, REPO_ROOT } from "../../pipeline/engine/mod.ts";
-import { compareCells, comparisonLines, parseCellsCsv } from "../../pipeline/claims/mod.ts";
+import {
+  compareCells,
+  comparisonLines,
+  parseCellsCsv,
+  type Tolerance,
+  toleranceText,
+} from "../../pipeline/claims/mod.ts";
 import { listShippedRuns, publishTarget, THIS_MACHINE } from "../../stages/aggregate/mod.ts";
 
-/** The spread a shipped run measured between two runs (the largest p90 it records), in %. */
-export function measuredSpread(measurements: Record<string, unknown>): number | null {
+/**
+ * The spread a shipped run measured between two runs, in %: the p90 of each kind of cell where it
+ * records both (device-bound and host-bound), else the largest p90 it records; null without any.
+ */
+export function measuredSpread(measurements: Record<string, unknown>): Tolerance | null {
   const r = measurements.run_to_run as Record<string, unknown> | undefined;
   if (!r) return null;
-  const p90s = [
-    r.p90_pct,
-    (r.host_bound as Record<string, unknown>)?.p90_pct,
-    (r.device_bound as Record<string, unknown>)?.p90_pct,
-  ].filter((v) => typeof v === "number");
-  return p90s.length ? Math.max(...(p90s as number[])) : null;
+  const p90 = (o: unknown) => {
+    const v = (o as Record<string, unknown> | undefined)?.p90_pct;
+    return typeof v === "number" ? v : null;
+  };
+  const device = p90(r.device_bound), host = p90(r.host_bound);
+  if (device !== null && host !== null) return { device, host };
+  const p90s = [p90(r), device, host].filter((v): v is number => v !== null);
+  return p90s.length ? Math.max(...p90s) : null;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -126,7 +137,11 @@ export function compareWithShipped(
     tolerance,
     opts.maxOutside,
   );
-  lines.push(`== each cell's median against ${ref.id} (±${tolerance} %: its measured spread)`);
+  lines.push(
+    `== each cell's median against ${ref.id} (${toleranceText(tolerance)}: ${
+      opts.tolerance !== undefined ? "--tolerance" : "its measured spread"
+    })`,
+  );
   lines.push(...comparisonLines(c, ref.id));
   return { lines, reproduced: c.reproduced };
 }
