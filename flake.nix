@@ -36,6 +36,8 @@
           cuda.libcublas
           pkgs.ninja
           pkgs.git
+          pkgs.gnutar # shipped runs pack their bulky cells as cells.tar.xz (results/README.md)
+          pkgs.xz
         ];
       in
       {
