@@ -26,3 +26,12 @@ done >"$list"
 tar cf - -T "$list" | xz -T0 -6 >"$out/store.tar.xz"
 rm -f "$list"
 ls -l "$out"
+# What a device call carries: the working tree as git sees it (tracked and untracked, not ignored),
+# .device/ and zod's three paths. The device tool refuses a call over 64 MiB.
+cd "$root"
+tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+dev=$(du -cb "$out"/* | tail -1 | cut -f1)
+zod=$(du -cb node_modules/zod/package.json node_modules/zod/index.js node_modules/zod/v4 | tail -1 | cut -f1)
+total=$((tree + dev + zod))
+echo "a device call carries $((total / 1048576)) MiB: tree $((tree / 1048576)), .device $((dev / 1048576)), zod $((zod / 1048576)) (limit 64 MiB)"
+[ "$total" -le $((64 * 1048576)) ] || echo "over the device tool's 64 MiB: leave gpu-builds.tar.xz out, or pack results (results/README.md)" >&2
