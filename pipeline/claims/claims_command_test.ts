@@ -124,6 +124,12 @@ Deno.test("tp claims on the shipped H100 runs decides the paper's tables, apply(
     line(r.out, "project.repeatability"),
     /^(PASS|FAIL) +project\.repeatability +ours \d/,
   );
+  // The tail check charged honest cells in that run (fixed after it): the claim says so; the
+  // earlier run kept no timing.json, so there it is NOT RUN.
+  assertMatch(
+    line(r.out, "project.fidelity.tail_check_honest"),
+    /^FAIL +project\.fidelity\.tail_check_honest +ours \d+ cells/,
+  );
   // The run's builds were cold: it does not measure the warm-build throughput claim.
   assertMatch(line(r.out, "project.throughput"), /NOT RUN .*builds were cold/);
   assertEquals(r.err, []);
@@ -141,4 +147,8 @@ Deno.test("tp claims on the shipped H100 runs decides the paper's tables, apply(
     /^(PASS|FAIL) +paper\.apply\.additivity +ours \d/,
   );
   assertMatch(line(earlier.out, "project.throughput"), /^PASS +project\.throughput +ours 86\.7/);
+  assertMatch(
+    line(earlier.out, "project.fidelity.tail_check_honest"),
+    /^NOT RUN .* — no timing\.json in this run/,
+  );
 });

@@ -156,7 +156,7 @@ export async function runClaimInputs(
   const cells = (await all(
     conn,
     `SELECT c.solution, c.definition, c.uuid, c.status, c.latency_ms, b.bound
-       FROM cells c LEFT JOIN (SELECT solution, uuid, any_value(bound) AS bound FROM cell_bound GROUP BY ALL) b
+       FROM cells c LEFT JOIN (SELECT solution, uuid, any_value(bound) AS bound FROM cell_timing GROUP BY ALL) b
        USING (solution, uuid) ORDER BY solution, definition, uuid`,
   )).map((r) => [r.solution, r.definition, r.uuid, r.status, r.latency_ms, r.bound]);
   return { values, met, cells, facts };

@@ -51,7 +51,7 @@ export async function columnsOf(conn: DuckDBConnection, sql: string): Promise<st
   return reader.columnNames();
 }
 
-const APPENDED_TYPES = ["VARCHAR", "DOUBLE", "INTEGER", "BIGINT"] as const;
+const APPENDED_TYPES = ["VARCHAR", "DOUBLE", "INTEGER", "BIGINT", "BOOLEAN"] as const;
 /** SQL type of an appended column, as far as the appender needs to know. */
 type ColType = typeof APPENDED_TYPES[number];
 
@@ -95,6 +95,7 @@ export async function appendRows(
         } else if (t === "VARCHAR") app.appendVarchar(String(v));
         else if (t === "DOUBLE") app.appendDouble(Number(v));
         else if (t === "INTEGER") app.appendInteger(Number(v));
+        else if (t === "BOOLEAN") app.appendBoolean(Boolean(v));
         else app.appendBigInt(BigInt(Math.trunc(Number(v))));
       });
       app.endRow();

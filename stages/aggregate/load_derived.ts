@@ -3,7 +3,8 @@
  * rejected (one COMPILE_ERROR run on every judged workload of their definition), the first error of
  * every COMPILE_ERROR log (compile_errors.ts), the baseline latencies the time stage measured
  * beside each candidate (timing.json), which stand in where the baseline has no trace of its own,
- * and what bounds each timed cell (host or device, from the same file).
+ * and, from the same file, what bounds each timed cell (host or device) and whether the tail check
+ * charged it.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -72,12 +73,16 @@ interface Timing {
   workload?: unknown;
   evaluation?: { performance?: { latency_ms?: unknown } | null } | null;
   details?: {
+    rigor?: unknown;
     baseline?: { median_ms?: unknown } | null;
     speedup_vs_baseline?: unknown;
     candidate?: { median_ms?: unknown } | null;
     gate?: { candidate?: { host_submit_median_ms?: unknown } | null } | null;
   } | null;
 }
+
+/** The rigor tag of a cell the tail check charged for work left running after it returned. */
+const TAIL_CHARGE = "async_work_after_return";
 
 /** A host submission at least this share of the median makes a cell host-bound. */
 export const HOST_BOUND_SHARE = 0.8;
@@ -122,7 +127,7 @@ export async function loadSideBaselines(
   diags: Diagnostic[],
 ): Promise<number> {
   const rows: unknown[][] = [];
-  const bounds: unknown[][] = [];
+  const timings: unknown[][] = [];
   for (const f of fragments) {
     const path = join(f.dir, "timing.json");
     const s = (f.summary ?? null) as TimeSummary | null;
@@ -130,10 +135,10 @@ export async function loadSideBaselines(
     const file = displayName(f, path);
     const t = parseJsonOrDiagnose(readFileSync(path, "utf8"), file, diags) as Timing | undefined;
     if (t === undefined) continue;
-    // Every timed cell's bound (cell_bound), the baseline's or not.
-    const bound = cellBound(t);
-    if (bound && typeof t.solution === "string" && typeof t.workload === "string") {
-      bounds.push([t.solution, t.workload, bound]);
+    // Every timed cell's bound and tail charge (cell_timing), the baseline's or not.
+    if (typeof t.solution === "string" && typeof t.workload === "string") {
+      const rigor = Array.isArray(t.details?.rigor) ? t.details.rigor : [];
+      timings.push([t.solution, t.workload, cellBound(t), rigor.includes(TAIL_CHARGE)]);
     }
     if (typeof s.baseline !== "string") continue;
     const base = sols.get(s.baseline);
@@ -153,6 +158,6 @@ export async function loadSideBaselines(
     rows.push([base.definition, uuid, base.name, lat, file]);
   }
   await appendRows(conn, "side_baseline", rows);
-  await appendRows(conn, "cell_bound", bounds);
+  await appendRows(conn, "cell_timing", timings);
   return rows.length;
 }

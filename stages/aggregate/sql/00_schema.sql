@@ -20,9 +20,11 @@ CREATE TABLE trace_files (file VARCHAR, path VARCHAR, bytes BIGINT, link VARCHAR
 -- The baseline as the time stage measured it beside each candidate (timing.json's details.baseline), for
 -- the workloads whose baseline has no trace of its own (an authors filter kept it out of verify and time).
 CREATE TABLE side_baseline (definition VARCHAR, uuid VARCHAR, solution VARCHAR, latency_ms DOUBLE, file VARCHAR);
--- What bounds each timed cell (timing.json): 'host' where the call's host submission took at least 0.8 of
--- the candidate's median (host-bound: its time moves with the host's speed), else 'device'.
-CREATE TABLE cell_bound (solution VARCHAR, uuid VARCHAR, bound VARCHAR);
+-- What the time stage's timing.json says of each timed cell beyond its trace: bound, 'host' where the
+-- call's host submission took at least 0.8 of the candidate's median (its time moves with the host's
+-- speed), 'device' otherwise, NULL unrecorded; tail_charged, whether the tail check charged the cell for
+-- work left running after it returned (rigor async_work_after_return).
+CREATE TABLE cell_timing (solution VARCHAR, uuid VARCHAR, bound VARCHAR, tail_charged BOOLEAN);
 CREATE TABLE provenance (stage VARCHAR, cell_id VARCHAR, cell_key VARCHAR, dir VARCHAR, doc VARCHAR);
 CREATE TABLE diagnostics (level VARCHAR, file VARCHAR, line INTEGER, path VARCHAR, message VARCHAR);
 -- The first error of each distinct COMPILE_ERROR log and its category (compile_errors.ts): a log is
