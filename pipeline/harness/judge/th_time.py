@@ -234,13 +234,17 @@ def _measure(ctx, tcfg, roles, base_req, details, sol, wl):
 
 
 def _noop_overhead(ctx, noop, base_req, cache, details):
-    """Empty-call floor: the fixed cost of the measurement itself (sync + event round trip), measured once per
-    workload with the no-op binding; its tails are the honest tails charge_async_work compares with."""
+    """Empty-call floor: the fixed cost of the measurement itself (sync + event round trip), measured in every
+    cell with the no-op binding (about 20 ms); its tails are among the honest tails charge_async_work compares
+    with. Measured once per workload, they were the tails of the workload's first cell: on an H100 the tails of
+    honest calls grew over a workload's cells (torch.matmul's own from 16 us to 28-52 us), and later cells were
+    charged against the early figure (BENCHMARKS.md, "Twelfth session"). Where the no-op cannot run, the
+    workload's last figures stand in."""
     t_phase = time.monotonic()
-    e = noop.ensure() if "overhead_ms" not in cache else True
-    if e is True:
-        details["overhead_ms"] = cache["overhead_ms"]
-    elif not e:
+    if noop.ensure():  # the no-op's worker failed: the workload's last figures, if any
+        if "overhead_ms" in cache:
+            details["overhead_ms"] = cache["overhead_ms"]
+    else:
         rep, er = noop.call(dict(base_req, op="time", perturb_idx=[], warmup_calls=5, warmup_ms=5, min_samples=30,
                                  max_samples=200, max_seconds=2, target_rel_stderr=0.01, call_offset=0,
                                  binding="noop"), ctx.timeout)
