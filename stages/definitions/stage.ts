@@ -4,6 +4,7 @@
  * valid ones in canonical form as a TraceSet fragment for later stages. Invalid files are
  * reported and left out; the rest of the set goes on.
  */
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import {
@@ -11,6 +12,7 @@ import {
   type Diagnostic,
   formatDiagnostic,
   pathDigest,
+  PipelineError,
   writeFileAtomic,
 } from "../../pipeline/engine/mod.ts";
 import { findPython } from "../../pipeline/lib/mod.ts";
@@ -124,8 +126,19 @@ export const definitionsStage = defineStage<DefinitionsParams>({
   toolchainFacts: (tc) => ({ pythonSyntax: tc.python?.version ?? null }),
   plan(ctx) {
     const inputs: Record<string, string> = {};
-    for (const r of [...ctx.params.roots, ...ctx.params.supplements]) {
-      inputs[r] = pathDigest(join(ctx.root, r, "definitions"));
+    const named = [
+      ...ctx.params.roots.map((r, i) => [r, `roots[${i}]`]),
+      ...ctx.params.supplements.map((r, i) => [r, `supplements[${i}]`]),
+    ];
+    for (const [r, param] of named) {
+      const dir = join(ctx.root, r, "definitions");
+      // A root without definitions/ is a mistyped path, not an empty set: say so in one line.
+      if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+        throw new PipelineError(
+          `definitions.${param}: "${r}" has no definitions/ folder (a TraceSet root holds one)`,
+        );
+      }
+      inputs[r] = pathDigest(dir);
     }
     return Promise.resolve([{ id: "all", params: ctx.params, inputs }]);
   },

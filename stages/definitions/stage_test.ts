@@ -1,10 +1,14 @@
 /**
- * The definitions stage's loading: roots in order, a name defined twice is an error, and supplements
- * (an engine dump's own definitions) fill in only the names the roots lack.
+ * The definitions stage's loading: roots in order, a name defined twice is an error, supplements
+ * (an engine dump's own definitions) fill in only the names the roots lack, and a root that holds no
+ * definitions/ folder stops the run in one line.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { REPO_ROOT } from "../../pipeline/engine/mod.ts";
+import { runCli } from "../../tests/cli.ts";
 import { loadDefinitions } from "./stage.ts";
 
 const DATA = join(REPO_ROOT, "data");
@@ -34,4 +38,32 @@ Deno.test("supplements: a traced dump's definitions fill in the shapes the datas
   const twice = await loadDefinitions([DATA, DUMP], [], null);
   const dup = twice.diagnostics.filter((d) => /duplicate definition/.test(d.message));
   assertEquals(dup.length, 7);
+});
+
+Deno.test("a definitions root or supplement with no definitions/ folder is one line naming the param, exit 2", async () => {
+  const store = mkdtempSync(join(tmpdir(), "tp-defs-"));
+  try {
+    for (
+      const [set, want] of [
+        ['definitions.roots=["data","data/nope"]', 'definitions.roots[1]: "data/nope" has no'],
+        ['definitions.supplements=["nope"]', 'definitions.supplements[0]: "nope" has no'],
+      ]
+    ) {
+      const r = await runCli([
+        "reproduce",
+        "--store",
+        store,
+        "--only",
+        "definitions",
+        "--set",
+        set,
+      ]);
+      assertEquals(r.code, 2, r.text);
+      const lines = r.err.trim().split("\n");
+      assertEquals(lines.length, 1, r.err);
+      assert(lines[0].startsWith(`error: ${want} definitions/ folder`), lines[0]);
+    }
+  } finally {
+    rmSync(store, { recursive: true, force: true });
+  }
 });
