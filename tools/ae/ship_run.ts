@@ -121,9 +121,18 @@ function main(args: string[]): number {
     },
   });
   if (values.pack) {
-    const packed = packRunCells(values.pack);
-    console.log(`${values.pack}: packed ${packed.join(", ") || "nothing"} into ${PACKED_CELLS}`);
-    return 0;
+    if (!existsSync(join(values.pack, "run.json"))) {
+      console.error(`${values.pack}: no run.json there (a run folder: run.json and cells/)`);
+      return 2;
+    }
+    try {
+      const packed = packRunCells(values.pack);
+      console.log(`${values.pack}: packed ${packed.join(", ") || "nothing"} into ${PACKED_CELLS}`);
+      return 0;
+    } catch (e) {
+      console.error((e as Error).message);
+      return 2;
+    }
   }
   if (!values.store || !values["run-json"]) {
     console.error("usage: ship_run.ts --store DIR --run-json FILE [--out DIR] [--traces-from DIR]");
