@@ -31,7 +31,12 @@ import {
 
 /** Params of the compile stage. */
 export const CompileParams = SelectionParams.extend({
-  /** Harness processes building at once (each builds its definition's solutions in parallel). */
+  /**
+   * Harness processes building at once (each builds its definition's solutions in parallel), at
+   * most one per core. A definition's builds take about a minute of one nvcc each, and most
+   * definitions have 3-4 of them: two at a time left most of a 16-core GPU machine idle (cold
+   * compile of the default profile 614 s, BENCHMARKS.md "Twelfth session").
+   */
   parallel_definitions: z.number().int().positive().default(2),
   /** Per-solution build time limit, in seconds. */
   compile_timeout_s: z.number().positive().default(600),
@@ -80,7 +85,7 @@ export const compileStage = defineStage<CompileParams>({
     const groups = groupBy(jobs, (j) => (j.plan.payload as Payload).definition.name);
     await mapWithSessions(
       [...groups.values()],
-      ctx.params.parallel_definitions,
+      Math.max(1, Math.min(ctx.params.parallel_definitions, navigator.hardwareConcurrency || 1)),
       async (group: CellJob[], session) => {
         const { definition } = group[0].plan.payload as Payload;
         const result = await session.run("compile", {
