@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from gpu_common import (device_ms, fallback_solutions, hf_greedy, interleaved, llama_config, llama_definitions,
-                        make_llama, paired, predicted_slow_delta_ms, project_solutions, slow_solutions, timed,
+                        make_llama, once, paired, predicted_slow_delta_ms, project_solutions, slow_solutions, timed,
                         write_pinned)
 from helpers import gemm_def, solution, write_set
 from tracepipe_apply import apply, disable_apply, enable_apply, get_runtime, loader, patch_llama, reset_stats, stats
@@ -235,15 +235,6 @@ def bench_e2e(tmp, cfg, model32, steps, batches, traceset, with_slow=True, round
                   f"{''.join(f'  {k}: {v}' for k, v in row.items() if k.endswith('_error'))}", flush=True)
         del model
         torch.cuda.empty_cache()
-
-
-def once(fn):
-    """(seconds, result) of one call of fn, the GPU synchronised around it."""
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    res = fn()
-    torch.cuda.synchronize()
-    return time.perf_counter() - t0, res
 
 
 def graph_forward_ms(model, ids, reps=20):

@@ -58,16 +58,22 @@ def hf_greedy(model, prompts, steps):
     return torch.stack(toks, 1), steps
 
 
+def once(fn):
+    """(seconds, result) of one call of fn, the GPU synchronised around it."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    res = fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0, res
+
+
 def timed(fn, repeats=3):
     """(median seconds, result) of fn() after one warm-up call, the GPU synchronised around each."""
     res = fn()
     times = []
     for _ in range(repeats):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        res = fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+        t, res = once(fn)
+        times.append(t)
     return sorted(times)[len(times) // 2], res
 
 

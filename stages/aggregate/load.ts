@@ -27,7 +27,7 @@ import {
   reloadTracesViaJs,
   type TraceFile,
 } from "./load_traces.ts";
-import { classifyCompileErrors, expandRejectedTraces, loadSideBaselines } from "./load_derived.ts";
+import { classifyCompileErrors, expandRejectedTraces, loadTimings } from "./load_derived.ts";
 import type { AggregateParams } from "./params.ts";
 import { workloadCost } from "./roofline.ts";
 
@@ -108,7 +108,7 @@ export async function loadDatabase(
   const read = await countTraces(conn);
   const rejected = await expandRejectedTraces(conn);
   await classifyCompileErrors(conn);
-  const sideBaselines = await loadSideBaselines(conn, fragments, cat.sols, cat.diags);
+  const sideBaselines = await loadTimings(conn, fragments, cat.sols, cat.diags);
   lap(
     `rejected solutions (${rejected}), compile-error classes, baselines timed beside candidates (${sideBaselines})`,
   );

@@ -85,7 +85,7 @@ interface Timing {
 const TAIL_CHARGE = "async_work_after_return";
 
 /** A host submission at least this share of the median makes a cell host-bound. */
-export const HOST_BOUND_SHARE = 0.8;
+const HOST_BOUND_SHARE = 0.8;
 
 /**
  * What bounds a timed cell: "host" where the candidate's host submission (the gate's
@@ -117,10 +117,12 @@ export function sideBaselineLatency(t: Timing): number | null {
 }
 
 /**
- * Reads the baseline timings of every time cell (timing.json at the cell's root, the baseline's name
- * in its summary) into side_baseline. A cell whose timing.json does not parse is a diagnostic.
+ * Reads every time cell's timing.json (at the cell's root) once: what bounds the cell and whether the
+ * tail check charged it into cell_timing, and the baseline timed beside the candidate (its name in
+ * the cell's summary) into side_baseline. A cell whose timing.json does not parse is a diagnostic.
+ * Returns the side_baseline rows written.
  */
-export async function loadSideBaselines(
+export async function loadTimings(
   conn: DuckDBConnection,
   fragments: Fragment[],
   sols: Map<string, Solution>,
