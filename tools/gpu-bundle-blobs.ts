@@ -5,6 +5,10 @@
  * extracted blob overruns what one device call may carry (64 MiB); `tools/gpu-bundle.sh` packs these.
  *
  * Usage: deno run -A tools/gpu-bundle-blobs.ts STORE_ROOT [DEFINITION_REGEX]
+ *
+ * With `PROFILE=FILE` in the environment, verify's parameters come from that profile's `verify`
+ * section (the regex argument still wins): a profile that judges every workload
+ * (`max_workloads: 0`, as the decode characterization does) must carry every workload's blobs.
  */
 import { relative, resolve } from "node:path";
 import { Store } from "../pipeline/engine/mod.ts";
@@ -28,7 +32,22 @@ for (const stage of ["definitions", "extract", "generate"]) {
   }
   upstream[stage] = results;
 }
-const params = VerifyParams.parse(regex ? { definition_regex: regex } : {});
+const profilePath = Deno.env.get("PROFILE");
+let profileVerify: Record<string, unknown> = {};
+if (profilePath) {
+  try {
+    profileVerify = JSON.parse(Deno.readTextFileSync(profilePath)).verify ?? {};
+  } catch (e) {
+    console.error(
+      `${profilePath}: cannot read the profile's verify section: ${(e as Error).message}`,
+    );
+    Deno.exit(2);
+  }
+}
+const params = VerifyParams.parse({
+  ...profileVerify,
+  ...(regex ? { definition_regex: regex } : {}),
+});
 const merged = mergeUpstream(upstream, ["definitions", "extract", "generate"]);
 const corpusRoots = corpusRootsOf(upstream);
 const definitions = new Set(selectSolutions(merged, params).map((s) => s.definition.name));

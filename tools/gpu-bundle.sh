@@ -2,12 +2,15 @@
 # Packs what a GPU machine needs to run `reproduce --from compile --to time` against this machine's
 # store: the Deno binary and the definitions/extract/generate cells, with only the safetensors blobs
 # verify will read (of the definitions matching $1, default all; tools/gpu-bundle-blobs.ts), to keep
-# the bundle small. Writes .device/{deno.xz,store.tar.xz}.
+# the bundle small (PROFILE=FILE: with that profile's verify parameters). Writes
+# .device/{deno.xz,store.tar.xz}.
 # See docs/GPU.md for the whole round trip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 store=${STORE:-$root/.tracepipe/store}
 out=$root/.device
+# the blob lister runs inside the store, so the profile's path must not be relative
+[ -z "${PROFILE:-}" ] || export PROFILE=$(realpath "$PROFILE")
 mkdir -p "$out"
 # The x86 branch filter and preset 9e make the binary about 2 MB smaller than plain -6 (28.8 against
 # 30.7 MB for Deno 2.9.6), which counts where what travels to the GPU machine is capped; it takes a
