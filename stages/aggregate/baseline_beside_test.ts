@@ -106,3 +106,24 @@ Deno.test("what bounds a timed cell: host where its host submission took 0.8 of 
   assertEquals(cellBound(timing(0.5, 0)), null);
   assertEquals(cellBound({}), null);
 });
+
+Deno.test("what bounds a timed cell: the gate's own counts, where it recorded them, decide", () => {
+  const timing = (opened: unknown, expired: unknown, host = 0.9) => ({
+    details: {
+      candidate: { median_ms: 1 },
+      gate: {
+        candidate: { host_submit_median_ms: host, opened_by_host: opened, hold_expired: expired },
+      },
+    },
+  });
+  // A host submission of 0.9 of the median, but the host opened the gate in most samples: device.
+  assertEquals(cellBound(timing(84, 0)), "device");
+  assertEquals(cellBound(timing(20, 19)), "device");
+  assertEquals(cellBound(timing(20, 20)), "device");
+  assertEquals(cellBound(timing(14, 52, 0.1)), "host");
+  // No counted sample (or counts that are not counts): the host-submission share decides.
+  assertEquals(cellBound(timing(0, 0)), "host");
+  assertEquals(cellBound(timing(0, 0, 0.5)), "device");
+  assertEquals(cellBound(timing(-1, 3, 0.5)), "device");
+  assertEquals(cellBound(timing("3", 5, 0.5)), "device");
+});

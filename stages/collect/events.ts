@@ -4,15 +4,8 @@
  * rows never cross the JS boundary one value at a time.
  */
 import { openDuckDB } from "../../pipeline/lib/duckdb.ts";
-import {
-  BOOLEAN,
-  DOUBLE,
-  type DuckDBConnection,
-  DuckDBDataChunk,
-  type DuckDBType,
-  INTEGER,
-  VARCHAR,
-} from "@duckdb/node-api";
+// Types only: the package loads when a table is written (pipeline/lib/duckdb.ts says why).
+import type { DuckDBConnection, DuckDBType } from "@duckdb/node-api";
 import type { EngineConfig, ModelShape, SimResult } from "../../pipeline/serving/mod.ts";
 
 /** Appends columns (equal length) to an existing table in chunks of 2048 rows. */
@@ -22,6 +15,7 @@ export async function appendColumns(
   types: DuckDBType[],
   columns: ReadonlyArray<ArrayLike<number | string | boolean | null>>,
 ): Promise<void> {
+  const { DuckDBDataChunk } = await import("@duckdb/node-api");
   const n = columns[0]?.length ?? 0;
   const app = await con.createAppender(table);
   for (let s = 0; s < n; s += 2048) {
@@ -45,6 +39,7 @@ export async function writeEventParquet(
   model: ModelShape,
   eng: EngineConfig,
 ): Promise<{ events: number; iterations: number }> {
+  const { BOOLEAN, DOUBLE, INTEGER, VARCHAR } = await import("@duckdb/node-api");
   const { con, close } = await openDuckDB();
   try {
     const it = sim.iterations;

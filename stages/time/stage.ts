@@ -79,6 +79,14 @@ export const TimeParams = SelectionParams.extend({
    * name contains this (the paper's choice, FlashInfer; its wrappers are skipped where it is absent).
    */
   baseline_prefer: z.string().default("flashinfer"),
+  /**
+   * At most this many workloads per harness job. A job's cells come back when the job ends, so a run
+   * stopped by a time limit keeps only whole jobs: the decode characterization's 68 workloads of one
+   * definition in one job kept nothing after 97 s on the H100. Every solution of a workload stays in
+   * one job (the reference and baseline are timed once per workload and shared). Scheduling only: it
+   * enters no cell's key.
+   */
+  workloads_per_job: z.number().int().positive().default(8),
   ...cpuSelectionFields(3),
 });
 export type TimeParams = z.infer<typeof TimeParams>;
@@ -116,6 +124,7 @@ function timingParams(p: TimeParams) {
     definition_regex: _d,
     harness_timeout_s: _h,
     baseline_prefer: _b,
+    workloads_per_job: _j,
     cpu_selection: _c,
     cpu_max_workloads: _w,
     cpu_max_cost: _m,
@@ -192,15 +201,16 @@ export const timeStage = defineStage<TimeParams>({
       const p = j.plan.payload as Payload;
       return `${p.definition.name}\u0000${p.workload.root}\u0000${p.baseline?.name ?? ""}`;
     });
+    const chunks = [...groups.values()].flatMap((g) =>
+      byWorkloads(g, ctx.params.workloads_per_job)
+    );
     const timing = timingParams(ctx.params);
     const { harness_timeout_s } = ctx.params;
     // One timing process per GPU at a time. On one GPU, cheapest definitions first, so that a run cut
     // short by a time limit has timed as many definitions as it could; on several, costliest first,
     // so that no GPU is left alone with a big job at the end.
     const gpus = laneGpus(ctx.toolchain.gpus);
-    const order = [...groups.values()].sort((a, b) =>
-      (groupCost(a) - groupCost(b)) * (gpus.length > 1 ? -1 : 1)
-    );
+    const order = chunks.sort((a, b) => (groupCost(a) - groupCost(b)) * (gpus.length > 1 ? -1 : 1));
     // Opt-in: the clocks of the run's GPUs locked for the whole stage, reset at its end (or by the reaper).
     const lock = ctx.env[LOCK_CLOCKS_ENV] ? await lockClocks(gpus, { log: ctx.log }) : null;
     const clocks = lock?.state ?? null;
@@ -255,3 +265,17 @@ export const timeStage = defineStage<TimeParams>({
     }).finally(() => lock?.release());
   },
 });
+
+/**
+ * Splits one definition's cells into jobs of at most `perJob` workloads, each workload's cells
+ * (every solution timed on it) kept together, in first-seen order.
+ */
+export function byWorkloads(group: CellJob[], perJob: number): CellJob[][] {
+  const byUuid = groupBy(group, (j) => (j.plan.payload as Payload).workload.workload.uuid);
+  const workloads = [...byUuid.values()];
+  const jobs: CellJob[][] = [];
+  for (let i = 0; i < workloads.length; i += perJob) {
+    jobs.push(workloads.slice(i, i + perJob).flat());
+  }
+  return jobs;
+}

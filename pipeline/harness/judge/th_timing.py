@@ -121,6 +121,10 @@ def _quartiles(xs):
     return [q[0], q[2]]
 
 
+TAIL_CHARGE = "async_work_after_return"
+"""The rigor tag of a cell whose candidate left work running after it returned."""
+
+
 def charge_async_work(details, samples, tails, noop_tails, host_ms=None, hold_ms=0.0):
     """Work a candidate leaves running on other streams after it returns is charged to it.
 
@@ -165,5 +169,5 @@ def charge_async_work(details, samples, tails, noop_tails, host_ms=None, hold_ms
     # Host wake-up latency varies with machine load (an honest 0.9 ms copy once showed a 33 us excess on a
     # machine still settling after boot), so small excesses are tolerated rather than charged.
     if excess > max(0.010, 0.05 * statistics.median(cand)):
-        details["rigor"].append("async_work_after_return")
+        details["rigor"].append(TAIL_CHARGE)
         samples["candidate"] = [s + t for s, t in zip(cand, tail)]

@@ -198,6 +198,30 @@ def unit_tests(work):
     check("tail check: a later candidate of the workload is judged against the shared reference's tail",
           later.get("reused") == ["reference"] and tails.get("reference") == [0.016] * 4 and
           later["rigor"] == [] and later["tail_ms"]["honest_from"] == "reference", str(later))
+    # A charge judged against reused honest tails is confirmed against the honest calls timed again now:
+    # a disturbance that lengthened every call's tail clears it; work the candidate leaves running does not.
+    def confirm(fresh_ref_tail, cand_tail):
+        det, timed = {"rigor": [], "reused": ["reference"], "phase_s": {}}, {"candidate": [0.02] * 4}
+        tails = {"candidate": [cand_tail] * 4, "reference": [0.012] * 4}
+        uncharged = list(timed["candidate"])
+        th_timing.charge_async_work(det, timed, tails, [0.010] * 3)
+        real = th_time._measure
+        th_time._measure = lambda *a: ({"tails": {"reference": [fresh_ref_tail] * 4}}, None)
+        try:
+            th_time.confirm_tail_charge(None, {}, [("reference", object())], {}, det, timed, uncharged, tails,
+                                        {"overhead_tails_ms": [0.010] * 3}, None, 0.0, None, None)
+        finally:
+            th_time._measure = real
+        return det, timed
+    det, timed = confirm(0.024, 0.025)
+    check("tail check: a charge the honest calls timed again now match is withdrawn, the samples restored",
+          det["rigor"] == [] and timed["candidate"] == [0.02] * 4 and det["tail_confirm"]["confirmed"] is False
+          and det["tail_confirm"]["first"]["honest_median"] == 0.012 and det["tail_ms"]["honest_median"] == 0.024,
+          str(det))
+    det, timed = confirm(0.013, 0.200)
+    check("tail check: work left running beyond the honest calls timed again is still charged",
+          det["rigor"] == ["async_work_after_return"] and det["tail_confirm"]["confirmed"] is True and
+          all(abs(t - 0.22) < 1e-12 for t in timed["candidate"]), str(det))
     # Perturbation is deterministic and identical in both processes.
     check("perturb scale deterministic", C.perturb_scale(5, 7) == C.perturb_scale(5, 7) and
           all(0.5 <= abs(C.perturb_scale(5, n)) <= 0.99 for n in range(100)) and
