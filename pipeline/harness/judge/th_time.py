@@ -277,8 +277,8 @@ def _noop_overhead(ctx, noop, base_req, cache, details):
         if "overhead_ms" in cache:
             details["overhead_ms"] = cache["overhead_ms"]
     else:
-        # 30-60 samples: a median of the floor and of the tails is all that is read. At up to 200 the no-op
-        # took 0.27 s of every cell on the H100 (a 1 % target it rarely met), 38 % of the time stage's wall.
+        # 30-60 samples: a median of the floor and of the tails is all that is read. At up to 200 (a 1 % target
+        # it often missed) the no-op took 0.08 s a cell on the H100, up to 0.3 s: 30 s of a 252-s time stage.
         rep, er = noop.call(dict(base_req, op="time", perturb_idx=[], warmup_calls=5, warmup_ms=5, min_samples=30,
                                  max_samples=60, max_seconds=1, target_rel_stderr=0.01, call_offset=0,
                                  binding="noop"), ctx.timeout)
