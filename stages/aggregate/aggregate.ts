@@ -77,12 +77,21 @@ export interface AggregateSummary {
  * cell's rejected/ folder (the solutions generate rejected, with their COMPILE_ERROR traces) is a
  * fragment of its own, right after its cell's.
  */
-export function fragmentsOf(upstream: Record<string, CellResult[]>): Fragment[] {
+export function fragmentsOf(
+  upstream: Record<string, (CellResult & { packedDir?: string })[]>,
+): Fragment[] {
   const out: Fragment[] = [];
   // Every upstream stage the registry gives aggregate, in the registry's order.
   for (const [stage, cells] of Object.entries(upstream)) {
     for (const c of cells) {
-      out.push({ stage, cellId: c.id, cellKey: c.key, dir: c.dir, summary: c.summary });
+      out.push({
+        stage,
+        cellId: c.id,
+        cellKey: c.key,
+        dir: c.dir,
+        summary: c.summary,
+        ...(c.packedDir ? { packedDir: c.packedDir } : {}),
+      });
       const rejected = join(c.dir, REJECTED_DIR);
       if (existsSync(rejected)) {
         out.push({

@@ -17,6 +17,8 @@ export interface Fragment {
   dir: string;
   /** The cell's summary (the time stage's names the baseline it timed beside the candidate). */
   summary?: unknown;
+  /** Where the cell's files that a shipped run packs lie (runs.ts PACKED_TIMINGS), if elsewhere. */
+  packedDir?: string;
   /** "rejected": a generate cell's rejected/ folder, whose traces are expanded by load_derived.ts. */
   origin?: "judged" | "rejected";
 }

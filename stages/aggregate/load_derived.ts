@@ -149,10 +149,12 @@ export async function loadTimings(
   const rows: unknown[][] = [];
   const timings: unknown[][] = [];
   for (const f of fragments) {
-    const path = join(f.dir, "timing.json");
+    // A shipped run may pack it (runs.ts PACKED_TIMINGS): it is then named as if in place.
+    const path = [f.dir, f.packedDir].map((d) => d && join(d, "timing.json"))
+      .find((p): p is string => !!p && existsSync(p));
     const s = (f.summary ?? null) as TimeSummary | null;
-    if (!s || !existsSync(path)) continue;
-    const file = displayName(f, path);
+    if (!s || !path) continue;
+    const file = displayName(f, join(f.dir, "timing.json"));
     const t = parseJsonOrDiagnose(readFileSync(path, "utf8"), file, diags) as Timing | undefined;
     if (t === undefined) continue;
     // Every timed cell's bound and tail charge (cell_timing), the baseline's or not.

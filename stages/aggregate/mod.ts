@@ -12,10 +12,13 @@ export { claimLines, type ClaimResult, ClaimsError } from "./claims.ts";
 export {
   listShippedRuns,
   PACKED_CELLS,
+  PACKED_FILES,
   PACKED_STAGES,
+  PACKED_TIMINGS,
   readRunFolder,
   RUN_STAGES,
   RunFolderError,
   type RunMeta,
+  type ShippedCell,
   type ShippedRun,
 } from "./runs.ts";

@@ -8,7 +8,10 @@
  * The cells the report never links (definitions, extract, generate: solution sources, workloads)
  * may travel packed in `cells.tar.xz` beside `cells/`: shipped runs are tracked files, and the whole
  * tracked tree goes with every GPU call (64 MiB with Deno; docs/GPU.md). They unpack once per
- * archive digest into the temporary folder and read like the others.
+ * archive digest into the temporary folder and read like the others. So do the time cells'
+ * `timing.json` files (`timings.tar.xz`: the raw samples, most of a run's bytes, which the report does not
+ * link either; the cells' traces, which it links, stay in place): a cell read from `cells/` then has a
+ * `packedDir`, its folder in the unpacked archive.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -58,7 +61,7 @@ export interface ShippedRun {
   id: string;
   dir: string;
   meta: RunMeta;
-  cells: Record<string, CellResult[]>;
+  cells: Record<string, ShippedCell[]>;
 }
 
 /** A run.json (or cell.json) that cannot be used: one line naming the file, field and reason. */
@@ -71,13 +74,21 @@ export const PACKED_CELLS = "cells.tar.xz";
 /** The stages whose cells a shipped run packs: the report links none of their files. */
 export const PACKED_STAGES = ["definitions", "extract", "generate"];
 
+/** The archive of a run folder's time cells' `timing.json` files (`cells/time/…/timing.json` inside). */
+export const PACKED_TIMINGS = "timings.tar.xz";
+/** The files of cells left in `cells/` that a shipped run packs into PACKED_TIMINGS. */
+export const PACKED_FILES = ["timing.json"];
+
+/** A shipped run's cell: where it lies, and its folder in the unpacked PACKED_TIMINGS if any. */
+export type ShippedCell = CellResult & { packedDir?: string };
+
 /**
- * The folder a run's `cells.tar.xz` is unpacked into (holding `cells/`), or null without one.
- * Unpacked once per archive digest: into a staging folder first, renamed into place when whole, so
- * two processes reading the same run never see half an archive.
+ * The folder a run's `cells.tar.xz` (or another of its archives, `name`) is unpacked into (holding
+ * `cells/`), or null without one. Unpacked once per archive digest: into a staging folder first,
+ * renamed into place when whole, so two processes reading the same run never see half an archive.
  */
-export function unpackedCells(dir: string, shown = dir): string | null {
-  const archive = join(dir, PACKED_CELLS);
+export function unpackedCells(dir: string, shown = dir, name = PACKED_CELLS): string | null {
+  const archive = join(dir, name);
   if (!existsSync(archive)) return null;
   const digest = createHash("sha256").update(readFileSync(archive)).digest("hex");
   const parent = join(tmpdir(), "tracepipe-packed-cells");
@@ -90,7 +101,7 @@ export function unpackedCells(dir: string, shown = dir): string | null {
   if (r.status !== 0) {
     rmSync(staging, { recursive: true, force: true });
     const why = (r.error?.message ?? r.stderr ?? "").trim().split("\n")[0];
-    throw new RunFolderError(`${join(shown, PACKED_CELLS)}: cannot unpack (tar -xJf): ${why}`);
+    throw new RunFolderError(`${join(shown, name)}: cannot unpack (tar -xJf): ${why}`);
   }
   writeFileSync(join(staging, ".unpacked"), digest + "\n");
   try {
@@ -129,19 +140,29 @@ export function readRunMeta(dir: string, shown = dir): RunMeta {
 export function readRunCells(
   dir: string,
   stageOrder: string[] = [],
-): Record<string, CellResult[]> {
-  const byStage: Record<string, CellResult[]> = {};
+): Record<string, ShippedCell[]> {
+  const byStage: Record<string, ShippedCell[]> = {};
   const seen = new Map<string, string>();
   const packed = unpackedCells(dir);
   for (const base of packed ? [dir, packed] : [dir]) {
     const shownBase = base === dir ? "" : PACKED_CELLS + ":";
     walkCells(dir, join(base, "cells"), shownBase, byStage, seen);
   }
+  const timings = unpackedCells(dir, dir, PACKED_TIMINGS);
+  if (timings) {
+    for (const cells of Object.values(byStage)) {
+      for (const c of cells) {
+        const there = join(timings, "cells", relative(join(dir, "cells"), c.dir));
+        if (!c.dir.startsWith(dir + "/cells/") || !existsSync(there)) continue;
+        c.packedDir = there;
+      }
+    }
+  }
   const rank = (s: string) => {
     const i = stageOrder.indexOf(s);
     return i < 0 ? stageOrder.length : i;
   };
-  const ordered: Record<string, CellResult[]> = {};
+  const ordered: Record<string, ShippedCell[]> = {};
   for (const s of Object.keys(byStage).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : 1))) {
     ordered[s] = byStage[s].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
   }
@@ -156,7 +177,7 @@ function walkCells(
   dir: string,
   root: string,
   shownBase: string,
-  byStage: Record<string, CellResult[]>,
+  byStage: Record<string, ShippedCell[]>,
   seen: Map<string, string>,
 ): void {
   if (!existsSync(root)) return;

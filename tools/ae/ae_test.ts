@@ -155,30 +155,39 @@ Deno.test("ship_run: a cell's fragment is copied without its blobs, with a cell.
   }
 });
 
-Deno.test("ship_run --pack: a run's definitions, extract and generate cells go into cells.tar.xz and read the same", () => {
+Deno.test("ship_run --pack: definitions, extract and generate cells into cells.tar.xz, time cells' timing.json into timings.tar.xz; both read the same", () => {
   const results = mkdtempSync(join(tmpdir(), "ship-pack-"));
   try {
     const dir = writeFixtureRun(results, "p-run", { gpu: "G" });
-    for (const stage of ["definitions", "generate"]) {
+    for (const stage of ["definitions", "generate", "time"]) {
       const cell = join(dir, "cells", stage, "c1");
-      mkdirSync(cell, { recursive: true });
+      mkdirSync(join(cell, "traces"), { recursive: true });
       writeFileSync(join(cell, "cell.json"), JSON.stringify({ stage, id: "c1", key: "k" }));
+      writeFileSync(join(cell, "traces", "t.jsonl"), "{}\n");
     }
+    const timing = join(dir, "cells", "time", "c1", "timing.json");
+    writeFileSync(timing, '{"solution":"s"}');
     const before = readRunFolder(dir).cells;
-    assertEquals(packRunCells(dir), ["definitions", "generate"]);
-    assert(existsSync(join(dir, "cells.tar.xz")));
+    assertEquals(packRunCells(dir), [
+      "definitions (cells.tar.xz)",
+      "generate (cells.tar.xz)",
+      "1 timing.json (timings.tar.xz)",
+    ]);
+    assert(existsSync(join(dir, "cells.tar.xz")) && existsSync(join(dir, "timings.tar.xz")));
     assertEquals(existsSync(join(dir, "cells", "generate")), false);
+    // The time cell stays where the report links its traces; only its timing.json travels packed.
+    assertEquals(existsSync(timing), false);
+    assert(existsSync(join(dir, "cells", "time", "c1", "traces", "t.jsonl")));
     const after = readRunFolder(dir).cells;
     assertEquals(Object.keys(after), Object.keys(before));
     assertEquals(after.generate.map((c) => [c.id, c.key]), [["c1", "k"]]);
+    assertEquals(after.time[0].dir, join(dir, "cells", "time", "c1"));
+    assertEquals(
+      readFileSync(join(after.time[0].packedDir!, "timing.json"), "utf8"),
+      '{"solution":"s"}',
+    );
     // A packed run is not packed again over itself.
-    let refused = "";
-    try {
-      packRunCells(dir);
-    } catch (e) {
-      refused = (e as Error).message;
-    }
-    assertMatch(refused, /cells\.tar\.xz: exists; this run is packed already/);
+    assertEquals(packRunCells(dir), []);
   } finally {
     rmSync(results, { recursive: true, force: true });
   }

@@ -11,8 +11,9 @@
  * folder. An existing folder of that id is refused: a shipped run is never overwritten.
  *
  * The cells the report links none of (definitions, extract, generate) are packed into the folder's
- * `cells.tar.xz` (stages/aggregate/runs.ts reads it): a run's solution sources and workloads are
- * three quarters of its bytes, and every tracked byte travels with each GPU call (docs/GPU.md).
+ * `cells.tar.xz`, and the time cells' `timing.json` (raw samples, unlinked too) into `timings.tar.xz`
+ * (stages/aggregate/runs.ts reads both): they are most of a run's bytes, and every tracked byte
+ * travels with each GPU call (docs/GPU.md).
  *
  *   deno run -A tools/ae/ship_run.ts --pack results/<id>   packs a run folder shipped unpacked
  */
@@ -29,7 +30,12 @@ import { spawnSync } from "node:child_process";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { type CellResult, REPO_ROOT, Store } from "../../pipeline/engine/mod.ts";
-import { PACKED_CELLS, PACKED_STAGES } from "../../stages/aggregate/mod.ts";
+import {
+  PACKED_CELLS,
+  PACKED_FILES,
+  PACKED_STAGES,
+  PACKED_TIMINGS,
+} from "../../stages/aggregate/mod.ts";
 
 /** The stages whose cells the aggregate reads (its upstream). */
 export const SHIPPED_STAGES = ["definitions", "extract", "generate", "compile", "verify", "time"];
@@ -81,32 +87,63 @@ export function cellsFromPublishedTraces(dir: string, stage: string): CellResult
 }
 
 /**
- * Packs a run folder's cells of PACKED_STAGES into its cells.tar.xz and removes them from cells/.
- * The archive is reproducible (names sorted, owners and times fixed). Returns the stages packed; a
- * folder already packed is an error.
+ * Packs what of a run folder the report links none of: its cells of PACKED_STAGES into cells.tar.xz
+ * (removed from cells/), and the PACKED_FILES of the cells left (the time cells' timing.json) into
+ * timings.tar.xz (removed too). Each archive is reproducible (names sorted, owners and times fixed)
+ * and made only where it is missing, so a run packed before timings.tar.xz existed gets that one
+ * alone. Returns what was packed (nothing, for a folder packed already).
  */
 export function packRunCells(runDir: string): string[] {
-  if (existsSync(join(runDir, PACKED_CELLS))) {
-    throw new Error(`${join(runDir, PACKED_CELLS)}: exists; this run is packed already`);
+  const packed: string[] = [];
+  if (!existsSync(join(runDir, PACKED_CELLS))) {
+    const stages = PACKED_STAGES.filter((s) => existsSync(join(runDir, "cells", s)));
+    if (stages.length) {
+      tarXz(runDir, PACKED_CELLS, stages.map((s) => `cells/${s}`));
+      for (const s of stages) rmSync(join(runDir, "cells", s), { recursive: true });
+      packed.push(...stages.map((s) => `${s} (${PACKED_CELLS})`));
+    }
   }
-  const stages = PACKED_STAGES.filter((s) => existsSync(join(runDir, "cells", s)));
-  if (!stages.length) return [];
-  const archive = join(runDir, PACKED_CELLS);
+  if (!existsSync(join(runDir, PACKED_TIMINGS))) {
+    const files = packableFiles(runDir);
+    if (files.length) {
+      tarXz(runDir, PACKED_TIMINGS, files);
+      for (const f of files) rmSync(join(runDir, f));
+      packed.push(`${files.length} ${PACKED_FILES.join(", ")} (${PACKED_TIMINGS})`);
+    }
+  }
+  return packed;
+}
+
+/** The PACKED_FILES under a run folder's cells/, relative to the folder, sorted. */
+function packableFiles(runDir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (PACKED_FILES.includes(e.name)) out.push(relative(runDir, p));
+    }
+  };
+  if (existsSync(join(runDir, "cells"))) walk(join(runDir, "cells"));
+  return out.sort();
+}
+
+/** Writes `runDir/name`, an xz tar of `paths` (relative to runDir), reproducibly; throws on failure. */
+function tarXz(runDir: string, name: string, paths: string[]): void {
+  const archive = join(runDir, name);
   const tar = spawnSync("bash", [
     "-o",
     "pipefail",
     "-c",
-    'd=$1; shift; tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d" -cf - "$@" | xz -9 -T1 >"$d/.packing" && mv "$d/.packing" "$d/' +
-    PACKED_CELLS + '"',
+    'd=$1; n=$2; shift 2; printf "%s\\0" "$@" | tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d" --null -T - -cf - | xz -9 -T1 >"$d/.packing" && mv "$d/.packing" "$d/$n"',
     "bash",
     runDir,
-    ...stages.map((s) => `cells/${s}`),
+    name,
+    ...paths,
   ], { encoding: "utf8" });
   if (tar.status !== 0 || !existsSync(archive)) {
     throw new Error(`${archive}: tar | xz failed: ${(tar.stderr ?? "").trim()}`);
   }
-  for (const s of stages) rmSync(join(runDir, "cells", s), { recursive: true });
-  return stages;
 }
 
 function main(args: string[]): number {
@@ -127,7 +164,11 @@ function main(args: string[]): number {
     }
     try {
       const packed = packRunCells(values.pack);
-      console.log(`${values.pack}: packed ${packed.join(", ") || "nothing"} into ${PACKED_CELLS}`);
+      if (!packed.length) {
+        console.error(`${values.pack}: nothing left to pack; this run is packed already`);
+        return 2;
+      }
+      console.log(`${values.pack}: packed ${packed.join(", ")}`);
       return 0;
     } catch (e) {
       console.error((e as Error).message);
@@ -162,9 +203,9 @@ function main(args: string[]): number {
   const packed = packRunCells(runDir);
   writeFileSync(join(runDir, "run.json"), JSON.stringify(meta, null, 2) + "\n");
   console.log(
-    `shipped ${n} cells into ${runDir} (${
-      packed.join(", ") || "none"
-    } packed into ${PACKED_CELLS}); write its README.md (what is missing, and why)`,
+    `shipped ${n} cells into ${runDir} (packed: ${
+      packed.join(", ") || "nothing"
+    }); write its README.md (what is missing, and why)`,
   );
   return 0;
 }
