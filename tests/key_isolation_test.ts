@@ -34,8 +34,15 @@ Deno.test("editing a file re-keys only the stages that run it", async () => {
     ["stages/generate/llm/agent.ts", ["generate"]],
     // The serving model: the stages that simulate (extract replays collect's run).
     ["pipeline/serving/simulate.ts", ["collect", "extract"]],
-    // The harness judge: the judging stages.
+    // The harness judge's entry point: the judging stages.
     ["pipeline/harness/judge/__main__.py", ["compile", "verify", "time"]],
+    // Each judging command's module: the stages that run that command, no other (the time
+    // command's edits once re-ran every compile and verify cell on the GPU). time prepares builds
+    // with compile's code, so compile's module is in all three.
+    ["pipeline/harness/judge/th_time.py", ["time"]],
+    ["pipeline/harness/judge/th_timing.py", ["time"]],
+    ["pipeline/harness/judge/th_verify.py", ["verify"]],
+    ["pipeline/harness/judge/th_compile.py", ["compile", "verify", "time"]],
     // The timing gate's PTX, a file of the judge's own that its code loads: the same stages.
     ["pipeline/harness/judge/gate.ptx", ["compile", "verify", "time"]],
     // DuckDB: never in a judging stage's key (nor loaded by one: see dependencies_test.ts).

@@ -29,12 +29,6 @@ import { gpuProvenance } from "./gpus.ts";
 import type { HeartbeatOptions } from "./heartbeat.ts";
 import type { Lane } from "./lanes.ts";
 
-/**
- * The harness files the judging stages execute (their bytes enter every cell key): the C ABI header
- * and the judge folder. Its tests and test runners (pipeline/harness/tests) are not among them.
- */
-export const HARNESS_CODE = ["pipeline/harness/include", "pipeline/harness/judge"];
-
 /** Where the harness keeps builds and scratch space (git-ignored, machine-local, reusable). */
 export const HARNESS_WORK_DIR = join(REPO_ROOT, ".tracepipe", "harness");
 

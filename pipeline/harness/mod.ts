@@ -50,7 +50,6 @@ export {
   distinctSolutionsAndWorkloads,
   groupBy,
   groupCost,
-  HARNESS_CODE,
   HARNESS_WORK_DIR,
   hasGpu,
   type JudgedCell,
@@ -73,3 +72,4 @@ export {
   runQueue,
   type SessionUse,
 } from "./lanes.ts";
+export { judgeCode, type JudgeCommand } from "./judge_code.ts";

@@ -19,9 +19,9 @@ import {
   cellProgress,
   type CompileSummary,
   groupBy,
-  HARNESS_CODE,
   HARNESS_WORK_DIR,
   hasGpu,
+  judgeCode,
   mapWithSessions,
   mergeUpstream,
   notRunnableHere,
@@ -59,7 +59,7 @@ export const compileStage = defineStage<CompileParams>({
   env: ["TORCH_CUDA_ARCH_LIST", "CUDA_HOME"],
   resource: "cpu",
   module: import.meta.url,
-  codeFiles: HARNESS_CODE,
+  codeFiles: judgeCode("compile"),
   toolchainFacts: compileFacts,
   plan(ctx) {
     const merged = mergeUpstream(ctx.upstream, ["definitions", "generate"]);

@@ -25,9 +25,9 @@ import {
   cpuSelectionPicker,
   groupBy,
   groupCost,
-  HARNESS_CODE,
   type HarnessCell,
   hasGpu,
+  judgeCode,
   type JudgedCell,
   laneGpus,
   LOCK_CLOCKS_ENV,
@@ -143,7 +143,7 @@ export const timeStage = defineStage<TimeParams>({
   env: [LOCK_CLOCKS_ENV],
   resource: "gpu",
   module: import.meta.url,
-  codeFiles: HARNESS_CODE,
+  codeFiles: judgeCode("time"),
   toolchainFacts: hardwareFacts,
   plan(ctx) {
     const merged = mergeUpstream(ctx.upstream, ["definitions", "extract", "generate"]);

@@ -34,9 +34,9 @@ import {
   cpuSelectionNotRunnable,
   cpuSelectionReason,
   groupBy,
-  HARNESS_CODE,
   type HarnessCell,
   hasGpu,
+  judgeCode,
   type JudgedCell,
   mapWithSessions,
   mergeUpstream,
@@ -199,7 +199,7 @@ export const verifyStage = defineStage<VerifyParams>({
   env: [],
   resource: "gpu",
   module: import.meta.url,
-  codeFiles: HARNESS_CODE,
+  codeFiles: judgeCode("verify"),
   toolchainFacts: hardwareFacts,
   prewarm(params, gpus) {
     // On a GPU machine the lanes' judges start while the pipeline probes its toolchain and plans. Without a

@@ -18,6 +18,7 @@ sys.path, so its modules import each other flat (`import th_core`):
 """
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -36,13 +37,15 @@ if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
 import torch  # noqa: E402
 
 import th_core as C  # noqa: E402
-from th_compile import cmd_compile  # noqa: E402
 from th_context import PROTOCOL, Ctx, scratch_root, sweep_stale_scratch  # noqa: E402
 from th_core import JobError  # noqa: E402
 from th_env import _CLOCKS, ClockMonitor, _probe_once, close_clocks  # noqa: E402
 from th_handle import _INITIALIZING, close_spares, top_up_spares  # noqa: E402
-from th_time import cmd_time  # noqa: E402
-from th_verify import cmd_verify  # noqa: E402
+
+# Each command's module, imported when a job of it comes: a judging stage's cell keys hold the judge modules
+# its command reaches (pipeline/harness/judge_code.ts), so editing the time command re-runs no verify cell.
+COMMANDS = {"compile": ("th_compile", "cmd_compile"), "verify": ("th_verify", "cmd_verify"),
+            "time": ("th_time", "cmd_time")}
 
 
 def run_job(command, job_path, out, persistent=False):
@@ -72,8 +75,8 @@ def run_job(command, job_path, out, persistent=False):
         else:
             if command in ("verify", "time"):
                 fork_server(ctx.scratch)  # starts importing torch now, while the judge builds and plans
-            fn = {"compile": cmd_compile, "verify": cmd_verify, "time": cmd_time}[command]
-            result["results"] = fn(ctx)
+            module, name = COMMANDS[command]
+            result["results"] = getattr(importlib.import_module(module), name)(ctx)
             result["job_s"] = ctx.job_s
     except JobError as e:
         msg = str(e)
