@@ -24,10 +24,20 @@ if [ -d /tmp/tp-runs-prev ]; then
   mkdir -p /tmp/tp-runs-new/cells && mv .tracepipe/store/runs /tmp/tp-runs-new/runs &&
     cp -r /tmp/tp-runs-prev .tracepipe/store/runs && deno run -A pipeline/cli.ts import /tmp/tp-runs-new
 fi
-tar cJf "$OUT/gpu-store.tar.xz" -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
+# Each archive is written under a temporary name and renamed when whole: a call that runs out of time
+# while packing (the device tool's limit) then brings back no archive rather than a truncated one
+# (the thirteenth session's gpu-builds.tar.xz came back cut off and failed the next call's unpack).
+# xz on every core: the single-threaded packing of that call was still running when its time ran out.
+pack() { # OUT_NAME, then tar's arguments
+  local name=$1
+  shift
+  tar cf - "$@" | xz -T0 -6 >"$OUT/.$name.part" && mv "$OUT/.$name.part" "$OUT/$name"
+}
+pack gpu-store.tar.xz -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
   cells/compile cells/verify cells/time 2>/dev/null
 # the built extensions (shared objects and their markers only), for a next call on a fresh machine
 (cd .tracepipe/harness 2>/dev/null &&
   { find builds -path 'builds/torch/*' \( -name TP_BUILD.json -o -name '*.so' \); find triton-cache -type f 2>/dev/null; } |
-  tar cJf "$OUT/gpu-builds.tar.xz" -T -)
+  pack gpu-builds.tar.xz -T -)
+rm -f "$OUT"/.*.part
 ls -l "$OUT"
