@@ -12,7 +12,8 @@
 #      dispatch rows of 3. are merged at the end).
 # Usage: bash tools/gpu-checks.sh SECONDS   (the whole script stays within SECONDS; default 520)
 #   GPU_CHECKS_SKIP=units,cheaters,timing leaves out 2. and/or 4.'s two parts (a short call then
-#   reaches 5.); `cheaters` alone runs 4.'s timing defences only (the cheaters took 150 s on an H100).
+#   reaches 5.); `cheaters` alone runs 4.'s timing defences only (the cheaters took 150 s on an H100,
+#   the units 200 s); `llama` leaves out 1. and `dispatch` 3., for a call after one that ran them.
 set -uo pipefail
 limit=${1:-520}
 skip=",${GPU_CHECKS_SKIP:-},"
@@ -20,7 +21,7 @@ start=$(date +%s)
 left() { echo $((limit - $(date +%s) + start)); }
 export PYTHONUNBUFFERED=1 PYTHONPATH=python:python/tests
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
-(
+[[ $skip == *,llama,* ]] || (
   # The device tool does not bring back folders as deep as a TraceSet's: it travels as a tarball.
   rm -rf /tmp/trace-llama
   (time timeout 70 python3 python/tests/gpu_trace_llama.py /tmp/trace-llama) >"$OUT/trace.log" 2>&1
@@ -32,7 +33,8 @@ t=$(($(left) - 60)) # leave a minute for the dispatch measurement
 [ "$t" -gt 30 ] && [[ $skip != *,units,* ]] && (time timeout "$t" python3 \
   pipeline/harness/tests/test_harness.py --device cuda --skip timing,cheaters) >"$OUT/harness_units.log" 2>&1
 wait
-(time timeout 60 python3 python/tests/gpu_bench_apply.py --skip e2e,graphs,paged) >"$OUT/apply_dispatch.log" 2>&1
+[[ $skip == *,dispatch,* ]] ||
+  (time timeout 60 python3 python/tests/gpu_bench_apply.py --skip e2e,graphs,paged) >"$OUT/apply_dispatch.log" 2>&1
 [ -f "$OUT/apply_bench.json" ] && mv "$OUT/apply_bench.json" "$OUT/apply_dispatch.json"
 t=$(($(left) - 40))
 parts=units
