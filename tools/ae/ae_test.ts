@@ -56,8 +56,11 @@ Deno.test("ae:full compares within the run-to-run p90 a shipped run measured, pe
   assertEquals(measuredSpread({}), null);
 });
 
-/** A repository root holding one shipped fixture run and this machine's report over `scale`d cells. */
-async function judgedHere(scale: number): Promise<string> {
+/**
+ * A repository root holding one shipped fixture run (and, with `newer`, a later one whose cells are
+ * scaled by it) and this machine's report over `scale`d cells.
+ */
+async function judgedHere(scale: number, newer?: number): Promise<string> {
   const root = mkdtempSync(join(tmpdir(), "ae-full-"));
   for (const p of ["claims.json", "data/paper-figures.json"]) {
     mkdirSync(join(root, p, ".."), { recursive: true });
@@ -67,6 +70,14 @@ async function judgedHere(scale: number): Promise<string> {
     gpu: "FakeGPU",
     extra: { measurements: { run_to_run: { p90_pct: 10 } } },
   });
+  if (newer !== undefined) {
+    writeFixtureRun(join(root, "results"), "fake-2026-02-01", {
+      gpu: "FakeGPU",
+      date: "2026-02-01",
+      scale: newer,
+      extra: { measurements: { run_to_run: { p90_pct: 10 } } },
+    });
+  }
   const here = writeFixtureRun(join(root, "scratch"), "here", { gpu: "FakeGPU", scale });
   const gpu = {
     index: 0,
@@ -113,6 +124,28 @@ Deno.test("ae:full on fixture runs: cells 50 % slower are listed and the run is 
     assert(!("error" in wide) && wide.reproduced);
     const none = compareWithShipped(join(root, "nowhere"), { maxOutside: 0.1 });
     assert("error" in none && /no shipped GPU run|missing/.test(none.error));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("ae:full --against: the named shipped run is the one compared with, an unknown one is one line", async () => {
+  // This machine's cells equal the newer shipped run's and are 50 % slower than the older one's.
+  const root = await judgedHere(1.5, 1.5);
+  try {
+    const newest = compareWithShipped(root, { maxOutside: 0.1 });
+    assert(!("error" in newest) && newest.reproduced);
+    assertMatch(newest.lines[0], /against fake-2026-02-01 /);
+    const older = compareWithShipped(root, { maxOutside: 0.1, against: "fake-2026-01-01" });
+    assert(!("error" in older));
+    assertMatch(older.lines[0], /against fake-2026-01-01 /);
+    assertEquals(older.reproduced, false);
+    const unknown = compareWithShipped(root, { maxOutside: 0.1, against: "nope" });
+    assert("error" in unknown);
+    assertEquals(
+      unknown.error,
+      "--against nope: no shipped GPU run of that id (fake-2026-01-01, fake-2026-02-01)",
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

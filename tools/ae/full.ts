@@ -6,7 +6,12 @@
  * decided on this run (the report's first screen, reports/latest/).
  *
  *   deno task ae:full [--store DIR] [--tolerance PCT] [--max-outside FRACTION] [--compare-only]
- *                     [-- reproduce options…]
+ *                     [--against RUN_ID] [-- reproduce options…]
+ *
+ * `--compare-only` compares what `reproduce` last published here (reports/latest/cells.csv) without
+ * judging again: for a GPU machine that runs only the judging stages (docs/GPU.md: `gpu-run.sh`, then
+ * `tp import` and `reproduce --from aggregate` here). `--against` names the shipped run to compare
+ * with (default: the newest on the same GPU model), for when the newest is the one being checked.
  *
  * Exit 0 when reproduced (no verdict changed, at most --max-outside of the timed cells outside the
  * spread), 1 when not, 2 without a GPU or without a shipped GPU run to compare with.
@@ -50,6 +55,7 @@ async function main(args: string[]): Promise<number> {
       tolerance: { type: "string" },
       "max-outside": { type: "string", default: "0.1" },
       "compare-only": { type: "boolean", default: false },
+      against: { type: "string" },
     },
   });
   const latest = publishTarget(REPO_ROOT);
@@ -85,6 +91,7 @@ async function main(args: string[]): Promise<number> {
   const r = compareWithShipped(REPO_ROOT, {
     tolerance: values.tolerance !== undefined ? Number(values.tolerance) : undefined,
     maxOutside: Number(values["max-outside"]),
+    against: values.against,
   });
   if ("error" in r) {
     console.error(`error: ${r.error}`);
@@ -98,12 +105,13 @@ async function main(args: string[]): Promise<number> {
 }
 
 /**
- * Compares this machine's cells (reports/latest/cells.csv) with the newest shipped run on the same
- * GPU model (else the newest GPU run, said so), within that run's measured spread or `tolerance`.
+ * Compares this machine's cells (reports/latest/cells.csv) with the shipped run `against`, else the
+ * newest shipped run on the same GPU model (else the newest GPU run, said so), within that run's
+ * measured spread or `tolerance`.
  */
 export function compareWithShipped(
   root: string,
-  opts: { tolerance?: number; maxOutside: number },
+  opts: { tolerance?: number; maxOutside: number; against?: string },
 ): { lines: string[]; reproduced: boolean } | { error: string } {
   const latest = publishTarget(root);
   const here = join(latest, "cells.csv");
@@ -114,7 +122,16 @@ export function compareWithShipped(
     : "";
   const shipped = listShippedRuns(join(root, "results")).filter((r) => r.meta.gpu);
   const same = shipped.filter((r) => r.meta.gpu === gpu);
-  const ref = (same.length ? same : shipped).at(-1);
+  if (opts.against !== undefined && !shipped.some((r) => r.id === opts.against)) {
+    return {
+      error: `--against ${opts.against}: no shipped GPU run of that id (${
+        shipped.map((r) => r.id).join(", ") || "none shipped"
+      })`,
+    };
+  }
+  const ref = opts.against !== undefined
+    ? shipped.find((r) => r.id === opts.against)
+    : (same.length ? same : shipped).at(-1);
   if (!existsSync(here) || !ref) {
     return {
       error: `nothing to compare (${
