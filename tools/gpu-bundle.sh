@@ -3,7 +3,8 @@
 # store: the Deno binary and the definitions/extract/generate cells, with only the safetensors blobs
 # verify will read (of the definitions matching $1, default all; tools/gpu-bundle-blobs.ts), to keep
 # the bundle small (PROFILE=FILE: with that profile's verify parameters). Writes
-# .device/{deno.xz,store.tar.xz}.
+# .device/{deno.xz,store.tar.xz} (BUNDLE=NAME: .device/NAME instead of store.tar.xz, for a second
+# profile judged in the same GPU call as the first: TP_STORE_BUNDLE=NAME on tools/gpu-run.sh).
 # See docs/GPU.md for the whole round trip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ for st in definitions extract generate; do
   done
 done >"$list"
 "$root/node_modules/deno/deno" run -A "$root/tools/gpu-bundle-blobs.ts" "$store" ${1:+"$1"} >>"$list"
-tar cf - -T "$list" | xz -T0 -6 >"$out/store.tar.xz"
+tar cf - -T "$list" | xz -T0 -6 >"$out/${BUNDLE:-store.tar.xz}"
 rm -f "$list"
 ls -l "$out"
 # What a device call carries: the working tree as git sees it (tracked and untracked, not ignored),

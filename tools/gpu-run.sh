@@ -3,11 +3,15 @@
 # binary and the store bundle, runs `reproduce --from compile --to time` within a time limit (Ctrl-C
 # semantics: finished cells are kept), and packs the judging stages' cells into $OUT.
 # Usage: bash tools/gpu-run.sh SECONDS [extra reproduce args]
+#   TP_STORE_BUNDLE=NAME TP_STORE=DIR: judge the store bundle .device/NAME in the store DIR (another
+#   profile's, bundled with BUNDLE=NAME tools/gpu-bundle.sh), leaving the default store alone.
 set -uo pipefail
 limit=${1:-480}
 shift || true
 # Each bundle once per machine (a marker per bundle digest): a second invocation here must not unpack
 # the store bundles again over the run index the first one wrote.
+export TP_STORE=${TP_STORE:-.tracepipe/store}
+store=$TP_STORE
 TP_BIN_DIR=/tmp/tpbin bash tools/gpu-unpack.sh || exit 1
 export PATH=/tmp/tpbin:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYTHON:-python3}
 # Triton's JIT cache travels with the builds: "warm builds" include the Triton kernels' compiled code
@@ -16,13 +20,13 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.g
 t0=$(date +%s)
 # A run index lists the cells of a stage's latest run only: keep the earlier invocations' cells (another
 # selection run on this machine before) by uniting the indexes afterwards, as `tp import` does.
-rm -rf /tmp/tp-runs-prev /tmp/tp-runs-new && cp -r .tracepipe/store/runs /tmp/tp-runs-prev 2>/dev/null
-timeout -s INT "$limit" deno run -A pipeline/cli.ts reproduce --from compile --to time "$@" 2>&1 |
+rm -rf /tmp/tp-runs-prev /tmp/tp-runs-new && cp -r "$store/runs" /tmp/tp-runs-prev 2>/dev/null
+timeout -s INT "$limit" deno run -A pipeline/cli.ts reproduce --store "$store" --from compile --to time "$@" 2>&1 |
   tee "$OUT/reproduce.log" | grep -vE '^\[[a-z]+\] [0-9]+/[0-9]+ run' | tail -40
 echo "reproduce wall: $(($(date +%s) - t0)) s"
 if [ -d /tmp/tp-runs-prev ]; then
-  mkdir -p /tmp/tp-runs-new/cells && mv .tracepipe/store/runs /tmp/tp-runs-new/runs &&
-    cp -r /tmp/tp-runs-prev .tracepipe/store/runs && deno run -A pipeline/cli.ts import /tmp/tp-runs-new
+  mkdir -p /tmp/tp-runs-new/cells && mv "$store/runs" /tmp/tp-runs-new/runs &&
+    cp -r /tmp/tp-runs-prev "$store/runs" && deno run -A pipeline/cli.ts import --store "$store" /tmp/tp-runs-new
 fi
 # Each archive is written under a temporary name and renamed when whole: a call that runs out of time
 # while packing (the device tool's limit) then brings back no archive rather than a truncated one
@@ -33,7 +37,7 @@ pack() { # OUT_NAME, then tar's arguments
   shift
   tar cf - "$@" | xz -T0 -6 >"$OUT/.$name.part" && mv "$OUT/.$name.part" "$OUT/$name"
 }
-pack gpu-store.tar.xz -C .tracepipe/store runs/compile.json runs/verify.json runs/time.json \
+pack gpu-store.tar.xz -C "$store" runs/compile.json runs/verify.json runs/time.json \
   cells/compile cells/verify cells/time 2>/dev/null
 # the built extensions (shared objects and their markers only), for a next call on a fresh machine
 (cd .tracepipe/harness 2>/dev/null &&

@@ -8,8 +8,13 @@
 #   .device/gpu-store.tar.xz   an earlier call's judging cells -> .tracepipe/store
 #   .device/gpu-builds.tar.xz  an earlier call's builds -> .tracepipe/harness
 # Usage: bash tools/gpu-unpack.sh
+#   TP_STORE_BUNDLE=NAME takes .device/NAME for store.tar.xz and TP_STORE=DIR unpacks the store
+#   bundles into DIR: two profiles' bundles (tools/gpu-bundle.sh with BUNDLE=NAME) can travel in one
+#   call and be judged one after the other on the same machine, each in a store of its own.
 set -euo pipefail
 bin=${TP_BIN_DIR:-/tmp/tpbin}
+store=${TP_STORE:-.tracepipe/store}
+bundle=.device/${TP_STORE_BUNDLE:-store.tar.xz}
 
 # once FILE DEST COMMAND...: runs COMMAND (which unpacks FILE into DEST) unless DEST holds the marker
 # of FILE's digest; the marker is written only after COMMAND succeeded.
@@ -31,7 +36,7 @@ once() {
 }
 
 once .device/deno.xz "$bin" sh -c 'xz -dc .device/deno.xz >"$1/deno.tmp" && chmod +x "$1/deno.tmp" && mv "$1/deno.tmp" "$1/deno"' sh "$bin"
-once .device/store.tar.xz .tracepipe/store tar xJf .device/store.tar.xz -C .tracepipe/store
-once .device/gpu-store.tar.xz .tracepipe/store tar xJf .device/gpu-store.tar.xz -C .tracepipe/store
+once "$bundle" "$store" tar xJf "$bundle" -C "$store"
+once .device/gpu-store.tar.xz "$store" tar xJf .device/gpu-store.tar.xz -C "$store"
 # torch-extension builds of an earlier call on another machine (content-hash directories: reused as is)
 once .device/gpu-builds.tar.xz .tracepipe/harness tar xJf .device/gpu-builds.tar.xz -C .tracepipe/harness

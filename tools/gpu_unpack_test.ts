@@ -63,3 +63,42 @@ Deno.test("gpu-run.sh unpacks through gpu-unpack.sh, never with a tar of its own
   assert(/bash tools\/gpu-unpack\.sh/.test(run), "gpu-run.sh calls tools/gpu-unpack.sh");
   assert(!/tar x/.test(run), "no unconditional unpack left in gpu-run.sh");
 });
+
+Deno.test("a second profile's bundle (TP_STORE_BUNDLE) unpacks into its own store (TP_STORE), the first left alone", async () => {
+  const root = mkdtempSync(join(tmpdir(), "tp-gpu-root-"));
+  const bin = mkdtempSync(join(tmpdir(), "tp-gpu-bin-"));
+  const env = { TP_BIN_DIR: bin, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+  // Two store bundles: the default profile's and the characterization's.
+  for (
+    const [name, index] of [["store.tar.xz", "default"], ["store-dc.tar.xz", "characterization"]]
+  ) {
+    const src = mkdtempSync(join(tmpdir(), "tp-fake-bundle-"));
+    mkdirSync(join(src, "runs"), { recursive: true });
+    writeFileSync(join(src, "runs", "extract.json"), index);
+    mkdirSync(join(root, ".device"), { recursive: true });
+    await sh(src, "tar", ["cJf", join(root, ".device", name), "runs"]);
+  }
+  await sh(root, "bash", [SCRIPT], env);
+  const second = await sh(root, "bash", [SCRIPT], {
+    ...env,
+    TP_STORE_BUNDLE: "store-dc.tar.xz",
+    TP_STORE: ".tracepipe/store-dc",
+  });
+  assertMatch(second, /unpacked \.device\/store-dc\.tar\.xz into \.tracepipe\/store-dc/);
+  const read = (store: string) =>
+    readFileSync(join(root, ".tracepipe", store, "runs", "extract.json"), "utf8");
+  assertEquals(read("store"), "default");
+  assertEquals(read("store-dc"), "characterization");
+});
+
+Deno.test("gpu-run.sh runs, merges and packs the store it was given (TP_STORE), no other", () => {
+  const run = readFileSync(join(REPO_ROOT, "tools", "gpu-run.sh"), "utf8");
+  assert(/reproduce --store "\$store"/.test(run), "reproduce is run on $store");
+  assert(/import --store "\$store"/.test(run), "the run indexes are united in $store");
+  assert(/pack gpu-store\.tar\.xz -C "\$store"/.test(run), "the cells are packed from $store");
+  // Every mention of the default store is the default of TP_STORE.
+  const mentions = run.split("\n").filter((l) =>
+    !l.startsWith("#") && l.includes(".tracepipe/store")
+  );
+  assertEquals(mentions, ["export TP_STORE=${TP_STORE:-.tracepipe/store}"]);
+});
