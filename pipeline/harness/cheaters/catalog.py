@@ -52,6 +52,18 @@ DEFS = {
                       "    p = torch.where(probs >= kth, probs, torch.zeros_like(probs))\n"
                       "    return torch.multinomial(p / p.sum(-1, keepdim=True), 1).squeeze(-1)\n"),
     },
+    # A nucleus of thousands of tokens: the full TVD of a right sampler is near the threshold by chance,
+    # so the evaluator bins (th_tvd.py).
+    "tp_sampling_top_p_big": {
+        "name": "tp_sampling_top_p_big", "op_type": "sampling", "axes": _axes(batch_size=None, vocab=4000),
+        "inputs": {"probs": {"shape": ["batch_size", "vocab"], "dtype": "float32"},
+                   "top_p": {"shape": None, "dtype": "float32"}},
+        "outputs": {"samples": {"shape": ["batch_size"], "dtype": "int64"}},
+        "reference": ("import torch\n\ndef run(probs, top_p):\n"
+                      "    sp, idx = torch.sort(probs, -1, descending=True)\n"
+                      "    sp = torch.where(torch.cumsum(sp, -1) - sp < top_p, sp, torch.zeros_like(sp))\n"
+                      "    return idx.gather(-1, torch.multinomial(sp, 1)).squeeze(-1)\n"),
+    },
 }
 
 WORKLOADS = {
@@ -67,6 +79,8 @@ WORKLOADS = {
                           # an empty batch (real extracted workloads have them): only the shape is checked
                           {"uuid": "samp-empty", "axes": {"batch_size": 0},
                            "inputs": {"probs": {"type": "random"}, "top_k": {"type": "scalar", "value": 5}}}],
+    "tp_sampling_top_p_big": [{"uuid": "samp-big", "axes": {"batch_size": 2},
+                               "inputs": {"probs": {"type": "random"}, "top_p": {"type": "scalar", "value": 0.9}}}],
 }
 
 
@@ -224,6 +238,18 @@ case("sampling_argmax", "[19] sampling: always returns the mode", sol("cheat_arg
 case("sampling_outside_mask", "sampling: ignores top-k", sol("cheat_nomask", "tp_sampling_top_k",
      "import torch\n\ndef run(probs, top_k):\n    return torch.multinomial(torch.ones_like(probs), 1).squeeze(-1)\n"),
      ["INCORRECT_NUMERICAL", "PASSED"])
+
+# A large nucleus: the binned TVD passes a right sampler and fails one that flattens the distribution
+# (uniform over the nucleus), where the full TVD would sit near the threshold for both. The tile is kept
+# small so that the CPU runs it in seconds.
+BIG_NUCLEUS = {"sampling_tile_max_bytes": 16_000_000}
+case("ok_sampling_top_p_big", "control: sampling, a large nucleus (binned TVD)", sol("ok_top_p_big",
+     "tp_sampling_top_p_big", DEFS["tp_sampling_top_p_big"]["reference"]), "PASSED", config=BIG_NUCLEUS)
+case("sampling_flat_nucleus", "sampling: uniform over the nucleus", sol("cheat_flat", "tp_sampling_top_p_big",
+     "import torch\n\ndef run(probs, top_p):\n    sp, idx = torch.sort(probs, -1, descending=True)\n"
+     "    keep = (torch.cumsum(sp, -1) - sp < top_p).float()\n"
+     "    return idx.gather(-1, torch.multinomial(keep, 1)).squeeze(-1)\n"), "INCORRECT_NUMERICAL",
+     config=BIG_NUCLEUS)
 
 # ---- GPU-only cases (run by test_harness.py --device cuda) -------------------------------------------
 TRITON_RELU = (

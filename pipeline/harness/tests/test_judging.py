@@ -74,9 +74,12 @@ def sampling_tvd_test(work, device):
     rc, res, err, _ = run_harness("verify", job, work)
     by = {r["solution"]: r["evaluation"] for r in res["results"]}
     n = {k: (v["correctness"] or {}).get("extra", {}).get("tvd_samples_per_row") for k, v in by.items()}
+    stat = {k: (v["correctness"] or {}).get("extra", {}).get("tvd_statistic") for k, v in by.items()}
     check("sampling TVD: an honest sampler passes on a tenth of the samples, the mode-sampler fails on all",
           rc == 0 and by[good["name"]]["status"] == "PASSED" and n[good["name"]] == 5000
           and by[mode["name"]]["status"] == "INCORRECT_NUMERICAL" and n[mode["name"]] == 20000, str(n) + err[-800:])
+    check("sampling TVD: a 32-token vocabulary keeps flashinfer-bench's full TVD", set(stat.values()) == {"full"},
+          str(stat))
 
 
 def cheater_tests(work, device, only, jobs=1):

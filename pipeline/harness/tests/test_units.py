@@ -222,6 +222,39 @@ def unit_tests(work):
     check("tail check: work left running beyond the honest calls timed again is still charged",
           det["rigor"] == ["async_work_after_return"] and det["tail_confirm"]["confirmed"] is True and
           all(abs(t - 0.22) < 1e-12 for t in timed["candidate"]), str(det))
+    # The sampling test's statistics (th_tvd.py): a right sampler's full TVD grows with the nucleus; the
+    # binned TVD does not, and still catches samplers that flatten or sharpen the distribution.
+    import th_tvd
+    g = torch.Generator().manual_seed(7)
+    big = torch.softmax(torch.randn(1, 20000, generator=g), -1)  # a 20000-token nucleus
+    n = 20000
+
+    def freq_of(weights):
+        draws = torch.multinomial(weights[0], n, replacement=True, generator=g)
+        return (torch.bincount(draws, minlength=weights.shape[1]).double() / n).unsqueeze(0)
+
+    honest = freq_of(big)
+    full = float(0.5 * (honest - big).abs().sum())
+    noise = float(th_tvd.noise_tvd(big, n)[0])
+    check("tvd: a right sampler's full TVD is the predicted noise (within 10 %), above a 0.2 threshold here",
+          abs(full - noise) < 0.1 * noise and full > 0.2, f"full {full:.4f}, noise {noise:.4f}")
+    test = th_tvd.TvdTest(big, n, 0.2, 100, 11)
+    ok = max(test.tvds(honest))
+    check("tvd: there the test bins, and the right sampler's binned TVD is far under the threshold",
+          test.statistic == "binned" and ok < 0.05 and test.describe()["tvd_bins"] == 100, f"{ok:.4f}")
+    flat = freq_of(torch.ones_like(big) / big.shape[1])
+    sharp = freq_of(big ** 2 / (big ** 2).sum())
+    check("tvd: a sampler that ignores the probabilities (uniform over the nucleus) or sharpens them fails binned",
+          min(test.tvds(flat)) > 0.2 and min(test.tvds(sharp)) > 0.2,
+          f"flat {test.tvds(flat)}, sharp {test.tvds(sharp)}")
+    small = torch.softmax(torch.randn(1, 50, generator=g) * 3, -1)
+    check("tvd: a small nucleus keeps flashinfer-bench's full TVD",
+          th_tvd.TvdTest(small, n, 0.2, 100, 11).statistic == "full")
+    ids = th_tvd.mass_bins(big, 100)
+    masses = torch.zeros(101, dtype=torch.float64).scatter_add_(0, ids[0], big[0].double())
+    check("tvd: mass bins hold about equal expected mass each, none for the empty bin",
+          float(masses[:100].max()) <= 0.01 + float(big.max()) and float(masses[100]) == 0.0
+          and abs(float(masses.sum()) - 1) < 1e-5, str(masses[:5].tolist()))
     # Perturbation is deterministic and identical in both processes.
     check("perturb scale deterministic", C.perturb_scale(5, 7) == C.perturb_scale(5, 7) and
           all(0.5 <= abs(C.perturb_scale(5, n)) <= 0.99 for n in range(100)) and
