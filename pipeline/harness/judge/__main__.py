@@ -11,7 +11,7 @@ sys.path, so its modules import each other flat (`import th_core`):
     th_env.py        probe, clocks          th_handle.py       worker processes, spares
     th_context.py    the job (Ctx)          th_compile.py      the compile command
     th_candidate.py  candidates, reference  th_verify.py       the verify command
-    th_evaluators.py the evaluator registry (th_eval_default.py, th_eval_sampling.py)
+    th_evaluators.py the evaluator registry (th_eval_default.py, th_eval_sampling.py; th_tvd.py its statistics)
     th_timing.py     timing arithmetic      th_time.py         the time command
     th_precision.py  references' precision  th_capability.py   what this torch lacks (not runnable here)
     th_lifeline.py   children die with us   th_l2.py           the persisting-L2 reset between timed calls
