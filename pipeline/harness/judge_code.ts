@@ -3,8 +3,9 @@
  * header folder, the judge's data files (the gate's PTX) and the judge modules the command reaches.
  * A module reaches another by importing it (`import th_x`, `from th_x import …`) or by naming its
  * file (`"th_worker.py"`: the worker, zygote and build processes are started by path). The command
- * modules themselves are imported by `__main__.py` only when a job of theirs comes (its `COMMANDS`),
- * so an edit of `th_time.py` re-keys the time cells and no compile or verify cell.
+ * modules themselves are imported by `__main__.py` only when a job of theirs comes (its `COMMANDS`,
+ * which names each command's module here too), so an edit of `th_time.py` re-keys the time cells and
+ * no compile or verify cell.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,12 +18,15 @@ const INCLUDE = "pipeline/harness/include";
 /** A judging command of the harness. */
 export type JudgeCommand = "compile" | "verify" | "time";
 
-/** Each command's module, beside the judge's entry point (as `__main__.py`'s COMMANDS names them). */
-const COMMAND_MODULES: Record<JudgeCommand, string> = {
-  compile: "th_compile.py",
-  verify: "th_verify.py",
-  time: "th_time.py",
-};
+/**
+ * The module of `command` as `__main__.py`'s COMMANDS names it (`"time": ("th_time", "cmd_time")`):
+ * read from there, so the table the judge dispatches by is the one the keys follow.
+ */
+function commandModule(main: string, command: JudgeCommand): string {
+  const m = main.match(new RegExp(`["']${command}["']\\s*:\\s*\\(\\s*["'](\\w+)["']`));
+  if (!m) throw new Error(`${JUDGE}/__main__.py: COMMANDS names no module for "${command}"`);
+  return `${m[1]}.py`;
+}
 
 /** The judge modules a module's source names: imported ones and ones started by file name. */
 export function judgeEdges(source: string, modules: Set<string>): string[] {
@@ -52,7 +56,10 @@ export function judgeCode(command: JudgeCommand, root: string = REPO_ROOT): stri
     .map((e) => e.name);
   const modules = new Set(names.filter((n) => n.endsWith(".py")));
   const reached = new Set<string>();
-  const queue = ["__main__.py", COMMAND_MODULES[command]];
+  const queue = [
+    "__main__.py",
+    commandModule(readFileSync(join(dir, "__main__.py"), "utf8"), command),
+  ];
   while (queue.length) {
     const at = queue.shift()!;
     if (reached.has(at) || !modules.has(at)) continue;

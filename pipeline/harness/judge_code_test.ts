@@ -56,7 +56,7 @@ Deno.test("judge code of a fixture judge: unreached modules and __pycache__ stay
     writeFileSync(join(judge, "__pycache__", "th_core.cpython-312.pyc"), "");
     writeFileSync(
       join(judge, "__main__.py"),
-      "import th_core\nCOMMANDS = {'time': ('th_time', 'cmd_time')}\n",
+      "import th_core\nCOMMANDS = {'time': ('th_time', 'cmd_time'), 'verify': ('th_verify', 'cmd_verify')}\n",
     );
     writeFileSync(join(judge, "th_core.py"), "");
     writeFileSync(join(judge, "th_time.py"), "from th_timing import x\n");

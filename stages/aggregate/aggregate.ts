@@ -18,6 +18,7 @@ import { characterizationSection, loadCharacterizationPoints } from "./character
 import { all, closeDb, openDb, sqlString } from "./db.ts";
 import { type Fragment, loadDatabase, REJECTED_DIR } from "./load.ts";
 import type { AggregateParams } from "./params.ts";
+import type { ShippedCell } from "./runs.ts";
 import { renderReport, type ReportProvenance, type TraceLink } from "./report.ts";
 import { type Table, toCsv, toMarkdown } from "./tables.ts";
 import {
@@ -77,9 +78,7 @@ export interface AggregateSummary {
  * cell's rejected/ folder (the solutions generate rejected, with their COMPILE_ERROR traces) is a
  * fragment of its own, right after its cell's.
  */
-export function fragmentsOf(
-  upstream: Record<string, (CellResult & { packedDir?: string })[]>,
-): Fragment[] {
+export function fragmentsOf(upstream: Record<string, ShippedCell[]>): Fragment[] {
   const out: Fragment[] = [];
   // Every upstream stage the registry gives aggregate, in the registry's order.
   for (const [stage, cells] of Object.entries(upstream)) {

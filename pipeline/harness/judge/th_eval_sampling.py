@@ -65,8 +65,7 @@ class SamplingEvaluator(DefaultEvaluator):
         expected = expected[pick]
         # Where the nucleus is so large that a right sampler's full TVD sits near the threshold by chance, the
         # test bins the vocabulary (th_tvd.py; `sampling_tvd_bins`, 0: always the full TVD).
-        bins = int(extra.get("sampling_tvd_bins", 100))
-        test = TvdTest(expected, per_row, thr if bins > 0 else math.inf, max(1, bins), secrets.randbits(62))
+        test = TvdTest(expected, per_row, thr, int(extra.get("sampling_tvd_bins", 100)), secrets.randbits(62))
         # flashinfer-bench tiles the rows to a 10000-row batch; the tile is capped in bytes here (a 10000-row tile
         # of a 128K vocabulary is 5 GB per call, twice over with the fresh clone) and called more often instead:
         # the same samples per row, a fraction of the memory.

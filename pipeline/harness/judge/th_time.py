@@ -134,10 +134,10 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
     hold_ms = float(tcfg["gate_hold_us"] or 0) / 1000 if ctx.device == "cuda" else 0.0
     uncharged = list(samples.get("candidate") or [])
     charge_async_work(details, samples, m["tails"], cache.get("overhead_tails_ms"), cand_host_ms, hold_ms)
-    if TAIL_CHARGE in details["rigor"] and details.get("reused"):
-        confirm_tail_charge(ctx, tcfg, [r for r in (("reference", ref), ("baseline", base)) if r[1]],
-                            base_req, details, samples, uncharged, m["tails"], cache, cand_host_ms, hold_ms, sol,
-                            wl)
+    reused = [(r, c) for r, c in (("reference", ref), ("baseline", base)) if c and r in details.get("reused", [])]
+    if TAIL_CHARGE in details["rigor"] and reused:
+        confirm_tail_charge(ctx, tcfg, reused, base_req, details, samples, uncharged, m["tails"], cache, cand_host_ms,
+                            hold_ms, sol, wl)
     # Post-timing recheck: the last timed output must match the reference on that exact input.
     last_cand = m["last_cand"]
     n_out = len(ctx.defn["outputs"])
@@ -170,7 +170,7 @@ def share_honest_roles(samples, round_samples, tails, cache, details):
             details.setdefault("reused", []).append(role)
 
 
-def confirm_tail_charge(ctx, tcfg, honest, base_req, details, samples, uncharged, tails, cache, cand_host_ms,
+def confirm_tail_charge(ctx, tcfg, reused, base_req, details, samples, uncharged, tails, cache, cand_host_ms,
                         hold_ms, sol, wl):
     """A charge judged against reused honest tails is confirmed against honest calls timed now.
 
@@ -179,10 +179,10 @@ def confirm_tail_charge(ctx, tcfg, honest, base_req, details, samples, uncharged
     (torch.matmul and a Triton GEMM) whose tails and latencies had doubled together, a disturbance of the
     moment (BENCHMARKS.md, "Thirteenth session"). So the reused roles are timed again in this cell, and the
     charge stands only if the candidate's tail still exceeds the honest tails measured now. Work a cheater
-    leaves running does not go away when the reference is timed again. `details.tail_confirm` records it."""
+    leaves running does not go away when the reference is timed again. `reused` holds the (role, worker) pairs
+    whose samples were reused; `details.tail_confirm` records the outcome."""
     fresh_details = {"rigor": [], "phase_s": {}}
-    fresh, failed = _measure(ctx, tcfg, [r for r in honest if r[0] in details["reused"]], base_req, fresh_details,
-                             sol, wl)
+    fresh, failed = _measure(ctx, tcfg, reused, base_req, fresh_details, sol, wl)
     details["phase_s"]["confirm"] = round(sum(fresh_details["phase_s"].values()), 4)
     if failed or not fresh or not any(fresh["tails"].values()):
         details["tail_confirm"] = {"confirmed": True, "why": "the honest calls could not be timed again"}

@@ -56,13 +56,13 @@ def binned_tvd(freq, expected, ids, n_bins):
 
 class TvdTest:
     """The distribution test of one set of rows: the full TVD where `samples` samples per row can tell a right
-    sampler from one off by `threshold` (its noise at most half the threshold), else the larger of the two
-    binned TVDs. `statistic` says which; `tvds(freq)` gives the per-row values."""
+    sampler from one off by `threshold` (its noise at most half the threshold) or `bins` is 0, else the larger
+    of the two binned TVDs. `statistic` says which; `tvds(freq)` gives the per-row values."""
 
     def __init__(self, expected, samples, threshold, bins, seed):
         self.expected = expected
         self.noise = float(noise_tvd(expected, samples).max().item()) if expected.numel() else 0.0
-        self.statistic = "binned" if self.noise > threshold / 2 else "full"
+        self.statistic = "binned" if bins > 0 and self.noise > threshold / 2 else "full"
         self.bins = bins
         if self.statistic == "binned":
             rows, vocab = expected.shape
