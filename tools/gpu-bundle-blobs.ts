@@ -44,10 +44,18 @@ if (profilePath) {
     Deno.exit(2);
   }
 }
-const params = VerifyParams.parse({
+const parsed = VerifyParams.safeParse({
   ...profileVerify,
   ...(regex ? { definition_regex: regex } : {}),
 });
+if (!parsed.success) {
+  const issue = parsed.error.issues[0];
+  console.error(
+    `${profilePath ?? "the command line"}: verify.${issue.path.join(".")}: ${issue.message}`,
+  );
+  Deno.exit(2);
+}
+const params = parsed.data;
 const merged = mergeUpstream(upstream, ["definitions", "extract", "generate"]);
 const corpusRoots = corpusRootsOf(upstream);
 const definitions = new Set(selectSolutions(merged, params).map((s) => s.definition.name));

@@ -32,6 +32,16 @@ import type { Lane } from "./lanes.ts";
 /** Where the harness keeps builds and scratch space (git-ignored, machine-local, reusable). */
 export const HARNESS_WORK_DIR = join(REPO_ROOT, ".tracepipe", "harness");
 
+/** Whether `source` compiles as a JavaScript regular expression (a profile's typo is a user error). */
+function isRegex(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Params shared by the judging stages: which solutions take part. */
 export const SelectionParams = z.object({
   /** Only solutions by these authors (empty: all). */
@@ -39,7 +49,9 @@ export const SelectionParams = z.object({
   /** Only these languages (empty: all). */
   languages: z.array(z.string()).default([]),
   /** Only definitions whose name matches this regular expression (empty: all). */
-  definition_regex: z.string().default(""),
+  definition_regex: z.string().default("").refine(isRegex, {
+    message: "not a valid regular expression",
+  }),
   /** Hard limit for one harness process, in seconds. */
   harness_timeout_s: z.number().positive().default(3600),
 });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { REPO_ROOT } from "../engine/mod.ts";
 import { formatJsonl, type RootedWorkload, workloadsPath } from "../trace/mod.ts";
 import { assertEquals } from "../../tests/assert.ts";
-import { corpusWorkloadsFirst, mergeUpstream } from "./mod.ts";
+import { corpusWorkloadsFirst, mergeUpstream, SelectionParams } from "./mod.ts";
 import { corpusRootsOf, workloadsFor } from "../../stages/verify/stage.ts";
 
 const DEF = "rmsnorm_h128";
@@ -75,5 +75,18 @@ Deno.test("verify judges a corpus on its own workloads first, whatever max_workl
     workloadsFor(merged, DEF, 0, [], roots).map((w) => w.workload.uuid),
     ["corp-a1", "corp-a2", "corp-b", "ext-1", "ext-2", "ext-3", "off-1"],
     "all of them: corpora first, then the extracted ones in cell-id order",
+  );
+});
+
+Deno.test("SelectionParams: a definition_regex that is no regular expression is a user error, named", () => {
+  const bad = SelectionParams.safeParse({ definition_regex: "gemm_(n4096" });
+  assertEquals(bad.success, false);
+  if (!bad.success) {
+    assertEquals(bad.error.issues[0].path, ["definition_regex"]);
+    assertEquals(bad.error.issues[0].message, "not a valid regular expression");
+  }
+  assertEquals(
+    SelectionParams.parse({ definition_regex: "^gemm_(n4096)$" }).definition_regex,
+    "^gemm_(n4096)$",
   );
 });
