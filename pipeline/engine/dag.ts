@@ -252,18 +252,27 @@ export async function planStage(
   return { stage, ctx, plans, keys };
 }
 
-/** Lets each stage the run includes start its background preparation (Stage.prewarm). */
-function prewarmStages(opts: PipelineOptions, run: Set<string>): void {
+/**
+ * Checks the params of every stage the run includes before any cell runs (a typo in the time
+ * stage's params must not surface only after minutes of compiling), then lets each stage start its
+ * background preparation (Stage.prewarm). Throws a PipelineError naming each bad field.
+ */
+function checkAndPrewarmStages(opts: PipelineOptions, run: Set<string>): void {
+  const params = new Map<string, unknown>();
+  const problems: string[] = [];
+  for (const stage of opts.stages) {
+    if (!run.has(stage.name)) continue;
+    try {
+      params.set(stage.name, parseParams(stage, opts.rawParams[stage.name], paramSources(opts)));
+    } catch (e) {
+      if (!(e instanceof PipelineError)) throw e;
+      problems.push(e.message);
+    }
+  }
+  if (problems.length) throw new PipelineError(problems.join("\n"));
   const gpus = opts.toolchain ? Promise.resolve(opts.toolchain.gpus) : probeGpusOnce();
   for (const stage of opts.stages) {
-    if (!stage.prewarm || !run.has(stage.name)) continue;
-    let params: unknown;
-    try {
-      params = parseParams(stage, opts.rawParams[stage.name], paramSources(opts));
-    } catch {
-      continue; // planning the stage reports its bad params
-    }
-    stage.prewarm(params, gpus);
+    if (stage.prewarm && params.has(stage.name)) stage.prewarm(params.get(stage.name), gpus);
   }
 }
 
@@ -299,7 +308,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
 async function runStages(opts: PipelineOptions, signal: AbortSignal): Promise<PipelineResult> {
   const log = opts.log ?? console.log;
   const { run, last } = selectStages(opts.stages, opts);
-  prewarmStages(opts, run);
+  checkAndPrewarmStages(opts, run);
   const tc = opts.toolchain ?? await discoverToolchain();
   const builder = await builderInfo(opts.root);
   const results: Record<string, CellResult[]> = {};

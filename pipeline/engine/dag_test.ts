@@ -94,6 +94,19 @@ Deno.test("bad params name the profile field", async () => {
   );
 });
 
+Deno.test("a bad param of a later stage stops the run before the first stage runs a cell", async () => {
+  const store = freshStore();
+  await assertRejects(
+    () =>
+      run(store, {}, {
+        rawParams: { letters: { items: { a: "x" } }, shout: { suffix: 7 } },
+        paramsSource: "p.json",
+      }),
+    /p\.json: \$\.shout\.suffix: /,
+  );
+  assertEquals(store.lastResults("letters"), null);
+});
+
 async function spawnChild(store: Store, items: Record<string, string>, hangDir: string) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
