@@ -36,6 +36,7 @@ import {
   parseGpuSelection,
 } from "./harness/mod.ts";
 import { doctor } from "./doctor.ts";
+import { isPathError } from "./lib/mod.ts";
 import { validatePath } from "./trace/mod.ts";
 import { REFRESH_USAGE, refreshCommand } from "./refresh/mod.ts";
 import { loadStages, STAGE_NAMES } from "../stages/mod.ts";
@@ -530,6 +531,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (
       e instanceof UsageError || e instanceof PipelineError || e instanceof GpuSelectionError ||
+      isPathError(e) ||
       (e as Error).name === "TypeError" &&
         (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
     ) {

@@ -237,3 +237,25 @@ Deno.test("gc says when its target cannot be reached because the latest runs are
   const fits = await cli("gc", "--max-size", "5G", "--store", dir);
   assert(!/not reached/.test(fits.text), fits.text);
 });
+
+Deno.test("a report folder the file system refuses is one line naming the path, exit 2", async () => {
+  const dir = store();
+  const file = join(dir, "a-file");
+  writeFileSync(file, "");
+  assertOneLine(await cli("report", "--out", join(file, "report")), /ENOTDIR: .*a-file/);
+});
+
+Deno.test("a bad param of a later stage is refused before any stage runs", async () => {
+  const dir = store();
+  const r = await cli(
+    "reproduce",
+    "--to",
+    "verify",
+    "--store",
+    dir,
+    "--set",
+    "verify.definition_regex=gemm_(n",
+  );
+  assertOneLine(r, /--set verify\.definition_regex: .*not a valid regular expression/);
+  assert(!/\[definitions\]/.test(r.text), r.text);
+});

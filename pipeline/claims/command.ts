@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { PipelineError, REPO_ROOT } from "../engine/mod.ts";
+import { isPathError } from "../lib/mod.ts";
 import type { AggregateParams, ShippedRun } from "../../stages/aggregate/mod.ts";
 
 /**
@@ -52,7 +53,7 @@ async function guarded(f: () => Promise<number>): Promise<number> {
     const { ClaimsError, RunFolderError } = await aggregateStage();
     if (
       e instanceof InputError || e instanceof ClaimsError || e instanceof RunFolderError ||
-      e instanceof PipelineError ||
+      e instanceof PipelineError || isPathError(e) ||
       (e as { code?: string }).code?.startsWith?.("ERR_PARSE_ARGS")
     ) {
       console.error(`error: ${(e as Error).message}`);
