@@ -105,6 +105,7 @@ def add_gate_report(details, role, rep, host_times):
         tot = agg.setdefault("l2_persisting", {"resets": 0, "found_carveout": 0})
         for k in ("resets", "found_carveout"):
             tot[k] = tot.get(k, 0) + int(l2.get(k) or 0)
+        tot["initial_carveout"] = max(tot.get("initial_carveout", 0), int(l2.get("initial_carveout") or 0))
     acc = host_times.setdefault(role, {"host_submit_median_ms": [], "harness_prep_median_ms": []})
     acc["host_submit_median_ms"] += rep.get("host_ms") or []
     acc["harness_prep_median_ms"] += g.get("prep_ms") or []

@@ -85,8 +85,55 @@ def stop_rule_and_gate_tests():
         print("skip gate PTX assembly check: ptxas not found")
 
 
+class _FakeL2Driver:
+    """The driver calls th_l2 makes, over one context whose persisting-L2 limit starts at `initial`."""
+
+    def __init__(self, initial):
+        self.limit, self.line_resets = initial, 0
+
+        # plain functions, not bound methods: th_l2 sets `argtypes` on each, as on a ctypes function
+        def get(out, _which):
+            out._obj.value = self.limit
+            return 0
+
+        def set_limit(_which, value):
+            self.limit = value
+            return 0
+
+        def reset():
+            self.line_resets += 1
+            return 0
+
+        self.cuCtxGetLimit, self.cuCtxSetLimit, self.cuCtxResetPersistingL2Cache = get, set_limit, reset
+
+
+def persisting_l2_tests():
+    """The reset's bookkeeping on a fake driver: a carveout the context held before the first timed call is
+    cleared and recorded apart (an H100 worker's context held one, honest or not); one set afterwards, by a
+    candidate, is found and cleared at the next reset."""
+    import th_gate
+    import th_l2
+    drv = _FakeL2Driver(64 << 20)
+    real = th_gate.load_driver
+    th_gate.load_driver = lambda _unavailable: drv
+    try:
+        l2 = th_l2.PersistingL2()
+    finally:
+        th_gate.load_driver = real
+    l2.reset()
+    l2.reset()
+    honest = l2.report()
+    check("persisting L2: the context's own carveout is cleared at the start and not counted as found",
+          honest == {"resets": 2, "found_carveout": 0, "initial_carveout": 64 << 20} and drv.limit == 0, str(honest))
+    drv.limit = 32 << 20  # a candidate reserves a carveout in its call
+    l2.reset()
+    check("persisting L2: a carveout set after the start is found and cleared, its lines reset",
+          l2.report()["found_carveout"] == 1 and drv.limit == 0 and drv.line_resets == 4, str(l2.report()))
+
+
 def unit_tests(work):
     stop_rule_and_gate_tests()
+    persisting_l2_tests()
     # flashinfer-bench's compute_error_stats example: one of three elements fails both bounds.
     x = torch.tensor([1.0, 2.0, 3.5])
     y = torch.tensor([1.0, 2.001, 3.0])
