@@ -89,9 +89,15 @@ def stage(name, src):
     if not (os.path.exists(dst) and open(dst).read() == text):  # keep ninja's state valid
         with open(dst, "w") as f:
             f.write(text)
+    # The tunables: the tp_params.h beside the source (empty in the repository), copied when it differs,
+    # so a build folder follows an edit of it (the fourteenth session's tuning runs did not: the folder's
+    # own empty copy was kept, and both "tuned" builds were the default one).
     p = os.path.join(d, "tp_params.h")
-    if not os.path.exists(p):
-        open(p, "w").close()
+    src_params = os.path.join(os.path.dirname(src), "tp_params.h")
+    params = open(src_params).read() if os.path.exists(src_params) else ""
+    if not (os.path.exists(p) and open(p).read() == params):
+        with open(p, "w") as f:
+            f.write(params)
     return d, dst
 
 
