@@ -458,7 +458,13 @@ async function importCmd(args: string[], storeDir: string, command: string): Pro
       stderr: "piped",
     }).output();
     if (!out.success) {
-      throw new UsageError(`import: cannot unpack ${src}: ${new TextDecoder().decode(out.stderr)}`);
+      Deno.removeSync(dir, { recursive: true });
+      // tar's first line says why (the others repeat that it gave up); one line, as for all bad input
+      const why = new TextDecoder().decode(out.stderr).trim().split("\n")[0].replace(
+        /^\S*tar: /,
+        "",
+      );
+      throw new UsageError(`import: cannot unpack ${src}: ${why}`);
     }
     src = dir;
   }

@@ -259,3 +259,12 @@ Deno.test("a bad param of a later stage is refused before any stage runs", async
   assertOneLine(r, /--set verify\.definition_regex: .*not a valid regular expression/);
   assert(!/\[definitions\]/.test(r.text), r.text);
 });
+
+Deno.test("import of an archive that is not one is one line saying why, exit 2", async () => {
+  const dir = store();
+  const bad = join(dir, "gpu-store.tar.xz");
+  writeFileSync(bad, "not an archive\n");
+  const r = await cli("import", "--store", join(dir, "store"), bad);
+  assertOneLine(r, /^error: import: cannot unpack .*gpu-store\.tar\.xz: [^/]/);
+  assertEquals(r.text.trim().split("\n").length, 1, r.text);
+});
