@@ -27,7 +27,7 @@ import traceback
 
 T_START = time.time()
 HERE = os.path.dirname(os.path.abspath(__file__))
-SM90_SRC = os.path.join(HERE, "gemm_sm90.cu")
+SM90_SRC = os.path.normpath(os.path.join(HERE, "..", "..", "gemm_sm90", "gemm_sm90.cu"))
 OLD_SRC = os.environ.get("TP_OLD_SRC") or os.path.normpath(os.path.join(HERE, "..", "..", "gemm", "gemm.cu"))
 BUILD = os.environ.get("TP_WGMMA_BUILD", "/tmp/tp_wgmma_build")
 # No -std here: torch.utils.cpp_extension only adds its own default (c++17, or c++20 on newer

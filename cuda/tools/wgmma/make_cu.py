@@ -9,7 +9,7 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 gen = subprocess.run([sys.executable, os.path.join(here, "gen_wgmma.py")], check=True,
                      capture_output=True, text=True).stdout.rstrip("\n")
-path = os.path.join(here, "gemm_sm90.cu")
+path = os.path.normpath(os.path.join(here, "..", "..", "gemm_sm90", "gemm_sm90.cu"))
 src = open(path).read()
 pat = re.compile(r"(// GENERATED-BEGIN \(gen_wgmma\.py\)\n).*?(\n// GENERATED-END)", re.S)
 assert pat.search(src), "markers not found"

@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { assert, assertEquals } from "../../../tests/assert.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+/** The kernel folder the pipeline judges (`cuda/gemm_sm90/`); this folder keeps its tools. */
+const KERNEL = join(HERE, "..", "..", "gemm_sm90");
 const NVCC = Deno.env.get("NVCC") ?? "nvcc";
 const PY = Deno.env.get("TRACEPIPE_PYTHON") ?? "/usr/bin/python3";
 
@@ -34,8 +36,8 @@ Deno.test("the Hopper GEMM builds for sm_90a: every kernel without spills or sta
     "-std=c++17",
     "-Xptxas",
     "-v",
-    `-I${HERE}`,
-    join(HERE, "gemm_sm90.cu"),
+    `-I${KERNEL}`,
+    join(KERNEL, "gemm_sm90.cu"),
     "-o",
     join(tmpdir(), `tp-wgmma-${Deno.pid}.o`),
   ]);

@@ -688,7 +688,7 @@ extern "C" int tp_sm90_gemm(const void* A, const void* B, void* C, int M, int N,
   return (int)tp_sm90::launch_plan(pl, A, B, C, M, N, K, static_cast<float*>(ws), stream);
 }
 
-#ifndef TP_NO_TORCH
+#if !defined(TP_NO_TORCH) && !defined(TP_KERNEL_ONLY)  // TP_KERNEL_ONLY: kernels_test.ts, as the other kernels
 // c10/cuda/CUDAStream.h rather than ATen/cuda/CUDAContext.h: the latter also pulls in cublas_v2.h,
 // cublasLt.h, cusparse.h and cusolverDn.h, which a minimal CUDA toolkit does not ship.
 #include <c10/cuda/CUDAGuard.h>
