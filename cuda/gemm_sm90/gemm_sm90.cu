@@ -745,9 +745,17 @@ std::vector<int64_t> plan(int64_t M, int64_t N, int64_t K) {
   return {pl.cfg, pl.splits, pl.units, pl.grid};
 }
 
+// What run_cfg(cfg, splits) will launch: the split count clamped to what the kernel supports, so
+// a tuning sweep times each distinct plan once. [cfg, splits, units, grid].
+std::vector<int64_t> plan_cfg(int64_t M, int64_t N, int64_t K, int64_t cfg, int64_t splits) {
+  const tp_sm90::Plan pl = tp_sm90::plan_gemm((int)M, (int)N, (int)K, (int)cfg, (int)splits);
+  return {pl.cfg, pl.splits, pl.units, pl.grid};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("run", &run, "tracepipe sm90 gemm C = A @ B^T (DPS)");
   m.def("run_cfg", &run_cfg, "run with a forced variant / split count (testing)");
   m.def("plan", &plan, "planner choice [cfg, splits, units, grid]");
+  m.def("plan_cfg", &plan_cfg, "the plan run_cfg launches [cfg, splits, units, grid]");
 }
 #endif

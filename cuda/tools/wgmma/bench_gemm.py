@@ -2,7 +2,7 @@
 """Check + benchmark the sm_90a wgmma/TMA GEMM (gemm_sm90.cu) against the existing mma.sync kernel
 (cuda/gemm/gemm.cu) and torch.matmul (cuBLAS), in ONE run on an H100.
 
-    python3 cuda/tools/wgmma/bench_gemm.py [--quick] [--budget SECONDS] [--no-old]
+    python3 cuda/tools/wgmma/bench_gemm.py [--quick] [--budget SECONDS] [--no-old] [--explore]
 
 C = A @ B^T, A [M,K], B [N,K], C [M,N], fp16 in/out. For every (N,K) and M: fresh random inputs,
 C poisoned with NaN, check against torch.matmul(A.float(), B.float().t()) with the
@@ -10,6 +10,9 @@ flashinfer-bench rule (element fails iff |d| > 1e-2 and |d|/(|ref|+1e-8) > 1e-2)
 sm90 / old / torch with triton.testing.do_bench (L2 flushed before each call, median).
 --quick (or env TP_BENCH_QUICK=1): only M in [1, 257, 4096] on (4096,4096) and (28672,4096).
 Table: TFLOP/s = 2MNK / sm90 time; TB/s = minimum bytes 2(MK+NK+MN) / sm90 time.
+--explore: instead of the cases, time every distinct plan (tile shape x split count, as run_cfg
+clamps it) on each (N, K, M) of EXPLORE_MS, beside the planner's own choice and cuBLAS, so the
+planner's cost model can be fitted on the CPU (explore_report.py reads the JSON).
 Results: compact table last; full JSON to $OUT/wgmma_bench.json when OUT is set (rewritten after
 every case, so a stopped run still leaves what it had).
 """
@@ -52,6 +55,10 @@ MS_CORE = [1, 256, 4096]
 MS_MORE = [16, 64, 1024, 8192, 7, 100, 257, 1000, 3000]
 QUICK_SHAPES = [(4096, 4096), (28672, 4096)]
 QUICK_MS = [1, 257, 4096]
+# --explore: the M of the default profile's GEMM workloads, where the planner chooses between split-K,
+# tile widths and swap-AB (mid M most of all: 65-1000); the split counts tried per tile shape.
+EXPLORE_MS = [1, 8, 16, 32, 64, 100, 128, 192, 256, 257, 384, 512, 768, 1000, 1536, 2048, 3000, 4096]
+EXPLORE_SPLITS = [1, 2, 3, 4, 6, 8, 12, 16]
 
 # TP_BENCH_MOCK=1: dry-run of this script's control flow on a machine without a GPU (CPU tensors,
 # a pure-torch stand-in for the extensions, no builds, no timing). For testing the script only.
@@ -59,7 +66,7 @@ MOCK = os.environ.get("TP_BENCH_MOCK", "") not in ("", "0")
 DEV = "cpu" if MOCK else "cuda"
 
 RES = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "builds": {}, "sass": {}, "variants": [],
-       "cases": [], "notes": []}
+       "cases": [], "explore": [], "notes": []}
 
 
 def log(*a):
@@ -255,7 +262,11 @@ def main():
                     help="seconds since start after which no new case starts")
     ap.add_argument("--no-old", action="store_true", help="skip the existing mma.sync kernel")
     ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--explore", action="store_true",
+                    help="time every distinct plan per case instead of the cases (implies --no-old --no-variants)")
     a = ap.parse_args()
+    if a.explore:
+        a.no_old = a.no_variants = True
     quick = a.quick or os.environ.get("TP_BENCH_QUICK", "") not in ("", "0")
     RES["quick"] = quick
 
@@ -275,13 +286,14 @@ def main():
             jobs_run = []
         else:
             jobs_run = jobs
-        fut_sass = ex.submit(ptxas_and_sass, src_new, d_new)
+        # explore runs skip the SASS listing: the build is the same and the call's time goes to timing
+        fut_sass = ex.submit(ptxas_and_sass, src_new, d_new) if not a.explore else None
         for name, err, dt in ex.map(build_one, jobs_run):
             RES["builds"][name] = {"ok": err is None, "seconds": round(dt, 1), "error": err}
             log(f"[{time.time()-T_START:.0f}s] build {name}: {'ok' if err is None else 'FAILED'} ({dt:.0f}s)")
             if err:
                 log(err[-3000:])
-        RES["sass"] = fut_sass.result()
+        RES["sass"] = fut_sass.result() if fut_sass is not None else {}
     sa = RES["sass"]
     log(f"ptxas/SASS: HGMMA={sa.get('HGMMA')} LDL={sa.get('LDL')} STL={sa.get('STL')} "
         f"UTMALDG={sa.get('UTMALDG')} per-kernel={list(sa.get('HGMMA_per_kernel', {}).values())}")
@@ -395,6 +407,8 @@ def main():
     # ---------------------------------------------------------------- cases
     if MOCK:
         torch.matmul = _mock_matmul(torch.matmul)
+    if a.explore:
+        return explore(torch, new, bench, a.budget, quick)
     if quick:
         cases = [(s, m) for m in QUICK_MS for s in QUICK_SHAPES]
     else:
@@ -503,6 +517,70 @@ def main():
     return 0 if not dead else 1
 
 
+def explore(torch, new, bench, budget, quick):
+    """Every distinct plan on every (N, K, M): cuBLAS, the planner's choice and each forced
+    (tile shape, split count), each checked (NaN-poisoned) before it is timed. A plan that fails the
+    check is recorded and never counted as the best."""
+    shapes, ms = (QUICK_SHAPES, QUICK_MS) if quick else (SHAPES, EXPLORE_MS)
+    if MOCK:  # the CPU dry run checks the control flow, on sizes a CPU multiplies in a moment
+        shapes, ms = [(256, 512)], [1, 100, 257]
+    stopped = 0
+    for N, K in shapes:
+        for M in ms:
+            if time.time() - T_START > budget:
+                stopped += 1
+                continue
+            A, B = inputs(torch, M, N, K)
+            C = torch.empty(M, N, dtype=torch.half, device=DEV)
+            rec = {"N": N, "K": K, "M": M, "flops": 2.0 * M * N * K, "plans": []}
+            rec["torch_us"] = bench(lambda: torch.matmul(A, B.t(), out=C), f"torch N={N} K={K} M={M}")
+            auto = list(new.plan(M, N, K))
+            rec["auto"] = {"cfg": CFG_NAMES[auto[0]], "splits": auto[1], "units": auto[2], "grid": auto[3]}
+            seen = set()
+            # swap-AB only where M fits a few column tiles of it; the 128-row tiles everywhere
+            cfgs = [0, 1] + ([2, 3, 4, 5] if M <= 256 else [])
+            for cfg in cfgs:
+                for sp in EXPLORE_SPLITS:
+                    pl = list(new.plan_cfg(M, N, K, cfg, sp))
+                    key = (pl[0], pl[1])
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    p = {"cfg": CFG_NAMES[pl[0]], "splits": pl[1], "units": pl[2], "grid": pl[3]}
+                    C.fill_(float("nan"))
+                    new.run_cfg(A, B, C, cfg, sp)
+                    sync_or_die(torch, f"explore N={N} K={K} M={M} {p['cfg']}/s{p['splits']}")
+                    p["ok"] = check(torch, C, A, B)["ok"]
+                    if p["ok"]:
+                        p["us"] = bench(lambda: new.run_cfg(A, B, C, cfg, sp), f"explore {p}")
+                    rec["plans"].append(p)
+            good = [p for p in rec["plans"] if p["ok"]]
+            auto_p = next((p for p in good if (p["cfg"], p["splits"]) == (rec["auto"]["cfg"], rec["auto"]["splits"])), None)
+            best = min(good, key=lambda p: p["us"]) if good else None
+            rec["auto_us"] = auto_p["us"] if auto_p else None
+            rec["best"] = best
+            RES["explore"].append(rec)
+            bu = best["us"] if best else float("nan")
+            log(f"[{time.time()-T_START:.0f}s] N={N} K={K} M={M} torch={rec['torch_us']:.1f} "
+                f"auto {rec['auto']['cfg']}/s{rec['auto']['splits']}={_f(rec['auto_us'])} "
+                f"best {best and best['cfg']}/s{best and best['splits']}={bu:.1f} "
+                f"({sum(1 for p in rec['plans'] if not p['ok'])} failed of {len(rec['plans'])})")
+            write_json()
+            del A, B, C
+            if not MOCK:
+                torch.cuda.empty_cache()
+    if stopped:
+        RES["notes"].append(f"time budget {budget:.0f}s reached: {stopped} explore cases not run")
+    RES["elapsed_s"] = round(time.time() - T_START, 1)
+    write_json()
+    bad = sum(1 for r in RES["explore"] for p in r["plans"] if not p["ok"])
+    log(f"explore: {len(RES['explore'])} cases, {sum(len(r['plans']) for r in RES['explore'])} plans, "
+        f"{bad} failed the check; elapsed {RES['elapsed_s']}s")
+    for n in RES["notes"]:
+        log("note: " + n)
+    return 0 if bad == 0 else 4
+
+
 def _mock_matmul(mm):
     def f(a, b, out=None):  # CPU half matmul may be missing: compute in fp32
         r = mm(a.float(), b.float())
@@ -526,6 +604,9 @@ class _MockExt:
 
     def plan(self, M, N, K):
         return [2 if M <= 64 else 0, 1, 1, 1]
+
+    def plan_cfg(self, M, N, K, cfg, splits):
+        return [cfg, min(splits, 4), 1, 1]  # clamps, as the kernel's planner does
 
 
 def _f(v):

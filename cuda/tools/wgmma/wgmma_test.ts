@@ -66,3 +66,39 @@ Deno.test("the Hopper GEMM's data flow, emulated on the CPU, matches a float32 p
   assert(lines.length >= 7, `expected a line per shape, got:\n${r.out}`);
   assertEquals(lines.filter((l) => !/ OK /.test(l)), []);
 });
+
+Deno.test("the GEMM bench's --explore mode times each distinct plan once and never counts a failed one as best", async () => {
+  const probe = await run(PY, ["-c", "import torch"]);
+  if (!probe.ok) {
+    console.log(`SKIP ${PY} cannot import torch: ${probe.out.trim().split("\n").pop()}`);
+    return;
+  }
+  const out = await Deno.makeTempDir({ prefix: "tp-explore-" });
+  try {
+    // TP_BENCH_MOCK: a torch stand-in for the extension, whose run_cfg(swap64, 3 splits) writes a NaN
+    const o = await new Deno.Command(PY, {
+      args: [join(HERE, "bench_gemm.py"), "--explore"],
+      env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(out, "build") },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
+    assertEquals(o.code, 4, `a failed plan makes the exit status 4:\n${text.slice(-1500)}`);
+    const res = JSON.parse(await Deno.readTextFile(join(out, "wgmma_bench.json")));
+    assertEquals(res.explore.length, 3, "one record per M of the dry run's shape");
+    for (const rec of res.explore) {
+      const keys = rec.plans.map((p: { cfg: string; splits: number }) => `${p.cfg}/${p.splits}`);
+      assertEquals(new Set(keys).size, keys.length, `a plan timed twice at M=${rec.M}`);
+      assert(rec.best?.ok, `M=${rec.M}: the best plan must have passed its check`);
+      for (const p of rec.plans) assert(p.ok ? p.us > 0 : p.us === undefined, JSON.stringify(p));
+      // swap-AB widths are explored only where M fits a few of their column tiles
+      assertEquals(keys.some((k: string) => k.startsWith("swap")), rec.M <= 256);
+    }
+    const failed = res.explore.flatMap((r: { plans: { ok: boolean; cfg: string }[] }) =>
+      r.plans.filter((p) => !p.ok)
+    );
+    assert(failed.length > 0 && failed.every((p: { cfg: string }) => p.cfg === "swap64"));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
