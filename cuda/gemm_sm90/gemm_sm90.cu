@@ -7,11 +7,11 @@
 //                      128B-swizzled 64-wide K slices into a STAGES-deep ring (full/empty mbarriers)
 //   warpgroups 1..2  : consumers, each owning 64 rows of the BM=128 tile, wgmma.mma_async
 //                      m64nBNk16 with both operands read from shared memory via descriptors
-// Paths (selected on the host by M):
-//   M >  SM90_SWAP_MAX_M : tile 128 x 256 (or 128 x 128), C tile = A rows x B rows
-//   M <= SM90_SWAP_MAX_M : "swap AB": computes C^T = B A^T so that N fills the 128-row wgmma side
-//                          and M (padded to 8/16/32/64) is the wgmma N; memory bound on B.
-// Split-K (both paths) when there are too few tiles for the SMs, planned only when every unit has
+// Paths (chosen on the host by a cost model fitted to H100 timings, see plan_cost):
+//   tile 128 x 256 or 128 x 128, C tile = A rows x B rows
+//   "swap AB" (M <= SM90_SWAP_MAX_M): computes C^T = B A^T so that N fills the 128-row wgmma side
+//                          and M (in tiles of 8/16/32/64) is the wgmma N; memory bound on B.
+// Split-K (every path) when there are too few tiles for the SMs, planned only when every unit has
 // its own co-resident CTA: each split writes its fp32 partial to a workspace, waits on a per-tile
 // arrival counter until all splits have, then reduces 1/splits of the tile and writes that part of C.
 // Tails: TMA zero-fills out-of-bounds rows/columns of A and B (M, N and K tails); the epilogue
@@ -19,7 +19,7 @@
 #include "tp_params.h"
 
 #ifndef SM90_SWAP_MAX_M
-#define SM90_SWAP_MAX_M 64  // M <= this: swap-AB small-M path
+#define SM90_SWAP_MAX_M 256  // M <= this: the swap-AB widths are candidates too
 #endif
 #ifndef SM90_SMEM_BUDGET
 #define SM90_SMEM_BUDGET 196608  // bytes of pipeline ring (H100 allows 227 KB per block)
@@ -36,14 +36,11 @@
 #ifndef SM90_MIN_KT_PER_SPLIT
 #define SM90_MIN_KT_PER_SPLIT 2  // k-tiles (of 64) per split at least
 #endif
-#ifndef SM90_SPLIT_OVH
-#define SM90_SPLIT_OVH 1.5f  // cost model: fixed sync cost of a split-K unit, in k-tiles
+#ifndef SM90_SPLIT_US
+#define SM90_SPLIT_US 8.19f  // cost model (us): a split-K launch's fixed cost (cooperative launch, sync)
 #endif
-#ifndef SM90_UNIT_OVH
-#define SM90_UNIT_OVH 3.0f  // cost model: per-unit fill + epilogue cost, in k-tiles
-#endif
-#ifndef SM90_BN128_COST
-#define SM90_BN128_COST 0.6f  // cost model: a 128x128 k-tile relative to a 128x256 one
+#ifndef SM90_PARTIAL_US
+#define SM90_PARTIAL_US 1.21f  // cost model (us): per fp32-partial-to-stage byte ratio of a split unit
 #endif
 #ifndef SM90_PRODUCER_REGS
 #define SM90_PRODUCER_REGS 40
@@ -509,22 +506,33 @@ static int num_sms() {
   return cache[dev];
 }
 
-// Cost model, in units of "one 128x256x64 k-tile on one SM":
-//   waves x (k-tiles per unit x tile cost + per-unit overhead [+ split-K overhead])
-// where split-K overhead = fixed sync cost + writing and re-reading the fp32 partial, measured
-// in stage loads. Split-K is only allowed when every unit gets its own CTA (units <= SMs): the
-// in-kernel reduction waits for the sibling splits, which must be co-resident.
+// Cost model, in microseconds on an H100 (132 SMs):
+//   waves x (k-tiles per unit x kTileUs[cfg] + kUnitUs[cfg]) [+ SPLIT_US + PARTIAL_US x partial/stage]
+// where partial/stage is the bytes of a unit's fp32 partial over those of one pipeline stage. The
+// coefficients are a non-negative least-squares fit (relative error) to 1,310 timings of every
+// distinct plan on 93 (N, K, M) cases (cuda/tools/wgmma/results/h100-2026-12-08-explore.json,
+// `bench_gemm.py --explore`; fit_planner.py refits them). Against the best plan measured per case
+// the model's choice is 2.5 % slower on average (3.1 % with each shape left out of the fit in turn),
+// where the first hand-set model was 9.2 % slower (up to 45 %: split-K at mid M where a swap-AB
+// tile without splits was 1.3x faster). Split-K is only allowed when every unit gets its own CTA
+// (units <= SMs): the in-kernel reduction waits for the sibling splits, which must be co-resident.
+//                                  128x256 128x128 swap8  swap16 swap32 swap64
+static const float kTileUs[kNumCfg] = {0.659f, 0.432f, 0.279f, 0.304f, 0.336f, 0.354f};
+static const float kUnitUs[kNumCfg] = {7.987f, 3.162f, 1.411f, 1.279f, 1.203f, 1.596f};
+// The split counts the planner chooses from: the ones the fit saw (a count between two of them
+// differs little in cost and was never measured).
+static const int kSplitChoices[] = {1, 2, 3, 4, 6, 8, 12, 16};
+
 static float plan_cost(int cfg, int splits, long long units, int kt, int sms) {
   const int bn = cfg_bn(cfg);
-  const float tcost = bn == 256 ? 1.0f : bn == 128 ? SM90_BN128_COST : 0.55f;
   const long long waves = (units + sms - 1) / sms;
   const int ktu = (kt + splits - 1) / splits;
-  float c = ktu * tcost + SM90_UNIT_OVH;
+  float c = (float)waves * (ktu * kTileUs[cfg] + kUnitUs[cfg]);
   if (splits > 1) {
     const float partial = (float)kBM * bn * 4, stage = (float)(kBM + bn) * kBK * 2;
-    c += SM90_SPLIT_OVH + 1.5f * partial / stage;
+    c += SM90_SPLIT_US + SM90_PARTIAL_US * partial / stage;
   }
-  return (float)waves * c;
+  return c;
 }
 
 static Plan make_plan_for(int cfg, int splits_req, int M, int N, int K, int sms) {
@@ -546,9 +554,10 @@ static Plan make_plan_for(int cfg, int splits_req, int M, int N, int K, int sms)
   if (s <= 0) {
     float best = 1e30f;
     s = 1;
-    for (int c = 1; c <= smax; ++c) {
+    for (const int c : kSplitChoices) {
+      if (c > smax) break;
       const float cost = plan_cost(cfg, c, tiles * c, kt, sms);
-      if (cost < best * 0.999f) { best = cost; s = c; }
+      if (cost < best) { best = cost; s = c; }
     }
   }
   if (s > smax) s = smax;  // forced splits are clamped to what the kernel supports
@@ -560,18 +569,18 @@ static Plan make_plan_for(int cfg, int splits_req, int M, int N, int K, int sms)
   return pl;
 }
 
-// Planner. force_cfg/force_splits < 0: automatic.
+// Planner: the cheapest plan of every candidate tile shape (the swap-AB widths only where M is
+// small). force_cfg/force_splits < 0: automatic.
 static Plan plan_gemm(int M, int N, int K, int force_cfg = -1, int force_splits = -1) {
   const int sms = num_sms();
   if (force_cfg >= 0 && force_cfg < kNumCfg) return make_plan_for(force_cfg, force_splits, M, N, K, sms);
-  if (M <= SM90_SWAP_MAX_M) {
-    const int cfg = M <= 8 ? kCfgSwap8 : M <= 16 ? kCfgSwap16 : M <= 32 ? kCfgSwap32 : kCfgSwap64;
-    return make_plan_for(cfg, force_splits, M, N, K, sms);
+  Plan best;
+  for (int cfg = 0; cfg < kNumCfg; ++cfg) {
+    if (cfg_swap(cfg) && M > SM90_SWAP_MAX_M) continue;
+    const Plan p = make_plan_for(cfg, force_splits, M, N, K, sms);
+    if (best.cfg < 0 || p.cost < best.cost) best = p;
   }
-  const Plan a = make_plan_for(kCfg128, force_splits, M, N, K, sms);
-  if (N <= 128) return a;
-  const Plan b = make_plan_for(kCfg256, force_splits, M, N, K, sms);
-  return a.cost < b.cost * 0.97f ? a : b;
+  return best;
 }
 
 static int* get_counters() {
@@ -681,6 +690,15 @@ static cudaError_t launch_plan(const Plan& pl, const void* A, const void* B, voi
 // bytes (may be null when that is 0). Also keeps the kernels instantiated in -DTP_NO_TORCH builds.
 extern "C" size_t tp_sm90_ws_bytes(int M, int N, int K) {
   return tp_sm90::plan_gemm(M, N, K).ws_bytes;
+}
+// The plan for (M, N, K) without launching anything: out = [cfg, splits, units, grid] (a planner
+// test on a machine without a GPU, where the SM count falls back to the H100's 132).
+extern "C" void tp_sm90_plan(int M, int N, int K, int* out) {
+  const tp_sm90::Plan pl = tp_sm90::plan_gemm(M, N, K);
+  out[0] = pl.cfg;
+  out[1] = pl.splits;
+  out[2] = pl.units;
+  out[3] = pl.grid;
 }
 extern "C" int tp_sm90_gemm(const void* A, const void* B, void* C, int M, int N, int K, void* ws,
                             cudaStream_t stream) {

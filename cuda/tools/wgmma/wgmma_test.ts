@@ -102,3 +102,76 @@ Deno.test("the GEMM bench's --explore mode times each distinct plan once and nev
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("the Hopper GEMM's planner chooses, on the H100 explore run's cases, plans near the fastest measured", async () => {
+  if ((await run(NVCC, ["--version"])).ok === false) {
+    console.log(`SKIP ${NVCC} not runnable here (set NVCC=/path/to/nvcc)`);
+    return;
+  }
+  // `bench_gemm.py --explore` timed every distinct plan of 93 (N, K, M) cases on an H100 (NOTES.md):
+  // the planner, built here, is asked for each case, and its plan's measured time is compared with
+  // the case's fastest. Without a GPU the SM count falls back to the H100's 132, as on the H100.
+  type Plan = { cfg: string; splits: number; ok: boolean; us?: number };
+  type Case = { N: number; K: number; M: number; plans: Plan[]; auto_us: number | null };
+  const explore: Case[] = JSON.parse(
+    await Deno.readTextFile(join(HERE, "results", "h100-2026-12-08-explore.json")),
+  ).explore;
+  const dir = await Deno.makeTempDir({ prefix: "tp-planner-" });
+  try {
+    const driver = join(dir, "plan.cpp");
+    await Deno.writeTextFile(
+      driver,
+      `#include <cstdio>
+extern "C" void tp_sm90_plan(int M, int N, int K, int* out);
+int main() {
+  int M, N, K, o[4];
+  while (std::scanf("%d %d %d", &M, &N, &K) == 3) {
+    tp_sm90_plan(M, N, K, o);
+    std::printf("%d %d\\n", o[0], o[1]);
+  }
+}
+`,
+    );
+    const exe = join(dir, "plan");
+    const built = await run(NVCC, [
+      "-DTP_NO_TORCH",
+      "-gencode=arch=compute_90a,code=sm_90a",
+      "-O1",
+      "-std=c++17",
+      `-I${KERNEL}`,
+      join(KERNEL, "gemm_sm90.cu"),
+      driver,
+      "-o",
+      exe,
+    ]);
+    assert(built.ok, built.out.slice(-2000));
+    const child = new Deno.Command(exe, { stdin: "piped", stdout: "piped" }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(explore.map((c) => `${c.M} ${c.N} ${c.K}\n`).join("")));
+    await w.close();
+    const lines = new TextDecoder().decode((await child.output()).stdout).trim().split("\n");
+    assertEquals(lines.length, explore.length);
+    const CFGS = ["128x256", "128x128", "swap8", "swap16", "swap32", "swap64"];
+    const regrets: number[] = [], before: number[] = [];
+    explore.forEach((c, i) => {
+      const [cfg, splits] = lines[i].split(" ").map(Number);
+      const good = c.plans.filter((p) => p.ok);
+      const best = Math.min(...good.map((p) => p.us!));
+      const chosen = good.find((p) => p.cfg === CFGS[cfg] && p.splits === splits);
+      assert(chosen, `N=${c.N} K=${c.K} M=${c.M}: ${CFGS[cfg]}/s${splits} was not timed`);
+      regrets.push(chosen.us! / best);
+      if (c.auto_us) before.push(c.auto_us / best);
+    });
+    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+    console.log(
+      `planner regret: mean ${mean(regrets).toFixed(3)}, max ${
+        Math.max(...regrets).toFixed(3)
+      }; the planner that ran: mean ${mean(before).toFixed(3)}`,
+    );
+    assert(mean(regrets) <= 1.04, `mean regret ${mean(regrets)}`);
+    assert(Math.max(...regrets) <= 1.25, `max regret ${Math.max(...regrets)}`);
+    assert(mean(regrets) < mean(before), "no better than the planner that ran");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

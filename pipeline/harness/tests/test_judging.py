@@ -203,6 +203,31 @@ def timing_tests(work, device):
     r3 = res3["results"][0]
     check("[20] time below the roofline floor is rejected",
           r3["evaluation"]["status"] == "RUNTIME_ERROR" and "below_roofline_floor" in r3["details"]["rigor"])
+    if device != "cpu":
+        tail_charge_tests(job, base_cfg, work)
+
+
+def tail_charge_tests(job, base_cfg, work):
+    """GPU only: the tail check charges work left running on a side stream after the call returns (about 1 ms
+    of `_sleep`), and not an honest kernel judged in the same job against the same honest tails (issue 23:
+    the check must keep charging the cheater while it charges no honest cell)."""
+    honest = catalog.sol("ok_relu_vr", "tp_relu_f32", catalog.RELU_VR)
+    # The honest kernel first: the reference is timed beside it, and the cheater is judged against those
+    # reused tails, so its charge also goes through the confirmation that re-times them (confirm_tail_charge).
+    job4 = dict(job, solutions=[honest, catalog.SIDE_STREAM_SLEEP], baseline=None, config=base_cfg)
+    rc, res4, err, _ = run_harness("time", job4, work)
+    if rc != 0:
+        check("tail check job ran", False, err[-2000:])
+        return
+    r4 = {x["solution"]: x for x in res4["results"]}
+    cheat, ok = r4["cheat_side_stream_sleep"], r4["ok_relu_vr"]
+    lat = (cheat["evaluation"].get("performance") or {}).get("latency_ms", 0)
+    check("tail check: 1 ms left on a side stream is charged (async_work_after_return, timed at >= 0.9 ms)",
+          "async_work_after_return" in cheat["details"]["rigor"] and lat >= 0.9,
+          f"rigor={cheat['details']['rigor']} latency_ms={lat} tail={cheat['details'].get('tail_ms')}")
+    check("tail check: the honest kernel of the same job is not charged",
+          "async_work_after_return" not in ok["details"]["rigor"] and ok["evaluation"]["status"] == "PASSED",
+          f"{ok['evaluation']['status']} rigor={ok['details']['rigor']}")
 
 
 def gate_copy_tests():
