@@ -15,7 +15,7 @@ import { reportHere } from "./report.ts";
 import { writeFixtureRun } from "../stages/aggregate/testdata/fixture_run.ts";
 
 /** The newest shipped GPU run: the claims are decided on it. */
-const SHIPPED = "h100-2026-12-07-warm";
+const SHIPPED = "h100-2026-12-08";
 /** The run before it, shown beside it. */
 const EARLIER = "h100-2026-12-06";
 
@@ -86,7 +86,7 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assertMatch(
       front,
       new RegExp(
-        `<a href="runs/${SHIPPED}/index.html">${SHIPPED}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-07</td><td>5d89e458e1a9</td><td>366</td><td>366</td><td>439</td><td>2647</td>`,
+        `<a href="runs/${SHIPPED}/index.html">${SHIPPED}</a></td><td>shipped</td><td>NVIDIA H100 80GB HBM3</td><td>2026-12-08</td><td>869f56ebafef</td><td>381</td><td>381</td><td>472</td><td>2647</td>`,
       ),
     );
     assertMatch(
@@ -102,8 +102,8 @@ Deno.test("reproduce on a CPU: the shipped H100 run beside this machine's CPU ju
     assertMatch(front, /run this-machine \(this machine; no GPU: CPU judgements\)/);
     // The shipped run's own report: its tables, charts and provenance, its traces linked in results/.
     const shipped = readFileSync(join(latest, "runs", SHIPPED, "index.html"), "utf8");
-    assertMatch(shipped, /<b>366<\/b> traces in 366 files/);
-    assertMatch(shipped, /Git commit: <code>5d89e458e1a9b66745cf6c48dbc2758021b24ffd<\/code>/);
+    assertMatch(shipped, /<b>381<\/b> traces in 381 files/);
+    assertMatch(shipped, /Git commit: <code>869f56ebafefab3eca680c583c29e3b11741f37d<\/code>/);
     assertMatch(shipped, /NVIDIA H100 80GB HBM3/);
     assertMatch(shipped, /<svg/);
     assertMatch(shipped, new RegExp(`href="../../../../results/${SHIPPED}/cells/time/`));
