@@ -16,7 +16,10 @@
 3. CUDA graphs: one decode-shaped forward (batch x 1 token, no KV cache) captured after eager warm-up
    and replayed, unpatched / fallback / project / slower, bf16 and fp16: apply()'s cost where the
    paper's Fig. 8 measured it (SGLang replays graphs, so dispatch happens at capture only); the
-   counters show no call fell back for being captured unwarmed.
+   counters show no call fell back for being captured unwarmed. The slower solution's slowdown over
+   the fallback is checked against the sum over the forward's gemm calls of its per-call difference
+   (`slow_predicted_ms`), where replay leaves no host time to blur it (eager generation spreads by
+   as much as the check allows).
 4. The paged decoder on the bf16 model (page size 1, batch 1/16/64): the torch attention fallback
    against the project's CUDA paged decode/prefill kernels.
 Prints compact tables; writes $OUT/apply_bench.json (after each section, so a cut run keeps results).
@@ -35,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from gpu_common import (device_ms, fallback_solutions, hf_greedy, interleaved, llama_config, llama_definitions,
-                        make_llama, once, paired, predicted_slow_delta_ms, project_solutions, slow_solutions, timed,
+                        make_llama, once, paired, predicted_slow_delta_ms, project_solutions, slow_forward_delta_ms,
+                        slow_solutions, timed,
                         write_pinned)
 from helpers import gemm_def, solution, write_set
 from tracepipe_apply import apply, disable_apply, enable_apply, get_runtime, loader, patch_llama, reset_stats, stats
@@ -262,7 +266,7 @@ def bench_graphs(tmp, cfg, model32, batches, traceset):
     patch_llama()
     print("\n== CUDA graphs: one decode-shaped forward (batch x 1 token, no KV cache), median replay (ms) ==")
     print(f"{'dtype':9s} {'batch':>5s} {'unpatched':>10s} {'fallback':>10s} {'project':>10s} {'triton':>10s} "
-          f"{'slow':>8s} {'ovh %':>6s} {'argmax=':>8s} {'in capture':>10s}")
+          f"{'slow':>8s} {'ovh %':>6s} {'argmax=':>8s} {'in capture':>10s} {'slow-fb':>8s} {'predicted':>9s}")
     for dtype in (torch.bfloat16, torch.float16):
         model = copy.deepcopy(model32).to(dtype)
         roots, _ = variant_roots(tmp, cfg, dtype, traceset)
@@ -291,6 +295,10 @@ def bench_graphs(tmp, cfg, model32, batches, traceset):
                     while get_runtime() is not None:
                         disable_apply()
             row["fallback_overhead_pct"] = 100 * (row.get("fallback_ms", float("nan")) / row["unpatched_ms"] - 1)
+            if "slow_ms" in row and "fallback_ms" in row:
+                # one forward of b tokens: each gemm call once, at M = b
+                row["slow_delta_ms"] = row["slow_ms"] - row["fallback_ms"]
+                row["slow_predicted_ms"] = slow_forward_delta_ms(cfg, dtype, b, SLOW_REPEATS)
             RESULT["graphs"].append(row)
             save()
             print(f"{str(dtype)[6:]:9s} {b:5d} {row['unpatched_ms']:10.3f} {row.get('fallback_ms', float('nan')):10.3f} "
@@ -298,6 +306,7 @@ def bench_graphs(tmp, cfg, model32, batches, traceset):
                   f"{row.get('slow_ms', float('nan')):8.3f} "
                   f"{row['fallback_overhead_pct']:6.2f} {row.get('fallback_argmax_equal', float('nan')):8.3f} "
                   f"{row.get('fallback_fallback_capture', -1):10d}"
+                  f" {row.get('slow_delta_ms', float('nan')):8.3f} {row.get('slow_predicted_ms', float('nan')):9.3f}"
                   f"{''.join(f'  {k}: {v}' for k, v in row.items() if k.endswith('_error'))}", flush=True)
         del model
         torch.cuda.empty_cache()

@@ -34,6 +34,7 @@ export const ApplyMeasurements = z.object({
   tokens_identical: z.boolean().nullable().default(null),
   additivity_max_dev_pct: num,
   graph_overhead_pct: num,
+  graph_additivity_max_dev_pct: later,
   dispatch: z.array(
     z.object({ case: z.string(), ns_per_call: z.number(), overhead_ns: z.number() }),
   ).default([]),
@@ -74,6 +75,9 @@ export const ApplyMeasurements = z.object({
       project_ms: num,
       triton_ms: later,
       slow_ms: num,
+      slow_delta_ms: later,
+      slow_predicted_ms: later,
+      slow_vs_predicted: later,
       fallback_argmax_equal: num,
       fallback_in_capture: num,
       errors: z.array(z.string()).default([]),
@@ -163,6 +167,14 @@ export function applyFindings(a: ApplyMeasurements): string {
             ? ` (${captured} calls captured before their solution was loaded ran the fallback)`
             : ""
         }`,
+    );
+  }
+  if (a.graph_additivity_max_dev_pct != null) {
+    parts.push(
+      `replayed as CUDA graphs, a deliberately slower solution slows the forward by within ${
+        fmt(a.graph_additivity_max_dev_pct, 1)
+      } % of the sum over its calls of its per-call difference (the figure that decides whether ` +
+        `kernel differences carry through to end-to-end latency: replay adds no host time)`,
     );
   }
   if (a.additivity_max_dev_pct !== null) {
@@ -283,11 +295,12 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
   if (a.graphs.length) {
     const errors = a.graphs.some((r) => r.errors.length);
     const triton = a.graphs.some((r) => r.triton_ms !== undefined);
+    const predicted = a.graphs.some((r) => r.slow_predicted_ms != null);
     tables.push({
       id: `apply_graphs_${runId}`,
       title: "CUDA graphs: one decode-shaped forward replayed, unpatched and patched",
       caption:
-        "One forward of batch × 1 token without a KV cache, captured as a CUDA graph after three eager calls and replayed (ms, median of 20 replays): unpatched; patched with the fallback (overhead % against unpatched: the paper's Fig. 8 setting, SGLang replaying graphs); with the project's kernels; with the deliberately slower solution. argmax equal: share of rows whose next token matches the unpatched graph's (fallback). in capture: calls that ran the fallback for being captured before their solution was loaded (0 after warm-up).",
+        "One forward of batch × 1 token without a KV cache, captured as a CUDA graph after three eager calls and replayed (ms, median of 20 replays): unpatched; patched with the fallback (overhead % against unpatched: the paper's Fig. 8 setting, SGLang replaying graphs); with the project's kernels; with the deliberately slower solution (where measured, its slowdown over the fallback beside the sum over the forward's gemm calls of its per-call difference, each timed on its own: predicted). argmax equal: share of rows whose next token matches the unpatched graph's (fallback). in capture: calls that ran the fallback for being captured before their solution was loaded (0 after warm-up).",
       columns: [
         "dtype",
         "batch",
@@ -297,6 +310,7 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         "project ms",
         ...(triton ? ["triton ms"] : []),
         "slower ms",
+        ...(predicted ? ["slower − fallback ms", "predicted ms"] : []),
         "argmax equal",
         "in capture",
         ...(errors ? ["error"] : []),
@@ -310,6 +324,12 @@ export function applyTables(runId: string, a: ApplyMeasurements): Table[] {
         "project ms": r.project_ms,
         ...(triton ? { "triton ms": r.triton_ms ?? null } : {}),
         "slower ms": r.slow_ms,
+        ...(predicted
+          ? {
+            "slower − fallback ms": r.slow_delta_ms ?? null,
+            "predicted ms": r.slow_predicted_ms ?? null,
+          }
+          : {}),
         "argmax equal": r.fallback_argmax_equal,
         "in capture": r.fallback_in_capture,
         error: r.errors.join("; ") || null,

@@ -223,4 +223,38 @@ Deno.test("apply tables: the Triton variant and interleaved rounds get their col
   assertEquals(before.columns.includes("triton ms"), false);
   assertEquals(beforeGraphs.columns.includes("triton ms"), false);
   assertMatch(before.caption, /median of 3\)/);
+  assertEquals(beforeGraphs.columns.includes("predicted ms"), false);
+});
+
+Deno.test("apply: the replayed slower solution's slowdown and its prediction get columns and a sentence only where measured", () => {
+  const a = ApplyMeasurements.parse({
+    ...MEASURED,
+    graph_additivity_max_dev_pct: 4.5,
+    graphs: [{
+      dtype: "bfloat16",
+      batch: 1,
+      unpatched_ms: 2,
+      fallback_ms: 2.01,
+      slow_ms: 4.1,
+      slow_delta_ms: 2.09,
+      slow_predicted_ms: 2,
+      slow_vs_predicted: 1.045,
+    }],
+  });
+  const [, , graphs] = applyTables("r4", a);
+  assertEquals(
+    [graphs.rows[0]["slower − fallback ms"], graphs.rows[0]["predicted ms"]],
+    [2.09, 2],
+  );
+  assertMatch(graphs.caption, /predicted/);
+  assertMatch(
+    applyFindings(a),
+    /replayed as CUDA graphs, a deliberately slower solution slows the forward by within 4\.5 % of the sum over its calls/,
+  );
+  assertEquals(
+    /replayed as CUDA graphs, a deliberately/.test(
+      applyFindings(ApplyMeasurements.parse(MEASURED)),
+    ),
+    false,
+  );
 });

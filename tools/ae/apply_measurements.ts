@@ -18,6 +18,8 @@
  *   issue's check that kernel differences carry through to end-to-end latency); null when unmeasured.
  * - `graph_overhead_pct`: the largest fallback overhead, in %, with the forward replayed as a CUDA
  *   graph (where the paper's Fig. 8 measured it: dispatch then happens at capture only).
+ * - `graph_additivity_max_dev_pct`: as `additivity_max_dev_pct`, over the CUDA-graph rows (one
+ *   forward replayed, so no host time blurs it); present where the file predicted them.
  * - `dispatch`: one row per case ({case, ns_per_call, overhead_ns}); rows, not a map, because case
  *   names hold dots ("F.linear, original") and the claims flatten run.json into dotted keys.
  * - `e2e`, `graphs`, `paged`: the script's rows, rounded, hits summed to calls and named by definition.
@@ -93,6 +95,10 @@ const GraphRow = z.object({
   fallback_fallback_capture: z.number().int().nonnegative().optional(),
   fallback_overhead_pct: maybeNum,
   triton_ms: maybeNum,
+  // The slower solution's slowdown over the fallback and its prediction (files of after the
+  // fifteenth session).
+  slow_delta_ms: maybeNum,
+  slow_predicted_ms: maybeNum,
 }).passthrough();
 
 /** One paged-decoder row: the torch attention fallback against the project's paged kernels. */
@@ -177,6 +183,10 @@ export interface ApplyGraphRow {
   /** The project's Triton kernels (present where the file measured them). */
   triton_ms?: number | null;
   slow_ms: number | null;
+  /** The slower solution's slowdown over the fallback, its prediction and their ratio (where predicted). */
+  slow_delta_ms?: number | null;
+  slow_predicted_ms?: number | null;
+  slow_vs_predicted?: number | null;
   /** Share of rows whose next-token argmax equals the unpatched graph's, fallback-patched. */
   fallback_argmax_equal: number | null;
   /** Calls that ran the fallback because they were captured before their solution was loaded. */
@@ -205,6 +215,8 @@ export interface ApplySummary {
   additivity_max_dev_pct: number | null;
   /** The largest fallback overhead under CUDA graphs, in % (null: none measured). */
   graph_overhead_pct: number | null;
+  /** The farthest slow_vs_predicted of the graph rows from 1, in % (absent: none predicted). */
+  graph_additivity_max_dev_pct?: number | null;
   dispatch: { case: string; ns_per_call: number; overhead_ns: number }[];
   e2e: ApplyE2eRow[];
   graphs: ApplyGraphRow[];
@@ -329,20 +341,33 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     project_ms: round(r.project_ms, 4),
     ...(r.triton_ms !== undefined ? { triton_ms: round(r.triton_ms, 4) } : {}),
     slow_ms: round(r.slow_ms, 4),
+    ...(r.slow_predicted_ms !== undefined
+      ? {
+        slow_delta_ms: round(r.slow_delta_ms, 4),
+        slow_predicted_ms: round(r.slow_predicted_ms, 4),
+        slow_vs_predicted: r.slow_delta_ms != null && r.slow_predicted_ms
+          ? round(r.slow_delta_ms / r.slow_predicted_ms, 3)
+          : null,
+      }
+      : {}),
     fallback_argmax_equal: round(r.fallback_argmax_equal, 4),
     fallback_in_capture: r.fallback_fallback_capture ?? null,
     errors: Object.entries(r).filter(([k, v]) => k.endsWith("_error") && typeof v === "string")
       .map(([k, v]) => `${k.replace(/_error$/, "")}: ${String(v).slice(0, 300)}`),
   }));
-  const deviation = maxMeasured(
-    measured(e2e.map((r) => r.slow_vs_predicted)).map((q) => Math.abs(q - 1)),
-  );
+  const deviationPct = (ratios: (number | null | undefined)[]) => {
+    const d = maxMeasured(measured(ratios.map((q) => q ?? null)).map((q) => Math.abs(q - 1)));
+    return d === null ? null : round(d * 100, 1);
+  };
   return {
     e2e_overhead_pct: maxMeasured(e2e.map((r) => r.fallback_overhead_pct)),
     dispatch_overhead_ns: round(b.dispatch[HIT_CASE]?.overhead_ns, 1),
     tokens_identical: tokens.length ? tokens.every((t) => t === 1) : null,
-    additivity_max_dev_pct: deviation === null ? null : round(deviation * 100, 1),
+    additivity_max_dev_pct: deviationPct(e2e.map((r) => r.slow_vs_predicted)),
     graph_overhead_pct: maxMeasured(graphs.map((r) => r.fallback_overhead_pct)),
+    ...(graphs.some((r) => r.slow_predicted_ms !== undefined)
+      ? { graph_additivity_max_dev_pct: deviationPct(graphs.map((r) => r.slow_vs_predicted)) }
+      : {}),
     dispatch: Object.entries(b.dispatch).map(([k, v]) => ({
       case: k,
       ns_per_call: round(v.ns_per_call, 1)!,
