@@ -3,6 +3,7 @@
 (cuda/gemm/gemm.cu) and torch.matmul (cuBLAS), in ONE run on an H100.
 
     python3 cuda/tools/wgmma/bench_gemm.py [--quick] [--budget SECONDS] [--no-old] [--explore]
+                                           [--define NAME=VALUE ...]
 
 C = A @ B^T, A [M,K], B [N,K], C [M,N], fp16 in/out. For every (N,K) and M: fresh random inputs,
 C poisoned with NaN, check against torch.matmul(A.float(), B.float().t()) with the
@@ -88,7 +89,7 @@ def write_json():
 
 
 # ------------------------------------------------------------------------------------ builds
-def stage(name, src):
+def stage(name, src, defines=()):
     d = os.path.join(BUILD, name)
     os.makedirs(d, exist_ok=True)
     dst = os.path.join(d, os.path.basename(src))
@@ -102,6 +103,8 @@ def stage(name, src):
     p = os.path.join(d, "tp_params.h")
     src_params = os.path.join(os.path.dirname(src), "tp_params.h")
     params = open(src_params).read() if os.path.exists(src_params) else ""
+    # --define NAME=VALUE: tunables of this run on top of the folder's (a build folder of its own)
+    params += "".join(f"#define {k} {v}\n" for k, v in defines)
     if not (os.path.exists(p) and open(p).read() == params):
         with open(p, "w") as f:
             f.write(params)
@@ -262,6 +265,8 @@ def main():
                     help="seconds since start after which no new case starts")
     ap.add_argument("--no-old", action="store_true", help="skip the existing mma.sync kernel")
     ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
+                    help="a tunable of gemm_sm90.cu for this run (repeatable), e.g. SM90_MAX_STAGES=4")
     ap.add_argument("--explore", action="store_true",
                     help="time every distinct plan per case instead of the cases (implies --no-old --no-variants)")
     a = ap.parse_args()
@@ -271,8 +276,17 @@ def main():
     RES["quick"] = quick
 
     os.makedirs(BUILD, exist_ok=True)
-    d_new, src_new = stage("tp_gemm_sm90", SM90_SRC)
-    jobs = [("tp_gemm_sm90", d_new, src_new)]
+    defines = []
+    for kv in a.define:
+        k, sep, v = kv.partition("=")
+        if not sep or not k.isidentifier() or not v.strip():
+            ap.error(f"--define {kv!r}: expected NAME=VALUE")
+        defines.append((k, v.strip()))
+    RES["defines"] = dict(defines)
+    # a build of its own per set of defines: the extension name keys torch's build cache and module
+    name_new = "tp_gemm_sm90" + "".join(f"_{k}_{v}" for k, v in defines).replace(".", "p").replace("-", "m")
+    d_new, src_new = stage(name_new, SM90_SRC, defines)
+    jobs = [(name_new, d_new, src_new)]
     have_old_src = os.path.exists(OLD_SRC) and not a.no_old
     if have_old_src:
         d_old, src_old = stage("tp_gemm_old", OLD_SRC)
@@ -318,7 +332,7 @@ def main():
 
     mods = {}
     if MOCK:
-        mods = {"tp_gemm_sm90": _MockExt(), "tp_gemm_old": _MockExt()}
+        mods = {name_new: _MockExt(), "tp_gemm_old": _MockExt()}
         jobs = []
     for name, d, src in jobs:
         if not RES["builds"][name]["ok"]:
@@ -331,7 +345,7 @@ def main():
             RES["builds"][name]["ok"] = False
             RES["builds"][name]["error"] = f"load: {e}"[-3000:]
             log(f"load {name} failed: {e}")
-    new = mods.get("tp_gemm_sm90")
+    new = mods.get(name_new)
     old = mods.get("tp_gemm_old")
     if new is None:
         log("sm90 kernel unavailable: stopping")

@@ -5,7 +5,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
-import { assert, assertEquals } from "../../../tests/assert.ts";
+import { assert, assertEquals, assertMatch } from "../../../tests/assert.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** The kernel folder the pipeline judges (`cuda/gemm_sm90/`); this folder keeps its tools. */
@@ -77,7 +77,7 @@ Deno.test("the GEMM bench's --explore mode times each distinct plan once and nev
   try {
     // TP_BENCH_MOCK: a torch stand-in for the extension, whose run_cfg(swap64, 3 splits) writes a NaN
     const o = await new Deno.Command(PY, {
-      args: [join(HERE, "bench_gemm.py"), "--explore"],
+      args: [join(HERE, "bench_gemm.py"), "--explore", "--define", "SM90_MAX_STAGES=4"],
       env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(out, "build") },
       stdout: "piped",
       stderr: "piped",
@@ -94,6 +94,23 @@ Deno.test("the GEMM bench's --explore mode times each distinct plan once and nev
       // swap-AB widths are explored only where M fits a few of their column tiles
       assertEquals(keys.some((k: string) => k.startsWith("swap")), rec.M <= 256);
     }
+    // --define: a tunable of this run, in a build folder of its own, recorded with the results
+    assertEquals(res.defines, { SM90_MAX_STAGES: "4" });
+    const params = await Deno.readTextFile(
+      join(out, "build", "tp_gemm_sm90_SM90_MAX_STAGES_4", "tp_params.h"),
+    );
+    assert(params.includes("#define SM90_MAX_STAGES 4\n"), params);
+    const bad = await new Deno.Command(PY, {
+      args: [join(HERE, "bench_gemm.py"), "--explore", "--define", "SM90_MAX_STAGES"],
+      env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(out, "build") },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(bad.code, 2);
+    assertMatch(
+      new TextDecoder().decode(bad.stderr),
+      /--define 'SM90_MAX_STAGES': expected NAME=VALUE/,
+    );
     const failed = res.explore.flatMap((r: { plans: { ok: boolean; cfg: string }[] }) =>
       r.plans.filter((p) => !p.ok)
     );
