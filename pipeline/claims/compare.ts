@@ -6,7 +6,9 @@
  * spread was measured per kind of cell, a host-bound cell (its time the host's submission) is held
  * to the host-bound spread and a device-bound one to the device-bound spread: across two machines
  * a Python-heavy call moved 2x with the host while device-bound cells agreed within 2.3 %
- * (docs/BENCHMARKS.md, twelfth session).
+ * (docs/BENCHMARKS.md, twelfth session). A change no larger than the timer's resolution is within
+ * whatever its percentage: across two leases, 4-10 µs kernels moved 4-10 % by a few tenths of a
+ * microsecond (fifteenth session), below what CUDA events resolve (about 0.5 µs).
  */
 import { parseCsvRows } from "../lib/mod.ts";
 
@@ -30,6 +32,12 @@ function toleranceOf(t: Tolerance, bound: string | null | undefined): number {
   return bound === "host" ? t.host : bound === "device" ? t.device : Math.max(t.host, t.device);
 }
 
+/**
+ * The change in microseconds below which a cell is within, whatever its percentage: the resolution
+ * of CUDA events (about half a microsecond, per the CUDA runtime's cudaEventElapsedTime).
+ */
+export const TIMER_FLOOR_US = 0.5;
+
 /** A tolerance in words: "±15 %" or "±2.6 % device-bound, ±15 % host-bound". */
 export function toleranceText(t: Tolerance): string {
   return typeof t === "number" ? `±${t} %` : `±${t.device} % device-bound, ±${t.host} % host-bound`;
@@ -51,6 +59,8 @@ export interface CellDiff {
 /** The comparison's outcome. */
 export interface Comparison {
   tolerance: Tolerance;
+  /** A change of at most this many microseconds is within, whatever its percentage. */
+  floorUs: number;
   compared: number;
   within: number;
   outside: CellDiff[];
@@ -68,14 +78,16 @@ const show = (c: CellRow) =>
   timed(c) ? `${c.status} ${Number(c.latency_ms!.toPrecision(4))} ms` : c.status;
 
 /**
- * Compares `now` with `shipped`. A timed cell is within when |now/shipped − 1| ≤ tolerance; the run
- * is reproduced when no verdict changed and at most `maxOutsideShare` of the timed cells are outside.
+ * Compares `now` with `shipped`. A timed cell is within when |now/shipped − 1| ≤ tolerance or
+ * |now − shipped| ≤ `floorUs`; the run is reproduced when no verdict changed and at most
+ * `maxOutsideShare` of the timed cells are outside.
  */
 export function compareCells(
   shipped: CellRow[],
   now: CellRow[],
   tolerance: Tolerance,
   maxOutsideShare = 0.1,
+  floorUs = TIMER_FLOOR_US,
 ): Comparison {
   const before = new Map(shipped.map((c) => [key(c), c]));
   const seen = new Set<string>();
@@ -107,14 +119,17 @@ export function compareCells(
     }
     timedPairs++;
     const change = 100 * (c.latency_ms! / b.latency_ms! - 1);
-    if (Math.abs(change) <= toleranceOf(tolerance, bound) + 1e-9) within++;
-    else outside.push(diff(Number(change.toFixed(2))));
+    const changeUs = 1000 * Math.abs(c.latency_ms! - b.latency_ms!);
+    if (Math.abs(change) <= toleranceOf(tolerance, bound) + 1e-9 || changeUs <= floorUs + 1e-9) {
+      within++;
+    } else outside.push(diff(Number(change.toFixed(2))));
   }
   outside.sort((a, b) => Math.abs(b.changePct!) - Math.abs(a.changePct!));
   const onlyShipped = shipped.filter((c) => !seen.has(key(c))).length;
   const share = timedPairs ? outside.length / timedPairs : 0;
   return {
     tolerance,
+    floorUs,
     compared,
     within,
     outside,
@@ -131,7 +146,7 @@ export function comparisonLines(c: Comparison, shippedId: string): string[] {
   const out = [
     `compared ${c.compared} cells with ${shippedId}: ${c.within} within ${
       toleranceText(c.tolerance)
-    }, ` +
+    }${c.floorUs > 0 ? ` or ${c.floorUs} µs` : ""}, ` +
     `${c.outside.length} outside, ${c.statusChanged.length} with another verdict; ` +
     `${c.onlyShipped} only in ${shippedId}, ${c.onlyNow} only in this run (not compared)`,
   ];

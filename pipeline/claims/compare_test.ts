@@ -38,7 +38,7 @@ Deno.test("cells within the spread pass; one outside is listed; a changed verdic
   const lines = comparisonLines(c, "h100-x");
   assertMatch(
     lines[0],
-    /^compared 5 cells with h100-x: 3 within ±15 %, 1 outside, 1 with another verdict; 1 only in h100-x, 1 only in this run/,
+    /^compared 5 cells with h100-x: 3 within ±15 % or 0\.5 µs, 1 outside, 1 with another verdict; 1 only in h100-x, 1 only in this run/,
   );
   assertMatch(lines.join("\n"), /VERDICT {2}d w1 c: PASSED 1 ms -> INCORRECT_NUMERICAL/);
   assertMatch(lines.join("\n"), /OUTSIDE {2}d w1 b: PASSED 1 ms -> PASSED 1\.5 ms \(\+50 %\)/);
@@ -97,8 +97,20 @@ Deno.test("per kind of cell: a host-bound cell is held to the host-bound spread,
   assertEquals(c.outside.map((d) => [d.uuid, d.bound]), [["v", "device"]]);
   assertEquals(c.within, 2);
   const lines = comparisonLines(c, "run-a");
-  assertMatch(lines[0], /2 within ±2\.6 % device-bound, ±15 % host-bound, 1 outside/);
+  assertMatch(lines[0], /2 within ±2\.6 % device-bound, ±15 % host-bound or 0\.5 µs, 1 outside/);
   assertMatch(lines[1], /OUTSIDE .* \(\+10 %, device-bound\)$/);
   // One number for every cell, as before.
   assertEquals(compareCells(shipped, now, 5, 0.5).outside.length, 3);
+});
+
+Deno.test("a change within the timer's resolution is within, whatever its percentage", () => {
+  // 4 µs kernels: +0.4 µs is +10 %, beyond a 3 % spread but under the 0.5 µs floor; +0.8 µs is not
+  const shipped = [cell("k", "w1", "PASSED", 0.004), cell("k", "w2", "PASSED", 0.004)];
+  const now = [cell("k", "w1", "PASSED", 0.0044), cell("k", "w2", "PASSED", 0.0048)];
+  const c = compareCells(shipped, now, 3, 0.1);
+  assertEquals(c.floorUs, 0.5);
+  assertEquals(c.outside.map((d) => [d.uuid, d.changePct]), [["w2", 20]]);
+  assertMatch(comparisonLines(c, "x")[0], /1 within ±3 % or 0\.5 µs, 1 outside/);
+  // without the floor both are outside
+  assertEquals(compareCells(shipped, now, 3, 0.1, 0).outside.length, 2);
 });

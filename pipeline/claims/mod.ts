@@ -12,6 +12,7 @@ export {
   type Comparison,
   comparisonLines,
   parseCellsCsv,
+  TIMER_FLOOR_US,
   type Tolerance,
   toleranceText,
 } from "./compare.ts";

@@ -18,7 +18,7 @@ import { REPO_ROOT } from "../../pipeline/engine/mod.ts";
 import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts";
 import { reportHere } from "../../tests/report.ts";
 import { digestDiffs } from "./kick.ts";
-import { compareWithShipped, measuredSpread } from "./full.ts";
+import { compareWithShipped, main as fullMain, measuredSpread } from "./full.ts";
 import { packRunCells, shipCell } from "./ship_run.ts";
 import { readRunFolder } from "../../stages/aggregate/mod.ts";
 
@@ -102,7 +102,7 @@ Deno.test("ae:full on fixture runs: a re-judged run within the shipped run's spr
     );
     assertMatch(
       r.lines[1],
-      /^compared 19 cells with fake-2026-01-01: 19 within ±10 %, 0 outside, 0 with another verdict; 0 only/,
+      /^compared 19 cells with fake-2026-01-01: 19 within ±10 % or 0\.5 µs, 0 outside, 0 with another verdict; 0 only/,
     );
     assertEquals(r.reproduced, true);
   } finally {
@@ -223,5 +223,25 @@ Deno.test("ship_run --pack: definitions, extract and generate cells into cells.t
     assertEquals(packRunCells(dir), []);
   } finally {
     rmSync(results, { recursive: true, force: true });
+  }
+});
+
+Deno.test("ae:full: a number option that is not a number is one line and exit 2, before any judging", async () => {
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => errors.push(a.join(" "));
+  try {
+    for (const [opt, v] of [["--floor-us", "half"], ["--tolerance", "=3"], ["--max-outside", ""]]) {
+      errors.length = 0;
+      assertEquals(await fullMain(["--compare-only", `${opt}=${v}`]), 2);
+      assertEquals(errors, [`error: ${opt} ${v}: expected a number of at least 0`]);
+    }
+    // a value that looks like an option: node's parser refuses it, in one line
+    errors.length = 0;
+    assertEquals(await fullMain(["--compare-only", "--tolerance", "-3"]), 2);
+    assertEquals(errors.length, 1);
+    assertMatch(errors[0], /^error: Option '--tolerance' argument is ambiguous/);
+  } finally {
+    console.error = error;
   }
 });

@@ -5,8 +5,11 @@
  * measured (run.json measurements.run_to_run; --tolerance overrides), or listed. The claims are
  * decided on this run (the report's first screen, reports/latest/).
  *
- *   deno task ae:full [--store DIR] [--tolerance PCT] [--max-outside FRACTION] [--compare-only]
- *                     [--against RUN_ID] [-- reproduce options…]
+ *   deno task ae:full [--store DIR] [--tolerance PCT] [--floor-us US] [--max-outside FRACTION]
+ *                     [--compare-only] [--against RUN_ID] [-- reproduce options…]
+ *
+ * `--floor-us` (default 0.5, the resolution of CUDA events): a cell whose median moved by at most
+ * this many microseconds is within, whatever the percentage.
  *
  * `--compare-only` compares what `reproduce` last published here (reports/latest/cells.csv) without
  * judging again: for a GPU machine that runs only the judging stages (docs/GPU.md: `gpu-run.sh`, then
@@ -24,6 +27,7 @@ import {
   compareCells,
   comparisonLines,
   parseCellsCsv,
+  TIMER_FLOOR_US,
   type Tolerance,
   toleranceText,
 } from "../../pipeline/claims/mod.ts";
@@ -46,18 +50,35 @@ export function measuredSpread(measurements: Record<string, unknown>): Tolerance
   return p90s.length ? Math.max(...p90s) : null;
 }
 
-async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      store: { type: "string", default: join(REPO_ROOT, ".tracepipe", "ae-full-store") },
-      tolerance: { type: "string" },
-      "max-outside": { type: "string", default: "0.1" },
-      "compare-only": { type: "boolean", default: false },
-      against: { type: "string" },
-    },
-  });
+/** The command: its exit status (0 reproduced, 1 not, 2 bad input or nothing to compare). */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        store: { type: "string", default: join(REPO_ROOT, ".tracepipe", "ae-full-store") },
+        tolerance: { type: "string" },
+        "floor-us": { type: "string", default: String(TIMER_FLOOR_US) },
+        "max-outside": { type: "string", default: "0.1" },
+        "compare-only": { type: "boolean", default: false },
+        against: { type: "string" },
+      },
+    });
+  } catch (e) {
+    // node:util's message for a missing or ambiguous value, as one line (no stack trace)
+    console.error(`error: ${(e as Error).message.split("\n")[0]}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  for (const opt of ["tolerance", "floor-us", "max-outside"] as const) {
+    const v = values[opt];
+    if (v !== undefined && !(Number.isFinite(Number(v)) && Number(v) >= 0 && v.trim() !== "")) {
+      console.error(`error: --${opt} ${v}: expected a number of at least 0`);
+      return 2;
+    }
+  }
   const latest = publishTarget(REPO_ROOT);
   if (!values["compare-only"]) {
     const tc = await discoverToolchain();
@@ -91,6 +112,7 @@ async function main(args: string[]): Promise<number> {
   const r = compareWithShipped(REPO_ROOT, {
     tolerance: values.tolerance !== undefined ? Number(values.tolerance) : undefined,
     maxOutside: Number(values["max-outside"]),
+    floorUs: Number(values["floor-us"]),
     against: values.against,
   });
   if ("error" in r) {
@@ -111,7 +133,7 @@ async function main(args: string[]): Promise<number> {
  */
 export function compareWithShipped(
   root: string,
-  opts: { tolerance?: number; maxOutside: number; against?: string },
+  opts: { tolerance?: number; maxOutside: number; floorUs?: number; against?: string },
 ): { lines: string[]; reproduced: boolean } | { error: string } {
   const latest = publishTarget(root);
   const here = join(latest, "cells.csv");
@@ -153,6 +175,7 @@ export function compareWithShipped(
     parseCellsCsv(readFileSync(here, "utf8")),
     tolerance,
     opts.maxOutside,
+    opts.floorUs ?? TIMER_FLOOR_US,
   );
   lines.push(
     `== each cell's median against ${ref.id} (${toleranceText(tolerance)}: ${
