@@ -19,21 +19,21 @@ for want in "$@"; do
     ;;
   esac
 done
-echo "== default profile"
-reproduce --to generate | tail -3
-PROFILE=profiles/default.json tools/gpu-bundle.sh | tail -2
+# bundle TITLE BUNDLE_NAME PROFILE STORE [reproduce options]: a profile's CPU stages and its bundle
+bundle() {
+  local title=$1 name=$2 profile=$3 store=$4
+  shift 4
+  echo "== $title"
+  reproduce --store "$store" --profile "$profile" "$@" --to generate | tail -3
+  BUNDLE=$name PROFILE=$profile STORE=$store tools/gpu-bundle.sh | tail -2
+}
+bundle "default profile" store.tar.xz profiles/default.json "$root/.tracepipe/store"
 for want in "$@"; do
   if [ "$want" = dc ]; then
-    echo "== decode characterization (main grid)"
-    reproduce --store /tmp/tp-dc --profile profiles/decode-characterization.json \
-      --set extract.characterization.grid=main --to generate | tail -3
-    BUNDLE=store-dc.tar.xz PROFILE=profiles/decode-characterization.json STORE=/tmp/tp-dc \
-      tools/gpu-bundle.sh | tail -2
+    bundle "decode characterization (main grid)" store-dc.tar.xz \
+      profiles/decode-characterization.json /tmp/tp-dc --set extract.characterization.grid=main
   else
-    echo "== traced Llama"
-    reproduce --store /tmp/tp-lt --profile profiles/llama-traced.json --to generate | tail -3
-    BUNDLE=store-lt.tar.xz PROFILE=profiles/llama-traced.json STORE=/tmp/tp-lt \
-      tools/gpu-bundle.sh | tail -2
+    bundle "traced Llama" store-lt.tar.xz profiles/llama-traced.json /tmp/tp-lt
   fi
 done
 ls -l .device

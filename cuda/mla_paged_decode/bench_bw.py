@@ -62,8 +62,16 @@ def sub_batch(indptr, indices, last, lo, hi):
     return (indptr[lo:hi + 1] - p0), indices[p0:p1], (None if last is None else last[lo:hi])
 
 
-def build_cuda(point, build_root):
+def cuda_ext(point, d):
+    """The CUDA sweep point's extension in its folder `d` (built there on first call, loaded after)."""
     from torch.utils import cpp_extension
+    return cpp_extension.load(name="tp_mla_bw_" + point_name(point), sources=[os.path.join(d, "mla_paged_decode.cu")],
+                              extra_include_paths=[d], build_directory=d, extra_cuda_cflags=["-O3"],
+                              verbose=False)
+
+
+def build_cuda(point, build_root):
+    """Builds one CUDA sweep point (in a worker process, so the points build in parallel): (folder, seconds)."""
     d = os.path.join(build_root, "cuda_" + point_name(point))
     os.makedirs(d, exist_ok=True)
     shutil.copy(os.path.join(HERE, "mla_paged_decode.cu"), d)
@@ -71,16 +79,8 @@ def build_cuda(point, build_root):
         f.write("#pragma once\n" + "".join(f"#define {k} {v}\n" for k, v in point.items()))
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0a")
     t = time.time()
-    cpp_extension.load(name="tp_mla_bw_" + point_name(point), sources=[os.path.join(d, "mla_paged_decode.cu")],
-                       extra_include_paths=[d], build_directory=d, extra_cuda_cflags=["-O3"], verbose=False)
+    cuda_ext(point, d)
     return d, time.time() - t
-
-
-def load_cuda(point, d):
-    from torch.utils import cpp_extension
-    return cpp_extension.load(name="tp_mla_bw_" + point_name(point), sources=[os.path.join(d, "mla_paged_decode.cu")],
-                              extra_include_paths=[d], build_directory=d, extra_cuda_cflags=["-O3"],
-                              verbose=False).run
 
 
 def load_triton(point, build_root):
@@ -130,7 +130,7 @@ def main():
             p = futs[fut]
             try:
                 d, dt = fut.result()
-                kernels["cuda_" + point_name(p)] = load_cuda(p, d)
+                kernels["cuda_" + point_name(p)] = cuda_ext(p, d).run
                 RES["builds"][point_name(p)] = {"ok": True, "seconds": round(dt, 1)}
             except Exception as e:  # noqa: BLE001
                 RES["builds"][point_name(p)] = {"ok": False, "error": str(e)[-2000:]}

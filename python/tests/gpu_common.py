@@ -198,27 +198,32 @@ def device_ms(fn, reps=30):
     return sorted(times)[len(times) // 2]
 
 
-def slow_forward_delta_ms(cfg, dtype, m, repeats):
-    """What `slow_solutions` should add to one forward of m tokens: over the model's gemm definitions,
-    calls per forward x (slow - fallback) per call at M = m, each timed on its own."""
+def slow_delta_ms(cfg, dtype, forwards, repeats):
+    """What `slow_solutions` should add to `forwards`, a list of (tokens m, number of forwards): over the
+    model's gemm definitions, calls per forward x (slow - fallback) per call at M = m, each timed on its own."""
     from tracepipe_apply import torch_kernels  # noqa: PLC0415
 
     total = 0.0
     for (n, k), calls in llama_gemms(cfg).items():
         B = torch.randn(n, k, device="cuda", dtype=dtype)
-        A = torch.randn(m, k, device="cuda", dtype=dtype)
-        once = device_ms(lambda: torch_kernels.gemm(A, B))
-        slow = device_ms(lambda: [torch_kernels.gemm(A, B) for _ in range(repeats)])
-        total += calls * (slow - once)
+        for m, count in forwards:
+            A = torch.randn(m, k, device="cuda", dtype=dtype)
+            once = device_ms(lambda: torch_kernels.gemm(A, B))
+            slow = device_ms(lambda: [torch_kernels.gemm(A, B) for _ in range(repeats)])
+            total += calls * count * (slow - once)
         del A, B
     return total
+
+
+def slow_forward_delta_ms(cfg, dtype, m, repeats):
+    """What `slow_solutions` should add to one forward of m tokens (a replayed CUDA graph)."""
+    return slow_delta_ms(cfg, dtype, [(m, 1)], repeats)
 
 
 def predicted_slow_delta_ms(cfg, dtype, batch, prompt, steps, repeats):
     """What `slow_solutions` should add to one greedy generation (`hf_greedy`: one prefill forward of
     batch x prompt tokens, then steps - 1 decode forwards of batch tokens)."""
-    return (slow_forward_delta_ms(cfg, dtype, batch * prompt, repeats)
-            + (steps - 1) * slow_forward_delta_ms(cfg, dtype, batch, repeats))
+    return slow_delta_ms(cfg, dtype, [(batch * prompt, 1), (batch, steps - 1)], repeats)
 
 
 def project_solutions(definitions, kernel_dirs):

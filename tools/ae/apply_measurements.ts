@@ -285,15 +285,24 @@ function tritonFields(r: z.infer<typeof E2eRow>) {
   };
 }
 
-/** The slower solution's fields of a summary row: measured slowdown, predicted, their ratio. */
-function slowFields(r: z.infer<typeof E2eRow>) {
+/**
+ * The slower solution's fields of a summary row (an e2e or a CUDA-graph one): measured slowdown,
+ * predicted, their ratio; times to `digits` decimals of a millisecond.
+ */
+function slowFields(
+  r: Pick<
+    z.infer<typeof E2eRow>,
+    "slow_delta_ms" | "slow_ms" | "fallback_ms" | "slow_predicted_ms" | "slow_error"
+  >,
+  digits = 2,
+) {
   // Round by round where the rounds were interleaved; else the difference of the two medians.
   const delta = r.slow_delta_ms ??
     (r.slow_ms != null && r.fallback_ms != null ? r.slow_ms - r.fallback_ms : null);
   const predicted = r.slow_predicted_ms ?? null;
   return {
-    slow_delta_ms: round(delta, 2),
-    slow_predicted_ms: round(predicted, 2),
+    slow_delta_ms: round(delta, digits),
+    slow_predicted_ms: round(predicted, digits),
     slow_vs_predicted: delta !== null && predicted ? round(delta / predicted, 3) : null,
     ...(r.slow_error ? { slow_error: r.slow_error.slice(0, 300) } : {}),
   };
@@ -341,15 +350,8 @@ export function summarizeApplyBench(b: ApplyBench, file: string): ApplySummary {
     project_ms: round(r.project_ms, 4),
     ...(r.triton_ms !== undefined ? { triton_ms: round(r.triton_ms, 4) } : {}),
     slow_ms: round(r.slow_ms, 4),
-    ...(r.slow_predicted_ms !== undefined
-      ? {
-        slow_delta_ms: round(r.slow_delta_ms, 4),
-        slow_predicted_ms: round(r.slow_predicted_ms, 4),
-        slow_vs_predicted: r.slow_delta_ms != null && r.slow_predicted_ms
-          ? round(r.slow_delta_ms / r.slow_predicted_ms, 3)
-          : null,
-      }
-      : {}),
+    // graph rows keep 4 decimals: a replayed forward is a millisecond or two
+    ...(r.slow_predicted_ms !== undefined ? slowFields(r, 4) : {}),
     fallback_argmax_equal: round(r.fallback_argmax_equal, 4),
     fallback_in_capture: r.fallback_fallback_capture ?? null,
     errors: Object.entries(r).filter(([k, v]) => k.endsWith("_error") && typeof v === "string")

@@ -76,12 +76,14 @@ Deno.test("the GEMM bench's --explore mode times each distinct plan once and nev
   const out = await Deno.makeTempDir({ prefix: "tp-explore-" });
   try {
     // TP_BENCH_MOCK: a torch stand-in for the extension, whose run_cfg(swap64, 3 splits) writes a NaN
-    const o = await new Deno.Command(PY, {
-      args: [join(HERE, "bench_gemm.py"), "--explore", "--define", "SM90_MAX_STAGES=4"],
-      env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(out, "build") },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const bench = (...args: string[]) =>
+      new Deno.Command(PY, {
+        args: [join(HERE, "bench_gemm.py"), "--explore", ...args],
+        env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(out, "build") },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const o = await bench("--define", "SM90_MAX_STAGES=4");
     const text = new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
     assertEquals(o.code, 4, `a failed plan makes the exit status 4:\n${text.slice(-1500)}`);
     const res = JSON.parse(await Deno.readTextFile(join(out, "wgmma_bench.json")));
@@ -100,12 +102,7 @@ Deno.test("the GEMM bench's --explore mode times each distinct plan once and nev
       join(out, "build", "tp_gemm_sm90_SM90_MAX_STAGES_4", "tp_params.h"),
     );
     assert(params.includes("#define SM90_MAX_STAGES 4\n"), params);
-    const bad = await new Deno.Command(PY, {
-      args: [join(HERE, "bench_gemm.py"), "--explore", "--define", "SM90_MAX_STAGES"],
-      env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(out, "build") },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const bad = await bench("--define", "SM90_MAX_STAGES");
     assertEquals(bad.code, 2);
     assertMatch(
       new TextDecoder().decode(bad.stderr),
