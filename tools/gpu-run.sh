@@ -12,8 +12,9 @@ shift || true
 # the store bundles again over the run index the first one wrote.
 export TP_STORE=${TP_STORE:-.tracepipe/store}
 store=$TP_STORE
-TP_BIN_DIR=/tmp/tpbin bash tools/gpu-unpack.sh || exit 1
-export PATH=/tmp/tpbin:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYTHON:-python3}
+export TP_BIN_DIR=${TP_BIN_DIR:-/tmp/tpbin}
+bash tools/gpu-unpack.sh || exit 1
+export PATH=$TP_BIN_DIR:$PATH PYTHONUNBUFFERED=1 TRACEPIPE_PYTHON=${TRACEPIPE_PYTHON:-python3}
 # Triton's JIT cache travels with the builds: "warm builds" include the Triton kernels' compiled code
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/.tracepipe/harness/triton-cache}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
@@ -37,8 +38,14 @@ pack() { # OUT_NAME, then tar's arguments
   shift
   tar cf - "$@" | xz -T0 -6 >"$OUT/.$name.part" && mv "$OUT/.$name.part" "$OUT/$name"
 }
-pack gpu-store.tar.xz -C "$store" runs/compile.json runs/verify.json runs/time.json \
-  cells/compile cells/verify cells/time 2>/dev/null
+# Only what exists: a run stopped before `time` has no runs/time.json, and tar's error for a missing
+# path failed the whole pipe, so the sixteenth session's first call brought back none of its 441
+# verify cells. An empty store packs nothing.
+packed=$(mktemp)
+(cd "$store" 2>/dev/null && for p in runs/compile.json runs/verify.json runs/time.json \
+  cells/compile cells/verify cells/time; do [ -e "$p" ] && echo "$p"; done) >"$packed"
+[ -s "$packed" ] && pack gpu-store.tar.xz -C "$store" -T "$packed"
+rm -f "$packed"
 # the built extensions (shared objects and their markers only), for a next call on a fresh machine
 (cd .tracepipe/harness 2>/dev/null &&
   { find builds -path 'builds/torch/*' \( -name TP_BUILD.json -o -name '*.so' \); find triton-cache -type f 2>/dev/null; } |

@@ -102,3 +102,29 @@ Deno.test("gpu-run.sh runs, merges and packs the store it was given (TP_STORE), 
   );
   assertEquals(mentions, ["export TP_STORE=${TP_STORE:-.tracepipe/store}"]);
 });
+
+Deno.test("gpu-run.sh brings back the cells of a run stopped before time (no runs/time.json)", async () => {
+  const root = mkdtempSync(join(tmpdir(), "tp-gpu-root-"));
+  const out = mkdtempSync(join(tmpdir(), "tp-gpu-out-"));
+  mkdirSync(join(root, "tools"));
+  for (const f of ["gpu-run.sh", "gpu-unpack.sh"]) {
+    writeFileSync(join(root, "tools", f), readFileSync(join(REPO_ROOT, "tools", f)));
+  }
+  // A store whose verify ran and whose time did not; a Deno that does nothing.
+  const store = join(root, ".tracepipe", "store");
+  mkdirSync(join(store, "runs"), { recursive: true });
+  mkdirSync(join(store, "cells", "verify", "k1"), { recursive: true });
+  writeFileSync(join(store, "runs", "verify.json"), "{}");
+  writeFileSync(join(store, "cells", "verify", "k1", "cell.json"), "{}");
+  mkdirSync(join(root, ".device"));
+  await sh(root, "sh", ["-c", "printf '#!/bin/sh\\nexit 0\\n' | xz > .device/deno.xz"]);
+  const bin = mkdtempSync(join(tmpdir(), "tp-gpu-bin-"));
+  await sh(root, "bash", ["tools/gpu-run.sh", "5"], {
+    OUT: out,
+    TP_BIN_DIR: bin,
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+  });
+  const listed = await sh(out, "tar", ["tJf", "gpu-store.tar.xz"]);
+  assertMatch(listed, /runs\/verify\.json/);
+  assertMatch(listed, /cells\/verify\/k1\/cell\.json/);
+});
