@@ -2,11 +2,11 @@
 # Builds, on this machine, every store bundle a GPU session carries (docs/GPU.md), from a fresh
 # checkout (.device/ is not committed, so each session starts without one):
 #   the default profile's CPU stages (.tracepipe/store) and .device/store.tar.xz, always;
-#   dc: the decode characterization's main grid (store /tmp/tp-dc) as .device/store-dc.tar.xz;
+#   dc: the decode characterization's design (store /tmp/tp-dc) as .device/store-dc.tar.xz;
 #   lt: the traced Llama profile (store /tmp/tp-lt) as .device/store-lt.tar.xz.
 # Each bundle carries the blobs its profile's verify parameters choose (PROFILE=…). Judge them on the
 # GPU machine with `bash tools/gpu-run.sh …` (default) or
-# `TP_STORE_BUNDLE=store-dc.tar.xz TP_STORE=.tracepipe/store-dc bash tools/gpu-run.sh 480 --profile profiles/decode-characterization.json`.
+# `TP_STORE_BUNDLE=store-dc.tar.xz TP_STORE=.tracepipe/store-dc bash tools/gpu-run.sh 540 --profile profiles/decode-characterization.json`.
 # Usage: tools/gpu-prepare.sh [dc] [lt]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +30,7 @@ bundle() {
 bundle "default profile" store.tar.xz profiles/default.json "$root/.tracepipe/store"
 for want in "$@"; do
   if [ "$want" = dc ]; then
-    bundle "decode characterization (main grid)" store-dc.tar.xz \
-      profiles/decode-characterization.json /tmp/tp-dc --set extract.characterization.grid=main
+    bundle "decode characterization" store-dc.tar.xz profiles/decode-characterization.json /tmp/tp-dc
   else
     bundle "traced Llama" store-lt.tar.xz profiles/llama-traced.json /tmp/tp-lt
   fi

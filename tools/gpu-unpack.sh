@@ -11,6 +11,8 @@
 #   TP_STORE_BUNDLE=NAME takes .device/NAME for store.tar.xz and TP_STORE=DIR unpacks the store
 #   bundles into DIR: two profiles' bundles (tools/gpu-bundle.sh with BUNDLE=NAME) can travel in one
 #   call and be judged one after the other on the same machine, each in a store of its own.
+#   TP_GPU_STORE=NAME takes .device/NAME for gpu-store.tar.xz: an earlier session's judging cells of
+#   that other profile (its verify cells, say), unpacked into its store and never into the default one.
 set -euo pipefail
 bin=${TP_BIN_DIR:-/tmp/tpbin}
 store=${TP_STORE:-.tracepipe/store}
@@ -37,6 +39,7 @@ once() {
 
 once .device/deno.xz "$bin" sh -c 'xz -dc .device/deno.xz >"$1/deno.tmp" && chmod +x "$1/deno.tmp" && mv "$1/deno.tmp" "$1/deno"' sh "$bin"
 once "$bundle" "$store" tar xJf "$bundle" -C "$store"
-once .device/gpu-store.tar.xz "$store" tar xJf .device/gpu-store.tar.xz -C "$store"
+judged=.device/${TP_GPU_STORE:-gpu-store.tar.xz}
+once "$judged" "$store" tar xJf "$judged" -C "$store"
 # torch-extension builds of an earlier call on another machine (content-hash directories: reused as is)
 once .device/gpu-builds.tar.xz .tracepipe/harness tar xJf .device/gpu-builds.tar.xz -C .tracepipe/harness

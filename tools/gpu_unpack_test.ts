@@ -3,7 +3,7 @@
  * once per machine, so a second invocation keeps the run index the first one wrote; a new bundle
  * (another digest) is unpacked.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../pipeline/engine/mod.ts";
@@ -127,4 +127,23 @@ Deno.test("gpu-run.sh brings back the cells of a run stopped before time (no run
   const listed = await sh(out, "tar", ["tJf", "gpu-store.tar.xz"]);
   assertMatch(listed, /runs\/verify\.json/);
   assertMatch(listed, /cells\/verify\/k1\/cell\.json/);
+});
+
+Deno.test("an earlier session's cells of another profile (TP_GPU_STORE) unpack into that profile's store only", async () => {
+  const root = mkdtempSync(join(tmpdir(), "tp-gpu-root-"));
+  const bin = mkdtempSync(join(tmpdir(), "tp-gpu-bin-"));
+  const env = { TP_BIN_DIR: bin, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+  await fakeGpuStore(root, "default's cells");
+  await sh(root, "mv", [".device/gpu-store.tar.xz", ".device/gpu-store-dc.tar.xz"]);
+  await sh(root, "bash", [SCRIPT], env);
+  const dcEnv = { ...env, TP_STORE: ".tracepipe/store-dc", TP_GPU_STORE: "gpu-store-dc.tar.xz" };
+  assertMatch(await sh(root, "bash", [SCRIPT], dcEnv), /unpacked \.device\/gpu-store-dc\.tar\.xz/);
+  assertEquals(
+    readFileSync(join(root, ".tracepipe", "store-dc", "runs", "time.json"), "utf8"),
+    "default's cells",
+  );
+  assert(
+    !existsSync(join(root, ".tracepipe", "store", "runs", "time.json")),
+    "the default store is left alone",
+  );
 });

@@ -85,6 +85,7 @@ Deno.test("on a GPU, or with cpu_selection false, time plans every passed cell w
     "rounds",
     "settle_workers",
     "target_rel_stderr",
+    "time_reference",
     "warmup_calls",
   ]);
   const all = await plan(CPU, [4, BIG, 8, 16], { cpu_selection: false });

@@ -51,6 +51,15 @@ export const TimeParams = SelectionParams.extend({
   /** Per role (candidate, reference, baseline), summed over rounds. */
   max_seconds: z.number().positive().default(10),
   target_rel_stderr: z.number().positive().default(0.001),
+  /**
+   * Time the definition's reference beside each workload's first candidate: the FlashInfer Trace's
+   * `speedup_factor` is against it. Off, no reference is timed and each trace's
+   * `reference_latency_ms` and `speedup_factor` read 0 (the report's speedups are against the
+   * baseline either way). The decode characterization turns it off: its reference is a Python loop
+   * over sequences, and timing it was 255 of that time stage's 941 s on the H100 (docs/BENCHMARKS.md,
+   * "Sixteenth session").
+   */
+  time_reference: z.boolean().default(true),
   input_sets: z.number().int().positive().default(8),
   /** Fewer input sets (never under 2) when `input_sets` of them would exceed this many bytes. */
   input_sets_max_bytes: z.number().int().nonnegative().default(256 * 1024 * 1024),

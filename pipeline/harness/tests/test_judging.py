@@ -135,7 +135,8 @@ def timing_tests(work, device):
     d = catalog.DEFS["tp_relu_f32"]
     wl = [catalog.WORKLOADS["tp_relu_f32"][0]]
     job = {"device": device, "work_dir": os.path.join(work, "hw"), "definition": d, "workloads": wl,
-           "solutions": [catalog.HONEST_SLEEP, catalog.FINGERPRINT_CACHE, catalog.STALE_REPLAY,
+           "solutions": [catalog.sol("ok_relu_dps", "tp_relu_f32", catalog.RELU_DPS, dps=True), catalog.HONEST_SLEEP,
+                         catalog.FINGERPRINT_CACHE, catalog.STALE_REPLAY,
                          catalog.sol("ok_relu_vr", "tp_relu_f32", catalog.RELU_VR)],
            "baseline": catalog.sol("ok_relu_dps", "tp_relu_f32", catalog.RELU_DPS, dps=True), "config": base_cfg}
     rc, res, err, dt = run_harness("time", job, work)
@@ -151,6 +152,13 @@ def timing_tests(work, device):
     check("time: raw samples + stats from the judge", det["candidate"]["n"] == 8 and
           len(det["candidate"]["samples_ms"]) == 8 and det["reference"]["n"] == 8 and det["baseline"]["n"] == 8
           and len(det["candidate"]["rounds"]) == 2)
+    bd = r["ok_relu_dps"]["details"]
+    check("time: the baseline judged as a candidate is not timed again beside itself (speedup 1, its samples "
+          "the baseline's for the later cells)",
+          bd.get("baseline_from") == "candidate" and "baseline" not in bd["phase_s"]
+          and bd["speedup_vs_baseline"] == 1.0 and bd["baseline"]["samples_ms"] == bd["candidate"]["samples_ms"]
+          and "baseline" in det.get("reused", []) and det["baseline"]["samples_ms"] == bd["candidate"]["samples_ms"],
+          f"{bd.get('baseline_from')} {bd['phase_s']} {bd.get('speedup_vs_baseline')} {det.get('reused')}")
     tq = (det.get("tail_ms") or {}).get("candidate_quartiles")
     check("time: the tail check reports the candidate's tail quartiles beside the no-op's",
           isinstance(tq, list) and len(tq) == 2 and tq[0] <= tq[1] and "noop_quartiles" in det["tail_ms"],
