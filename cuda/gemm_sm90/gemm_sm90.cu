@@ -42,6 +42,9 @@
 #ifndef SM90_PARTIAL_US
 #define SM90_PARTIAL_US 1.21f  // cost model (us): per fp32-partial-to-stage byte ratio of a split unit
 #endif
+#ifndef SM90_STREAMK
+#define SM90_STREAMK 0  // 1: the planner also weighs stream-K plans (run_cfg with splits 0 forces one)
+#endif
 #ifndef SM90_PRODUCER_REGS
 #define SM90_PRODUCER_REGS 40
 #endif
@@ -74,6 +77,10 @@ struct Params {
   int kt;         // number of 64-wide k-tiles
   int splits;
   int tiles_r, tiles_c, units;
+  // Stream-K (sk_grid > 0): CTA b owns the flat iterations [b*T/G, (b+1)*T/G) of the tile-major
+  // (tile, k-tile) space, T = sk_iters = tiles * kt and G = sk_grid; a tile split between CTAs is
+  // finished by the CTA holding its last k-tile, from the partials of the others (at most sk_slots).
+  int sk_grid, sk_iters, sk_slots;
 };
 
 // ------------------------------------------------------------------ PTX wrappers
@@ -257,10 +264,8 @@ struct Cfg {
   static_assert(kPBytes % 1024 == 0 && kQBytes % 1024 == 0, "tiles must keep 1024-B alignment");
 };
 
-__host__ __device__ __forceinline__ void decode_unit(const Params& p, int unit, int& tile, int& split,
-                                            int& tr, int& tc, int& k0, int& k1) {
-  tile = unit / p.splits;
-  split = unit - tile * p.splits;
+// The tile's row and column in grouped order: GROUP_M tile-rows share B columns in L2.
+__host__ __device__ __forceinline__ void tile_coords(const Params& p, int tile, int& tr, int& tc) {
   const int group_size = SM90_GROUP_M * p.tiles_c;
   const int g = tile / group_size;
   const int first_r = g * SM90_GROUP_M;
@@ -269,9 +274,57 @@ __host__ __device__ __forceinline__ void decode_unit(const Params& p, int unit, 
   const int in_g = tile - g * group_size;
   tr = first_r + in_g % gsz;
   tc = in_g / gsz;
-  k0 = (int)(((long long)split * p.kt) / p.splits);
-  k1 = (int)(((long long)(split + 1) * p.kt) / p.splits);
 }
+
+// Stream-K: the first flat iteration of CTA b, and the CTA that owns flat iteration x (the largest b
+// with sk_begin(b) <= x). Every CTA owns at least one iteration (the planner keeps G <= T).
+__host__ __device__ __forceinline__ int sk_begin(const Params& p, int b) {
+  return (int)(((long long)b * p.sk_iters) / p.sk_grid);
+}
+__host__ __device__ __forceinline__ int sk_owner(const Params& p, long long x) {
+  return (int)(((x + 1) * p.sk_grid - 1) / p.sk_iters);
+}
+
+// One piece of a CTA's work: k-tiles [k0, k1) of a tile. Producer and consumers walk the same
+// sequence. Uniform split-K: unit = tile * splits + split, every gridDim.x-th unit. Stream-K: the
+// CTA's flat range from its end back to its start, so that the piece holding a tile's first k-tiles
+// (published for a later CTA to finish) comes first, and the piece holding a tile's last k-tiles
+// (which waits for the earlier CTAs' partials of that tile) comes last, when they are long done.
+struct Work {
+  int tile, split, k0, k1;
+};
+struct WorkIter {
+  int pos, end;  // split-K: the next unit and the unit count; stream-K: the range [end, pos)
+  __host__ __device__ explicit WorkIter(const Params& p, int cta) {
+    if (p.sk_grid > 0) {
+      pos = sk_begin(p, cta + 1);
+      end = sk_begin(p, cta);
+    } else {
+      pos = cta;
+      end = p.units;
+    }
+  }
+  __host__ __device__ bool next(const Params& p, int step, Work& w) {
+    if (p.sk_grid > 0) {
+      if (pos <= end) return false;
+      w.tile = (pos - 1) / p.kt;
+      const int first = w.tile * p.kt;
+      const int start = first > end ? first : end;
+      w.split = 0;
+      w.k0 = start - first;
+      w.k1 = pos - first;
+      pos = start;
+      return true;
+    }
+    if (pos >= end) return false;
+    w.tile = pos / p.splits;
+    w.split = pos - w.tile * p.splits;
+    w.k0 = (int)(((long long)w.split * p.kt) / p.splits);
+    w.k1 = (int)(((long long)(w.split + 1) * p.kt) / p.splits);
+    pos += step;
+    return true;
+  }
+};
 
 template <int BN, bool SWAP>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -311,12 +364,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       prefetch_tmap(&tmQ);
       int s = 0;
       uint32_t ph = 0;
+      WorkIter it(p, blockIdx.x);
+      Work w;
 #pragma unroll 1
-      for (int unit = blockIdx.x; unit < p.units; unit += gridDim.x) {
-        int tile, split, tr, tc, k0, k1;
-        decode_unit(p, unit, tile, split, tr, tc, k0, k1);
+      while (it.next(p, gridDim.x, w)) {
+        int tr, tc;
+        tile_coords(p, w.tile, tr, tc);
 #pragma unroll 1
-        for (int kt = k0; kt < k1; ++kt) {
+        for (int kt = w.k0; kt < w.k1; ++kt) {
           mbar_wait(empty0 + 8 * s, ph ^ 1);  // fresh barrier: parity 1 counts as completed
           const uint32_t fb = full0 + 8 * s;
           mbar_expect_tx(fb, CF::kStageBytes);  // full box bytes, OOB zero-fill included
@@ -337,11 +392,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < NR; ++i) acc[i] = 0.f;
     int s = 0;
     uint32_t ph = 0;
+    WorkIter it(p, blockIdx.x);
+    Work w;
 #pragma unroll 1
-    for (int unit = blockIdx.x; unit < p.units; unit += gridDim.x) {
-      int tile, split, tr, tc, k0, k1;
-      decode_unit(p, unit, tile, split, tr, tc, k0, k1);
-      const int nk = k1 - k0;
+    while (it.next(p, gridDim.x, w)) {
+      const int tile = w.tile, split = w.split;
+      int tr, tc;
+      tile_coords(p, tile, tr, tc);
+      const int nk = w.k1 - w.k0;
       int prev_s = 0;
 #pragma unroll 1
       for (int i = 0; i < nk; ++i) {
@@ -367,12 +425,58 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int i = 0; i < NR; ++i) acc[i] = 0.f;
       }
 
+      // ---------------------------------------------------------- stream-K fix-up
+      // A piece without the tile's last k-tile publishes its fp32 partial in its slot (its CTA's
+      // rank among the tile's contributors) and counts itself in; the piece with the last k-tile
+      // waits for every earlier contributor, adds their partials in slot order (deterministic) and
+      // stores the tile below. The finisher returns the count to 0 for the next launch. Waiting is
+      // safe: the launch is cooperative, and a contributor never waits before it has published.
+      if (p.sk_grid > 0 && !(w.k0 == 0 && w.k1 == p.kt)) {
+        const int first = sk_owner(p, (long long)tile * p.kt);
+        float* slots = p.ws + (size_t)(tile * kCons + cw) * p.sk_slots * (64 * BN);
+        int* count = p.counters + (tile * kCons + cw);
+        if (w.k1 < p.kt) {
+          float* mine = slots + (size_t)(blockIdx.x - first) * (64 * BN);
+#pragma unroll
+          for (int q = 0; q < NR / 4; ++q)
+            __stcg(reinterpret_cast<float4*>(mine + (q * 128 + tid) * 4),
+                   make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+          __threadfence();
+          named_bar(1 + cw, 128);
+          if (tid == 0) {
+            __threadfence();  // cumulative release of the warpgroup's stores, as in split-K below
+            atomicAdd(count, 1);
+          }
+          continue;
+        }
+        const int contributors = blockIdx.x - first;
+        if (tid == 0) {
+          while (ld_acquire_gpu(count) < contributors) __nanosleep(64);
+          *count = 0;
+        }
+        named_bar(1 + cw, 128);
+        __threadfence();
+#pragma unroll 1
+        for (int j = 0; j < contributors; ++j) {
+          const float* src = slots + (size_t)j * (64 * BN);
+#pragma unroll
+          for (int q = 0; q < NR / 4; ++q) {
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(src + (q * 128 + tid) * 4));
+            acc[4 * q] += v.x;
+            acc[4 * q + 1] += v.y;
+            acc[4 * q + 2] += v.z;
+            acc[4 * q + 3] += v.w;
+          }
+        }
+        // (falls through to the epilogue with the tile's whole sum)
+      }
+
       // ---------------------------------------------------------- split-K reduction
       // Only planned when every unit has its own CTA (units <= grid <= SMs, one CTA per SM), so
       // all splits of a tile are co-resident and may wait for each other. Each split publishes
       // its fp32 partial, waits until all splits of the tile have, then reduces its 1/splits share
       // of the 64 x BN slice and writes that share of C. arrive/depart counters return to 0.
-      if (p.splits > 1) {
+      if (p.sk_grid == 0 && p.splits > 1) {
         float* slot0 = p.ws + (size_t)(tile * kCons + cw) * p.splits * (64 * BN);
         float* mine = slot0 + (size_t)split * (64 * BN);
 #pragma unroll
@@ -487,8 +591,9 @@ static bool cfg_swap(int id) { return id >= kCfgSwap8; }
 
 struct Plan {
   int cfg = -1;
-  int splits = 1;
+  int splits = 1;  // 0: stream-K over `grid` CTAs
   int tiles_r = 0, tiles_c = 0, units = 0, grid = 0;
+  int sk_iters = 0, sk_slots = 0;
   size_t ws_bytes = 0;
   float cost = 0.f;
 };
@@ -536,6 +641,45 @@ static float plan_cost(int cfg, int splits, long long units, int kt, int sms) {
   return c;
 }
 
+// Stream-K's cost, by the same terms (not yet fitted: the explore data has no stream-K plan, so the
+// planner weighs it only under SM90_STREAMK): each CTA's ceil(T/G) k-tiles, its pieces (at most
+// one per tile it touches), and split-K's fixed and partial terms for the cooperative launch and
+// the fix-up.
+static float streamk_cost(int cfg, long long iters, int kt, int grid) {
+  const int bn = cfg_bn(cfg);
+  const long long per = (iters + grid - 1) / grid;
+  const long long pieces = (per + kt - 1) / kt + 1;
+  const float partial = (float)kBM * bn * 4, stage = (float)(kBM + bn) * kBK * 2;
+  return per * kTileUs[cfg] + pieces * kUnitUs[cfg] + SM90_SPLIT_US + SM90_PARTIAL_US * partial / stage;
+}
+
+// A stream-K plan for `cfg`, or one without splits where stream-K cannot run (fewer k-tiles than
+// two per CTA, or more tiles than the fix-up counters).
+static Plan make_streamk_plan(Plan pl, int kt, int sms) {
+  const long long tiles = (long long)pl.tiles_r * pl.tiles_c;
+  const long long iters = tiles * kt;
+  long long g = iters / SM90_MIN_KT_PER_SPLIT;
+  if (g > sms) g = sms;
+  if (g < 2 || tiles * kCons > kMaxCounters || iters > 0x7fffffffLL) return pl;
+  Params q = {};
+  q.kt = kt;
+  q.sk_grid = (int)g;
+  q.sk_iters = (int)iters;
+  int slots = 0;
+  for (long long t = 0; t < tiles; ++t) {
+    const int n = sk_owner(q, t * kt + kt - 1) - sk_owner(q, t * kt);
+    if (n > slots) slots = n;
+  }
+  pl.splits = 0;
+  pl.grid = pl.units = (int)g;
+  pl.sk_iters = (int)iters;
+  pl.sk_slots = slots;
+  pl.ws_bytes = slots > 0 ? (size_t)tiles * slots * kBM * cfg_bn(pl.cfg) * sizeof(float) : 0;
+  pl.cost = streamk_cost(pl.cfg, iters, kt, (int)g);
+  return pl;
+}
+
+// The plan of `cfg` with `splits_req` splits (< 0: the cheapest count; 0: stream-K).
 static Plan make_plan_for(int cfg, int splits_req, int M, int N, int K, int sms) {
   Plan pl;
   pl.cfg = cfg;
@@ -551,8 +695,8 @@ static Plan make_plan_for(int cfg, int splits_req, int M, int N, int K, int sms)
   if (smax > sms / (tiles > 0 ? tiles : 1)) smax = (int)(sms / (tiles > 0 ? tiles : 1));
   if (2 * tiles * kCons > kMaxCounters) smax = 1;
   if (smax < 1) smax = 1;
-  int s = splits_req;
-  if (s <= 0) {
+  int s = splits_req == 0 ? 1 : splits_req;  // stream-K (0) starts from the plan without splits
+  if (s < 0) {
     float best = 1e30f;
     s = 1;
     for (const int c : kSplitChoices) {
@@ -567,6 +711,10 @@ static Plan make_plan_for(int cfg, int splits_req, int M, int N, int K, int sms)
   pl.grid = pl.units < sms ? pl.units : sms;
   pl.ws_bytes = s > 1 ? (size_t)tiles * s * kBM * bn * sizeof(float) : 0;
   pl.cost = plan_cost(cfg, s, tiles * s, kt, sms);
+  if (splits_req == 0 || (SM90_STREAMK && splits_req < 0)) {
+    const Plan sk = make_streamk_plan(pl, kt, sms);
+    if (splits_req == 0 || sk.cost < pl.cost) return sk;
+  }
   return pl;
 }
 
@@ -599,6 +747,24 @@ static int* get_counters() {
   return cache[dev];
 }
 
+// The kernel's geometry for a plan (pointers left null).
+static Params plan_params(const Plan& pl, int M, int N, int K) {
+  const bool swap = cfg_swap(pl.cfg);
+  Params p = {};
+  p.R = swap ? N : M;
+  p.Cc = swap ? M : N;
+  p.ldc = N;
+  p.kt = (K + kBK - 1) / kBK;
+  p.splits = pl.splits > 0 ? pl.splits : 1;
+  p.tiles_r = pl.tiles_r;
+  p.tiles_c = pl.tiles_c;
+  p.units = pl.units;
+  p.sk_grid = pl.splits == 0 ? pl.grid : 0;
+  p.sk_iters = pl.sk_iters;
+  p.sk_slots = pl.sk_slots;
+  return p;
+}
+
 template <int BN, bool SWAP>
 static cudaError_t launch_t(const Plan& pl, const void* A, const void* B, void* C, int M, int N,
                             int K, float* ws, cudaStream_t st) {
@@ -620,24 +786,15 @@ static cudaError_t launch_t(const Plan& pl, const void* A, const void* B, void* 
   if (e != cudaSuccess) return e;
   e = make_map(&mq, Q, SWAP ? M : N, K, BN);
   if (e != cudaSuccess) return e;
-  Params p;
+  Params p = plan_params(pl, M, N, K);
   p.C = static_cast<__half*>(C);
   p.ws = ws;
-  p.counters = nullptr;
-  if (pl.splits > 1) {
+  if (pl.splits != 1) {
     p.counters = get_counters();
-    if (!p.counters || !ws) return cudaErrorMemoryAllocation;
+    if (!p.counters || (!ws && pl.ws_bytes > 0)) return cudaErrorMemoryAllocation;
   }
-  p.R = SWAP ? N : M;
-  p.Cc = SWAP ? M : N;
-  p.ldc = N;
-  p.kt = (K + kBK - 1) / kBK;
-  p.splits = pl.splits;
-  p.tiles_r = pl.tiles_r;
-  p.tiles_c = pl.tiles_c;
-  p.units = pl.units;
-  if (pl.splits > 1) {
-    // The split-K reduction spins on sibling CTAs, so they must all be resident at once. A
+  if (pl.splits != 1) {
+    // The split-K reduction and the stream-K fix-up spin on sibling CTAs, so they must all be resident at once. A
     // cooperative launch guarantees that or fails with cudaErrorCooperativeLaunchTooLarge
     // (launch_plan then falls back to splits = 1) instead of deadlocking.
     cudaLaunchConfig_t lc = {};
@@ -676,7 +833,7 @@ static cudaError_t launch_plan(const Plan& pl, const void* A, const void* B, voi
   if (M <= 0 || N <= 0) return cudaSuccess;
   if (K <= 0) return cudaMemsetAsync(C, 0, (size_t)M * N * sizeof(__half), st);
   cudaError_t e = launch_cfg(pl, A, B, C, M, N, K, ws, st);
-  if (pl.splits > 1 && (e == cudaErrorCooperativeLaunchTooLarge || e == cudaErrorNotSupported)) {
+  if (pl.splits != 1 && (e == cudaErrorCooperativeLaunchTooLarge || e == cudaErrorNotSupported)) {
     // the split CTAs cannot all be co-resident (GPU shared with other work, MPS, ...): no split-K
     const Plan p1 = make_plan_for(pl.cfg, 1, M, N, K, num_sms());
     e = launch_cfg(p1, A, B, C, M, N, K, nullptr, st);
@@ -700,6 +857,32 @@ extern "C" void tp_sm90_plan(int M, int N, int K, int* out) {
   out[1] = pl.splits;
   out[2] = pl.units;
   out[3] = pl.grid;
+}
+// The work the kernel walks for a forced plan (cfg, splits; 0 = stream-K), from the kernel's own
+// WorkIter on the host: plan_out = [cfg, splits, units, grid, sk_slots, tiles, kt]; out holds, per
+// CTA and in the order it runs them, its pieces as (cta, tile, k0, k1). Returns the piece count
+// (at most cap are written). A CPU test checks coverage, slots and that no CTA can wait forever.
+extern "C" int tp_sm90_schedule(int M, int N, int K, int cfg, int splits, int* plan_out, int* out,
+                                int cap) {
+  const tp_sm90::Plan pl = tp_sm90::plan_gemm(M, N, K, cfg, splits);
+  tp_sm90::Params p = tp_sm90::plan_params(pl, M, N, K);
+  const int v[7] = {pl.cfg, pl.splits, pl.units, pl.grid, pl.sk_slots, pl.tiles_r * pl.tiles_c, p.kt};
+  for (int i = 0; i < 7; ++i) plan_out[i] = v[i];
+  int n = 0;
+  for (int cta = 0; cta < pl.grid; ++cta) {
+    tp_sm90::WorkIter it(p, cta);
+    tp_sm90::Work w;
+    while (it.next(p, pl.grid, w)) {
+      if (n < cap) {
+        out[4 * n] = cta;
+        out[4 * n + 1] = w.tile;
+        out[4 * n + 2] = w.k0;
+        out[4 * n + 3] = w.k1;
+      }
+      ++n;
+    }
+  }
+  return n;
 }
 extern "C" int tp_sm90_gemm(const void* A, const void* B, void* C, int M, int N, int K, void* ws,
                             cudaStream_t stream) {
@@ -753,7 +936,7 @@ static void run_impl(torch::Tensor A, torch::Tensor B, torch::Tensor C, int forc
 void run(torch::Tensor A, torch::Tensor B, torch::Tensor C) { run_impl(A, B, C, -1, -1); }
 
 // Testing hook: force a kernel variant (0: 128x256, 1: 128x128, 2..5: swap-AB BN 8/16/32/64) and
-// a split count (<= 0: planner's choice).
+// a split count (< 0: the planner's choice for that variant; 0: stream-K).
 void run_cfg(torch::Tensor A, torch::Tensor B, torch::Tensor C, int64_t cfg, int64_t splits) {
   run_impl(A, B, C, (int)cfg, (int)splits);
 }

@@ -59,7 +59,7 @@ QUICK_MS = [1, 257, 4096]
 # --explore: the M of the default profile's GEMM workloads, where the planner chooses between split-K,
 # tile widths and swap-AB (mid M most of all: 65-1000); the split counts tried per tile shape.
 EXPLORE_MS = [1, 8, 16, 32, 64, 100, 128, 192, 256, 257, 384, 512, 768, 1000, 1536, 2048, 3000, 4096]
-EXPLORE_SPLITS = [1, 2, 3, 4, 6, 8, 12, 16]
+EXPLORE_SPLITS = [1, 2, 3, 4, 6, 8, 12, 16, 0]  # 0: stream-K over the SMs (run_cfg's splits 0)
 
 # TP_BENCH_MOCK=1: dry-run of this script's control flow on a machine without a GPU (CPU tensors,
 # a pure-torch stand-in for the extensions, no builds, no timing). For testing the script only.

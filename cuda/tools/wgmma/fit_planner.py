@@ -4,7 +4,8 @@
     python3 cuda/tools/wgmma/fit_planner.py results/h100-2026-12-08-explore.json
 
 The model, in microseconds: waves x (k-tiles per unit x tile[cfg] + unit[cfg]) + [split > 1] x (split +
-partial x partial/stage bytes), linear in its 14 coefficients, fitted by non-negative least squares on the
+partial x partial/stage bytes); a stream-K plan (splits 0) counts its CTAs' k-tiles and pieces instead of
+waves x units, with the same split and partial terms, linear in its 14 coefficients, fitted by non-negative least squares on the
 relative error over every plan that passed its check. Prints the coefficients as gemm_sm90.cu spells them,
 and each model's regret: the measured time of the plan it would choose over the best measured plan of the
 case (mean, max), for the fit, with each (N, K) shape left out of the fit in turn, and for the planner that
@@ -25,11 +26,19 @@ NAMES = [f"tile_{c}" for c in CFGS] + [f"unit_{c}" for c in CFGS] + ["split", "p
 def features(case, plan, sms):
     ci = CFGS.index(plan["cfg"])
     kt = math.ceil(case["K"] / 64)
-    waves = math.ceil(plan["units"] / sms)
     f = np.zeros(len(NAMES))
-    f[ci] = waves * math.ceil(kt / plan["splits"])
-    f[6 + ci] = waves
-    if plan["splits"] > 1:
+    if plan["splits"] == 0:  # stream-K over `grid` CTAs (gemm_sm90.cu, streamk_cost)
+        swap = ci >= 2
+        rows, cols = (case["N"], case["M"]) if swap else (case["M"], case["N"])
+        iters = math.ceil(rows / 128) * math.ceil(cols / BN[ci]) * kt
+        per = math.ceil(iters / plan["grid"])
+        f[ci] = per
+        f[6 + ci] = math.ceil(per / kt) + 1
+    else:
+        waves = math.ceil(plan["units"] / sms)
+        f[ci] = waves * math.ceil(kt / plan["splits"])
+        f[6 + ci] = waves
+    if plan["splits"] != 1:
         f[12] = 1.0
         f[13] = (128 * BN[ci] * 4) / ((128 + BN[ci]) * 64 * 2)  # fp32 partial over one stage's bytes
     return f

@@ -189,3 +189,149 @@ int main() {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Builds a host driver for one of the kernel file's C entries (`-DTP_NO_TORCH`, no GPU needed). */
+async function buildDriver(dir: string, source: string): Promise<string> {
+  const driver = join(dir, "driver.cpp");
+  await Deno.writeTextFile(driver, source);
+  const exe = join(dir, "driver");
+  const built = await run(NVCC, [
+    "-DTP_NO_TORCH",
+    "-gencode=arch=compute_90a,code=sm_90a",
+    "-O1",
+    "-std=c++17",
+    `-I${KERNEL}`,
+    join(KERNEL, "gemm_sm90.cu"),
+    driver,
+    "-o",
+    exe,
+  ]);
+  assert(built.ok, built.out.slice(-2000));
+  return exe;
+}
+
+Deno.test("the Hopper GEMM's stream-K schedule covers every k-tile once, and no CTA can wait forever", async () => {
+  if ((await run(NVCC, ["--version"])).ok === false) {
+    console.log(`SKIP ${NVCC} not runnable here (set NVCC=/path/to/nvcc)`);
+    return;
+  }
+  // The pieces come from the kernel's own WorkIter, run on the host (tp_sm90_schedule).
+  const dir = await Deno.makeTempDir({ prefix: "tp-streamk-" });
+  try {
+    const exe = await buildDriver(
+      dir,
+      `#include <cstdio>
+#include <vector>
+extern "C" int tp_sm90_schedule(int, int, int, int, int, int*, int*, int);
+int main() {
+  int M, N, K, cfg, sp, pl[7];
+  std::vector<int> out(4 * 100000);
+  while (std::scanf("%d %d %d %d %d", &M, &N, &K, &cfg, &sp) == 5) {
+    const int n = tp_sm90_schedule(M, N, K, cfg, sp, pl, out.data(), 100000);
+    std::printf("plan %d %d %d %d %d %d %d %d\\n", pl[0], pl[1], pl[2], pl[3], pl[4], pl[5], pl[6], n);
+    for (int i = 0; i < n; ++i) std::printf("%d %d %d %d\\n", out[4*i], out[4*i+1], out[4*i+2], out[4*i+3]);
+  }
+}
+`,
+    );
+    // (M, N, K, cfg, splits): stream-K on the shapes where uniform splits waste a wave (M just past a
+    // tile multiple, N = 128), one k-tile per tile (whole tiles only), too little work for two CTAs,
+    // and uniform split-K through the same iterator.
+    const cases = [
+      [257, 4096, 4096, 0, 0],
+      [256, 4096, 4096, 0, 0],
+      [1000, 2048, 4096, 1, 0],
+      [256, 128, 2048, 1, 0],
+      [4096, 128, 2048, 1, 0],
+      [100, 4096, 4096, 5, 0],
+      [3000, 6144, 4096, 0, 0],
+      [300, 300, 64, 1, 0],
+      [100, 100, 128, 1, 0],
+      [257, 4096, 4096, 0, 2],
+      [100, 2048, 4096, 0, 3],
+    ];
+    const child = new Deno.Command(exe, { stdin: "piped", stdout: "piped" }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(cases.map((c) => c.join(" ") + "\n").join("")));
+    await w.close();
+    const lines = new TextDecoder().decode((await child.output()).stdout).trim().split("\n");
+    let at = 0;
+    for (const [M, N, K, cfgReq, spReq] of cases) {
+      const head = lines[at++].split(" ");
+      assertEquals(head[0], "plan");
+      const [cfg, splits, , grid, slots, tiles, kt, n] = head.slice(1).map(Number);
+      const what = `M=${M} N=${N} K=${K} cfg=${cfgReq} splits=${spReq}`;
+      assertEquals(cfg, cfgReq, what);
+      const pieces = lines.slice(at, at + n).map((l) => l.split(" ").map(Number));
+      at += n;
+      if (spReq === 0 && tiles * kt < 4) {
+        assertEquals(splits, 1, `${what}: under two k-tiles per CTA, no stream-K`);
+      } else {
+        assertEquals(splits, spReq, what);
+      }
+      // Every k-tile of every tile exactly once.
+      const seen = new Map<number, number[]>();
+      for (const [, t, k0, k1] of pieces) {
+        assert(k0 < k1 && k0 >= 0 && k1 <= kt, `${what}: piece ${t} [${k0},${k1})`);
+        const cover = seen.get(t) ?? new Array(kt).fill(0);
+        for (let k = k0; k < k1; k++) cover[k]++;
+        seen.set(t, cover);
+      }
+      assertEquals(seen.size, tiles, what);
+      for (const [t, cover] of seen) assert(cover.every((c) => c === 1), `${what}: tile ${t}`);
+      if (splits !== 0) continue;
+      // Stream-K: each CTA's pieces run from the end of its flat range back to its start.
+      const byCta = new Map<number, number[][]>();
+      for (const p of pieces) byCta.set(p[0], [...(byCta.get(p[0]) ?? []), p]);
+      assertEquals(byCta.size, grid, `${what}: every CTA has work`);
+      for (const [cta, ps] of byCta) {
+        const flat = ps.map(([, t, k0, k1]) => [t * kt + k0, t * kt + k1]);
+        for (let i = 1; i < flat.length; i++) {
+          assertEquals(flat[i][1], flat[i - 1][0], `${what}: CTA ${cta} runs its range backwards`);
+        }
+      }
+      // A tile in several pieces: its finisher (the piece with the last k-tile) is the highest CTA,
+      // its contributors the CTAs just below, one piece each, so slot = CTA - first is unique.
+      let maxContributors = 0;
+      const finisherOf = new Map<number, { cta: number; waitsFor: number[] }>();
+      for (const t of seen.keys()) {
+        const ps = pieces.filter((p) => p[1] === t).sort((a, b) => a[0] - b[0]);
+        if (ps.length === 1) continue;
+        const fin = ps[ps.length - 1];
+        assertEquals(fin[3], kt, `${what}: tile ${t}'s last piece holds its last k-tile`);
+        const ctas = ps.map((p) => p[0]);
+        ctas.forEach((c, i) => assertEquals(c, ctas[0] + i, `${what}: tile ${t}'s CTAs`));
+        maxContributors = Math.max(maxContributors, ps.length - 1);
+        finisherOf.set(t, { cta: fin[0], waitsFor: ctas.slice(0, -1) });
+      }
+      assertEquals(slots, maxContributors, `${what}: the workspace has one slot per contributor`);
+      // No CTA waits forever: run every CTA's pieces in order, a finishing piece only once its
+      // contributors have published; a step in which nothing moves with work left is a deadlock.
+      const next = new Map([...byCta.keys()].map((c) => [c, 0]));
+      const published = new Set<string>();
+      let left = pieces.length;
+      while (left > 0) {
+        let moved = false;
+        for (const [cta, ps] of byCta) {
+          const i = next.get(cta)!;
+          if (i >= ps.length) continue;
+          const [, t, , k1] = ps[i];
+          const fin = finisherOf.get(t);
+          if (fin && fin.cta === cta) {
+            if (!fin.waitsFor.every((c) => published.has(`${t}/${c}`))) continue;
+            assertEquals(i, ps.length - 1, `${what}: CTA ${cta} waits only in its last piece`);
+          } else if (fin) {
+            assert(k1 < kt);
+            published.add(`${t}/${cta}`);
+          }
+          next.set(cta, i + 1);
+          left--;
+          moved = true;
+        }
+        assert(moved, `${what}: deadlock with ${left} pieces left`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
