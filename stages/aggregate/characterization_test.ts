@@ -91,6 +91,12 @@ Deno.test("batch scaling: latency growth against batch growth at the longest KV 
   assertMatch(s.sentence, /from batch 1 to 64 \(64×\) latency grows 8\.29× \(12 µs → 99\.4 µs\)/);
   assertMatch(s.sentence, /time per sequence falls 7\.72×/);
   assertEquals(findings(curve).filter((f) => f.kind === "batch_scaling").length, 1);
+  // Latency growing faster than the batch (a host-bound loop): the time per sequence rises.
+  const serial = [[1, 0.5], [4, 2.5], [16, 10]].map(([b, ms]) => ({
+    ...cell(WIDE, b, 1024),
+    latency_ms: ms,
+  }));
+  assertMatch(batchScaling(serial)!.sentence, /time per sequence rises 1\.25×/);
 });
 
 const SOLUTION = (name: string, def: string) => ({
