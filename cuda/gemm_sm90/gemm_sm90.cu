@@ -250,6 +250,19 @@ __device__ __forceinline__ void store_pair(const Params& p, int row, int col, fl
   }
 }
 
+// A consumer warpgroup's 64 x BN fp32 accumulators to `dst` as thread-interleaved float4s (the layout
+// the split-K reduction and the stream-K fix-up read back), then the warpgroup's barrier, after which
+// thread 0 publishes them (a cumulative __threadfence, then its counter).
+template <int NR>
+__device__ __forceinline__ void store_partial(float* dst, const float (&acc)[NR], int tid, int cw) {
+#pragma unroll
+  for (int q = 0; q < NR / 4; ++q)
+    __stcg(reinterpret_cast<float4*>(dst + (q * 128 + tid) * 4),
+           make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+  __threadfence();
+  named_bar(1 + cw, 128);
+}
+
 template <int BN>
 struct Cfg {
   static constexpr int kPBytes = kBM * kBK * 2;
@@ -437,12 +450,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         int* count = p.counters + (tile * kCons + cw);
         if (w.k1 < p.kt) {
           float* mine = slots + (size_t)(blockIdx.x - first) * (64 * BN);
-#pragma unroll
-          for (int q = 0; q < NR / 4; ++q)
-            __stcg(reinterpret_cast<float4*>(mine + (q * 128 + tid) * 4),
-                   make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
-          __threadfence();
-          named_bar(1 + cw, 128);
+          store_partial(mine, acc, tid, cw);
           if (tid == 0) {
             __threadfence();  // cumulative release of the warpgroup's stores, as in split-K below
             atomicAdd(count, 1);
@@ -479,12 +487,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (p.sk_grid == 0 && p.splits > 1) {
         float* slot0 = p.ws + (size_t)(tile * kCons + cw) * p.splits * (64 * BN);
         float* mine = slot0 + (size_t)split * (64 * BN);
-#pragma unroll
-        for (int q = 0; q < NR / 4; ++q)
-          __stcg(reinterpret_cast<float4*>(mine + (q * 128 + tid) * 4),
-                 make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
-        __threadfence();
-        named_bar(1 + cw, 128);
+        store_partial(mine, acc, tid, cw);
         int* arrive = p.counters + 2 * (tile * kCons + cw);
         if (tid == 0) {
           // Cumulative release by the publishing thread itself (the cooperative-groups grid.sync

@@ -132,9 +132,8 @@ Deno.test("the Hopper GEMM's planner chooses, on the H100 explore run's cases, p
   ).explore;
   const dir = await Deno.makeTempDir({ prefix: "tp-planner-" });
   try {
-    const driver = join(dir, "plan.cpp");
-    await Deno.writeTextFile(
-      driver,
+    const exe = await buildDriver(
+      dir,
       `#include <cstdio>
 extern "C" void tp_sm90_plan(int M, int N, int K, int* out);
 int main() {
@@ -146,19 +145,6 @@ int main() {
 }
 `,
     );
-    const exe = join(dir, "plan");
-    const built = await run(NVCC, [
-      "-DTP_NO_TORCH",
-      "-gencode=arch=compute_90a,code=sm_90a",
-      "-O1",
-      "-std=c++17",
-      `-I${KERNEL}`,
-      join(KERNEL, "gemm_sm90.cu"),
-      driver,
-      "-o",
-      exe,
-    ]);
-    assert(built.ok, built.out.slice(-2000));
     const child = new Deno.Command(exe, { stdin: "piped", stdout: "piped" }).spawn();
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(explore.map((c) => `${c.M} ${c.N} ${c.K}\n`).join("")));
