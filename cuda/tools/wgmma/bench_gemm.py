@@ -3,7 +3,7 @@
 (cuda/gemm/gemm.cu) and torch.matmul (cuBLAS), in ONE run on an H100.
 
     python3 cuda/tools/wgmma/bench_gemm.py [--quick] [--budget SECONDS] [--no-old] [--explore]
-                                           [--define NAME=VALUE ...]
+                                           [--ncu-cases] [--define NAME=VALUE ...]
 
 C = A @ B^T, A [M,K], B [N,K], C [M,N], fp16 in/out. For every (N,K) and M: fresh random inputs,
 C poisoned with NaN, check against torch.matmul(A.float(), B.float().t()) with the
@@ -13,7 +13,13 @@ sm90 / old / torch with triton.testing.do_bench (L2 flushed before each call, me
 Table: TFLOP/s = 2MNK / sm90 time; TB/s = minimum bytes 2(MK+NK+MN) / sm90 time.
 --explore: instead of the cases, time every distinct plan (tile shape x split count, as run_cfg
 clamps it) on each (N, K, M) of EXPLORE_MS, beside the planner's own choice and cuBLAS, so the
-planner's cost model can be fitted on the CPU (explore_report.py reads the JSON).
+planner's cost model can be fitted on the CPU (fit_planner.py reads the JSON).
+--ncu-cases: one call per (case, who) of NCU_CASES between cudaProfilerStart/Stop, for Nsight Compute:
+    ncu --clock-control none --profile-from-start off --csv --page details --log-file $OUT/ncu.csv \
+        --section SpeedOfLight --section LaunchStats --section Occupancy \
+        python3 cuda/tools/wgmma/bench_gemm.py --ncu-cases
+    python3 cuda/tools/wgmma/ncu_summary.py $OUT/ncu.csv $OUT/wgmma_bench.json
+(the planner's plan, stream-K on its tile shape, torch.matmul; ncu_summary.py tells the calls apart).
 Results: compact table last; full JSON to $OUT/wgmma_bench.json when OUT is set (rewritten after
 every case, so a stopped run still leaves what it had).
 """
@@ -60,6 +66,9 @@ QUICK_MS = [1, 257, 4096]
 # tile widths and swap-AB (mid M most of all: 65-1000); the split counts tried per tile shape.
 EXPLORE_MS = [1, 8, 16, 32, 64, 100, 128, 192, 256, 257, 384, 512, 768, 1000, 1536, 2048, 3000, 4096]
 EXPLORE_SPLITS = [1, 2, 3, 4, 6, 8, 12, 16, 0]  # 0: stream-K over the SMs (run_cfg's splits 0)
+# --ncu-cases, (N, K, M): where the kernel misses 0.90 of cuBLAS (NOTES.md): N = 128 at any M, M just
+# past a tile multiple, mid M with few tiles; and a large M for contrast.
+NCU_CASES = [(128, 2048, 256), (128, 2048, 4096), (4096, 4096, 257), (2048, 4096, 512), (4096, 4096, 4096)]
 
 # TP_BENCH_MOCK=1: dry-run of this script's control flow on a machine without a GPU (CPU tensors,
 # a pure-torch stand-in for the extensions, no builds, no timing). For testing the script only.
@@ -67,7 +76,7 @@ MOCK = os.environ.get("TP_BENCH_MOCK", "") not in ("", "0")
 DEV = "cpu" if MOCK else "cuda"
 
 RES = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "builds": {}, "sass": {}, "variants": [],
-       "cases": [], "explore": [], "notes": []}
+       "cases": [], "explore": [], "ncu_regions": [], "notes": []}
 
 
 def log(*a):
@@ -269,8 +278,11 @@ def main():
                     help="a tunable of gemm_sm90.cu for this run (repeatable), e.g. SM90_MAX_STAGES=4")
     ap.add_argument("--explore", action="store_true",
                     help="time every distinct plan per case instead of the cases (implies --no-old --no-variants)")
+    ap.add_argument("--ncu-cases", action="store_true",
+                    help="one profiled call per case and kernel, for ncu --profile-from-start off (implies --no-old "
+                         "--no-variants)")
     a = ap.parse_args()
-    if a.explore:
+    if a.explore or a.ncu_cases:
         a.no_old = a.no_variants = True
     quick = a.quick or os.environ.get("TP_BENCH_QUICK", "") not in ("", "0")
     RES["quick"] = quick
@@ -301,7 +313,7 @@ def main():
         else:
             jobs_run = jobs
         # explore runs skip the SASS listing: the build is the same and the call's time goes to timing
-        fut_sass = ex.submit(ptxas_and_sass, src_new, d_new) if not a.explore else None
+        fut_sass = ex.submit(ptxas_and_sass, src_new, d_new) if not (a.explore or a.ncu_cases) else None
         for name, err, dt in ex.map(build_one, jobs_run):
             RES["builds"][name] = {"ok": err is None, "seconds": round(dt, 1), "error": err}
             log(f"[{time.time()-T_START:.0f}s] build {name}: {'ok' if err is None else 'FAILED'} ({dt:.0f}s)")
@@ -423,6 +435,8 @@ def main():
         torch.matmul = _mock_matmul(torch.matmul)
     if a.explore:
         return explore(torch, new, bench, a.budget, quick)
+    if a.ncu_cases:
+        return ncu_cases(torch, new)
     if quick:
         cases = [(s, m) for m in QUICK_MS for s in QUICK_SHAPES]
     else:
@@ -593,6 +607,44 @@ def explore(torch, new, bench, budget, quick):
     for n in RES["notes"]:
         log("note: " + n)
     return 0 if bad == 0 else 4
+
+
+def ncu_cases(torch, new):
+    """Each case of NCU_CASES called once by each of: the planner's plan, stream-K on the plan's tile
+    shape, torch.matmul (cuBLAS); each call warmed up, then alone between cudaProfilerStart and Stop in
+    an NVTX range of its name. The order of the calls is RES["ncu_regions"]: ncu_summary.py assigns
+    the profiled kernels to them (one kernel per call of ours, cuBLAS's up to the next of ours)."""
+    cases = [(256, 512, 100)] if MOCK else NCU_CASES
+    cudart = None if MOCK else torch.cuda.cudart()
+    for N, K, M in cases:
+        A, B = inputs(torch, M, N, K)
+        C = torch.empty(M, N, dtype=torch.half, device=DEV)
+        auto = list(new.plan(M, N, K))
+        sk = list(new.plan_cfg(M, N, K, auto[0], 0))
+        calls = [("sm90", auto, lambda: new.run(A, B, C)),
+                 ("sm90 stream-K", sk, lambda: new.run_cfg(A, B, C, auto[0], 0)),
+                 ("cublas", None, lambda: torch.matmul(A, B.t(), out=C))]
+        for who, plan, fn in calls:
+            what = f"ncu N={N} K={K} M={M} {who}"
+            for _ in range(3):
+                fn()
+            sync_or_die(torch, what)
+            if cudart is not None:
+                cudart.cudaProfilerStart()
+                torch.cuda.nvtx.range_push(what)
+            fn()
+            if cudart is not None:
+                torch.cuda.nvtx.range_pop()
+            sync_or_die(torch, what)
+            if cudart is not None:
+                cudart.cudaProfilerStop()
+            region = {"N": N, "K": K, "M": M, "who": who, "ours": plan is not None}
+            if plan is not None:
+                region["plan"] = {"cfg": CFG_NAMES[plan[0]], "splits": plan[1], "units": plan[2], "grid": plan[3]}
+            RES["ncu_regions"].append(region)
+            log(f"[{time.time()-T_START:.0f}s] {what}: profiled")
+        write_json()
+    return 0
 
 
 def _mock_matmul(mm):

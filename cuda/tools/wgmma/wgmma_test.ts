@@ -321,3 +321,113 @@ int main() {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ncu_summary assigns profiled kernels to the bench's calls and reads their Speed Of Light numbers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tp-ncu-" });
+  try {
+    // The bench's --ncu-cases regions (as its mock run writes them), then an ncu details CSV for
+    // them: ours one kernel, stream-K one kernel, cuBLAS two (a split-K GEMM and its reduction).
+    const out = join(dir, "out");
+    await Deno.mkdir(out);
+    const probe = await run(PY, ["-c", "import torch"]);
+    let benchJson = join(out, "wgmma_bench.json");
+    if (probe.ok) {
+      const o = await new Deno.Command(PY, {
+        args: [join(HERE, "bench_gemm.py"), "--ncu-cases"],
+        env: { TP_BENCH_MOCK: "1", OUT: out, TP_WGMMA_BUILD: join(dir, "build") },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(o.code, 0, new TextDecoder().decode(o.stderr).slice(-1500));
+    } else {
+      console.log(`(${PY} cannot import torch: the bench's regions are written by hand)`);
+      benchJson = join(dir, "bench.json");
+      await Deno.writeTextFile(
+        benchJson,
+        JSON.stringify({
+          ncu_regions: [
+            {
+              N: 256,
+              K: 512,
+              M: 100,
+              who: "sm90",
+              ours: true,
+              plan: { cfg: "128x256", splits: 1, units: 1, grid: 1 },
+            },
+            {
+              N: 256,
+              K: 512,
+              M: 100,
+              who: "sm90 stream-K",
+              ours: true,
+              plan: { cfg: "128x256", splits: 0, units: 1, grid: 1 },
+            },
+            { N: 256, K: 512, M: 100, who: "cublas", ours: false },
+          ],
+        }),
+      );
+    }
+    const regions = JSON.parse(await Deno.readTextFile(benchJson)).ncu_regions;
+    assertEquals(regions.map((r: { who: string }) => r.who), ["sm90", "sm90 stream-K", "cublas"]);
+    const header =
+      `"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"`;
+    const k = (id: number, name: string, ns: number, dram: number) =>
+      [
+        ["GPU Speed Of Light Throughput", "Duration", "nsecond", ns],
+        ["GPU Speed Of Light Throughput", "DRAM Throughput", "%", dram],
+        ["GPU Speed Of Light Throughput", "Compute (SM) Throughput", "%", 40],
+        ["Launch Statistics", "Grid Size", "", "1,056"],
+      ].map(([sec, m, u, v]) =>
+        `"${id}","1","python3","h","${name}","1","7","(384, 1, 1)","(132, 1, 1)","0","9.0","${sec}","${m}","${u}","${v}"`
+      ).join("\n");
+    const csv = [
+      "==PROF== Connected to process 1",
+      "[0s] ncu N=256 K=512 M=100 sm90: profiled",
+      header,
+      k(
+        0,
+        "void tp_sm90::gemm_sm90_kernel<256, false>(CUtensorMap, CUtensorMap, Params)",
+        10200,
+        31.5,
+      ),
+      k(
+        1,
+        "void tp_sm90::gemm_sm90_kernel<256, false>(CUtensorMap, CUtensorMap, Params)",
+        9100,
+        35,
+      ),
+      k(2, "sm90_xmma_gemm_f16f16_f32f32_splitk", 7000, 50),
+      k(3, "cublasLt::splitKreduce_kernel", 900, 10),
+      "==PROF== Disconnected from process 1",
+    ].join("\n");
+    await Deno.writeTextFile(join(dir, "ncu.csv"), csv);
+    const summary = (csvFile: string) =>
+      run(PY, [join(HERE, "ncu_summary.py"), csvFile, benchJson, "--json", join(dir, "rows.json")]);
+    const r = await summary(join(dir, "ncu.csv"));
+    assert(r.ok, r.out);
+    const rows = JSON.parse(await Deno.readTextFile(join(dir, "rows.json")));
+    assertEquals(
+      rows.map((x: { who: string; kernels: number; us: number }) => [x.who, x.kernels, x.us]),
+      [
+        ["sm90", 1, 10.2],
+        ["sm90 stream-K", 1, 9.1],
+        ["cublas", 2, 7.9],
+      ],
+    );
+    assertEquals(rows[2]["DRAM %"], 50, "a call's throughputs are its longest kernel's");
+    assertEquals(rows[0].grid, 1056);
+    // Kernels that do not fit the calls: one line naming the call, exit status 2.
+    await Deno.writeTextFile(
+      join(dir, "short.csv"),
+      [header, k(0, "sm90_xmma_gemm", 7000, 50)].join("\n"),
+    );
+    const bad = await summary(join(dir, "short.csv"));
+    assert(!bad.ok);
+    assertMatch(
+      bad.out.trim(),
+      /^ncu_summary: call 1 \(sm90 N=256 K=512 M=100\): expected one gemm_sm90_kernel launch, found 'sm90_xmma_gemm'$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
