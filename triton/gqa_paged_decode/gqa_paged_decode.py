@@ -1,4 +1,4 @@
-"""tracepipe Triton GQA paged decode (head_dim 128, bf16), split-KV with a merge kernel.
+"""tracepipe Triton GQA paged decode (head_dim 64, 128 or 256, bf16), split-KV with a merge kernel.
 
 DPS entry point serving both definition families:
   page_size 1 : run(q, k_cache, v_cache, kv_indptr, kv_indices, sm_scale, output, lse)
@@ -6,7 +6,8 @@ DPS entry point serving both definition families:
                     output, lse)
 lse is base 2; an empty sequence gives output 0 and lse -inf (as the reference).
 Each program handles (split, kv head, sequence) and all G query heads of that kv head with
-tensor-core dots (the G rows are padded to 16). Parameters (tp_params.py): BLOCK_N, NUM_WARPS,
+tensor-core dots (the G rows are padded to 16); the head dim D is a compile-time constant, one
+specialisation per definition. Parameters (tp_params.py): BLOCK_N, NUM_WARPS,
 NUM_STAGES, MIN_CHUNK."""
 import math
 import os
@@ -49,7 +50,7 @@ def _seq_split(INDPTR, LAST, b, page_size, max_splits, HAS_LAST: tl.constexpr,
 @triton.jit
 def _decode_split_kernel(Q, K, V, INDPTR, INDICES, LAST, O, LSE, OP, LSEP, scale_log2,
                          page_size, HKV, max_splits, G: tl.constexpr, GP: tl.constexpr,
-                         HAS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
+                         D: tl.constexpr, HAS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
                          MIN_CHUNK: tl.constexpr):
     split = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -60,20 +61,20 @@ def _decode_split_kernel(Q, K, V, INDPTR, INDICES, LAST, O, LSE, OP, LSEP, scale
         HQ = HKV * G
         t0 = split * chunk
         t1 = tl.minimum(ln, t0 + chunk)
-        d = tl.arange(0, 128)
+        d = tl.arange(0, D)
         g = tl.arange(0, GP)
         gmask = g < G
         q_rows = (b * HQ + kvh * G + g).to(tl.int64)
-        q = tl.load(Q + q_rows[:, None] * 128 + d[None, :], mask=gmask[:, None], other=0.0)
+        q = tl.load(Q + q_rows[:, None] * D + d[None, :], mask=gmask[:, None], other=0.0)
         m_i = tl.full([GP], float("-inf"), tl.float32)
         l_i = tl.zeros([GP], tl.float32)
-        acc = tl.zeros([GP, 128], tl.float32)
+        acc = tl.zeros([GP, D], tl.float32)
         for start in range(t0, t1, BLOCK_N):
             offs = start + tl.arange(0, BLOCK_N)
             tmask = offs < t1
             page = tl.load(INDICES + p0 + offs // page_size, mask=tmask, other=0)
             slot = offs % page_size
-            row = ((page.to(tl.int64) * page_size + slot) * HKV + kvh) * 128
+            row = ((page.to(tl.int64) * page_size + slot) * HKV + kvh) * D
             k = tl.load(K + row[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
             v = tl.load(V + row[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
             s = tl.dot(q, tl.trans(k)) * scale_log2
@@ -88,38 +89,38 @@ def _decode_split_kernel(Q, K, V, INDPTR, INDICES, LAST, O, LSE, OP, LSEP, scale
         o = acc / tl.where(has, l_i, 1.0)[:, None]
         ls = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
         if nsplit == 1:
-            tl.store(O + q_rows[:, None] * 128 + d[None, :], o.to(tl.bfloat16),
+            tl.store(O + q_rows[:, None] * D + d[None, :], o.to(tl.bfloat16),
                      mask=gmask[:, None])
             tl.store(LSE + q_rows, ls, mask=gmask)
         else:
             prow = ((b * max_splits + split) * HQ + kvh * G + g).to(tl.int64)
-            tl.store(OP + prow[:, None] * 128 + d[None, :], o, mask=gmask[:, None])
+            tl.store(OP + prow[:, None] * D + d[None, :], o, mask=gmask[:, None])
             tl.store(LSEP + prow, ls, mask=gmask)
 
 
 @triton.jit
 def _decode_merge_kernel(INDPTR, LAST, O, LSE, OP, LSEP, page_size, HQ, max_splits,
-                         HAS_LAST: tl.constexpr, MIN_CHUNK: tl.constexpr):
+                         D: tl.constexpr, HAS_LAST: tl.constexpr, MIN_CHUNK: tl.constexpr):
     h = tl.program_id(0)
     b = tl.program_id(1)
     p0, ln, chunk, nsplit = _seq_split(INDPTR, LAST, b, page_size, max_splits, HAS_LAST,
                                        MIN_CHUNK)
     if nsplit > 1:
-        d = tl.arange(0, 128)
+        d = tl.arange(0, D)
         base = (b * max_splits * HQ + h).to(tl.int64)
         m = tl.load(LSEP + base)
         for s in range(1, nsplit):
             m = tl.maximum(m, tl.load(LSEP + base + s * HQ))
-        wsum = tl.zeros([128], tl.float32)  # the weight sum, replicated over d
-        o = tl.zeros([128], tl.float32)
+        wsum = tl.zeros([D], tl.float32)  # the weight sum, replicated over d
+        o = tl.zeros([D], tl.float32)
         for s in range(0, nsplit):
             ls = tl.load(LSEP + base + s * HQ)
             w = tl.where(ls == float("-inf"), 0.0, tl.exp2(ls - m))
             wsum += w
-            o += w * tl.load(OP + (base + s * HQ) * 128 + d)
+            o += w * tl.load(OP + (base + s * HQ) * D + d)
         ok = wsum > 0
         out_row = (b * HQ + h).to(tl.int64)
-        tl.store(O + out_row * 128 + d, (o / tl.where(ok, wsum, 1.0)).to(tl.bfloat16))
+        tl.store(O + out_row * D + d, (o / tl.where(ok, wsum, 1.0)).to(tl.bfloat16))
         lse_v = tl.where(ok, m + tl.log2(tl.where(ok, wsum, 1.0)), float("-inf"))
         tl.store(LSE + out_row + d * 0, lse_v, mask=d == 0)
 
@@ -134,7 +135,9 @@ def _num_sms(dev):
 
 
 def _decode(q, k_cache, v_cache, kv_indptr, kv_indices, last, sm_scale, output, lse):
-    assert q.dim() == 3 and q.shape[2] == 128 and k_cache.dim() == 4 and k_cache.shape[3] == 128
+    assert q.dim() == 3 and k_cache.dim() == 4 and v_cache.shape == k_cache.shape
+    D = q.shape[2]
+    assert D in (64, 128, 256) and k_cache.shape[3] == D, f"head_dim {D}: the kernel takes 64, 128 or 256"
     assert q.dtype == k_cache.dtype == v_cache.dtype == output.dtype == torch.bfloat16
     assert lse.dtype == torch.float32 and kv_indptr.dtype == kv_indices.dtype == torch.int32
     assert output.is_contiguous() and lse.is_contiguous()
@@ -152,7 +155,7 @@ def _decode(q, k_cache, v_cache, kv_indptr, kv_indices, last, sm_scale, output, 
     max_splits = max(1, min(-(-_num_sms(q.device) * 4 // work),
                             -(-kv_indices.numel() * page_size // min_chunk), 256))
     if max_splits > 1:
-        op = torch.empty(bsz * max_splits * hq * 128, dtype=torch.float32, device=q.device)
+        op = torch.empty(bsz * max_splits * hq * D, dtype=torch.float32, device=q.device)
         lsep = torch.empty(bsz * max_splits * hq, dtype=torch.float32, device=q.device)
     else:
         op, lsep = lse, lse  # unused
@@ -161,12 +164,12 @@ def _decode(q, k_cache, v_cache, kv_indptr, kv_indices, last, sm_scale, output, 
     scale_log2 = float(sm_scale) * _LOG2E
     _decode_split_kernel[(max_splits, hkv, bsz)](
         q, k_cache, v_cache, kv_indptr, kv_indices, last_t, output, lse, op, lsep, scale_log2,
-        page_size, hkv, max_splits, G=G, GP=max(16, triton.next_power_of_2(G)),
+        page_size, hkv, max_splits, G=G, GP=max(16, triton.next_power_of_2(G)), D=D,
         HAS_LAST=has_last, BLOCK_N=_P["BLOCK_N"], MIN_CHUNK=min_chunk,
         num_warps=_P["NUM_WARPS"], num_stages=_P["NUM_STAGES"])
     if max_splits > 1:
         _decode_merge_kernel[(hq, bsz)](kv_indptr, last_t, output, lse, op, lsep, page_size, hq,
-                                        max_splits, HAS_LAST=has_last, MIN_CHUNK=min_chunk,
+                                        max_splits, D=D, HAS_LAST=has_last, MIN_CHUNK=min_chunk,
                                         num_warps=1)
 
 
