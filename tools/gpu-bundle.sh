@@ -7,6 +7,13 @@
 # profile judged in the same GPU call as the first: TP_STORE_BUNDLE=NAME on tools/gpu-run.sh).
 # See docs/GPU.md for the whole round trip.
 set -euo pipefail
+# $1 is a definition regex: an option there is a mistake that would bundle no blob at all over the
+# bundle already in .device/ (`--estimate`, say, matched no definition).
+case ${1:-} in -*)
+  echo "gpu-bundle: '$1' is not a definition regex (usage: tools/gpu-bundle.sh [DEFINITION_REGEX])" >&2
+  exit 2
+  ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 store=${STORE:-$root/.tracepipe/store}
 out=$root/.device
