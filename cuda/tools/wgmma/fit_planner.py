@@ -4,8 +4,8 @@
     python3 cuda/tools/wgmma/fit_planner.py results/h100-2026-12-08-explore.json
 
 The model, in microseconds: waves x (k-tiles per unit x tile[cfg] + unit[cfg]) + [split > 1] x (split +
-partial x partial/stage bytes); a stream-K plan (splits 0) counts its CTAs' k-tiles and pieces instead of
-waves x units, with the same split and partial terms, linear in its 14 coefficients, fitted by non-negative least squares on the
+partial x partial/stage bytes); a stream-K plan (splits 0) counts its CTAs' k-tiles and pieces
+instead of waves x units, with the same split and partial terms, linear in its 14 coefficients, fitted by non-negative least squares on the
 relative error over every plan that passed its check. Prints the coefficients as gemm_sm90.cu spells them,
 and each model's regret: the measured time of the plan it would choose over the best measured plan of the
 case (mean, max), for the fit, with each (N, K) shape left out of the fit in turn, and for the planner that

@@ -138,7 +138,8 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
         if self_base:
             # Its tails become the baseline's honest tails for the workload's later cells; this cell's own
             # tail check does not compare the candidate with itself.
-            cache["baseline"] = (samples["baseline"], round_samples["baseline"], list(m["tails"].get("candidate") or []))
+            own_tails = list(m["tails"].get("candidate") or [])
+            cache["baseline"] = (samples["baseline"], round_samples["baseline"], own_tails)
     _noop_overhead(ctx, noop, base_req, cache, details)
     t_phase = time.monotonic()
     # The candidate's per-sample host times, in sample order (what its `host_submit_median_ms` is taken over).
