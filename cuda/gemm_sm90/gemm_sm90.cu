@@ -597,6 +597,7 @@ struct Plan {
   int splits = 1;  // 0: stream-K over `grid` CTAs
   int tiles_r = 0, tiles_c = 0, units = 0, grid = 0;
   int sk_iters = 0, sk_slots = 0;
+  bool coop = false;  // launch cooperatively even without splits (run_coop: what that launch costs)
   size_t ws_bytes = 0;
   float cost = 0.f;
 };
@@ -796,7 +797,7 @@ static cudaError_t launch_t(const Plan& pl, const void* A, const void* B, void* 
     p.counters = get_counters();
     if (!p.counters || (!ws && pl.ws_bytes > 0)) return cudaErrorMemoryAllocation;
   }
-  if (pl.splits != 1) {
+  if (pl.splits != 1 || pl.coop) {
     // The split-K reduction and the stream-K fix-up spin on sibling CTAs, so they must all be resident at once. A
     // cooperative launch guarantees that or fails with cudaErrorCooperativeLaunchTooLarge
     // (launch_plan then falls back to splits = 1) instead of deadlocking.
@@ -918,12 +919,13 @@ static void check_args(const torch::Tensor& A, const torch::Tensor& B, const tor
 }
 
 static void run_impl(torch::Tensor A, torch::Tensor B, torch::Tensor C, int force_cfg,
-                     int force_splits) {
+                     int force_splits, bool coop = false) {
   check_args(A, B, C);
   const int M = (int)A.size(0), N = (int)B.size(0), K = (int)A.size(1);
   if (M == 0 || N == 0) return;
   const c10::cuda::CUDAGuard guard(A.device());
-  const tp_sm90::Plan pl = tp_sm90::plan_gemm(M, N, K, force_cfg, force_splits);
+  tp_sm90::Plan pl = tp_sm90::plan_gemm(M, N, K, force_cfg, force_splits);
+  pl.coop = coop;
   torch::Tensor ws;
   float* wsp = nullptr;
   if (pl.ws_bytes > 0) {
@@ -937,6 +939,10 @@ static void run_impl(torch::Tensor A, torch::Tensor B, torch::Tensor C, int forc
 }
 
 void run(torch::Tensor A, torch::Tensor B, torch::Tensor C) { run_impl(A, B, C, -1, -1); }
+
+// Testing hook: the planner's plan launched cooperatively whatever its splits, so that a bench can
+// tell the cooperative launch's own cost from the split-K reduction's (the cost model's 8 us term).
+void run_coop(torch::Tensor A, torch::Tensor B, torch::Tensor C) { run_impl(A, B, C, -1, -1, true); }
 
 // Testing hook: force a kernel variant (0: 128x256, 1: 128x128, 2..5: swap-AB BN 8/16/32/64) and
 // a split count (< 0: the planner's choice for that variant; 0: stream-K).
@@ -960,6 +966,7 @@ std::vector<int64_t> plan_cfg(int64_t M, int64_t N, int64_t K, int64_t cfg, int6
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("run", &run, "tracepipe sm90 gemm C = A @ B^T (DPS)");
   m.def("run_cfg", &run_cfg, "run with a forced variant / split count (testing)");
+  m.def("run_coop", &run_coop, "the planner's plan, launched cooperatively (testing)");
   m.def("plan", &plan, "planner choice [cfg, splits, units, grid]");
   m.def("plan_cfg", &plan_cfg, "the plan run_cfg launches [cfg, splits, units, grid]");
 }

@@ -586,6 +586,9 @@ def explore(torch, new, bench, budget, quick):
             auto_p = next((p for p in good if (p["cfg"], p["splits"]) == (rec["auto"]["cfg"], rec["auto"]["splits"])), None)
             best = min(good, key=lambda p: p["us"]) if good else None
             rec["auto_us"] = auto_p["us"] if auto_p else None
+            # the same plan launched cooperatively: the launch's own share of split-K's fixed cost
+            if auto_p and rec["auto"]["splits"] == 1 and hasattr(new, "run_coop"):
+                rec["auto_coop_us"] = bench(lambda: new.run_coop(A, B, C), f"explore coop N={N} K={K} M={M}")
             rec["best"] = best
             RES["explore"].append(rec)
             bu = best["us"] if best else float("nan")
@@ -667,6 +670,9 @@ class _MockExt:
         self.run(A, B, C)
         if cfg == 5 and splits == 3:  # exercise the failure reporting path
             C[0, 0] = float("nan")
+
+    def run_coop(self, A, B, C):
+        self.run(A, B, C)
 
     def plan(self, M, N, K):
         return [2 if M <= 64 else 0, 1, 1, 1]
