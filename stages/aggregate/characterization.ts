@@ -143,7 +143,7 @@ export async function characterizationSection(
   const cells = (await all(
     conn,
     `SELECT series, implementation, batch_size, kv_len, latency_ms, bytes, achieved_tbs, pct_copy_bw,
-       config, head_dim, page_size, solution FROM characterization_cells`,
+       config, head_dim, page_size, solution, sm_mhz, throttled FROM characterization_cells`,
   )) as unknown as Array<CharCell & Record<string, unknown>>;
   if (!cells.length) return null;
   for (const c of cells) {
@@ -161,7 +161,7 @@ export async function characterizationSection(
       id: "characterization_cells",
       title: "Decode characterization: latency and achieved bandwidth per point",
       caption:
-        "Every passing (implementation, grid point) cell: latency, bytes moved, achieved bandwidth and its share of the measured copy bandwidth (settings.bandwidth_tbs).",
+        "Every passing (implementation, grid point) cell: latency, bytes moved, achieved bandwidth and its share of the measured copy bandwidth (settings.bandwidth_tbs); the SM clock the harness logged around its measurement (the lower of before and after) and whether a throttling reason (power cap, thermal or hardware slowdown) was active.",
       columns: [
         "series",
         "batch_size",
@@ -170,6 +170,8 @@ export async function characterizationSection(
         "latency_ms",
         "achieved_tbs",
         "pct_copy_bw",
+        "sm_mhz",
+        "throttled",
       ],
       rows: cells,
     },
@@ -249,13 +251,36 @@ export async function characterizationSection(
     title: "Fastest implementation per (batch, KV length), per series",
     svg: await renderSvg(heatmapSpec(best.map((b) => ({ ...b, kv: tokens(Number(b.kv_len)) })))),
   });
-  return { tables, charts, html: sectionHtml(tables, charts, found, maxRows) };
+  return {
+    tables,
+    charts,
+    html: sectionHtml(tables, charts, found, clocksSentence(cells), maxRows),
+  };
+}
+
+const positiveMhz = (v: number) => Number.isFinite(v) && v > 0;
+
+/**
+ * What the clocks logged around the cells' measurements say, in one sentence: how many cells have a
+ * reading, the range of their SM clocks, and how many saw a throttling reason.
+ */
+export function clocksSentence(cells: Array<Record<string, unknown>>): string {
+  const mhz = cells.map((c) => Number(c.sm_mhz)).filter(positiveMhz);
+  if (!mhz.length) return `No clock readings were logged for these ${cells.length} cells.`;
+  const lo = Math.min(...mhz), hi = Math.max(...mhz);
+  const throttled = cells.filter((c) => c.throttled === true).length;
+  const unknown = cells.filter((c) => c.throttled === null || c.throttled === undefined).length;
+  return `Clocks: ${mhz.length} of ${cells.length} timed cells logged their SM clock, ` +
+    (lo === hi ? `all at ${lo} MHz` : `${lo}–${hi} MHz`) +
+    `; ${throttled} saw a throttling reason during their measurement` +
+    (unknown ? ` (${unknown} without a reading of the reasons).` : ".");
 }
 
 function sectionHtml(
   tables: Table[],
   charts: Chart[],
   found: CharCell[] | unknown[],
+  clocks: string,
   maxRows: number,
 ) {
   const list = (found as Array<{ sentence: string; kind: string }>)
@@ -274,6 +299,7 @@ function sectionHtml(
     `<p>Synthetic GQA paged-decode grid (docs/CHARACTERIZATION.md): every implementation judged at each ` +
     `(head configuration, head_dim, page size, batch size, KV length) point. Bandwidth is the bytes a call ` +
     `must move over its latency, as a share of the machine's measured copy bandwidth.</p>`,
+    `<p>${html(clocks)}</p>`,
     `<h3>Findings</h3><ul class="notes">${
       list.slice(0, 40).map((f) => `<li>${html(f.sentence)}</li>`).join("")
     }</ul>` +

@@ -174,14 +174,50 @@ Deno.test("report: the characterization section renders from fixture traces, and
   try {
     const ext = writeFixture(dir);
     const out = join(dir, "out");
+    // Two time cells with the clocks the harness logged around their measurement: one at 1980 MHz,
+    // one at 1755 MHz with a thermal slowdown (0x20) seen; idle (0x1) alone is no throttling.
+    const { set } = loadTraceSet(ext);
+    const [def, ws] = [...set.workloads].find(([d]) => d.endsWith("_ps16"))!;
+    const clocked = [["1980", "0x0000000000000001"], ["1755", "0x0000000000000020"]].map(
+      ([mhz, seen], i) => {
+        const cell = join(dir, `timed-${i}`);
+        mkdirSync(cell);
+        writeFileSync(
+          join(cell, "timing.json"),
+          JSON.stringify({
+            solution: `${WIDE.name}__${def}`,
+            workload: ws[i + 1].uuid,
+            details: {
+              rigor: [],
+              clocks: {
+                before: { clocks_sm: "1980", clocks_event_reasons_seen: "0x0000000000000000" },
+                after: { clocks_sm: mhz, clocks_event_reasons_seen: seen },
+              },
+            },
+          }),
+        );
+        return { ...frag("time", cell), summary: { definition: def, workload: ws[i + 1].uuid } };
+      },
+    );
     const s = await runAggregate({
-      fragments: [frag("extract", ext), frag("time", join(dir, "time"))],
+      fragments: [frag("extract", ext), frag("time", join(dir, "time")), ...clocked],
       params: AggregateParams.parse({}),
       outDir: out,
       root: REPO_ROOT,
       log: () => {},
     });
     const page = readFileSync(join(out, "index.html"), "utf8");
+    const cellsCsv = readFileSync(join(out, "tables", "characterization_cells.csv"), "utf8");
+    const timedRows = cellsCsv.split("\n").filter((l) => /,1980,false$|,1755,true$/.test(l));
+    assertEquals(timedRows.length, 2, cellsCsv.slice(0, 400));
+    const passing = cellsCsv.trim().split("\n").length - 1;
+    assertMatch(
+      page,
+      new RegExp(
+        `Clocks: 2 of ${passing} timed cells logged their SM clock, 1755–1980 MHz; 1 saw a ` +
+          `throttling reason during their measurement \\(${passing - 2} without a reading`,
+      ),
+    );
     assertMatch(page, /<a href="#characterization">Decode characterization<\/a>/);
     assertMatch(page, /<h2 id="characterization">Decode characterization<\/h2>/);
     assertMatch(

@@ -84,7 +84,39 @@ interface Timing {
         hold_expired?: unknown;
       } | null;
     } | null;
+    clocks?: { before?: ClockReading | null; after?: ClockReading | null } | null;
   } | null;
+}
+
+/** A clock reading the harness logs around each cell's measurement (th_env.py, nvidia-smi's fields). */
+interface ClockReading {
+  clocks_sm?: unknown;
+  clocks_event_reasons_seen?: unknown;
+}
+
+/**
+ * NVML's clock event reasons that slow the GPU down: software power cap (0x4), hardware slowdown
+ * (0x8), software and hardware thermal slowdown (0x20, 0x40), power brake (0x80). Idle (0x1),
+ * application clocks (0x2), sync boost (0x10) and display clocks (0x100) are not throttling.
+ */
+const THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
+
+/**
+ * A timed cell's clocks: the lower of the SM clocks logged before and after its measurement, and
+ * whether a throttling reason was active at any reading between them (the reasons are OR-ed over the
+ * cell). Nulls where the harness logged no clocks (a CPU run, no nvidia-smi).
+ */
+export function cellClocks(t: Timing): { sm_mhz: number | null; throttled: boolean | null } {
+  const c = t.details?.clocks;
+  const mhz = [c?.before?.clocks_sm, c?.after?.clocks_sm].map((v) => Number(v))
+    .filter((v) => Number.isFinite(v) && v > 0);
+  const seen = [c?.after?.clocks_event_reasons_seen, c?.before?.clocks_event_reasons_seen]
+    .find((v) => typeof v === "string" && /^0x[0-9a-f]+$/i.test(v)) as string | undefined;
+  return {
+    sm_mhz: mhz.length ? Math.min(...mhz) : null,
+    // The mask's bits are all in the low word: parse the last 8 hex digits only (no bigint needed).
+    throttled: seen === undefined ? null : (parseInt(seen.slice(-8), 16) & THROTTLE_MASK) !== 0,
+  };
 }
 
 /** The rigor tag of a cell the tail check charged for work left running after it returned. */
@@ -160,7 +192,15 @@ export async function loadTimings(
     // Every timed cell's bound and tail charge (cell_timing), the baseline's or not.
     if (typeof t.solution === "string" && typeof t.workload === "string") {
       const rigor = Array.isArray(t.details?.rigor) ? t.details.rigor : [];
-      timings.push([t.solution, t.workload, cellBound(t), rigor.includes(TAIL_CHARGE)]);
+      const { sm_mhz, throttled } = cellClocks(t);
+      timings.push([
+        t.solution,
+        t.workload,
+        cellBound(t),
+        rigor.includes(TAIL_CHARGE),
+        sm_mhz,
+        throttled,
+      ]);
     }
     if (typeof s.baseline !== "string") continue;
     const base = sols.get(s.baseline);

@@ -24,7 +24,8 @@ CREATE TABLE side_baseline (definition VARCHAR, uuid VARCHAR, solution VARCHAR, 
 -- call's host submission took at least 0.8 of the candidate's median (its time moves with the host's
 -- speed), 'device' otherwise, NULL unrecorded; tail_charged, whether the tail check charged the cell for
 -- work left running after it returned (rigor async_work_after_return).
-CREATE TABLE cell_timing (solution VARCHAR, uuid VARCHAR, bound VARCHAR, tail_charged BOOLEAN);
+CREATE TABLE cell_timing (solution VARCHAR, uuid VARCHAR, bound VARCHAR, tail_charged BOOLEAN, sm_mhz DOUBLE,
+  throttled BOOLEAN);
 CREATE TABLE provenance (stage VARCHAR, cell_id VARCHAR, cell_key VARCHAR, dir VARCHAR, doc VARCHAR);
 CREATE TABLE diagnostics (level VARCHAR, file VARCHAR, line INTEGER, path VARCHAR, message VARCHAR);
 -- The first error of each distinct COMPILE_ERROR log and its category (compile_errors.ts): a log is

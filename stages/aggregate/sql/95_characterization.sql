@@ -19,10 +19,13 @@ SELECT p.config, p.definition, p.num_qo_heads, p.num_kv_heads, p.head_dim, p.pag
   split_part(c.solution, '__', 1) AS implementation, c.solution, c.author, c.language,
   c.latency_ms, w.bytes,
   w.bytes / (c.latency_ms * 1e-3) / 1e12 AS achieved_tbs,
-  100.0 * (w.bytes / (c.latency_ms * 1e-3) / 1e12) / st.bandwidth_tbs AS pct_copy_bw
+  100.0 * (w.bytes / (c.latency_ms * 1e-3) / 1e12) / st.bandwidth_tbs AS pct_copy_bw,
+  t.sm_mhz, t.throttled
 FROM characterization_points p
 JOIN cells c ON c.uuid = p.uuid AND c.definition = p.definition
 JOIN workload_cost w ON w.uuid = p.uuid AND w.definition = p.definition
+LEFT JOIN (SELECT solution, uuid, min(sm_mhz) AS sm_mhz, bool_or(throttled) AS throttled
+           FROM cell_timing GROUP BY ALL) t ON t.solution = c.solution AND t.uuid = p.uuid
 CROSS JOIN settings st
 WHERE c.passed AND c.latency_ms > 0
 ORDER BY series, p.kv_len, p.batch_size, implementation;
