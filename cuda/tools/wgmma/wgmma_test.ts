@@ -95,6 +95,8 @@ Deno.test("the GEMM bench's --explore mode times each distinct plan once and nev
       for (const p of rec.plans) assert(p.ok ? p.us > 0 : p.us === undefined, JSON.stringify(p));
       // swap-AB widths are explored only where M fits a few of their column tiles
       assertEquals(keys.some((k: string) => k.startsWith("swap")), rec.M <= 256);
+      // the planner's plan and cuBLAS back to back without the flush, beside the flushed timings
+      assert(rec.hot_auto_us > 0 && rec.hot_torch_us > 0, `M=${rec.M}: no hot timing`);
     }
     // --define: a tunable of this run, in a build folder of its own, recorded with the results
     assertEquals(res.defines, { SM90_MAX_STAGES: "4" });
