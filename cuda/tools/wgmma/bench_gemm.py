@@ -16,7 +16,7 @@ clamps it) on each (N, K, M) of EXPLORE_MS, beside the planner's own choice and 
 planner's cost model can be fitted on the CPU (fit_planner.py reads the JSON).
 --ncu-cases: one call per (case, who) of NCU_CASES between cudaProfilerStart/Stop, for Nsight Compute:
     ncu --clock-control none --profile-from-start off --csv --page details --log-file $OUT/ncu.csv \
-        --section SpeedOfLight --section LaunchStats --section Occupancy \
+        --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         python3 cuda/tools/wgmma/bench_gemm.py --ncu-cases
     python3 cuda/tools/wgmma/ncu_summary.py $OUT/ncu.csv $OUT/wgmma_bench.json
 (the planner's plan, stream-K on its tile shape, torch.matmul; ncu_summary.py tells the calls apart).

@@ -19,7 +19,8 @@ OURS = "gemm_sm90_kernel"
 # (column, ncu metric name): the details page's names for the sections the bench's command asks for
 COLUMNS = [("DRAM %", "DRAM Throughput"), ("memory %", "Memory Throughput"),
            ("SM %", "Compute (SM) Throughput"), ("occupancy %", "Achieved Occupancy"),
-           ("grid", "Grid Size"), ("registers", "Registers Per Thread")]
+           ("grid", "Grid Size"), ("registers", "Registers Per Thread"),
+           ("cycles/issue", "Warp Cycles Per Issued Instruction")]
 TIME_UNITS = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3,
               "second": 1e6, "s": 1e6}
 
