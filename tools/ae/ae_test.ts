@@ -14,10 +14,10 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../../pipeline/engine/mod.ts";
+import { REPO_ROOT, Store } from "../../pipeline/engine/mod.ts";
 import { writeFixtureRun } from "../../stages/aggregate/testdata/fixture_run.ts";
 import { reportHere } from "../../tests/report.ts";
-import { digestDiffs } from "./kick.ts";
+import { digestDiffs, pureDigests } from "./kick.ts";
 import { compareWithShipped, main as fullMain, measuredSpread } from "./full.ts";
 import { packRunCells, shipCell } from "./ship_run.ts";
 import { readRunFolder } from "../../stages/aggregate/mod.ts";
@@ -39,6 +39,38 @@ Deno.test("kick: a pure cell whose digest changed, went missing or is new is nam
     "generate/d: not in the manifest",
   ]);
   assertEquals(digestDiffs(want, { ...want }), []);
+});
+
+Deno.test("kick: the committed pure-stage manifest is what the pure stages produce from this tree", async () => {
+  // A kernel source or a pure stage changed without `deno task ae:kick --update-manifest` leaves
+  // results/pure-stages.json stale, and an artifact evaluator's ae:kick then fails.
+  const store = mkdtempSync(join(tmpdir(), "tp-pure-"));
+  try {
+    const o = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "pipeline/cli.ts",
+        "reproduce",
+        "--to",
+        "generate",
+        "--store",
+        store,
+      ],
+      cwd: REPO_ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assertEquals(o.code, 0, new TextDecoder().decode(o.stderr).slice(-1500));
+    const want = JSON.parse(readFileSync(join(REPO_ROOT, "results", "pure-stages.json"), "utf8"));
+    assertEquals(
+      digestDiffs(want.cells, pureDigests(new Store(store))),
+      [],
+      "results/pure-stages.json is stale: run `deno task ae:kick --update-manifest`",
+    );
+  } finally {
+    rmSync(store, { recursive: true, force: true });
+  }
 });
 
 Deno.test("ae:full compares within the run-to-run p90 a shipped run measured, per kind of cell where it has both", () => {
