@@ -375,32 +375,26 @@ def main():
             return (time.time() - t) * 1e6
         if do_bench is not None:
             return do_bench(fn, warmup=20, rep=60, return_mode="median") * 1e3  # us
-        st, en = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        for _ in range(3):
+        return _back_to_back(fn, 3, 20)
+
+    def _back_to_back(fn, warmup, calls):
+        """Mean us per call over `calls` calls in a row between two events, no flush between them."""
+        for _ in range(warmup):
             fn()
+        st, en = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         st.record()
-        for _ in range(20):
+        for _ in range(calls):
             fn()
         en.record()
         torch.cuda.synchronize()
-        return st.elapsed_time(en) / 20 * 1e3
+        return st.elapsed_time(en) / calls * 1e3
 
     def bench_hot(fn, what="hot timing"):
         """Back to back, no L2 flush between calls: the steady state of a model's consecutive GEMMs,
         where each launch finds the SM's shared-memory carveout and the operands' L2 lines as the
         previous call left them (do_bench's flush kernel changes both)."""
         with watch(what, 60.0):
-            if MOCK:
-                return _bench(fn)
-            for _ in range(5):
-                fn()
-            st, en = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            st.record()
-            for _ in range(50):
-                fn()
-            en.record()
-            torch.cuda.synchronize()
-            return st.elapsed_time(en) / 50 * 1e3
+            return _bench(fn) if MOCK else _back_to_back(fn, 5, 50)
 
     bench.hot = bench_hot
     torch.manual_seed(0)
