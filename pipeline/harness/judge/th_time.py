@@ -130,16 +130,15 @@ def time_one(ctx, tcfg, cand, ref, base, noop, sol, wl):
         return failed
     samples, round_samples = m["samples"], m["round_samples"]
     if self_base:
+        # Its samples and tails are the baseline's, for this cell and the workload's later ones: as when
+        # the baseline was timed beside itself, its honest tails include its own (a host-side tail torch
+        # leaves is not async work), and later candidates are judged against them.
         samples["baseline"] = list(samples["candidate"])
         round_samples["baseline"] = [list(r) for r in round_samples["candidate"]]
+        m["tails"]["baseline"] = list(m["tails"].get("candidate") or [])
         details["baseline_from"] = "candidate"
     if tcfg["reuse_reference"]:
         share_honest_roles(samples, round_samples, m["tails"], cache, details)
-        if self_base:
-            # Its tails become the baseline's honest tails for the workload's later cells; this cell's own
-            # tail check does not compare the candidate with itself.
-            own_tails = list(m["tails"].get("candidate") or [])
-            cache["baseline"] = (samples["baseline"], round_samples["baseline"], own_tails)
     _noop_overhead(ctx, noop, base_req, cache, details)
     t_phase = time.monotonic()
     # The candidate's per-sample host times, in sample order (what its `host_submit_median_ms` is taken over).

@@ -157,6 +157,7 @@ def timing_tests(work, device):
           "the baseline's for the later cells)",
           bd.get("baseline_from") == "candidate" and "baseline" not in bd["phase_s"]
           and bd["speedup_vs_baseline"] == 1.0 and bd["baseline"]["samples_ms"] == bd["candidate"]["samples_ms"]
+          and "baseline" in (bd.get("tail_ms") or {}).get("honest_medians", {})
           and "baseline" in det.get("reused", []) and det["baseline"]["samples_ms"] == bd["candidate"]["samples_ms"],
           f"{bd.get('baseline_from')} {bd['phase_s']} {bd.get('speedup_vs_baseline')} {det.get('reused')}")
     tq = (det.get("tail_ms") or {}).get("candidate_quartiles")
