@@ -19,12 +19,11 @@ for want in "$@"; do
     ;;
   esac
 done
-# bundle TITLE BUNDLE_NAME PROFILE STORE [reproduce options]: a profile's CPU stages and its bundle
+# bundle TITLE BUNDLE_NAME PROFILE STORE: a profile's CPU stages and its bundle
 bundle() {
   local title=$1 name=$2 profile=$3 store=$4
-  shift 4
   echo "== $title"
-  reproduce --store "$store" --profile "$profile" "$@" --to generate | tail -3
+  reproduce --store "$store" --profile "$profile" --to generate | tail -3
   BUNDLE=$name PROFILE=$profile STORE=$store tools/gpu-bundle.sh | tail -2
 }
 bundle "default profile" store.tar.xz profiles/default.json "$root/.tracepipe/store"

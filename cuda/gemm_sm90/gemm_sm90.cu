@@ -798,9 +798,10 @@ static cudaError_t launch_t(const Plan& pl, const void* A, const void* B, void* 
     if (!p.counters || (!ws && pl.ws_bytes > 0)) return cudaErrorMemoryAllocation;
   }
   if (pl.splits != 1 || pl.coop) {
-    // The split-K reduction and the stream-K fix-up spin on sibling CTAs, so they must all be resident at once. A
-    // cooperative launch guarantees that or fails with cudaErrorCooperativeLaunchTooLarge
-    // (launch_plan then falls back to splits = 1) instead of deadlocking.
+    // The split-K reduction and the stream-K fix-up spin on sibling CTAs, so they must all be
+    // resident at once. A cooperative launch guarantees that or fails with
+    // cudaErrorCooperativeLaunchTooLarge (launch_plan then falls back to splits = 1) instead of
+    // deadlocking. run_coop launches a plan without splits this way too, to time the launch alone.
     cudaLaunchConfig_t lc = {};
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeCooperative;

@@ -396,7 +396,6 @@ def main():
         with watch(what, 60.0):
             return _bench(fn) if MOCK else _back_to_back(fn, 5, 50)
 
-    bench.hot = bench_hot
     torch.manual_seed(0)
     dead = False
     threading.Thread(target=_watchdog, daemon=True).start()
@@ -446,7 +445,7 @@ def main():
     if MOCK:
         torch.matmul = _mock_matmul(torch.matmul)
     if a.explore:
-        return explore(torch, new, bench, a.budget, quick)
+        return explore(torch, new, bench, bench_hot, a.budget, quick)
     if a.ncu_cases:
         return ncu_cases(torch, new)
     if quick:
@@ -557,7 +556,7 @@ def main():
     return 0 if not dead else 1
 
 
-def explore(torch, new, bench, budget, quick):
+def explore(torch, new, bench, bench_hot, budget, quick):
     """Every distinct plan on every (N, K, M): cuBLAS, the planner's choice and each forced
     (tile shape, split count), each checked (NaN-poisoned) before it is timed. A plan that fails the
     check is recorded and never counted as the best."""
@@ -599,13 +598,13 @@ def explore(torch, new, bench, budget, quick):
             best = min(good, key=lambda p: p["us"]) if good else None
             rec["auto_us"] = auto_p["us"] if auto_p else None
             # the same plan launched cooperatively: the launch's own share of split-K's fixed cost
-            if auto_p and rec["auto"]["splits"] == 1 and hasattr(new, "run_coop"):
+            if auto_p and rec["auto"]["splits"] == 1:
                 rec["auto_coop_us"] = bench(lambda: new.run_coop(A, B, C), f"explore coop N={N} K={K} M={M}")
             # Back to back without the flush, ours and cuBLAS: what of a small case's ~10 us floor is the
             # flush's doing (a shared-memory carveout switch before each of our 170-197 KB launches).
             if auto_p:
-                rec["hot_auto_us"] = bench.hot(lambda: new.run(A, B, C), f"explore hot N={N} K={K} M={M}")
-                rec["hot_torch_us"] = bench.hot(lambda: torch.matmul(A, B.t(), out=C), f"hot torch N={N} M={M}")
+                rec["hot_auto_us"] = bench_hot(lambda: new.run(A, B, C), f"explore hot N={N} K={K} M={M}")
+                rec["hot_torch_us"] = bench_hot(lambda: torch.matmul(A, B.t(), out=C), f"hot torch N={N} M={M}")
             rec["best"] = best
             RES["explore"].append(rec)
             bu = best["us"] if best else float("nan")

@@ -147,11 +147,7 @@ int main() {
 }
 `,
     );
-    const child = new Deno.Command(exe, { stdin: "piped", stdout: "piped" }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(explore.map((c) => `${c.M} ${c.N} ${c.K}\n`).join("")));
-    await w.close();
-    const lines = new TextDecoder().decode((await child.output()).stdout).trim().split("\n");
+    const lines = await runDriver(exe, explore.map((c) => `${c.M} ${c.N} ${c.K}\n`).join(""));
     assertEquals(lines.length, explore.length);
     const CFGS = ["128x256", "128x128", "swap8", "swap16", "swap32", "swap64"];
     const regrets: number[] = [], before: number[] = [];
@@ -177,6 +173,15 @@ int main() {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Runs a built driver on `input` (its standard input); its output lines. */
+async function runDriver(exe: string, input: string): Promise<string[]> {
+  const child = new Deno.Command(exe, { stdin: "piped", stdout: "piped" }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(input));
+  await w.close();
+  return new TextDecoder().decode((await child.output()).stdout).trim().split("\n");
+}
 
 /** Builds a host driver for one of the kernel file's C entries (`-DTP_NO_TORCH`, no GPU needed). */
 async function buildDriver(dir: string, source: string): Promise<string> {
@@ -238,11 +243,7 @@ int main() {
       [257, 4096, 4096, 0, 2],
       [100, 2048, 4096, 0, 3],
     ];
-    const child = new Deno.Command(exe, { stdin: "piped", stdout: "piped" }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(cases.map((c) => c.join(" ") + "\n").join("")));
-    await w.close();
-    const lines = new TextDecoder().decode((await child.output()).stdout).trim().split("\n");
+    const lines = await runDriver(exe, cases.map((c) => c.join(" ") + "\n").join(""));
     let at = 0;
     for (const [M, N, K, cfgReq, spReq] of cases) {
       const head = lines[at++].split(" ");
